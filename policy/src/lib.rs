@@ -1,1 +1,19 @@
-//! Placeholder
+//! weir's decisions: configuration schema and validation, request classification and
+//! routing, node balancing.
+//!
+//! This crate is pure by design (DESIGN.md §1): it does no I/O, never reads the clock and
+//! spawns nothing. Time and randomness are passed in by the caller (the appliance), so every
+//! decision can be unit-tested, property-tested and replayed in a seeded simulation.
+//! `clippy.toml` beside this crate bans the clock reads.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+// Panics on input-dependent paths would take a whole shard down; tests may unwrap.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod balance;
+pub mod config;
+pub mod rand;
+pub mod route;
+
+mod dns;

@@ -1,0 +1,193 @@
+//! The configuration: TOML text → TOML-shaped structs (`raw`) → validated, typed [`Config`].
+//!
+//! Config flows one way (STYLE.md habit 4). The appliance calls [`Config::from_toml_str`]
+//! at start-up, on `weir check-config` and on every reload; a rejected file leaves the
+//! running config untouched. Every rejection names the file, the line and the dotted key.
+//! The commented reference file is `appliance/examples/weir.toml`.
+
+mod addr;
+mod error;
+mod raw;
+mod validate;
+
+pub mod units;
+
+#[cfg(test)]
+mod tests;
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::de::DeTable;
+
+pub use crate::route::BucketGlob;
+pub use addr::{NodeAddr, NodeAddrError};
+pub use error::ConfigError;
+
+use error::SpanIndex;
+use raw::RawConfig;
+
+/// A validated configuration: every value within its bounds, every reference resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// `[appliance]`: process-wide settings.
+    pub appliance: Appliance,
+    /// `[http]`: limits on client connections and requests.
+    pub http: Http,
+    /// `[upstream]`: timeouts and pooling towards storage nodes.
+    pub upstream: Upstream,
+    /// `[[pool]]`: at least one; index 0 is the default pool.
+    pub pools: Vec<Pool>,
+    /// `[[route]]`: tried in order; unmatched requests go to pool 0.
+    pub routes: Vec<Route>,
+}
+
+/// `[appliance]`: process-wide settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Appliance {
+    /// Number of shards (one pinned executor each); 0 = all online CPUs.
+    pub cores: usize,
+    /// Client listen addresses, at least one, no duplicates; every core binds each one
+    /// with `SO_REUSEPORT`.
+    pub listen: Vec<SocketAddr>,
+    /// Prometheus metrics listener, if any.
+    pub metrics: Option<SocketAddr>,
+    /// How bodies are relayed.
+    pub body_path: BodyPath,
+    /// Size of each relay pipe (`F_SETPIPE_SZ`); bigger pipes mean fewer `splice` calls.
+    pub pipe_bytes: usize,
+    /// Host suffixes for virtual-host style addressing (`bucket.<suffix>`), lower-case,
+    /// without a leading dot; empty = path-style only.
+    pub virtual_host_suffixes: Vec<String>,
+}
+
+/// How bodies move between client and storage node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BodyPath {
+    /// socket → pipe → socket with `splice(2)`: bytes never enter user space.
+    #[default]
+    Splice,
+    /// Forced copy through user-space buffers, to measure what zero-copy saves.
+    Copy,
+}
+
+/// `[http]`: limits on what clients may send and how long they may take.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Http {
+    /// Largest request head (request line + headers) accepted; larger gets 431.
+    pub header_bytes_max: usize,
+    /// Most header fields in one request head.
+    pub headers_count_max: usize,
+    /// Time allowed to receive a whole request head once its first byte arrived.
+    pub head_timeout: Duration,
+    /// How long an idle keep-alive client connection is kept.
+    pub client_idle_timeout: Duration,
+    /// Bodies up to this size may be buffered in user space (cheaper than splice for small
+    /// bodies, and replayable on retry); 0 = never buffer.
+    pub buffered_body_bytes_max: usize,
+    /// Most concurrent client connections, across all cores.
+    pub connections_max: usize,
+}
+
+/// `[upstream]`: timeouts and connection pooling towards storage nodes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upstream {
+    /// Time allowed for a TCP connect to a node.
+    pub connect_timeout: Duration,
+    /// Time from the request being sent to the first response byte.
+    pub first_byte_timeout: Duration,
+    /// Longest silence while relaying a body in either direction.
+    pub io_timeout: Duration,
+    /// Idle keep-alive connections kept per node and core; 0 = no pooling.
+    pub idle_connections_per_node_max: usize,
+    /// How long an idle pooled connection is kept before it is closed.
+    pub pool_idle_timeout: Duration,
+}
+
+/// `[[pool]]`: a named set of storage nodes that serve the same data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pool {
+    /// Unique name, used by routes and as a metric label.
+    pub name: String,
+    /// At least one node, no duplicates.
+    pub nodes: Vec<NodeAddr>,
+}
+
+/// `[[route]]`: buckets matching a glob go to a pool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    /// Which buckets this route takes.
+    pub bucket: BucketGlob,
+    /// Index into [`Config::pools`].
+    pub pool: usize,
+}
+
+impl Default for Appliance {
+    fn default() -> Self {
+        Self {
+            cores: 0,
+            listen: vec![SocketAddr::from((Ipv4Addr::LOCALHOST, 9000))],
+            metrics: None,
+            body_path: BodyPath::Splice,
+            pipe_bytes: 1 << 20,
+            virtual_host_suffixes: Vec::new(),
+        }
+    }
+}
+
+impl Default for Http {
+    fn default() -> Self {
+        Self {
+            header_bytes_max: 16 << 10,
+            headers_count_max: 128,
+            head_timeout: Duration::from_secs(10),
+            client_idle_timeout: Duration::from_secs(60),
+            buffered_body_bytes_max: 64 << 10,
+            connections_max: 10_000,
+        }
+    }
+}
+
+impl Default for Upstream {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(3),
+            first_byte_timeout: Duration::from_secs(60),
+            io_timeout: Duration::from_secs(60),
+            idle_connections_per_node_max: 64,
+            pool_idle_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+// === impl Config ===
+
+impl Config {
+    /// Parses and validates a whole config file. `origin` is only used in messages
+    /// (normally the file name); the first problem found is returned.
+    pub fn from_toml_str(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        let root = match DeTable::parse(text) {
+            Ok(root) => root,
+            Err(error) => {
+                // The partial tree still names the key around a syntax error, if any.
+                let (partial, _) = DeTable::parse_recoverable(text);
+                return Err(SpanIndex::new(text, origin, partial.get_ref()).toml_error(&error));
+            }
+        };
+        let index = SpanIndex::new(text, origin, root.get_ref());
+        validate::shape(root.get_ref()).map_err(|invalid| index.invalid(invalid))?;
+        let raw = RawConfig::deserialize(toml::de::Deserializer::from(root.clone()))
+            .map_err(|error| index.toml_error(&error))?;
+        validate::config(raw).map_err(|invalid| index.invalid(invalid))
+    }
+
+    /// The pool serving `bucket`: the first route whose glob matches, else pool 0 (also
+    /// for requests that name no bucket).
+    pub fn route(&self, bucket: Option<&str>) -> usize {
+        bucket
+            .and_then(|b| self.routes.iter().find(|r| r.bucket.matches(b)))
+            .map_or(0, |r| r.pool)
+    }
+}
