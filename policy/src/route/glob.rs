@@ -29,7 +29,7 @@ const BUCKET_LEN_MAX: usize = 63;
 
 impl BucketGlob {
     /// Validates `pattern`: lower-case bucket characters and wildcards only, and no more
-    /// than [`BUCKET_LEN_MAX`] non-`*` characters (a longer pattern could never match).
+    /// than 63 (the longest bucket name) non-`*` characters, since more could never match.
     pub fn new(pattern: &str) -> Result<Self, GlobError> {
         if pattern.is_empty() {
             return Err(GlobError::Empty);

@@ -140,6 +140,7 @@ const BUCKET_CONFIG_SUBRESOURCES: &[&str] = &[
 ///
 /// `partNumber` alone (GetObject of one part of a completed upload) is a Read; it is
 /// Multipart only together with `uploadId` (UploadPart), which the `uploadId` rule covers.
+/// A GET on the service root (ListBuckets) also reads as List: it names no key either.
 pub fn op_class(method: &str, path_has_key: bool, query: Option<&str>) -> OpClass {
     let query = query.unwrap_or("");
     let has = |name: &str| query_has(query, name);
