@@ -130,10 +130,13 @@ proptest! {
     #[test]
     fn structured_garbage_never_panics(
         start in prop_oneof![Just("GET / HTTP/1.1\r\n"), Just("HTTP/1.1 200 OK\r\n"), Just("")],
-        tail in proptest::collection::vec(prop_oneof![
-            Just(b'\r'), Just(b'\n'), Just(b':'), Just(b' '), Just(b'\t'), Just(b','), Just(b';'),
-            Just(b'0'), Just(b'a'), Just(b'"'), Just(b'\\'), any::<u8>()
-        ], 0..300),
+        // Half the bytes land on the grammar's delimiters so the parsers get deep.
+        tail in proptest::collection::vec(any::<u8>(), 0..300).prop_map(|v| {
+            const SPECIAL: &[u8] = b"\r\n: \t,;0a\"\\=";
+            v.into_iter()
+                .map(|b| if b < 128 { SPECIAL[usize::from(b) % SPECIAL.len()] } else { b })
+                .collect::<Vec<u8>>()
+        }),
     ) {
         let mut bytes = start.as_bytes().to_vec();
         bytes.extend_from_slice(&tail);
