@@ -1,8 +1,18 @@
 //! weir-io: every mechanism of the data path — HTTP/1.1 head codec and body framing
-//! (`http`), zero-copy splice relay with a copy fallback (`splice`, `relay`), upstream
-//! keep-alive pools (`upstream`), and executor/listener set-up (`runtime`).
+//! (`http`), connections with read-ahead (`conn`), the zero-copy splice relay with a copy
+//! fallback (`relay`, `pipe`), upstream keep-alive pools (`upstream`), and executor and
+//! listener set-up (`runtime`).
 //!
 //! It knows nothing of tenants, pools or policy: the appliance asks `weir-policy` what to do
 //! and uses this crate to move the bytes.
 
+pub mod conn;
+pub mod error;
 pub mod http;
+pub mod pipe;
+pub mod relay;
+pub mod runtime;
+pub mod sys;
+pub mod upstream;
+
+pub use error::{Error, Kind, Side};

@@ -1,0 +1,295 @@
+//! Every metric weir exports, in one place (names are listed for operators in
+//! `docs/metrics.md`). Counters are per core: each shard is the only writer of its own
+//! `CoreMetrics`, so an update is a relaxed load and store on a cache line no other core
+//! writes — no shared atomic read-modify-write on the request path (CORRECTIONS 10). The
+//! metrics thread sums the cores at scrape time.
+
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// Status classes counted for requests.
+pub const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+/// Statuses weir itself answers when it rejects a request before any node sees it.
+pub const REJECT_STATUSES: [u16; 9] = [400, 408, 411, 413, 417, 431, 501, 505, 0];
+
+/// Direction of a body: `upload` is client → node, `download` node → client.
+#[derive(Clone, Copy)]
+pub enum Direction {
+    /// Client to node.
+    Upload = 0,
+    /// Node to client.
+    Download = 1,
+}
+
+/// One core's counters. Written only by that core.
+#[repr(align(128))]
+#[derive(Default)]
+pub struct CoreMetrics {
+    requests: [AtomicU64; 5],
+    rejected: [AtomicU64; 9],
+    /// [direction][0 = splice, 1 = copy]
+    body_bytes: [[AtomicU64; 2]; 2],
+    connections_accepted: AtomicU64,
+    connections_refused: AtomicU64,
+    connections_active: AtomicU64,
+    upstream_connects: AtomicU64,
+    upstream_reuses: AtomicU64,
+    upstream_errors: AtomicU64,
+    upstream_retries: AtomicU64,
+}
+
+/// Single-writer increment: the owning core is the only writer, so load+store is exact and
+/// avoids the locked read-modify-write of `fetch_add`.
+#[inline]
+fn bump(c: &AtomicU64, n: u64) {
+    c.store(c.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
+}
+
+impl CoreMetrics {
+    /// Counts a request answered with `status` (by a node or by weir).
+    pub fn request(&self, status: u16) {
+        let class = (status / 100).clamp(1, 5) as usize - 1;
+        bump(&self.requests[class], 1);
+    }
+
+    /// Counts a request weir rejected itself with `status`.
+    pub fn rejected(&self, status: u16) {
+        let idx = REJECT_STATUSES
+            .iter()
+            .position(|s| *s == status)
+            .unwrap_or(REJECT_STATUSES.len() - 1);
+        bump(&self.rejected[idx], 1);
+    }
+
+    /// Counts body bytes moved in `dir`, split by mechanism.
+    pub fn body(&self, dir: Direction, moved: weir_io::relay::Moved) {
+        let d = dir as usize;
+        if moved.spliced > 0 {
+            bump(&self.body_bytes[d][0], moved.spliced);
+        }
+        if moved.copied > 0 {
+            bump(&self.body_bytes[d][1], moved.copied);
+        }
+    }
+
+    /// Counts an accepted client connection (and makes it active).
+    pub fn connection_opened(&self) {
+        bump(&self.connections_accepted, 1);
+        bump(&self.connections_active, 1);
+    }
+
+    /// Marks a client connection closed.
+    pub fn connection_closed(&self) {
+        let c = &self.connections_active;
+        c.store(
+            c.load(Ordering::Relaxed).saturating_sub(1),
+            Ordering::Relaxed,
+        );
+    }
+
+    /// Counts a connection refused because the core is at its connection cap.
+    pub fn connection_refused(&self) {
+        bump(&self.connections_refused, 1);
+    }
+
+    /// Active client connections on this core.
+    pub fn connections_active(&self) -> u64 {
+        self.connections_active.load(Ordering::Relaxed)
+    }
+
+    /// Counts a new upstream connection (`reused` = taken from the keep-alive pool).
+    pub fn upstream_checkout(&self, reused: bool) {
+        bump(
+            if reused {
+                &self.upstream_reuses
+            } else {
+                &self.upstream_connects
+            },
+            1,
+        );
+    }
+
+    /// Counts an upstream failure (connect, reset, timeout, garbage).
+    pub fn upstream_error(&self) {
+        bump(&self.upstream_errors, 1);
+    }
+
+    /// Counts a request re-sent to a node after a failure before the response started.
+    pub fn upstream_retry(&self) {
+        bump(&self.upstream_retries, 1);
+    }
+}
+
+/// All cores' counters, shared with the metrics thread.
+#[derive(Clone)]
+pub struct Registry {
+    cores: Arc<Vec<CoreMetrics>>,
+    driver: &'static str,
+}
+
+impl Registry {
+    /// Counters for `cores` cores running on `driver`.
+    pub fn new(cores: usize, driver: &'static str) -> Self {
+        Registry {
+            cores: Arc::new((0..cores).map(|_| CoreMetrics::default()).collect()),
+            driver,
+        }
+    }
+
+    /// The counters core `i` writes.
+    pub fn core(&self, i: usize) -> &CoreMetrics {
+        &self.cores[i]
+    }
+
+    fn sum(&self, f: impl Fn(&CoreMetrics) -> &AtomicU64) -> u64 {
+        self.cores
+            .iter()
+            .map(|c| f(c).load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(4096);
+        let w = &mut out;
+        family(
+            w,
+            "weir_info",
+            "gauge",
+            "Build and runtime facts (value is always 1).",
+        );
+        let _ = writeln!(
+            w,
+            "weir_info{{version=\"{}\",driver=\"{}\",cores=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION"),
+            self.driver,
+            self.cores.len()
+        );
+        family(
+            w,
+            "weir_requests_total",
+            "counter",
+            "Requests answered, by status class.",
+        );
+        for (i, class) in STATUS_CLASSES.iter().enumerate() {
+            let v = self.sum(|c| &c.requests[i]);
+            let _ = writeln!(w, "weir_requests_total{{status=\"{class}\"}} {v}");
+        }
+        family(
+            w,
+            "weir_rejected_requests_total",
+            "counter",
+            "Requests weir rejected before any node saw them, by status (0 = connection closed without answer).",
+        );
+        for (i, status) in REJECT_STATUSES.iter().enumerate() {
+            let v = self.sum(|c| &c.rejected[i]);
+            let _ = writeln!(w, "weir_rejected_requests_total{{status=\"{status}\"}} {v}");
+        }
+        family(
+            w,
+            "weir_body_bytes_total",
+            "counter",
+            "Body bytes relayed, by direction and mechanism (splice = zero-copy, copy = through user space).",
+        );
+        for (d, dir) in ["upload", "download"].iter().enumerate() {
+            for (p, path) in ["splice", "copy"].iter().enumerate() {
+                let v = self.sum(|c| &c.body_bytes[d][p]);
+                let _ = writeln!(
+                    w,
+                    "weir_body_bytes_total{{direction=\"{dir}\",path=\"{path}\"}} {v}"
+                );
+            }
+        }
+        let simple: [(&str, &str, &str, fn(&CoreMetrics) -> &AtomicU64); 7] = [
+            (
+                "weir_connections_accepted_total",
+                "counter",
+                "Client connections accepted.",
+                |c| &c.connections_accepted,
+            ),
+            (
+                "weir_connections_refused_total",
+                "counter",
+                "Client connections refused at the connection cap.",
+                |c| &c.connections_refused,
+            ),
+            (
+                "weir_connections_active",
+                "gauge",
+                "Client connections open now.",
+                |c| &c.connections_active,
+            ),
+            (
+                "weir_upstream_connects_total",
+                "counter",
+                "New connections opened to storage nodes.",
+                |c| &c.upstream_connects,
+            ),
+            (
+                "weir_upstream_reuses_total",
+                "counter",
+                "Requests sent on a pooled keep-alive connection.",
+                |c| &c.upstream_reuses,
+            ),
+            (
+                "weir_upstream_errors_total",
+                "counter",
+                "Upstream failures (connect, reset, timeout, malformed).",
+                |c| &c.upstream_errors,
+            ),
+            (
+                "weir_upstream_retries_total",
+                "counter",
+                "Requests re-sent after a failure before the response started.",
+                |c| &c.upstream_retries,
+            ),
+        ];
+        for (name, kind, help, f) in simple {
+            family(w, name, kind, help);
+            let _ = writeln!(w, "{name} {}", self.sum(f));
+        }
+        out
+    }
+}
+
+fn family(w: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(w, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+/// Serves `GET /metrics` on its own thread, so scrapes stay answered while every core is
+/// saturated by the data path.
+pub fn serve(addr: SocketAddr, registry: Registry) -> std::io::Result<std::thread::JoinHandle<()>> {
+    let listener = TcpListener::bind(addr)?;
+    std::thread::Builder::new().name("weir-metrics".into()).spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(5)));
+            let _ = stream.set_write_timeout(Some(std::time::Duration::from_secs(5)));
+            let mut reader = BufReader::new(&stream);
+            let mut line = String::new();
+            if reader.read_line(&mut line).is_err() {
+                continue;
+            }
+            // Drain the head; the request line decides the answer.
+            let mut header = String::new();
+            while reader.read_line(&mut header).map(|n| n > 2).unwrap_or(false) {
+                header.clear();
+            }
+            let mut parts = line.split_whitespace();
+            let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+            let (status, ctype, body) = match (method, path) {
+                ("GET", "/metrics") => ("200 OK", "text/plain; version=0.0.4", registry.render()),
+                ("GET", "/healthz") => ("200 OK", "text/plain", "ok\n".to_string()),
+                _ => ("404 Not Found", "text/plain", "not found\n".to_string()),
+            };
+            let mut w = &stream;
+            let _ = write!(
+                w,
+                "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    })
+}

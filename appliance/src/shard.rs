@@ -1,0 +1,119 @@
+//! One shard per core: its listener, its upstream pools, its pipes, its view of the nodes
+//! and its counters. Nothing here is shared with another core; the only cross-core state is
+//! the read-only config and the metric registry (single writer per core).
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use monoio::net::TcpListener;
+use weir_io::pipe::PipePool;
+use weir_io::upstream::UpstreamPool;
+use weir_policy::rand::SplitMix64;
+
+use crate::metrics::{CoreMetrics, Registry};
+use crate::proxy;
+use crate::settings::Settings;
+
+/// A core's state, shared by the connection tasks running on that core.
+pub struct Shard {
+    /// Core index.
+    pub id: usize,
+    /// The config this shard serves (immutable; reload swaps the whole `Rc`).
+    pub settings: Arc<Settings>,
+    /// In-flight requests per pool per node, for the balancer.
+    pub inflight: Vec<RefCell<Vec<u32>>>,
+    /// Keep-alive connections to nodes.
+    pub upstream: UpstreamPool,
+    /// Pipes for splice.
+    pub pipes: Rc<PipePool>,
+    /// Balancer randomness, seeded per core.
+    pub rng: RefCell<SplitMix64>,
+    /// Request-id sequence.
+    pub next_request: Cell<u64>,
+    registry: Registry,
+}
+
+impl Shard {
+    /// This core's counters.
+    pub fn metrics(&self) -> &CoreMetrics {
+        self.registry.core(self.id)
+    }
+
+    /// A fresh request id (core-prefixed so ids are unique across cores without sharing).
+    pub fn request_id(&self) -> String {
+        let n = self.next_request.get();
+        self.next_request.set(n + 1);
+        format!("{:02X}{:014X}", self.id, n)
+    }
+}
+
+/// Runs shard `id` on the current thread until the process exits.
+pub async fn run(
+    id: usize,
+    settings: Arc<Settings>,
+    listeners: Vec<std::net::TcpListener>,
+    registry: Registry,
+) {
+    let cfg = &settings.config;
+    let shard = Rc::new(Shard {
+        id,
+        inflight: settings
+            .nodes
+            .iter()
+            .map(|n| RefCell::new(vec![0; n.len()]))
+            .collect(),
+        upstream: UpstreamPool::new(
+            cfg.upstream.idle_connections_per_node_max,
+            cfg.upstream.pool_idle_timeout,
+            cfg.upstream.connect_timeout,
+            cfg.http.header_bytes_max + 1024,
+        ),
+        pipes: Rc::new(PipePool::new(cfg.appliance.pipe_bytes, 64)),
+        rng: RefCell::new(SplitMix64::new(0x5745_4952 ^ (id as u64) << 32)),
+        next_request: Cell::new(0),
+        settings: settings.clone(),
+        registry,
+    });
+    let per_core_connections_max = (cfg.http.connections_max / settings.cores).max(1) as u64;
+    for std_listener in listeners {
+        let listener = match TcpListener::from_std(std_listener) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(core = id, error = %e, "cannot adopt listener");
+                continue;
+            }
+        };
+        let shard = shard.clone();
+        monoio::spawn(async move {
+            loop {
+                let (stream, peer) = match listener.accept().await {
+                    Ok(x) => x,
+                    Err(e) => {
+                        // EMFILE and friends: back off instead of spinning on the error.
+                        tracing::warn!(core = shard.id, error = %e, "accept failed");
+                        monoio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                if shard.metrics().connections_active() >= per_core_connections_max {
+                    shard.metrics().connection_refused();
+                    drop(stream);
+                    continue;
+                }
+                let shard = shard.clone();
+                monoio::spawn(async move {
+                    shard.metrics().connection_opened();
+                    proxy::serve_client(&shard, stream, peer).await;
+                    shard.metrics().connection_closed();
+                });
+            }
+        });
+    }
+    // Housekeeping: expire idle upstream connections so nodes are not left holding them.
+    loop {
+        monoio::time::sleep(Duration::from_secs(1)).await;
+        shard.upstream.sweep(Instant::now());
+    }
+}

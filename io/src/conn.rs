@@ -1,0 +1,176 @@
+//! A connection as the relay sees it: a nonblocking socket plus a read-ahead buffer for
+//! heads and framing. Readiness comes from monoio (an io_uring poll, or epoll on the legacy
+//! driver); the data moves with plain nonblocking syscalls, which is what lets the same
+//! socket be used with `splice`.
+
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+
+use monoio::net::TcpStream;
+
+use crate::sys;
+
+/// A client or upstream connection with its read-ahead buffer.
+pub struct Conn {
+    stream: TcpStream,
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+}
+
+impl Conn {
+    /// Wraps `stream`, switching it to nonblocking mode; `buf_bytes` bounds the read-ahead
+    /// buffer (and so the largest head that can be read).
+    pub fn new(stream: TcpStream, buf_bytes: usize) -> io::Result<Conn> {
+        sys::set_nonblocking(stream.as_raw_fd())?;
+        let _ = stream.set_nodelay(true);
+        Ok(Conn {
+            stream,
+            buf: vec![0; buf_bytes],
+            start: 0,
+            end: 0,
+        })
+    }
+
+    /// The socket descriptor.
+    pub fn fd(&self) -> RawFd {
+        self.stream.as_raw_fd()
+    }
+
+    /// The monoio stream, for readiness waits.
+    pub fn stream(&self) -> &TcpStream {
+        &self.stream
+    }
+
+    /// Bytes read but not yet consumed.
+    pub fn buffered(&self) -> &[u8] {
+        &self.buf[self.start..self.end]
+    }
+
+    /// Marks `n` buffered bytes as consumed.
+    pub fn consume(&mut self, n: usize) {
+        debug_assert!(n <= self.end - self.start);
+        self.start += n.min(self.end - self.start);
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        }
+    }
+
+    /// True when the read-ahead buffer cannot take another byte.
+    pub fn is_full(&self) -> bool {
+        self.start == 0 && self.end == self.buf.len()
+    }
+
+    fn compact(&mut self) {
+        if self.start > 0 {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+    }
+
+    /// Reads whatever is available (waiting for readiness) and appends it to the buffer.
+    /// `Ok(0)` means end of stream; a full buffer is an `InvalidData` error.
+    pub async fn read_more(&mut self) -> io::Result<usize> {
+        self.compact();
+        if self.end == self.buf.len() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "read buffer full",
+            ));
+        }
+        loop {
+            match sys::recv(self.fd(), &mut self.buf[self.end..]) {
+                Ok(n) => {
+                    self.end += n;
+                    return Ok(n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.stream.readable(false).await?
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Reads the next message head so that, when the head and the start of a body arrive
+    /// together, only the head is consumed: the body bytes stay in the socket to be
+    /// spliced. It peeks first; when the peeked bytes hold a complete head (`head_len`
+    /// finds its end) exactly that much is read, otherwise everything is read as usual
+    /// (peeking again would spin on a socket that stays readable).
+    pub async fn read_head_bytes(
+        &mut self,
+        head_len: impl Fn(&[u8]) -> Option<usize>,
+    ) -> io::Result<usize> {
+        if self.start != self.end {
+            return self.read_more().await;
+        }
+        self.start = 0;
+        self.end = 0;
+        loop {
+            match sys::peek(self.fd(), &mut self.buf[..]) {
+                Ok(0) => return Ok(0),
+                Ok(n) => {
+                    let take = head_len(&self.buf[..n]).unwrap_or(n);
+                    let got = sys::recv(self.fd(), &mut self.buf[..take])?;
+                    self.end = got;
+                    return Ok(got);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.stream.readable(false).await?
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Writes all of `data`, waiting for writability as needed.
+    pub async fn write_all(&self, mut data: &[u8]) -> io::Result<()> {
+        while !data.is_empty() {
+            match sys::send(self.fd(), data) {
+                Ok(n) => data = &data[n..],
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.stream.writable(false).await?
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// True when the peer has closed or sent unsolicited bytes: an idle pooled upstream
+    /// connection in that state must not carry the next request.
+    pub fn is_stale(&self) -> bool {
+        if self.start != self.end {
+            return true;
+        }
+        let mut probe = [0u8; 1];
+        !matches!(sys::peek(self.fd(), &mut probe), Err(ref e) if e.kind() == io::ErrorKind::WouldBlock)
+    }
+
+    /// Makes the eventual close send RST, so the peer discards a partial message.
+    pub fn abort_on_close(&self) {
+        sys::close_hard(self.fd());
+    }
+}
+
+/// Where the blank line ending an HTTP head is, if present (`\r\n\r\n`; the strict parser
+/// rejects bare-LF heads anyway).
+pub fn head_end(buf: &[u8]) -> Option<usize> {
+    buf.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::head_end;
+
+    #[test]
+    fn head_end_finds_blank_line() {
+        assert_eq!(head_end(b"GET / HTTP/1.1\r\nHost: a\r\n\r\nBODY"), Some(27));
+        assert_eq!(head_end(b"GET / HTTP/1.1\r\nHost: a\r\n"), None);
+    }
+}

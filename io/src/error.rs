@@ -1,0 +1,84 @@
+//! The one error type at weir-io's boundary. Every failure says which side caused it and
+//! whether the request may still be retried elsewhere, so failover reads fields instead of
+//! matching strings (see STYLE.md, habit 6).
+
+use std::fmt;
+
+/// Which party a failure belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// The downstream client (its socket failed, closed early or sent garbage).
+    Client,
+    /// The storage node (refused, reset, timed out, closed early, answered garbage).
+    Upstream,
+    /// weir itself (resource exhaustion such as no file descriptors).
+    Internal,
+}
+
+impl fmt::Display for Side {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Side::Client => "client",
+            Side::Upstream => "upstream",
+            Side::Internal => "internal",
+        })
+    }
+}
+
+/// What went wrong, coarse enough to drive metrics and health decisions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Could not establish a connection.
+    Connect,
+    /// A deadline passed (connect, first byte, idle read/write).
+    Timeout,
+    /// The peer closed before the message was complete.
+    Closed,
+    /// A socket error (reset, broken pipe, ...).
+    Io,
+    /// The peer sent bytes that violate HTTP/1.1 framing.
+    Protocol,
+}
+
+/// A relay/connection failure with its side and retryability.
+#[derive(Debug, thiserror::Error)]
+#[error("{side} {kind:?}: {detail}")]
+pub struct Error {
+    /// Who failed.
+    pub side: Side,
+    /// How it failed.
+    pub kind: Kind,
+    /// True when nothing of the request reached the node yet (or the body is replayable),
+    /// so the request may be sent again to another node.
+    pub retryable: bool,
+    /// Human-readable detail for logs.
+    pub detail: String,
+}
+
+impl Error {
+    /// A failure of `side` that is not retryable unless the caller says otherwise.
+    pub fn new(side: Side, kind: Kind, detail: impl Into<String>) -> Self {
+        Error {
+            side,
+            kind,
+            retryable: false,
+            detail: detail.into(),
+        }
+    }
+
+    /// Wraps a socket error, classifying timeouts and early closes.
+    pub fn from_io(side: Side, err: &std::io::Error) -> Self {
+        let kind = match err.kind() {
+            std::io::ErrorKind::TimedOut => Kind::Timeout,
+            std::io::ErrorKind::UnexpectedEof => Kind::Closed,
+            _ => Kind::Io,
+        };
+        Error::new(side, kind, err.to_string())
+    }
+
+    /// Marks the error retryable (or not).
+    pub fn retryable(mut self, yes: bool) -> Self {
+        self.retryable = yes;
+        self
+    }
+}

@@ -1,0 +1,108 @@
+//! Thin, audited wrappers over the raw nonblocking syscalls the relay uses. monoio's
+//! io_uring sockets are blocking by default (CORRECTIONS 3), so every socket that takes part
+//! in `splice` or raw `recv`/`send` is switched to `O_NONBLOCK` first; readiness comes from
+//! monoio (`readable`/`writable`), the data move from these calls.
+
+use std::io;
+use std::os::fd::RawFd;
+
+/// Sets `O_NONBLOCK` on `fd`.
+pub fn set_nonblocking(fd: RawFd) -> io::Result<()> {
+    // SAFETY: fcntl on a descriptor we own; no memory is passed.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if flags < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if flags & libc::O_NONBLOCK != 0 {
+        return Ok(());
+    }
+    // SAFETY: as above.
+    if unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+fn cvt(ret: isize) -> io::Result<usize> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret as usize)
+    }
+}
+
+/// Nonblocking `recv` into `buf`; `Ok(0)` is end of stream.
+pub fn recv(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: `buf` is valid for writes of `buf.len()` bytes for the duration of the call.
+    cvt(unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) })
+}
+
+/// Nonblocking `recv(MSG_PEEK)`: looks at queued bytes without consuming them.
+pub fn peek(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: as for `recv`.
+    cvt(unsafe {
+        libc::recv(
+            fd,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            libc::MSG_DONTWAIT | libc::MSG_PEEK,
+        )
+    })
+}
+
+/// Nonblocking `send` without SIGPIPE.
+pub fn send(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
+    // SAFETY: `buf` is valid for reads of `buf.len()` bytes for the duration of the call.
+    cvt(unsafe {
+        libc::send(
+            fd,
+            buf.as_ptr().cast(),
+            buf.len(),
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+        )
+    })
+}
+
+/// Nonblocking `splice(2)` of up to `len` bytes between `from` and `to` (one must be a pipe).
+pub fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
+    // SAFETY: null offsets are valid for pipes and sockets; no user memory is passed.
+    cvt(unsafe {
+        libc::splice(
+            from,
+            std::ptr::null_mut(),
+            to,
+            std::ptr::null_mut(),
+            len,
+            libc::SPLICE_F_NONBLOCK | libc::SPLICE_F_MOVE,
+        )
+    })
+}
+
+/// Half-closes or aborts a socket: `abort` sends RST (SO_LINGER 0) so a storage node
+/// discards a partial upload instead of waiting for the rest of it.
+pub fn close_hard(fd: RawFd) {
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: setsockopt reads `linger` for the duration of the call; failure is harmless
+    // (the socket is closed normally when dropped).
+    unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        );
+    }
+}
+
+/// Ignores SIGPIPE process-wide: `splice` into a closed socket has no MSG_NOSIGNAL, and a
+/// client that hangs up must cost one connection, not the process.
+pub fn ignore_sigpipe() {
+    // SAFETY: installing SIG_IGN for SIGPIPE is async-signal-safe and process-global.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+    }
+}

@@ -1,0 +1,134 @@
+//! A core's keep-alive connections to storage nodes. Each node has a bounded stack of idle
+//! connections (most recently used first, so the rest age out); a connection is checked for
+//! a close or stray bytes before reuse, and expires after the idle timeout — storage nodes
+//! close idle connections too, and a request sent on a connection the node just closed
+//! would fail for no reason.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use monoio::net::TcpStream;
+
+use crate::conn::Conn;
+use crate::error::{Error, Kind, Side};
+
+struct Idle {
+    conn: Conn,
+    since: Instant,
+}
+
+/// Per-core pool of idle upstream connections, keyed by node address.
+pub struct UpstreamPool {
+    idle: RefCell<HashMap<SocketAddr, Vec<Idle>>>,
+    idle_per_node_max: usize,
+    idle_timeout: Duration,
+    connect_timeout: Duration,
+    buf_bytes: usize,
+}
+
+/// An upstream connection and whether it came from the pool (a reused connection may have
+/// been closed by the node in the meantime, which makes a failure on it retryable).
+pub struct Checkout {
+    /// The connection.
+    pub conn: Conn,
+    /// True when taken from the idle pool.
+    pub reused: bool,
+}
+
+impl UpstreamPool {
+    /// A pool keeping at most `idle_per_node_max` idle connections per node for
+    /// `idle_timeout`; new connections give up after `connect_timeout`.
+    pub fn new(
+        idle_per_node_max: usize,
+        idle_timeout: Duration,
+        connect_timeout: Duration,
+        buf_bytes: usize,
+    ) -> Self {
+        UpstreamPool {
+            idle: RefCell::new(HashMap::new()),
+            idle_per_node_max,
+            idle_timeout,
+            connect_timeout,
+            buf_bytes,
+        }
+    }
+
+    /// A live idle connection to `node`, or a new one.
+    pub async fn checkout(&self, node: SocketAddr, now: Instant) -> Result<Checkout, Error> {
+        if let Some(conn) = self.take_idle(node, now) {
+            return Ok(Checkout { conn, reused: true });
+        }
+        let conn = self.connect(node).await?;
+        Ok(Checkout {
+            conn,
+            reused: false,
+        })
+    }
+
+    fn take_idle(&self, node: SocketAddr, now: Instant) -> Option<Conn> {
+        let mut idle = self.idle.borrow_mut();
+        let stack = idle.get_mut(&node)?;
+        while let Some(entry) = stack.pop() {
+            if now.saturating_duration_since(entry.since) < self.idle_timeout
+                && !entry.conn.is_stale()
+            {
+                return Some(entry.conn);
+            }
+        }
+        None
+    }
+
+    /// Opens a new connection to `node`.
+    pub async fn connect(&self, node: SocketAddr) -> Result<Conn, Error> {
+        let stream =
+            match monoio::time::timeout(self.connect_timeout, TcpStream::connect(node)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    return Err(Error::new(
+                        Side::Upstream,
+                        Kind::Connect,
+                        format!("connect {node}: {e}"),
+                    )
+                    .retryable(true))
+                }
+                Err(_) => {
+                    return Err(Error::new(
+                        Side::Upstream,
+                        Kind::Timeout,
+                        format!("connect {node}: timed out"),
+                    )
+                    .retryable(true))
+                }
+            };
+        Conn::new(stream, self.buf_bytes).map_err(|e| Error::from_io(Side::Internal, &e))
+    }
+
+    /// Returns a connection whose last exchange completed cleanly.
+    pub fn checkin(&self, node: SocketAddr, conn: Conn, now: Instant) {
+        if !conn.buffered().is_empty() {
+            return; // stray bytes after a complete response: the stream is out of sync
+        }
+        let mut idle = self.idle.borrow_mut();
+        let stack = idle.entry(node).or_default();
+        if stack.len() >= self.idle_per_node_max {
+            stack.remove(0); // the oldest goes: it is the likeliest to be closed by the node
+        }
+        stack.push(Idle { conn, since: now });
+    }
+
+    /// Drops connections idle longer than the timeout (called periodically by the core).
+    pub fn sweep(&self, now: Instant) {
+        let mut idle = self.idle.borrow_mut();
+        for stack in idle.values_mut() {
+            stack.retain(|e| now.saturating_duration_since(e.since) < self.idle_timeout);
+        }
+        idle.retain(|_, s| !s.is_empty());
+    }
+
+    /// Idle connections held for `node`.
+    pub fn idle_count(&self, node: SocketAddr) -> usize {
+        self.idle.borrow().get(&node).map_or(0, Vec::len)
+    }
+}

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The whole test suite on a fresh machine: installs every tool the tests use (apt packages,
+# a Python venv, s3s-fs, SeaweedFS — cached under .cache/), builds with the `ci` profile
+# (optimised, thin LTO) and runs unit, property and end-to-end tests. Prints time per stage.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+stage() {
+    local name=$1; shift
+    local t0=$SECONDS
+    echo "=== stage: $name"
+    "$@"
+    echo "=== stage: $name took $((SECONDS - t0))s"
+}
+
+stage deps ./scripts/test-deps.sh
+stage build cargo build --profile ci --workspace --bins --tests --locked
+stage test cargo test --profile ci --workspace --locked
+echo "=== all tests passed in ${SECONDS}s"
