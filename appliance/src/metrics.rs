@@ -203,7 +203,7 @@ impl Registry {
                 );
             }
         }
-        let simple: [(&str, &str, &str, fn(&CoreMetrics) -> &AtomicU64); 7] = [
+        let simple: [Simple; 7] = [
             (
                 "weir_connections_accepted_total",
                 "counter",
@@ -254,6 +254,14 @@ impl Registry {
         out
     }
 }
+
+/// A label-less metric: name, type, help, and the counter it reads.
+type Simple = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&CoreMetrics) -> &AtomicU64,
+);
 
 fn family(w: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(w, "# HELP {name} {help}\n# TYPE {name} {kind}");

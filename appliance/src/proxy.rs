@@ -319,7 +319,7 @@ async fn exchange(
     // A reused connection the node closed meanwhile fails on first use: that is not the
     // node's fault and the request is still intact, so it may go again.
     let early = |e: &std::io::Error| Error::from_io(Side::Upstream, e).retryable(true);
-    if let Err(e) = upstream.write_all(head_bytes).await {
+    if let Err(e) = write_timed(&upstream, head_bytes, cfg.upstream.io_timeout).await {
         return Exchange::Failed(early(&e));
     }
     let limits = HeadLimits {
@@ -338,7 +338,7 @@ async fn exchange(
             };
         if resp.status == 100 {
             if client
-                .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+                .write_all(b"HTTP/1.1 100 Continue\r\n\r\n") // 25 bytes: fits any socket buffer
                 .await
                 .is_err()
             {
@@ -412,6 +412,18 @@ async fn exchange(
     .await
 }
 
+/// Writes a head (or a buffered body) within `timeout`: a peer that stops reading must
+/// not hold the connection task forever.
+async fn write_timed(conn: &Conn, bytes: &[u8], timeout: Duration) -> std::io::Result<()> {
+    match monoio::time::timeout(timeout, conn.write_all(bytes)).await {
+        Ok(r) => r,
+        Err(_) => Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "write timed out",
+        )),
+    }
+}
+
 /// Reads the node's response head under the first-byte deadline.
 async fn read_response_head(
     shard: &Shard,
@@ -481,7 +493,7 @@ async fn finish_response(
     let mut out = Vec::with_capacity(1024);
     write_response_head(&resp, close_client, &mut out);
     shard.metrics().request(resp.status);
-    if let Err(e) = client.write_all(&out).await {
+    if let Err(e) = write_timed(client, &out, shard.settings.config.upstream.io_timeout).await {
         upstream.abort_on_close();
         return Exchange::Failed(Error::from_io(Side::Client, &e));
     }
