@@ -1,1 +1,18 @@
-//! Placeholder
+//! weir-bench: the tools that load and check weir from the outside — a storage-node
+//! simulator with fault injection (`sim`), a verifying load generator (`load`), and the
+//! pieces they share (the synthetic object pattern, range resolution, a latency histogram,
+//! a strict chunked decoder and a one-shot HTTP client).
+//!
+//! Nothing here is used by the appliance at run time, and nothing here uses weir's own
+//! codec: the bench checks weir, so it must not share weir's bugs.
+
+pub mod hist;
+pub mod http;
+pub mod load;
+pub mod pattern;
+pub mod range;
+pub mod sim;
+pub mod units;
+
+pub use pattern::Synthetic;
+pub use sim::{spawn_nodes, spawn_nodes_at, BodyMode, Faults, SimNode, SimOptions, SimStats};

@@ -1,0 +1,454 @@
+//! The storage-node simulator: enough S3 over HTTP/1.1 keep-alive (path-style GET, HEAD,
+//! PUT, DELETE, ranges, If-Match, 100-continue, chunked uploads) for weir to proxy, with
+//! fault knobs that tests flip at run time.
+//!
+//! Threading: one accept thread per node and one blocking thread per connection. Bodies
+//! leave with `sendfile(2)` from a memfd per object, so a connection costs one syscall per
+//! MiB and the only copy is the client's `recv`; the simulator is not the bottleneck.
+//!
+//! Control API (not counted in `requests`, answered even while `down`):
+//! `GET /_sim/stats`, `GET /_sim/faults`, `POST /_sim/faults?latency_ms=5&down=1&clear=1…`.
+
+mod conn;
+pub mod store;
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, TcpListener};
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, RwLock};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+
+use crate::pattern::Synthetic;
+use store::Object;
+
+/// Stack of a connection thread: the handler keeps its buffers on the heap.
+const CONN_STACK_BYTES: usize = 256 * 1024;
+/// Listen backlog of a node.
+const LISTEN_BACKLOG: i32 = 1024;
+
+/// Fault knobs of one node; the default is a healthy node.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Faults {
+    /// Delay before every response head (not before `100 Continue`).
+    pub latency_ms: u64,
+    /// Stop sending a GET body after this many bytes, keeping the socket open.
+    pub stall_after_bytes: Option<u64>,
+    /// Reset the connection (RST) after this many GET body bytes.
+    pub reset_after_bytes: Option<u64>,
+    /// Fraction (0..=1) of requests answered with 503 `SlowDown`.
+    pub slowdown_ratio: f64,
+    /// Refuse: every request, and every body in flight, ends in an RST.
+    pub down: bool,
+}
+
+impl Faults {
+    /// Applies a query string such as `latency_ms=5&stall_after_bytes=off&down=1`; `clear`
+    /// (or `reset`) first restores the defaults. Unknown keys are an error.
+    pub fn apply_query(&mut self, query: &str) -> Result<()> {
+        let pairs: Vec<(&str, &str)> = query
+            .split('&')
+            .filter(|p| !p.is_empty())
+            .map(|p| p.split_once('=').unwrap_or((p, "")))
+            .collect();
+        if pairs.iter().any(|(k, _)| *k == "clear" || *k == "reset") {
+            *self = Faults::default();
+        }
+        for (key, value) in pairs {
+            match key {
+                "clear" | "reset" => {}
+                "latency_ms" => self.latency_ms = parse_u64(key, value)?,
+                "stall_after_bytes" => self.stall_after_bytes = parse_optional(key, value)?,
+                "reset_after_bytes" => self.reset_after_bytes = parse_optional(key, value)?,
+                "slowdown_ratio" => {
+                    let ratio: f64 = value
+                        .parse()
+                        .with_context(|| format!("{key}={value:?} is not a number"))?;
+                    if !(0.0..=1.0).contains(&ratio) {
+                        bail!("{key}={value} is outside 0..=1");
+                    }
+                    self.slowdown_ratio = ratio;
+                }
+                "down" => {
+                    self.down = match value {
+                        "" | "1" | "true" | "on" | "yes" => true,
+                        "0" | "false" | "off" | "no" => false,
+                        other => bail!("down={other:?} is not a boolean"),
+                    }
+                }
+                other => bail!("unknown fault {other:?}"),
+            }
+        }
+        Ok(())
+    }
+
+    /// The knobs as a JSON object.
+    pub fn to_json(&self) -> String {
+        let optional = |v: Option<u64>| v.map_or("null".to_string(), |v| v.to_string());
+        format!(
+            "{{\"latency_ms\":{},\"stall_after_bytes\":{},\"reset_after_bytes\":{},\"slowdown_ratio\":{},\"down\":{}}}",
+            self.latency_ms,
+            optional(self.stall_after_bytes),
+            optional(self.reset_after_bytes),
+            self.slowdown_ratio,
+            self.down
+        )
+    }
+}
+
+fn parse_u64(key: &str, value: &str) -> Result<u64> {
+    value
+        .parse()
+        .with_context(|| format!("{key}={value:?} is not a whole number"))
+}
+
+fn parse_optional(key: &str, value: &str) -> Result<Option<u64>> {
+    match value {
+        "" | "off" | "none" | "null" => Ok(None),
+        _ => parse_u64(key, value).map(Some),
+    }
+}
+
+/// The fault knobs as atomics, read by connection threads without a lock.
+#[derive(Default)]
+struct FaultCells {
+    latency_ms: AtomicU64,
+    /// `u64::MAX` = off.
+    stall_after_bytes: AtomicU64,
+    /// `u64::MAX` = off.
+    reset_after_bytes: AtomicU64,
+    /// Parts per million.
+    slowdown_ppm: AtomicU64,
+    down: AtomicBool,
+}
+
+impl FaultCells {
+    fn load(&self) -> Faults {
+        let optional = |v: u64| (v != u64::MAX).then_some(v);
+        Faults {
+            latency_ms: self.latency_ms.load(Relaxed),
+            stall_after_bytes: optional(self.stall_after_bytes.load(Relaxed)),
+            reset_after_bytes: optional(self.reset_after_bytes.load(Relaxed)),
+            slowdown_ratio: self.slowdown_ppm.load(Relaxed) as f64 / 1e6,
+            down: self.down.load(Relaxed),
+        }
+    }
+
+    fn store(&self, faults: &Faults) {
+        self.latency_ms.store(faults.latency_ms, Relaxed);
+        self.stall_after_bytes
+            .store(faults.stall_after_bytes.unwrap_or(u64::MAX), Relaxed);
+        self.reset_after_bytes
+            .store(faults.reset_after_bytes.unwrap_or(u64::MAX), Relaxed);
+        self.slowdown_ppm
+            .store((faults.slowdown_ratio * 1e6).round() as u64, Relaxed);
+        self.down.store(faults.down, Relaxed);
+    }
+}
+
+/// Counters of one node (a snapshot).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SimStats {
+    /// S3 requests received (control requests and refused ones excluded).
+    pub requests: u64,
+    /// Request bytes read (heads and bodies).
+    pub bytes_in: u64,
+    /// Response bytes written (heads and bodies).
+    pub bytes_out: u64,
+    /// Connections accepted since start.
+    pub connections: u64,
+    /// Connections open now.
+    pub connections_active: u64,
+    /// Requests refused because the node was `down`.
+    pub refused: u64,
+    /// Responses with a 2xx status.
+    pub responses_2xx: u64,
+    /// Responses with a 4xx status.
+    pub responses_4xx: u64,
+    /// Responses with a 5xx status (SlowDown included).
+    pub responses_5xx: u64,
+    /// Bodies cut by a stall or reset fault (or by `down` mid-body).
+    pub bodies_cut: u64,
+}
+
+impl SimStats {
+    /// The counters as a JSON object.
+    pub fn to_json(&self) -> String {
+        format!(
+            "{{\"requests\":{},\"bytes_in\":{},\"bytes_out\":{},\"connections\":{},\"connections_active\":{},\"refused\":{},\"responses_2xx\":{},\"responses_4xx\":{},\"responses_5xx\":{},\"bodies_cut\":{}}}",
+            self.requests,
+            self.bytes_in,
+            self.bytes_out,
+            self.connections,
+            self.connections_active,
+            self.refused,
+            self.responses_2xx,
+            self.responses_4xx,
+            self.responses_5xx,
+            self.bodies_cut
+        )
+    }
+}
+
+#[derive(Default)]
+struct StatCells {
+    requests: AtomicU64,
+    bytes_in: AtomicU64,
+    bytes_out: AtomicU64,
+    connections: AtomicU64,
+    connections_active: AtomicU64,
+    refused: AtomicU64,
+    responses_2xx: AtomicU64,
+    responses_4xx: AtomicU64,
+    responses_5xx: AtomicU64,
+    bodies_cut: AtomicU64,
+}
+
+impl StatCells {
+    fn snapshot(&self) -> SimStats {
+        SimStats {
+            requests: self.requests.load(Relaxed),
+            bytes_in: self.bytes_in.load(Relaxed),
+            bytes_out: self.bytes_out.load(Relaxed),
+            connections: self.connections.load(Relaxed),
+            connections_active: self.connections_active.load(Relaxed),
+            refused: self.refused.load(Relaxed),
+            responses_2xx: self.responses_2xx.load(Relaxed),
+            responses_4xx: self.responses_4xx.load(Relaxed),
+            responses_5xx: self.responses_5xx.load(Relaxed),
+            bodies_cut: self.bodies_cut.load(Relaxed),
+        }
+    }
+}
+
+/// How a node moves response bodies.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum BodyMode {
+    /// `sendfile(2)` from the object's memfd (zero-copy on the send side).
+    #[default]
+    Sendfile,
+    /// `pread` into a buffer and `write` (for measuring what sendfile saves).
+    Copy,
+}
+
+/// Options of a node beyond its objects.
+#[derive(Clone, Debug, Default)]
+pub struct SimOptions {
+    /// How bodies are sent.
+    pub body_mode: BodyMode,
+    /// Faults in force from the start.
+    pub faults: Faults,
+}
+
+/// State shared by a node's accept thread and its connection threads.
+struct Node {
+    objects: RwLock<HashMap<String, Arc<Object>>>,
+    faults: FaultCells,
+    stats: StatCells,
+    options: SimOptions,
+    stop: AtomicBool,
+    /// Open connections by id, so shutdown can wake their blocking reads.
+    conns: Mutex<HashMap<u64, RawFd>>,
+    next_conn_id: AtomicU64,
+    request_seq: AtomicU64,
+}
+
+/// A running simulator node; dropping it stops the node.
+pub struct SimNode {
+    addr: SocketAddr,
+    node: Arc<Node>,
+    listener_fd: RawFd,
+    accept_thread: Option<JoinHandle<()>>,
+}
+
+impl SimNode {
+    /// Starts a node on `addr` (port 0 = ephemeral) serving `synthetic` objects.
+    pub fn spawn(addr: SocketAddr, synthetic: &[Synthetic], options: SimOptions) -> Result<Self> {
+        let objects: HashMap<String, Arc<Object>> =
+            store::synthetic_objects(synthetic)?.into_iter().collect();
+        let listener = listen(addr)?;
+        let addr = listener.local_addr()?;
+        let node = Arc::new(Node {
+            objects: RwLock::new(objects),
+            faults: FaultCells::default(),
+            stats: StatCells::default(),
+            options,
+            stop: AtomicBool::new(false),
+            conns: Mutex::new(HashMap::new()),
+            next_conn_id: AtomicU64::new(0),
+            request_seq: AtomicU64::new(0),
+        });
+        node.faults.store(&node.options.faults);
+        let listener_fd = listener.as_raw_fd();
+        let accept_node = node.clone();
+        let accept_thread = std::thread::Builder::new()
+            .name(format!("sim-accept-{}", addr.port()))
+            .spawn(move || accept_loop(accept_node, listener))
+            .context("spawn accept thread")?;
+        Ok(Self {
+            addr,
+            node,
+            listener_fd,
+            accept_thread: Some(accept_thread),
+        })
+    }
+
+    /// The address the node listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// A snapshot of the node's counters.
+    pub fn stats(&self) -> SimStats {
+        self.node.stats.snapshot()
+    }
+
+    /// The faults in force.
+    pub fn faults(&self) -> Faults {
+        self.node.faults.load()
+    }
+
+    /// Replaces the faults in force (takes effect on the next request or body chunk).
+    pub fn set_faults(&self, faults: Faults) {
+        self.node.faults.store(&faults);
+    }
+
+    /// Stops accepting, closes every connection and waits for the accept thread.
+    pub fn shutdown(&mut self) {
+        if self.node.stop.swap(true, Relaxed) {
+            return;
+        }
+        // SAFETY: the listener fd stays open until the accept thread (joined below) drops
+        // it; shutdown(2) only wakes the blocked accept(2).
+        unsafe { libc::shutdown(self.listener_fd, libc::SHUT_RDWR) };
+        if let Some(thread) = self.accept_thread.take() {
+            let _ = thread.join();
+        }
+        let conns = self
+            .node
+            .conns
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        for &fd in conns.values() {
+            // SAFETY: a connection removes its fd from this map (under this lock) before
+            // closing it, so every fd here is still open and still that connection's.
+            unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
+        }
+    }
+}
+
+impl Drop for SimNode {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// Starts `n` nodes on ephemeral loopback ports, all serving the same `synthetic` objects.
+pub fn spawn_nodes(n: usize, synthetic: &[Synthetic]) -> Result<Vec<SimNode>> {
+    let addrs: Vec<SocketAddr> = (0..n)
+        .map(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+        .collect();
+    spawn_nodes_at(&addrs, synthetic, &SimOptions::default())
+}
+
+/// Starts one node per address, all serving the same `synthetic` objects.
+pub fn spawn_nodes_at(
+    addrs: &[SocketAddr],
+    synthetic: &[Synthetic],
+    options: &SimOptions,
+) -> Result<Vec<SimNode>> {
+    // Build the shared objects once, in parallel, before any node starts listening.
+    store::synthetic_objects(synthetic)?;
+    addrs
+        .iter()
+        .map(|&addr| SimNode::spawn(addr, synthetic, options.clone()))
+        .collect()
+}
+
+fn listen(addr: SocketAddr) -> Result<TcpListener> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        None,
+    )?;
+    socket.set_reuse_address(true)?;
+    socket
+        .bind(&addr.into())
+        .with_context(|| format!("bind {addr}"))?;
+    socket.listen(LISTEN_BACKLOG)?;
+    Ok(socket.into())
+}
+
+fn accept_loop(node: Arc<Node>, listener: TcpListener) {
+    loop {
+        match listener.accept() {
+            Ok((stream, _peer)) => {
+                if node.stop.load(Relaxed) {
+                    return;
+                }
+                node.stats.connections.fetch_add(1, Relaxed);
+                let conn_node = node.clone();
+                let spawned = std::thread::Builder::new()
+                    .name("sim-conn".into())
+                    .stack_size(CONN_STACK_BYTES)
+                    .spawn(move || conn::serve(conn_node, stream));
+                if spawned.is_err() {
+                    // Out of threads: the stream was moved into the failed closure and is
+                    // closed; back off so the accept loop does not spin.
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
+            Err(_) if node.stop.load(Relaxed) => return,
+            // EMFILE and friends: wait for connections to close rather than spin.
+            Err(_) => std::thread::sleep(Duration::from_millis(10)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fault_queries() {
+        let mut f = Faults::default();
+        f.apply_query("latency_ms=5&stall_after_bytes=100&down=1")
+            .unwrap();
+        assert_eq!(f.latency_ms, 5);
+        assert_eq!(f.stall_after_bytes, Some(100));
+        assert!(f.down);
+        f.apply_query("stall_after_bytes=off&slowdown_ratio=0.25&down=0")
+            .unwrap();
+        assert_eq!(f.stall_after_bytes, None);
+        assert_eq!(f.slowdown_ratio, 0.25);
+        assert!(!f.down);
+        f.apply_query("reset_after_bytes=9&clear").unwrap();
+        assert_eq!(
+            f,
+            Faults {
+                reset_after_bytes: Some(9),
+                ..Faults::default()
+            }
+        );
+        assert!(f.apply_query("slowdown_ratio=2").is_err());
+        assert!(f.apply_query("bogus=1").is_err());
+        assert!(f.apply_query("latency_ms=-1").is_err());
+    }
+
+    #[test]
+    fn fault_cells_round_trip() {
+        let cells = FaultCells::default();
+        let f = Faults {
+            latency_ms: 7,
+            stall_after_bytes: Some(0),
+            reset_after_bytes: None,
+            slowdown_ratio: 0.5,
+            down: true,
+        };
+        cells.store(&f);
+        assert_eq!(cells.load(), f);
+    }
+}
