@@ -4,13 +4,17 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use std::os::fd::AsRawFd;
+
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 mod metrics;
+mod probe;
 mod proxy;
 mod settings;
 mod shard;
+mod signals;
 
 use settings::Settings;
 use weir_io::runtime::{self, Driver};
@@ -72,8 +76,12 @@ fn check(path: &std::path::Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How long a drain waits for requests in flight before exiting anyway.
+const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 fn run(path: &std::path::Path) -> anyhow::Result<()> {
     weir_io::sys::ignore_sigpipe();
+    signals::block();
     let settings = Arc::new(Settings::load(path)?);
     let driver = Driver::detect();
     let cores = settings.cores;
@@ -99,6 +107,31 @@ fn run(path: &std::path::Path) -> anyhow::Result<()> {
     for addr in &settings.config.appliance.listen {
         tracing::info!(%addr, "listening");
     }
+    let listen_fds: Vec<i32> = per_core.iter().flatten().map(|l| l.as_raw_fd()).collect();
+    let drain_registry = registry.clone();
+    signals::spawn_waiter(
+        move || {
+            tracing::info!("draining: no new connections; waiting for requests in flight");
+            for fd in &listen_fds {
+                // SAFETY: shutting down a listening socket we own wakes its blocked
+                // accept with an error; the socket itself stays valid until exit.
+                unsafe {
+                    libc::shutdown(*fd, libc::SHUT_RDWR);
+                }
+            }
+            let registry = drain_registry.clone();
+            std::thread::spawn(move || {
+                let start = std::time::Instant::now();
+                while registry.requests_in_flight() > 0 && start.elapsed() < DRAIN_TIMEOUT {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                tracing::info!(left = registry.requests_in_flight(), "drained; exiting");
+                std::process::exit(0);
+            });
+        },
+        || tracing::warn!("SIGHUP: live reload is not implemented yet; config unchanged"),
+    )
+    .context("signal thread")?;
     let core_ids = core_affinity::get_core_ids().unwrap_or_default();
     let mut threads = Vec::with_capacity(cores);
     for (id, listeners) in per_core.into_iter().enumerate() {

@@ -39,6 +39,7 @@ pub struct CoreMetrics {
     upstream_reuses: AtomicU64,
     upstream_errors: AtomicU64,
     upstream_retries: AtomicU64,
+    requests_in_flight: AtomicU64,
 }
 
 /// Single-writer increment: the owning core is the only writer, so load+store is exact and
@@ -53,6 +54,20 @@ impl CoreMetrics {
     pub fn request(&self, status: u16) {
         let class = (status / 100).clamp(1, 5) as usize - 1;
         bump(&self.requests[class], 1);
+    }
+
+    /// Marks a request as started (its head parsed).
+    pub fn request_started(&self) {
+        bump(&self.requests_in_flight, 1);
+    }
+
+    /// Marks a request as finished, however it ended.
+    pub fn request_finished(&self) {
+        let c = &self.requests_in_flight;
+        c.store(
+            c.load(Ordering::Relaxed).saturating_sub(1),
+            Ordering::Relaxed,
+        );
     }
 
     /// Counts a request weir rejected itself with `status`.
@@ -144,6 +159,11 @@ impl Registry {
         &self.cores[i]
     }
 
+    /// Requests in flight over all cores (the drain waits for this to reach zero).
+    pub fn requests_in_flight(&self) -> u64 {
+        self.sum(|c| &c.requests_in_flight)
+    }
+
     fn sum(&self, f: impl Fn(&CoreMetrics) -> &AtomicU64) -> u64 {
         self.cores
             .iter()
@@ -203,7 +223,13 @@ impl Registry {
                 );
             }
         }
-        let simple: [Simple; 7] = [
+        let simple: [Simple; 8] = [
+            (
+                "weir_requests_in_flight",
+                "gauge",
+                "Requests being served now.",
+                |c| &c.requests_in_flight,
+            ),
             (
                 "weir_connections_accepted_total",
                 "counter",

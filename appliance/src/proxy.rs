@@ -31,6 +31,7 @@ use weir_policy::config::BodyPath;
 
 use crate::metrics::Direction;
 use crate::shard::Shard;
+use crate::signals;
 
 /// Bodies shorter than this are copied rather than spliced: a pipe round trip costs two
 /// syscalls plus a pipe, which only pays off for larger transfers.
@@ -64,8 +65,11 @@ pub async fn serve_client(shard: &Shard, stream: TcpStream, peer: SocketAddr) {
                 return;
             }
             Incoming::Head(head) => {
+                shard.metrics().request_started();
                 let keep_alive = handle(shard, &mut client, &mut mover, head).await;
-                if !keep_alive {
+                shard.metrics().request_finished();
+                // A draining weir closes connections between requests.
+                if !keep_alive || signals::draining() {
                     return;
                 }
             }

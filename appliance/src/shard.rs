@@ -15,6 +15,7 @@ use weir_policy::rand::SplitMix64;
 use crate::metrics::{CoreMetrics, Registry};
 use crate::proxy;
 use crate::settings::Settings;
+use crate::signals;
 
 /// A core's state, shared by the connection tasks running on that core.
 pub struct Shard {
@@ -90,6 +91,7 @@ pub async fn run(
             loop {
                 let (stream, peer) = match listener.accept().await {
                     Ok(x) => x,
+                    Err(_) if signals::draining() => return, // the listener was shut down
                     Err(e) => {
                         // EMFILE and friends: back off instead of spinning on the error.
                         tracing::warn!(core = shard.id, error = %e, "accept failed");

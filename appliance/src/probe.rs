@@ -1,0 +1,88 @@
+//! Active health probes. A probe is one HTTP/1.1 request on a fresh connection (so it
+//! also tests that the node accepts connections) with its own deadline; what counts as
+//! alive, dead or in maintenance is decided by the pool's probe settings, and what that
+//! means for the node's state by `weir_policy::health`.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use monoio::net::TcpStream;
+use weir_io::conn::{head_end, Conn};
+use weir_io::http::{parse_response, BodyFraming, HeadLimits, Method};
+
+/// How much of a probe response body is read to look for the configured text.
+const PROBE_BODY_BYTES_MAX: usize = 4096;
+
+/// What a probe saw.
+#[derive(Debug)]
+pub struct ProbeAnswer {
+    /// Response status.
+    pub status: u16,
+    /// The first bytes of the body (up to 4 KiB).
+    pub body: Vec<u8>,
+}
+
+/// Sends one probe request to `addr` and reads the answer within `timeout`.
+pub async fn probe(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    timeout: Duration,
+) -> Result<ProbeAnswer, String> {
+    match monoio::time::timeout(timeout, probe_inner(addr, method, path)).await {
+        Ok(r) => r,
+        Err(_) => Err(format!("probe timed out after {timeout:?}")),
+    }
+}
+
+async fn probe_inner(addr: SocketAddr, method: &str, path: &str) -> Result<ProbeAnswer, String> {
+    let stream = TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    let mut conn =
+        Conn::new(stream, 16 * 1024 + PROBE_BODY_BYTES_MAX).map_err(|e| e.to_string())?;
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: weir-probe\r\nConnection: close\r\n\r\n"
+    );
+    conn.write_all(request.as_bytes())
+        .await
+        .map_err(|e| format!("send: {e}"))?;
+    let request_method = if method.eq_ignore_ascii_case("HEAD") {
+        Method::Head
+    } else {
+        Method::Get
+    };
+    let limits = HeadLimits::default();
+    let head = loop {
+        match parse_response(conn.buffered(), &limits, request_method) {
+            Ok(Some((head, used))) if head.status >= 200 => {
+                conn.consume(used);
+                break head;
+            }
+            Ok(Some((_, used))) => conn.consume(used), // informational: the answer follows
+            Ok(None) => match conn.read_head_bytes(head_end).await {
+                Ok(0) => return Err("closed before answering".into()),
+                Ok(_) => {}
+                Err(e) => return Err(format!("read: {e}")),
+            },
+            Err(e) => return Err(format!("malformed response: {e}")),
+        }
+    };
+    let want = match head.framing {
+        BodyFraming::None => 0,
+        BodyFraming::Length(n) => (n as usize).min(PROBE_BODY_BYTES_MAX),
+        BodyFraming::Chunked | BodyFraming::UntilClose => PROBE_BODY_BYTES_MAX,
+    };
+    // Best effort: the body only matters for text matching (maintenance markers).
+    while conn.buffered().len() < want {
+        match conn.read_more().await {
+            Ok(n) if n > 0 => {}
+            _ => break,
+        }
+    }
+    let body = conn.buffered()[..conn.buffered().len().min(want)].to_vec();
+    Ok(ProbeAnswer {
+        status: head.status,
+        body,
+    })
+}
