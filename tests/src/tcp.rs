@@ -1,0 +1,219 @@
+//! Plain TCP stand-ins that count what reaches them.
+//!
+//! - [`Canary`]: a "storage node" that accepts and reads but never answers. Put it behind
+//!   weir to prove a rejected request never reached storage (its counters stay at zero).
+//! - [`Relay`]: a transparent TCP relay in front of a real node, counting upstream
+//!   connections and bytes each way (keep-alive reuse, which node got the bytes).
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// Counters shared by a listener and its connection threads.
+#[derive(Default)]
+pub struct Counters {
+    connections: AtomicU64,
+    bytes_in: AtomicU64,
+    bytes_out: AtomicU64,
+}
+
+impl Counters {
+    /// Connections accepted so far.
+    pub fn connections(&self) -> u64 {
+        self.connections.load(Ordering::SeqCst)
+    }
+    /// Bytes received from the connecting side (requests).
+    pub fn bytes_in(&self) -> u64 {
+        self.bytes_in.load(Ordering::SeqCst)
+    }
+    /// Bytes sent back to the connecting side (responses).
+    pub fn bytes_out(&self) -> u64 {
+        self.bytes_out.load(Ordering::SeqCst)
+    }
+}
+
+struct Listening {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    streams: Arc<Mutex<Vec<TcpStream>>>,
+    accept_thread: Option<JoinHandle<()>>,
+}
+
+impl Listening {
+    fn start(
+        name: &str,
+        on_conn: impl Fn(TcpStream, &Arc<AtomicBool>) + Send + 'static,
+    ) -> Listening {
+        let addr = crate::ports::free_addr();
+        let listener =
+            TcpListener::bind(addr).unwrap_or_else(|e| panic!("{name} bind {addr}: {e}"));
+        let stop = Arc::new(AtomicBool::new(false));
+        let streams = Arc::new(Mutex::new(Vec::new()));
+        let (stop2, streams2) = (stop.clone(), streams.clone());
+        let accept_thread = std::thread::Builder::new()
+            .name(format!("{name}-accept"))
+            .spawn(move || {
+                for conn in listener.incoming() {
+                    if stop2.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let Ok(conn) = conn else { continue };
+                    if let Ok(clone) = conn.try_clone() {
+                        streams2.lock().expect("streams lock").push(clone);
+                    }
+                    on_conn(conn, &stop2);
+                }
+            })
+            .expect("spawn accept thread");
+        Listening {
+            addr,
+            stop,
+            streams,
+            accept_thread: Some(accept_thread),
+        }
+    }
+}
+
+impl Drop for Listening {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Wake the accept loop so it sees the flag.
+        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_millis(200));
+        for s in self.streams.lock().expect("streams lock").drain(..) {
+            let _ = s.shutdown(Shutdown::Both);
+        }
+        if let Some(t) = self.accept_thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A listener that accepts and reads but never answers.
+pub struct Canary {
+    counters: Arc<Counters>,
+    inner: Listening,
+}
+
+impl Canary {
+    /// Starts a canary on a free loopback port.
+    pub fn start() -> Canary {
+        let counters = Arc::new(Counters::default());
+        let c = counters.clone();
+        let inner = Listening::start("canary", move |mut conn, stop| {
+            if stop.load(Ordering::SeqCst) {
+                return;
+            }
+            c.connections.fetch_add(1, Ordering::SeqCst);
+            let (c, stop) = (c.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let _ = conn.set_read_timeout(Some(Duration::from_millis(200)));
+                let mut buf = [0u8; 16 * 1024];
+                while !stop.load(Ordering::SeqCst) {
+                    match conn.read(&mut buf) {
+                        Ok(0) => break,
+                        Ok(n) => {
+                            c.bytes_in.fetch_add(n as u64, Ordering::SeqCst);
+                        }
+                        Err(e)
+                            if matches!(
+                                e.kind(),
+                                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                            ) => {}
+                        Err(_) => break,
+                    }
+                }
+            });
+        });
+        Canary { counters, inner }
+    }
+
+    /// The canary's address.
+    pub fn addr(&self) -> SocketAddr {
+        self.inner.addr
+    }
+
+    /// What reached it.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+}
+
+/// A transparent TCP relay to `target` that counts connections and bytes.
+pub struct Relay {
+    target: SocketAddr,
+    counters: Arc<Counters>,
+    inner: Listening,
+}
+
+impl Relay {
+    /// Starts a relay on a free loopback port, forwarding every connection to `target`.
+    pub fn start(target: SocketAddr) -> Relay {
+        let counters = Arc::new(Counters::default());
+        let c = counters.clone();
+        let inner = Listening::start("relay", move |client, stop| {
+            if stop.load(Ordering::SeqCst) {
+                return;
+            }
+            c.connections.fetch_add(1, Ordering::SeqCst);
+            let Ok(upstream) = TcpStream::connect(target) else {
+                let _ = client.shutdown(Shutdown::Both);
+                return;
+            };
+            let _ = client.set_nodelay(true);
+            let _ = upstream.set_nodelay(true);
+            pipe(client.try_clone(), upstream.try_clone(), c.clone(), true);
+            pipe(Ok(upstream), Ok(client), c.clone(), false);
+        });
+        Relay {
+            target,
+            counters,
+            inner,
+        }
+    }
+
+    /// The relay's own address (give this to weir as the node).
+    pub fn addr(&self) -> SocketAddr {
+        self.inner.addr
+    }
+
+    /// The real node behind it.
+    pub fn target(&self) -> SocketAddr {
+        self.target
+    }
+
+    /// What passed through it.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+}
+
+/// Copies `from` → `to` on a thread, counting bytes; half-closes `to` at EOF.
+fn pipe(
+    from: std::io::Result<TcpStream>,
+    to: std::io::Result<TcpStream>,
+    c: Arc<Counters>,
+    inbound: bool,
+) {
+    let (Ok(mut from), Ok(mut to)) = (from, to) else {
+        return;
+    };
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            let n = match from.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            if to.write_all(&buf[..n]).is_err() {
+                break;
+            }
+            let counter = if inbound { &c.bytes_in } else { &c.bytes_out };
+            counter.fetch_add(n as u64, Ordering::SeqCst);
+        }
+        let _ = to.shutdown(Shutdown::Write);
+        let _ = from.shutdown(Shutdown::Read);
+    });
+}
