@@ -20,9 +20,9 @@ use crate::hist::Histogram;
 use crate::http::{has_token, HEADERS_MAX};
 use crate::pattern::{self, Synthetic};
 
-/// Receive (and PUT generation) buffer per connection, in bytes: large enough for few
-/// syscalls, small enough to stay in L2 for the verification pass.
-const IO_BUF_BYTES: usize = 1024 * 1024;
+/// Default receive (and PUT generation) buffer per connection, in bytes: large enough for
+/// few syscalls, small enough to stay in L2 for the verification pass.
+pub const IO_BUF_BYTES_DEFAULT: usize = 256 * 1024;
 /// Largest response head accepted, in bytes.
 const RESPONSE_HEAD_BYTES_MAX: usize = 64 * 1024;
 /// Body bytes of an error response that are read and dropped to keep a connection.
@@ -93,6 +93,8 @@ pub struct LoadConfig {
     pub timeout_base: Duration,
     /// The size-scaled part: a request may take `bytes / this` seconds on top of the base.
     pub timeout_bytes_per_sec_min: u64,
+    /// Receive buffer per connection (at least twice the largest head).
+    pub io_buf_bytes: usize,
 }
 
 impl LoadConfig {
@@ -110,6 +112,7 @@ impl LoadConfig {
             host: None,
             timeout_base: Duration::from_secs(10),
             timeout_bytes_per_sec_min: 20_000_000,
+            io_buf_bytes: IO_BUF_BYTES_DEFAULT,
         }
     }
 
@@ -501,6 +504,7 @@ impl Worker {
         stop: Arc<AtomicBool>,
         socket_slot: Arc<Mutex<Option<TcpStream>>>,
     ) -> Self {
+        let buf_bytes = config.io_buf_bytes.max(RESPONSE_HEAD_BYTES_MAX * 2);
         Self {
             id,
             config,
@@ -508,7 +512,7 @@ impl Worker {
             stop,
             socket_slot,
             stream: None,
-            buf: vec![0; IO_BUF_BYTES],
+            buf: vec![0; buf_bytes],
             start: 0,
             end: 0,
             rng: 0x2545_F491_4F6C_DD1D ^ (id as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15),
@@ -880,6 +884,7 @@ impl Worker {
             self.check(seed, offset, self.start, buffered)?;
             self.start += buffered;
             got += buffered as u64;
+            self.counters.bytes.fetch_add(buffered as u64, Relaxed);
         }
         // The head arrived; from here on the buffer holds body bytes only.
         self.start = 0;

@@ -47,6 +47,9 @@ struct Cli {
     /// Fixed part of the per-request timeout; a further size / 20 MB/s is added.
     #[arg(long, default_value = "10s")]
     timeout: String,
+    /// Receive buffer per connection (e.g. 256KiB).
+    #[arg(long, default_value = "256KiB")]
+    buf: String,
     /// Print the summary as JSON on stdout (live lines go to stderr either way).
     #[arg(long)]
     json: bool,
@@ -84,6 +87,7 @@ fn main() -> Result<()> {
     config.expect_continue = cli.expect_continue;
     config.host = cli.host.clone();
     config.timeout_base = parse_duration(&cli.timeout)?;
+    config.io_buf_bytes = usize::try_from(parse_size_bytes(&cli.buf)?).context("--buf")?;
 
     eprintln!(
         "weir-load: {} connection(s) to {} for {:.1}s, op {}, verify {}",
