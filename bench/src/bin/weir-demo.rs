@@ -157,9 +157,12 @@ fn main() -> Result<()> {
         );
     }
 
-    if let Some(mut child) = weir {
-        print_metrics(metrics);
-        stop(&mut child);
+    if let Some(mut weir) = weir {
+        match weir.0.try_wait() {
+            Ok(Some(status)) => println!("\nweir exited during the run ({status}); see its log"),
+            _ => print_metrics(metrics),
+        }
+        drop(weir);
     }
     if summary.errors.mismatch > 0 {
         eprintln!("weir-demo: {} body mismatch(es)", summary.errors.mismatch);
@@ -168,13 +171,22 @@ fn main() -> Result<()> {
     Ok(())
 }
 
+/// The running weir; dropping it stops weir, so an early error exit leaves no orphan.
+struct Weir(Child);
+
+impl Drop for Weir {
+    fn drop(&mut self) {
+        stop(&mut self.0);
+    }
+}
+
 /// Writes the config, spawns `weir run --config FILE` and waits until it accepts.
 fn start_weir(
     binary: &Path,
     listen: SocketAddr,
     metrics: SocketAddr,
     nodes: &[SocketAddr],
-) -> Result<Child> {
+) -> Result<Weir> {
     if !binary.exists() {
         bail!(
             "weir binary {} not found (build it with `cargo build --release -p weir`, pass --weir PATH, or use --direct)",
@@ -199,7 +211,7 @@ fn start_weir(
         config_path.display(),
         log_path.display()
     );
-    let mut child = Command::new(binary)
+    let child = Command::new(binary)
         .arg("run")
         .arg("--config")
         .arg(&config_path)
@@ -208,9 +220,10 @@ fn start_weir(
         .stderr(log)
         .spawn()
         .with_context(|| format!("spawn {}", binary.display()))?;
+    let mut weir = Weir(child);
     let started = Instant::now();
     loop {
-        if let Some(status) = child.try_wait()? {
+        if let Some(status) = weir.0.try_wait()? {
             let log = std::fs::read_to_string(&log_path).unwrap_or_default();
             bail!("weir exited with {status} before accepting; its log:\n{log}");
         }
@@ -219,10 +232,9 @@ fn start_weir(
                 "weir accepts on {listen} after {:.2}s",
                 started.elapsed().as_secs_f64()
             );
-            return Ok(child);
+            return Ok(weir);
         }
         if started.elapsed() > WEIR_START_TIMEOUT {
-            stop(&mut child);
             bail!("weir did not accept on {listen} within {WEIR_START_TIMEOUT:?}");
         }
         std::thread::sleep(Duration::from_millis(100));
