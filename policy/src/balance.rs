@@ -7,8 +7,12 @@
 //! [`crate::rand::SplitMix64`]; eligibility (health, drain, retry exclusions) is the
 //! caller's predicate.
 //!
-//! The cost is a generic key ([`pick_p2c_by`]) so that later latency EWMA and slow-start
-//! weights change the key, not the algorithm.
+//! The cost is a generic key ([`pick_p2c_by`]); [`pick`] uses it with latency EWMA and
+//! slow-start weight across a route's failover chain of pools.
+
+mod pick;
+
+pub use pick::{pick, Candidate, NodeView, PoolView};
 
 use crate::rand::{mix64, reduce};
 

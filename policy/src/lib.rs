@@ -1,5 +1,6 @@
 //! weir's decisions: configuration schema and validation, request classification and
-//! routing, node balancing.
+//! routing, node health, balancing across failover chains, throttling (AIMD), retries
+//! and mid-body resume.
 //!
 //! This crate is pure by design (DESIGN.md §1): it does no I/O, never reads the clock and
 //! spawns nothing. Time and randomness are passed in by the caller (the appliance), so every
@@ -11,9 +12,13 @@
 // Panics on input-dependent paths would take a whole shard down; tests may unwrap.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod aimd;
 pub mod balance;
 pub mod config;
+pub mod health;
 pub mod rand;
+pub mod resume;
+pub mod retry;
 pub mod route;
 
 mod dns;

@@ -216,6 +216,7 @@ fn operator_wording(message: &str) -> String {
     message
         .replace("expected usize", "expected a non-negative integer")
         .replace("expected u64", "expected a non-negative integer")
+        .replace("expected u32", "expected a non-negative integer")
         .replace("expected a sequence", "expected an array")
         .replace("unknown field", "unknown key")
         .replace("missing field", "missing key")

@@ -21,6 +21,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::de::DeTable;
 
+pub use crate::health::HealthParams;
 pub use crate::route::BucketGlob;
 pub use addr::{NodeAddr, NodeAddrError};
 pub use error::ConfigError;
@@ -29,7 +30,7 @@ use error::SpanIndex;
 use raw::RawConfig;
 
 /// A validated configuration: every value within its bounds, every reference resolved.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     /// `[appliance]`: process-wide settings.
     pub appliance: Appliance,
@@ -42,6 +43,9 @@ pub struct Config {
     /// `[[route]]`: tried in order; unmatched requests go to pool 0.
     pub routes: Vec<Route>,
 }
+
+/// The chain of requests no route matches: pool 0 alone.
+const DEFAULT_CHAIN: &[usize] = &[0];
 
 /// `[appliance]`: process-wide settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,8 +95,8 @@ pub struct Http {
     pub connections_max: usize,
 }
 
-/// `[upstream]`: timeouts and connection pooling towards storage nodes.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// `[upstream]`: timeouts, pooling, retries and throttling towards storage nodes.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Upstream {
     /// Time allowed for a TCP connect to a node.
     pub connect_timeout: Duration,
@@ -104,6 +108,22 @@ pub struct Upstream {
     pub idle_connections_per_node_max: usize,
     /// How long an idle pooled connection is kept before it is closed.
     pub pool_idle_timeout: Duration,
+    /// Retries may add at most this fraction of recent requests (0.0..=1.0).
+    pub retry_ratio: f64,
+    /// Retries allowed per second regardless of the ratio, across all cores.
+    pub retry_floor_per_sec: u32,
+    /// Most attempts of one request, the first included (1 = never retry).
+    pub attempts_max: u32,
+    /// Most mid-body resumes of one GET (0 = never resume).
+    pub resume_max: u32,
+    /// First backoff step after a throttled answer (doubles per attempt, jittered).
+    pub throttle_backoff_base: Duration,
+    /// Largest backoff step after a throttled answer (`Retry-After` may ask for more).
+    pub throttle_backoff_max: Duration,
+    /// Highest per-node concurrency limit (AIMD maximum and starting point).
+    pub node_concurrency_max: u32,
+    /// Lowest per-node concurrency limit, however much a node throttles.
+    pub node_concurrency_min: u32,
 }
 
 /// `[[pool]]`: a named set of storage nodes that serve the same data.
@@ -113,15 +133,23 @@ pub struct Pool {
     pub name: String,
     /// At least one node, no duplicates.
     pub nodes: Vec<NodeAddr>,
+    /// Failover order within a route's chain: lower is preferred.
+    pub priority: u32,
+    /// Up nodes this pool needs to take traffic before a later pool of the chain does
+    /// (1..=nodes).
+    pub min_active: usize,
+    /// Probe shape, hysteresis and slow start (the pool's `slow_start` key lives here).
+    pub health: HealthParams,
 }
 
-/// `[[route]]`: buckets matching a glob go to a pool.
+/// `[[route]]`: buckets matching a glob go to a chain of pools.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {
     /// Which buckets this route takes.
     pub bucket: BucketGlob,
-    /// Index into [`Config::pools`].
-    pub pool: usize,
+    /// Indices into [`Config::pools`], at least one, no duplicates, ordered by the
+    /// pools' `priority` (ties keep the order written).
+    pub pools: Vec<usize>,
 }
 
 impl Default for Appliance {
@@ -158,6 +186,14 @@ impl Default for Upstream {
             io_timeout: Duration::from_secs(60),
             idle_connections_per_node_max: 64,
             pool_idle_timeout: Duration::from_secs(30),
+            retry_ratio: 0.2,
+            retry_floor_per_sec: 10,
+            attempts_max: 3,
+            resume_max: 3,
+            throttle_backoff_base: Duration::from_millis(50),
+            throttle_backoff_max: Duration::from_secs(2),
+            node_concurrency_max: 256,
+            node_concurrency_min: 4,
         }
     }
 }
@@ -183,11 +219,12 @@ impl Config {
         validate::config(raw).map_err(|invalid| index.invalid(invalid))
     }
 
-    /// The pool serving `bucket`: the first route whose glob matches, else pool 0 (also
-    /// for requests that name no bucket).
-    pub fn route(&self, bucket: Option<&str>) -> usize {
+    /// The pools serving `bucket`, best priority first (feed them to
+    /// [`crate::balance::pick`] in this order): the chain of the first route whose glob
+    /// matches, else pool 0 alone (also for requests that name no bucket). Never empty.
+    pub fn route(&self, bucket: Option<&str>) -> &[usize] {
         bucket
             .and_then(|b| self.routes.iter().find(|r| r.bucket.matches(b)))
-            .map_or(0, |r| r.pool)
+            .map_or(DEFAULT_CHAIN, |r| r.pools.as_slice())
     }
 }

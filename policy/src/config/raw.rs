@@ -8,6 +8,7 @@ use serde::Deserialize;
 
 use super::units::{ConfigDuration, ConfigSize};
 use super::BodyPath;
+use crate::health::{HealthPreset, ProbeMethod};
 
 /// The whole file.
 #[derive(Debug, Default, Deserialize)]
@@ -59,6 +60,14 @@ pub(crate) struct RawUpstream {
     pub(crate) io_timeout: Option<ConfigDuration>,
     pub(crate) idle_connections_per_node_max: Option<usize>,
     pub(crate) pool_idle_timeout: Option<ConfigDuration>,
+    pub(crate) retry_ratio: Option<f64>,
+    pub(crate) retry_floor_per_sec: Option<u32>,
+    pub(crate) attempts_max: Option<u32>,
+    pub(crate) resume_max: Option<u32>,
+    pub(crate) throttle_backoff_base: Option<ConfigDuration>,
+    pub(crate) throttle_backoff_max: Option<ConfigDuration>,
+    pub(crate) node_concurrency_max: Option<u32>,
+    pub(crate) node_concurrency_min: Option<u32>,
 }
 
 /// One `[[pool]]`.
@@ -67,12 +76,68 @@ pub(crate) struct RawUpstream {
 pub(crate) struct RawPool {
     pub(crate) name: String,
     pub(crate) nodes: Vec<String>,
+    pub(crate) priority: Option<u32>,
+    pub(crate) min_active: Option<usize>,
+    pub(crate) slow_start: Option<ConfigDuration>,
+    #[serde(default)]
+    pub(crate) health: RawHealth,
 }
 
-/// One `[[route]]`.
+/// A pool's `health` table: probe shape (from a preset, keys override) and thresholds.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHealth {
+    pub(crate) preset: Option<HealthPreset>,
+    pub(crate) method: Option<ProbeMethod>,
+    pub(crate) path: Option<String>,
+    pub(crate) expect_status: Option<RawExpectStatus>,
+    pub(crate) body_match: Option<String>,
+    pub(crate) drain_match: Option<String>,
+    pub(crate) interval: Option<ConfigDuration>,
+    pub(crate) timeout: Option<ConfigDuration>,
+    pub(crate) rise: Option<u32>,
+    pub(crate) fall: Option<u32>,
+    pub(crate) passive_fall: Option<u32>,
+    pub(crate) degraded_latency: Option<ConfigDuration>,
+}
+
+/// `expect_status` as written: `200`, `"200"`, `"2xx"` or `"any"`; meaning is checked in
+/// validation, which can name the key.
+#[derive(Debug)]
+pub(crate) enum RawExpectStatus {
+    /// An integer.
+    Code(i64),
+    /// A string.
+    Text(String),
+}
+
+impl<'de> Deserialize<'de> for RawExpectStatus {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ExpectVisitor;
+        impl serde::de::Visitor<'_> for ExpectVisitor {
+            type Value = RawExpectStatus;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a status code (200), a class (\"2xx\") or \"any\"")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<RawExpectStatus, E> {
+                Ok(RawExpectStatus::Code(v))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<RawExpectStatus, E> {
+                Ok(RawExpectStatus::Code(i64::try_from(v).unwrap_or(i64::MAX)))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawExpectStatus, E> {
+                Ok(RawExpectStatus::Text(v.to_owned()))
+            }
+        }
+        deserializer.deserialize_any(ExpectVisitor)
+    }
+}
+
+/// One `[[route]]`: `pool` (one) or `pools` (a failover chain), not both.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawRoute {
     pub(crate) bucket: String,
-    pub(crate) pool: String,
+    pub(crate) pool: Option<String>,
+    pub(crate) pools: Option<Vec<String>>,
 }

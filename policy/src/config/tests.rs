@@ -7,6 +7,7 @@ use std::time::Duration;
 use proptest::prelude::*;
 
 use super::*;
+use crate::health::{ExpectStatus, HealthPreset, ProbeMethod};
 
 /// A valid pool, appended *after* the text under test so the test's line numbers hold.
 const POOL: &str = "\n[[pool]]\nname = \"default\"\nnodes = [\"127.0.0.1:9001\"]\n";
@@ -66,9 +67,12 @@ fn example_file_parses() {
             .collect::<Vec<_>>(),
         ["127.0.0.1:9001", "127.0.0.1:9002"]
     );
+    assert_eq!(c.pools[0].priority, 0);
+    assert_eq!(c.pools[0].min_active, 1);
+    assert_eq!(c.pools[0].health, HealthParams::default());
     assert_eq!(c.routes.len(), 1);
     assert_eq!(c.routes[0].bucket.as_str(), "rag-*");
-    assert_eq!(c.routes[0].pool, 0);
+    assert_eq!(c.routes[0].pools, [0]);
 }
 
 #[test]
@@ -103,9 +107,32 @@ first_byte_timeout = "1h"
 io_timeout = "24h"
 idle_connections_per_node_max = 0
 pool_idle_timeout = "90s"
+retry_ratio = 0.5
+retry_floor_per_sec = 0
+attempts_max = 1
+resume_max = 0
+throttle_backoff_base = "10ms"
+throttle_backoff_max = "10ms"
+node_concurrency_max = 1
+node_concurrency_min = 1
 [[pool]]
 name = "site-a"
 nodes = ["10.0.0.11:9000", "[fd00::1]:9000", "node-3.example:9000"]
+priority = 5
+min_active = 3
+slow_start = "0s"
+[pool.health]
+preset = "objectscale"
+path = "/ping?x=1"
+expect_status = "2xx"
+body_match = "LIVE"
+drain_match = ""
+interval = "500ms"
+timeout = "500ms"
+rise = 1
+fall = 100
+passive_fall = 0
+degraded_latency = "3s"
 [[pool]]
 name = "site_b.2"
 nodes = ["10.0.1.11:9000"]
@@ -114,7 +141,7 @@ bucket = "logs-20??-*"
 pool = "site_b.2"
 [[route]]
 bucket = "*"
-pool = "site-a"
+pools = ["site-a", "site_b.2"]
 "#;
     let c = parse(text).unwrap();
     assert_eq!(
@@ -147,11 +174,40 @@ pool = "site-a"
             io_timeout: Duration::from_secs(86_400),
             idle_connections_per_node_max: 0,
             pool_idle_timeout: Duration::from_secs(90),
+            retry_ratio: 0.5,
+            retry_floor_per_sec: 0,
+            attempts_max: 1,
+            resume_max: 0,
+            throttle_backoff_base: Duration::from_millis(10),
+            throttle_backoff_max: Duration::from_millis(10),
+            node_concurrency_max: 1,
+            node_concurrency_min: 1,
         }
     );
     assert_eq!(c.pools[0].nodes[1].host, "fd00::1");
-    assert_eq!(c.routes[0].pool, 1);
-    assert_eq!(c.routes[1].pool, 0);
+    assert_eq!(c.pools[0].priority, 5);
+    assert_eq!(c.pools[0].min_active, 3);
+    assert_eq!(
+        c.pools[0].health,
+        HealthParams {
+            preset: HealthPreset::Objectscale,
+            method: ProbeMethod::Get,
+            path: "/ping?x=1".into(),
+            expect_status: ExpectStatus::Class(2),
+            body_match: Some("LIVE".into()),
+            drain_match: None,
+            interval: Duration::from_millis(500),
+            timeout: Duration::from_millis(500),
+            rise: 1,
+            fall: 100,
+            passive_fall: 0,
+            degraded_latency: Some(Duration::from_secs(3)),
+            slow_start: Duration::ZERO,
+        }
+    );
+    assert_eq!(c.pools[1].priority, 0);
+    assert_eq!(c.routes[0].pools, [1]);
+    assert_eq!(c.routes[1].pools, [1, 0], "ordered by priority");
 }
 
 #[test]
@@ -185,11 +241,11 @@ bucket = "*-logs"
 pool = "logs"
 "#;
     let c = parse(text).unwrap();
-    assert_eq!(c.route(Some("rag-docs")), 1);
-    assert_eq!(c.route(Some("rag-logs")), 1, "routes are tried in order");
-    assert_eq!(c.route(Some("web-logs")), 2);
-    assert_eq!(c.route(Some("other")), 0);
-    assert_eq!(c.route(None), 0);
+    assert_eq!(c.route(Some("rag-docs")), [1]);
+    assert_eq!(c.route(Some("rag-logs")), [1], "routes are tried in order");
+    assert_eq!(c.route(Some("web-logs")), [2]);
+    assert_eq!(c.route(Some("other")), [0]);
+    assert_eq!(c.route(None), [0]);
 }
 
 // === rejections: structure and pools ===
@@ -344,7 +400,7 @@ fn rejects_bad_glob() {
 #[test]
 fn rejects_route_without_pool() {
     let text = format!("{POOL}\n[[route]]\nbucket = \"a*\"\n");
-    rejects(&text, Some(6), "route[0]", "missing key `pool`");
+    rejects(&text, Some(6), "route[0]", "missing key `pool` (or `pools`");
 }
 
 // === rejections: bounds ===
@@ -543,6 +599,371 @@ fn rejects_bad_virtual_host_suffixes() {
     );
 }
 
+// === health, failover, retries and throttling ===
+
+/// A pool named "default" with two nodes whose own lines are 1..=3; `extra` follows on
+/// line 4 onwards.
+fn pool_with(extra: &str) -> String {
+    format!("[[pool]]\nname = \"default\"\nnodes = [\"h:1\", \"h:2\"]\n{extra}\n")
+}
+
+#[test]
+fn pool_defaults() {
+    let c = parse(POOL).unwrap();
+    let p = &c.pools[0];
+    assert_eq!((p.priority, p.min_active), (0, 1));
+    let h = &p.health;
+    assert_eq!(h.preset, HealthPreset::Generic);
+    assert_eq!((h.method, h.path.as_str()), (ProbeMethod::Head, "/"));
+    assert_eq!(h.expect_status, ExpectStatus::Any);
+    assert_eq!(
+        (h.body_match.as_ref(), h.drain_match.as_ref()),
+        (None, None)
+    );
+    assert_eq!(
+        (h.interval, h.timeout),
+        (Duration::from_secs(2), Duration::from_secs(1))
+    );
+    assert_eq!((h.rise, h.fall, h.passive_fall), (2, 3, 5));
+    assert_eq!(h.degraded_latency, None);
+    assert_eq!(h.slow_start, Duration::from_secs(10));
+}
+
+#[test]
+fn presets_fill_and_keys_override() {
+    let c = parse(&pool_with("health = { preset = \"seaweedfs\" }")).unwrap();
+    let h = &c.pools[0].health;
+    assert_eq!((h.method, h.path.as_str()), (ProbeMethod::Get, "/healthz"));
+    assert_eq!(h.expect_status, ExpectStatus::Exact(200));
+
+    let c = parse(&pool_with(
+        "health = { preset = \"minio\", expect_status = 204 }",
+    ))
+    .unwrap();
+    let h = &c.pools[0].health;
+    assert_eq!(h.path, "/minio/health/live");
+    assert_eq!(h.expect_status, ExpectStatus::Exact(204));
+
+    let c = parse(&pool_with("[pool.health]\npreset = \"objectscale\"")).unwrap();
+    let h = &c.pools[0].health;
+    assert_eq!((h.method, h.path.as_str()), (ProbeMethod::Get, "/?ping"));
+    assert_eq!(h.drain_match.as_deref(), Some("MAINTENANCE_MODE"));
+
+    let c = parse(&pool_with(
+        "health = { preset = \"objectscale\", drain_match = \"\", method = \"HEAD\", expect_status = \"any\" }",
+    ))
+    .unwrap();
+    let h = &c.pools[0].health;
+    assert_eq!(
+        (h.method, h.drain_match.as_ref()),
+        (ProbeMethod::Head, None)
+    );
+    assert_eq!(h.expect_status, ExpectStatus::Any);
+
+    // A shorter interval pulls the default timeout down with it.
+    let c = parse(&pool_with("health = { interval = \"500ms\" }")).unwrap();
+    assert_eq!(c.pools[0].health.timeout, Duration::from_millis(500));
+    // "0s" turns slow start and degraded_latency off.
+    let c = parse(&pool_with(
+        "slow_start = \"0s\"\nhealth = { degraded_latency = \"0s\" }",
+    ))
+    .unwrap();
+    assert_eq!(c.pools[0].health.slow_start, Duration::ZERO);
+    assert_eq!(c.pools[0].health.degraded_latency, None);
+}
+
+#[test]
+fn failover_chain_by_priority_ties_keep_written_order() {
+    let text = r#"
+[[pool]]
+name = "cloud"
+nodes = ["c:1"]
+priority = 10
+[[pool]]
+name = "site-a"
+nodes = ["a:1", "a:2"]
+min_active = 2
+[[pool]]
+name = "site-b"
+nodes = ["b:1"]
+[[route]]
+bucket = "*"
+pools = ["cloud", "site-b", "site-a"]
+"#;
+    let c = parse(text).unwrap();
+    assert_eq!(c.route(Some("x")), [2, 1, 0]);
+    assert_eq!(c.route(None), [0], "no bucket: pool 0 alone");
+    assert_eq!(c.pools[1].min_active, 2);
+}
+
+#[test]
+fn rejects_bad_upstream_retry_and_throttle_keys() {
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "retry_ratio = 1.5",
+            "upstream.retry_ratio",
+            "1.5 is outside 0.0..=1.0",
+        ),
+        (
+            "retry_ratio = -0.1",
+            "upstream.retry_ratio",
+            "outside 0.0..=1.0",
+        ),
+        (
+            "retry_ratio = nan",
+            "upstream.retry_ratio",
+            "outside 0.0..=1.0",
+        ),
+        (
+            "retry_ratio = \"20%\"",
+            "upstream.retry_ratio",
+            "invalid type: string",
+        ),
+        (
+            "retry_floor_per_sec = 100001",
+            "upstream.retry_floor_per_sec",
+            "outside 0..=100000",
+        ),
+        (
+            "retry_floor_per_sec = -1",
+            "upstream.retry_floor_per_sec",
+            "expected a non-negative integer",
+        ),
+        (
+            "attempts_max = 0",
+            "upstream.attempts_max",
+            "0 is outside 1..=10",
+        ),
+        (
+            "attempts_max = 11",
+            "upstream.attempts_max",
+            "outside 1..=10",
+        ),
+        ("resume_max = 101", "upstream.resume_max", "outside 0..=100"),
+        (
+            "throttle_backoff_base = \"0ms\"",
+            "upstream.throttle_backoff_base",
+            "below the minimum of 1ms",
+        ),
+        (
+            "throttle_backoff_base = 50",
+            "upstream.throttle_backoff_base",
+            "needs a unit",
+        ),
+        (
+            "throttle_backoff_max = \"10ms\"",
+            "upstream.throttle_backoff_max",
+            "10ms is below throttle_backoff_base (50ms)",
+        ),
+        (
+            "node_concurrency_max = 0",
+            "upstream.node_concurrency_max",
+            "outside 1..=65536",
+        ),
+        (
+            "node_concurrency_max = 65537",
+            "upstream.node_concurrency_max",
+            "outside 1..=65536",
+        ),
+        (
+            "node_concurrency_min = 0",
+            "upstream.node_concurrency_min",
+            "outside 1..=65536",
+        ),
+        (
+            "node_concurrency_min = 300",
+            "upstream.node_concurrency_min",
+            "300 is above node_concurrency_max (256)",
+        ),
+    ];
+    for &(line, key, needle) in cases {
+        rejects_with_pool(&format!("[upstream]\n{line}"), 2, key, needle);
+    }
+    // An explicit small maximum pulls the default minimum down instead of failing.
+    let c = parse(&format!("[upstream]\nnode_concurrency_max = 2{POOL}")).unwrap();
+    assert_eq!(
+        (
+            c.upstream.node_concurrency_min,
+            c.upstream.node_concurrency_max
+        ),
+        (2, 2)
+    );
+}
+
+#[test]
+fn rejects_bad_pool_failover_keys() {
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "priority = 1001",
+            "pool[0].priority",
+            "1001 is outside 0..=1000",
+        ),
+        (
+            "priority = -1",
+            "pool[0].priority",
+            "expected a non-negative integer",
+        ),
+        ("min_active = 0", "pool[0].min_active", "0 is outside 1..=2"),
+        ("min_active = 3", "pool[0].min_active", "3 is outside 1..=2"),
+        (
+            "slow_start = \"10\"",
+            "pool[0].slow_start",
+            "a unit is required",
+        ),
+        (
+            "slow_start = \"25h\"",
+            "pool[0].slow_start",
+            "longer than the maximum of 24h",
+        ),
+        (
+            "health = \"minio\"",
+            "pool[0].health",
+            "expected a table, found a string",
+        ),
+    ];
+    for &(extra, key, needle) in cases {
+        rejects(&pool_with(extra), Some(4), key, needle);
+    }
+}
+
+#[test]
+fn rejects_bad_health_keys() {
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "preset = \"ceph\"",
+            "pool[0].health.preset",
+            "unknown variant `ceph`",
+        ),
+        (
+            "method = \"POST\"",
+            "pool[0].health.method",
+            "unknown variant `POST`",
+        ),
+        (
+            "method = \"get\"",
+            "pool[0].health.method",
+            "unknown variant `get`",
+        ),
+        (
+            "path = \"healthz\"",
+            "pool[0].health.path",
+            "must start with '/'",
+        ),
+        (
+            "path = \"/a b\"",
+            "pool[0].health.path",
+            "is not a request target",
+        ),
+        (
+            "expect_status = 700",
+            "pool[0].health.expect_status",
+            "700 is not a status",
+        ),
+        (
+            "expect_status = \"3yy\"",
+            "pool[0].health.expect_status",
+            "\"3yy\" is not a status",
+        ),
+        (
+            "expect_status = true",
+            "pool[0].health.expect_status",
+            "invalid type: boolean",
+        ),
+        (
+            "method = \"HEAD\"\nbody_match = \"OK\"",
+            "pool[0].health.method",
+            "HEAD cannot be used with body_match",
+        ),
+        (
+            "preset = \"objectscale\"\nmethod = \"HEAD\"",
+            "pool[0].health.method",
+            "HEAD cannot be used with drain_match (set by the key or by preset \"objectscale\")",
+        ),
+        (
+            "interval = \"50ms\"",
+            "pool[0].health.interval",
+            "50ms is below the minimum of 100ms",
+        ),
+        (
+            "interval = \"0s\"",
+            "pool[0].health.interval",
+            "below the minimum of 1ms",
+        ),
+        (
+            "timeout = \"3s\"",
+            "pool[0].health.timeout",
+            "3s is longer than interval (2s)",
+        ),
+        ("rise = 0", "pool[0].health.rise", "0 is outside 1..=100"),
+        ("fall = 101", "pool[0].health.fall", "outside 1..=100"),
+        (
+            "passive_fall = 10001",
+            "pool[0].health.passive_fall",
+            "outside 0..=10000",
+        ),
+        (
+            "degraded_latency = \"5\"",
+            "pool[0].health.degraded_latency",
+            "a unit is required",
+        ),
+    ];
+    for &(keys, key, needle) in cases {
+        // The health table starts on line 4; the key at fault is on line 5 or later.
+        let text = pool_with(&format!("[pool.health]\n{keys}"));
+        let line = 5 + keys.matches('\n').count();
+        // Cross-key rules point at `method`, which is on line 5 when it comes first.
+        let line = if key.ends_with(".method") && keys.starts_with("method") {
+            5
+        } else {
+            line
+        };
+        rejects(&text, Some(line), key, needle);
+    }
+    let long = "x".repeat(4097);
+    rejects(
+        &pool_with(&format!("health = {{ body_match = \"{long}\" }}")),
+        Some(4),
+        "pool[0].health.body_match",
+        "4097 bytes; at most 4096",
+    );
+}
+
+#[test]
+fn rejects_bad_failover_routes() {
+    let route = |body: &str| format!("{}[[route]]\nbucket = \"*\"\n{body}\n", pool_with(""));
+    // pool_with("") is 4 lines (the extra line is empty), the route header line 5.
+    rejects(
+        &route("pools = []"),
+        Some(7),
+        "route[0].pools",
+        "at least one pool",
+    );
+    rejects(
+        &route("pools = [\"default\", \"nope\"]"),
+        Some(7),
+        "route[0].pools[1]",
+        "unknown pool \"nope\"",
+    );
+    rejects(
+        &route("pools = [\"default\", \"default\"]"),
+        Some(7),
+        "route[0].pools[1]",
+        "duplicate pool \"default\" (also pools[0])",
+    );
+    rejects(
+        &route("pool = \"default\"\npools = [\"default\"]"),
+        Some(8),
+        "route[0].pools",
+        "not both",
+    );
+    rejects(
+        &route("pools = \"default\""),
+        Some(7),
+        "route[0].pools",
+        "expected an array",
+    );
+}
+
 // === rejections: unknown keys and wrong types (from the parser) ===
 
 #[test]
@@ -570,8 +991,15 @@ fn rejects_unknown_keys_anywhere() {
     for &(fragment, line, key) in cases {
         rejects_with_pool(fragment, line, key, "unknown key");
     }
-    let text = "[[pool]]\nname = \"a\"\nnodes = [\"h:1\"]\npriority = 0\n";
-    rejects(text, Some(4), "pool[0].priority", "unknown key `priority`");
+    let text = "[[pool]]\nname = \"a\"\nnodes = [\"h:1\"]\nweight = 0\n";
+    rejects(text, Some(4), "pool[0].weight", "unknown key `weight`");
+    let text = "[[pool]]\nname = \"a\"\nnodes = [\"h:1\"]\nhealth = { intervall = \"1s\" }\n";
+    rejects(
+        text,
+        Some(4),
+        "pool[0].health.intervall",
+        "unknown key `intervall`",
+    );
 }
 
 #[test]

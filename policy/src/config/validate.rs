@@ -7,10 +7,13 @@ use std::ops::RangeInclusive;
 use std::time::Duration;
 
 use super::error::{Invalid, KeyPath};
-use super::raw::{RawAppliance, RawConfig, RawHttp, RawPool, RawRoute, RawUpstream};
+use super::raw::{
+    RawAppliance, RawConfig, RawExpectStatus, RawHealth, RawHttp, RawPool, RawRoute, RawUpstream,
+};
 use super::units::{format_duration, format_size, ConfigDuration, ConfigSize};
 use super::{Appliance, Config, Http, NodeAddr, Pool, Route, Upstream};
 use crate::dns;
+use crate::health::{ExpectStatus, HealthParams, ProbeMethod, PROBE_BODY_BYTES_MAX};
 use crate::route::BucketGlob;
 use toml::de::{DeTable, DeValue};
 
@@ -44,6 +47,24 @@ const NODES_PER_POOL_MAX: usize = 1024;
 const ROUTES_MAX: usize = 1024;
 /// Longest pool name (it is a metric label value).
 const POOL_NAME_LEN_MAX: usize = 64;
+/// Pool priorities: plenty of room for tiers, small enough to catch typos.
+const PRIORITY: RangeInclusive<u32> = 0..=1000;
+/// Retries per second regardless of the ratio.
+const RETRY_FLOOR_PER_SEC: RangeInclusive<u32> = 0..=100_000;
+/// Attempts per request: beyond 10 a retry chain is a storm, not resilience.
+const ATTEMPTS: RangeInclusive<u32> = 1..=10;
+/// Resumes per GET.
+const RESUMES: RangeInclusive<u32> = 0..=100;
+/// Per-node concurrency limit bounds (AIMD); at least one request must be possible.
+const NODE_CONCURRENCY: RangeInclusive<u32> = 1..=65_536;
+/// Probe interval: more often than 10 per second per node is load, not health.
+const PROBE_INTERVAL_MIN: Duration = Duration::from_millis(100);
+/// Consecutive probe counts for rise and fall.
+const PROBE_STREAK: RangeInclusive<u32> = 1..=100;
+/// Consecutive failed requests for passive_fall; 0 disables.
+const PASSIVE_FALL: RangeInclusive<u32> = 0..=10_000;
+/// Longest probe target (request line), a sane bound for a path and query.
+const PROBE_PATH_LEN_MAX: usize = 1024;
 
 /// Checks that sections are tables (and `[[pool]]`/`[[route]]` arrays of tables) before
 /// serde sees them: serde's derived structs also accept sequences (fields by position),
@@ -59,6 +80,7 @@ pub(crate) fn shape(root: &DeTable<'_>) -> Result<(), Invalid> {
         let Some(value) = root.get(name) else {
             continue;
         };
+        let check_health = name == "pool";
         let DeValue::Array(items) = value.get_ref() else {
             return Err(Invalid::new(
                 &path.key(name),
@@ -69,7 +91,13 @@ pub(crate) fn shape(root: &DeTable<'_>) -> Result<(), Invalid> {
             ));
         };
         for (i, item) in items.iter().enumerate() {
-            expect_table(&path.key(name).index(i), item.get_ref(), "a table")?;
+            let item_path = path.key(name).index(i);
+            expect_table(&item_path, item.get_ref(), "a table")?;
+            if let (true, DeValue::Table(table)) = (check_health, item.get_ref()) {
+                if let Some(health) = table.get("health") {
+                    expect_table(&item_path.key("health"), health.get_ref(), "a table")?;
+                }
+            }
         }
     }
     Ok(())
@@ -246,6 +274,46 @@ fn http(path: &KeyPath, raw: RawHttp) -> Result<Http, Invalid> {
 
 fn upstream(path: &KeyPath, raw: RawUpstream) -> Result<Upstream, Invalid> {
     let d = Upstream::default();
+    let throttle_backoff_base = timeout(
+        &path.key("throttle_backoff_base"),
+        raw.throttle_backoff_base,
+        d.throttle_backoff_base,
+    )?;
+    let throttle_backoff_max = timeout(
+        &path.key("throttle_backoff_max"),
+        raw.throttle_backoff_max,
+        d.throttle_backoff_max,
+    )?;
+    if throttle_backoff_max < throttle_backoff_base {
+        return Err(Invalid::new(
+            &path.key("throttle_backoff_max"),
+            format!(
+                "{} is below throttle_backoff_base ({})",
+                format_duration(throttle_backoff_max),
+                format_duration(throttle_backoff_base)
+            ),
+        ));
+    }
+    let node_concurrency_max = bounded(
+        &path.key("node_concurrency_max"),
+        raw.node_concurrency_max,
+        d.node_concurrency_max,
+        NODE_CONCURRENCY,
+    )?;
+    let node_concurrency_min = bounded(
+        &path.key("node_concurrency_min"),
+        raw.node_concurrency_min,
+        d.node_concurrency_min.min(node_concurrency_max),
+        NODE_CONCURRENCY,
+    )?;
+    if node_concurrency_min > node_concurrency_max {
+        return Err(Invalid::new(
+            &path.key("node_concurrency_min"),
+            format!(
+                "{node_concurrency_min} is above node_concurrency_max ({node_concurrency_max})"
+            ),
+        ));
+    }
     Ok(Upstream {
         connect_timeout: timeout(
             &path.key("connect_timeout"),
@@ -269,6 +337,29 @@ fn upstream(path: &KeyPath, raw: RawUpstream) -> Result<Upstream, Invalid> {
             raw.pool_idle_timeout,
             d.pool_idle_timeout,
         )?,
+        retry_ratio: ratio(&path.key("retry_ratio"), raw.retry_ratio, d.retry_ratio)?,
+        retry_floor_per_sec: bounded(
+            &path.key("retry_floor_per_sec"),
+            raw.retry_floor_per_sec,
+            d.retry_floor_per_sec,
+            RETRY_FLOOR_PER_SEC,
+        )?,
+        attempts_max: bounded(
+            &path.key("attempts_max"),
+            raw.attempts_max,
+            d.attempts_max,
+            ATTEMPTS,
+        )?,
+        resume_max: bounded(
+            &path.key("resume_max"),
+            raw.resume_max,
+            d.resume_max,
+            RESUMES,
+        )?,
+        throttle_backoff_base,
+        throttle_backoff_max,
+        node_concurrency_max,
+        node_concurrency_min,
     })
 }
 
@@ -297,9 +388,156 @@ fn pools(path: &KeyPath, raw: Vec<RawPool>) -> Result<Vec<Pool>, Invalid> {
             ));
         }
         let nodes = nodes(&pool_path.key("nodes"), &raw_pool.nodes)?;
-        pools.push(Pool { name, nodes });
+        let priority = bounded(&pool_path.key("priority"), raw_pool.priority, 0, PRIORITY)?;
+        let min_active = count(
+            &pool_path.key("min_active"),
+            raw_pool.min_active,
+            1,
+            1..=nodes.len(),
+        )?;
+        let slow_start = raw_pool
+            .slow_start
+            .map_or(HealthParams::default().slow_start, |ConfigDuration(d)| d);
+        let mut health = health(&pool_path.key("health"), raw_pool.health)?;
+        health.slow_start = slow_start;
+        pools.push(Pool {
+            name,
+            nodes,
+            priority,
+            min_active,
+            health,
+        });
     }
     Ok(pools)
+}
+
+/// A pool's `health` table: the preset's probe, overridden key by key, then checked as a
+/// whole (a body match needs a body, a probe must end before the next starts).
+fn health(path: &KeyPath, raw: RawHealth) -> Result<HealthParams, Invalid> {
+    let mut h = HealthParams::from_preset(raw.preset.unwrap_or_default());
+    if let Some(method) = raw.method {
+        h.method = method;
+    }
+    if let Some(target) = raw.path {
+        let key = path.key("path");
+        if !target.starts_with('/')
+            || target.len() > PROBE_PATH_LEN_MAX
+            || !target.bytes().all(|b| b.is_ascii_graphic())
+        {
+            return Err(Invalid::new(
+                &key,
+                format!(
+                    "{target:?} is not a request target: it must start with '/', have no \
+                     spaces or control characters, and be at most {PROBE_PATH_LEN_MAX} bytes"
+                ),
+            ));
+        }
+        h.path = target;
+    }
+    if let Some(expect) = raw.expect_status {
+        h.expect_status = expect_status(&path.key("expect_status"), expect)?;
+    }
+    if let Some(text) = raw.body_match {
+        h.body_match = body_text(&path.key("body_match"), text)?;
+    }
+    if let Some(text) = raw.drain_match {
+        h.drain_match = body_text(&path.key("drain_match"), text)?;
+    }
+    if h.method == ProbeMethod::Head {
+        for (key, set) in [
+            ("body_match", h.body_match.is_some()),
+            ("drain_match", h.drain_match.is_some()),
+        ] {
+            if set {
+                return Err(Invalid::new(
+                    &path.key("method"),
+                    format!(
+                        "HEAD cannot be used with {key} (set by the key or by preset \
+                         {:?}): a HEAD answer has no body; use method = \"GET\"",
+                        h.preset.as_str()
+                    ),
+                ));
+            }
+        }
+    }
+    h.interval = timeout(&path.key("interval"), raw.interval, h.interval)?;
+    if h.interval < PROBE_INTERVAL_MIN {
+        return Err(Invalid::new(
+            &path.key("interval"),
+            format!(
+                "{} is below the minimum of {}",
+                format_duration(h.interval),
+                format_duration(PROBE_INTERVAL_MIN)
+            ),
+        ));
+    }
+    h.timeout = timeout(&path.key("timeout"), raw.timeout, h.timeout.min(h.interval))?;
+    if h.timeout > h.interval {
+        return Err(Invalid::new(
+            &path.key("timeout"),
+            format!(
+                "{} is longer than interval ({}): a probe must end before the next starts",
+                format_duration(h.timeout),
+                format_duration(h.interval)
+            ),
+        ));
+    }
+    h.rise = bounded(&path.key("rise"), raw.rise, h.rise, PROBE_STREAK)?;
+    h.fall = bounded(&path.key("fall"), raw.fall, h.fall, PROBE_STREAK)?;
+    h.passive_fall = bounded(
+        &path.key("passive_fall"),
+        raw.passive_fall,
+        h.passive_fall,
+        PASSIVE_FALL,
+    )?;
+    if let Some(ConfigDuration(latency)) = raw.degraded_latency {
+        // "0s" spells "off", like slow_start.
+        h.degraded_latency = (!latency.is_zero()).then_some(latency);
+    }
+    Ok(h)
+}
+
+/// `expect_status`: a code in 100..=599, a class `"2xx"`, or `"any"`.
+fn expect_status(path: &KeyPath, raw: RawExpectStatus) -> Result<ExpectStatus, Invalid> {
+    let parsed = match &raw {
+        RawExpectStatus::Code(code) => u16::try_from(*code)
+            .ok()
+            .filter(|c| (100..=599).contains(c))
+            .map(ExpectStatus::Exact),
+        RawExpectStatus::Text(text) => ExpectStatus::parse(text),
+    };
+    parsed.ok_or_else(|| {
+        let written = match raw {
+            RawExpectStatus::Code(code) => code.to_string(),
+            RawExpectStatus::Text(text) => format!("{text:?}"),
+        };
+        Invalid::new(
+            path,
+            format!(
+                "{written} is not a status: expected a code in 100..=599 (e.g. 200), a class \
+                 such as \"2xx\", or \"any\""
+            ),
+        )
+    })
+}
+
+/// `body_match` / `drain_match`: `""` turns a preset's match off; otherwise the text
+/// must fit in the body prefix the prober reads.
+fn body_text(path: &KeyPath, text: String) -> Result<Option<String>, Invalid> {
+    if text.is_empty() {
+        return Ok(None);
+    }
+    if text.len() > PROBE_BODY_BYTES_MAX {
+        return Err(Invalid::new(
+            path,
+            format!(
+                "{} bytes; at most {PROBE_BODY_BYTES_MAX} (the probe reads that much of \
+                 the body)",
+                text.len()
+            ),
+        ));
+    }
+    Ok(Some(text))
 }
 
 fn nodes(path: &KeyPath, texts: &[String]) -> Result<Vec<NodeAddr>, Invalid> {
@@ -336,19 +574,59 @@ fn routes(path: &KeyPath, raw: Vec<RawRoute>, pools: &[Pool]) -> Result<Vec<Rout
                     format!("bad bucket glob {:?}: {e}", raw_route.bucket),
                 )
             })?;
-            let pool = pools
-                .iter()
-                .position(|p| p.name == raw_route.pool)
-                .ok_or_else(|| {
-                    let known: Vec<&str> = pools.iter().map(|p| p.name.as_str()).collect();
-                    Invalid::new(
-                        &route_path.key("pool"),
-                        format!("unknown pool {:?} (pools: {known:?})", raw_route.pool),
-                    )
-                })?;
-            Ok(Route { bucket, pool })
+            let chain = match (raw_route.pool, raw_route.pools) {
+                (Some(name), None) => {
+                    vec![pool_index(&route_path.key("pool"), &name, pools)?]
+                }
+                (None, Some(names)) => {
+                    let list_path = route_path.key("pools");
+                    if names.is_empty() {
+                        return Err(Invalid::new(&list_path, "at least one pool is required"));
+                    }
+                    limit_len(&list_path, names.len(), POOLS_MAX)?;
+                    let mut chain: Vec<usize> = Vec::with_capacity(names.len());
+                    for (j, name) in names.iter().enumerate() {
+                        let item = list_path.index(j);
+                        let index = pool_index(&item, name, pools)?;
+                        if let Some(first) = chain.iter().position(|&p| p == index) {
+                            return Err(Invalid::new(
+                                &item,
+                                format!("duplicate pool {name:?} (also pools[{first}])"),
+                            ));
+                        }
+                        chain.push(index);
+                    }
+                    // Stable: equal priorities keep the order written.
+                    chain.sort_by_key(|&p| pools.get(p).map_or(u32::MAX, |pool| pool.priority));
+                    chain
+                }
+                (Some(_), Some(_)) => {
+                    return Err(Invalid::new(
+                        &route_path.key("pools"),
+                        "set either pool (one) or pools (a failover chain), not both",
+                    ))
+                }
+                (None, None) => {
+                    return Err(Invalid::new(
+                        &route_path,
+                        "missing key `pool` (or `pools` for a failover chain)",
+                    ))
+                }
+            };
+            Ok(Route {
+                bucket,
+                pools: chain,
+            })
         })
         .collect()
+}
+
+/// Resolves a pool name used by a route.
+fn pool_index(path: &KeyPath, name: &str, pools: &[Pool]) -> Result<usize, Invalid> {
+    pools.iter().position(|p| p.name == name).ok_or_else(|| {
+        let known: Vec<&str> = pools.iter().map(|p| p.name.as_str()).collect();
+        Invalid::new(path, format!("unknown pool {name:?} (pools: {known:?})"))
+    })
 }
 
 // === value helpers ===
@@ -418,6 +696,37 @@ fn count(
         Err(Invalid::new(
             path,
             format!("{value} is outside {}..={}", bounds.start(), bounds.end()),
+        ))
+    }
+}
+
+/// A `u32` count with its default and bounds.
+fn bounded(
+    path: &KeyPath,
+    raw: Option<u32>,
+    default: u32,
+    bounds: RangeInclusive<u32>,
+) -> Result<u32, Invalid> {
+    let value = raw.unwrap_or(default);
+    if bounds.contains(&value) {
+        Ok(value)
+    } else {
+        Err(Invalid::new(
+            path,
+            format!("{value} is outside {}..={}", bounds.start(), bounds.end()),
+        ))
+    }
+}
+
+/// A ratio in `0.0..=1.0` (NaN and infinities, which TOML allows, are refused).
+fn ratio(path: &KeyPath, raw: Option<f64>, default: f64) -> Result<f64, Invalid> {
+    let value = raw.unwrap_or(default);
+    if (0.0..=1.0).contains(&value) {
+        Ok(value)
+    } else {
+        Err(Invalid::new(
+            path,
+            format!("{value} is outside 0.0..=1.0 (e.g. 0.2 = retries add at most 20%)"),
         ))
     }
 }
