@@ -227,6 +227,39 @@ fn puts_plain_chunked_and_100_continue_round_trip() {
     );
     assert_eq!(r.status, 404);
 
+    // aws-chunked (SigV4 streaming) inside a Content-Length body is decoded.
+    let mut aws = Vec::new();
+    for piece in body.chunks(65536) {
+        aws.extend_from_slice(
+            format!("{:x};chunk-signature={}\r\n", piece.len(), "0".repeat(64)).as_bytes(),
+        );
+        aws.extend_from_slice(piece);
+        aws.extend_from_slice(b"\r\n");
+    }
+    aws.extend_from_slice(format!("0;chunk-signature={}\r\n\r\n", "0".repeat(64)).as_bytes());
+    let decoded_len = body.len().to_string();
+    let r = request(
+        addr,
+        "PUT",
+        "/b/aws",
+        &[
+            ("x-amz-content-sha256", "STREAMING-AWS4-HMAC-SHA256-PAYLOAD"),
+            ("Content-Encoding", "aws-chunked"),
+            ("x-amz-decoded-content-length", &decoded_len),
+        ],
+        &aws,
+        TIMEOUT,
+    )
+    .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("etag"), Some(etag.as_str()));
+
+    // The bucket lists what was stored.
+    let r = request(addr, "GET", "/b?list-type=2&prefix=p", &[], b"", TIMEOUT).unwrap();
+    assert_eq!(r.status, 200);
+    assert!(r.text().contains("<Key>plain</Key>"), "{}", r.text());
+    assert!(!r.text().contains("<Key>aws</Key>"), "{}", r.text());
+
     // Sloppy chunk framing is refused.
     let mut conn = connect(addr);
     let r = exchange(
