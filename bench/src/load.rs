@@ -330,6 +330,9 @@ pub fn run(config: &LoadConfig, mut on_tick: impl FnMut(&Tick)) -> Result<Summar
     if config.targets.is_empty() || config.keys.is_empty() || config.connections == 0 {
         bail!("load needs at least one target, one key family and one connection");
     }
+    if config.keys.iter().any(|k| k.count == 0) {
+        bail!("every key family needs at least one key");
+    }
     if let Some(range_bytes) = config.range_bytes {
         if range_bytes == 0 || config.keys.iter().any(|k| k.size_bytes < range_bytes) {
             bail!("range size must be non-zero and at most the smallest object");

@@ -63,7 +63,7 @@ pub fn parse_duration(text: &str) -> Result<Duration> {
         "h" => value * 3600.0,
         other => bail!("unknown duration suffix {other:?} in {text:?}"),
     };
-    Ok(Duration::from_secs_f64(seconds))
+    Duration::try_from_secs_f64(seconds).with_context(|| format!("duration {text:?} is too long"))
 }
 
 /// Formats a byte count with a binary suffix, for humans.
@@ -104,5 +104,6 @@ mod tests {
         assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
         assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
         assert!(parse_duration("5 parsecs").is_err());
+        assert!(parse_duration("99999999999999999999999999h").is_err());
     }
 }
