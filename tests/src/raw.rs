@@ -70,9 +70,25 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
-/// Sends `parts` in order (sleeping `gap` between them), then reads until the peer closes
-/// or `wait` passes after the last write.
-pub fn exchange(addr: SocketAddr, parts: &[&[u8]], gap: Duration, wait: Duration) -> RawReply {
+/// When [`exchange`] stops reading.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadUntil {
+    /// Until the peer closes (or the wait runs out).
+    Close,
+    /// Until one whole response (head + Content-Length body) has arrived, or the peer
+    /// closes, or the wait runs out.
+    Response,
+}
+
+/// Sends `parts` in order (sleeping `gap` between them), then reads until `until` or until
+/// `wait` has passed after the last write.
+pub fn exchange(
+    addr: SocketAddr,
+    parts: &[&[u8]],
+    gap: Duration,
+    wait: Duration,
+    until: ReadUntil,
+) -> RawReply {
     let mut conn = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
         .unwrap_or_else(|e| panic!("connect {addr}: {e}"));
     conn.set_nodelay(true).expect("nodelay");
@@ -85,11 +101,25 @@ pub fn exchange(addr: SocketAddr, parts: &[&[u8]], gap: Duration, wait: Duration
             break;
         }
     }
-    read_until_quiet(&mut conn, wait)
+    read_reply(&mut conn, wait, until)
 }
 
-/// Reads until EOF/reset or `wait` passes.
-pub fn read_until_quiet(conn: &mut TcpStream, wait: Duration) -> RawReply {
+/// Whether `bytes` hold one complete response (head, and a body of its Content-Length).
+fn complete_response(bytes: &[u8]) -> bool {
+    let Some(end) = find(bytes, b"\r\n\r\n") else {
+        return false;
+    };
+    let head = String::from_utf8_lossy(&bytes[..end]).to_ascii_lowercase();
+    let length = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .unwrap_or(0);
+    bytes.len() >= end + 4 + length
+}
+
+/// Reads until `until`, EOF/reset, or `wait` passes.
+pub fn read_reply(conn: &mut TcpStream, wait: Duration, until: ReadUntil) -> RawReply {
     let sent_at = Instant::now();
     let deadline = sent_at + wait;
     let mut bytes = Vec::new();
@@ -107,6 +137,9 @@ pub fn read_until_quiet(conn: &mut TcpStream, wait: Duration) -> RawReply {
             Ok(n) => {
                 first_byte_after.get_or_insert_with(|| sent_at.elapsed());
                 bytes.extend_from_slice(&buf[..n]);
+                if until == ReadUntil::Response && complete_response(&bytes) {
+                    break false;
+                }
             }
             Err(e)
                 if matches!(

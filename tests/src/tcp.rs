@@ -217,3 +217,99 @@ fn pipe(
         let _ = from.shutdown(Shutdown::Read);
     });
 }
+
+/// A minimal HTTP/1.1 origin that answers `GET /<anything>/<n>` with `n` bytes of a fixed
+/// pattern (a 1 MiB + 7 block repeated, so misplaced pipe-sized chunks change the hash),
+/// from memory, with keep-alive. No S3, no auth: a source fast enough that a 1 GiB GET
+/// measures weir's own CPU cost rather than the storage server's.
+pub struct BlobServer {
+    counters: Arc<Counters>,
+    inner: Listening,
+}
+
+/// The block [`BlobServer`] repeats.
+fn blob_block() -> &'static [u8] {
+    static BLOCK: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    BLOCK.get_or_init(|| crate::data::pattern(77, (1 << 20) + 7))
+}
+
+impl BlobServer {
+    /// Starts the server on a free loopback port.
+    pub fn start() -> BlobServer {
+        let counters = Arc::new(Counters::default());
+        let c = counters.clone();
+        let inner = Listening::start("blob", move |conn, stop| {
+            if stop.load(Ordering::SeqCst) {
+                return;
+            }
+            c.connections.fetch_add(1, Ordering::SeqCst);
+            let c = c.clone();
+            std::thread::spawn(move || serve_blobs(conn, &c));
+        });
+        BlobServer { counters, inner }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.inner.addr
+    }
+
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// SHA-256 (hex) of the first `len` bytes the server sends for any path.
+    pub fn sha256(len: u64) -> String {
+        use sha2::{Digest, Sha256};
+        let block = blob_block();
+        let mut hasher = Sha256::new();
+        let mut left = len;
+        while left > 0 {
+            let n = left.min(block.len() as u64) as usize;
+            hasher.update(&block[..n]);
+            left -= n as u64;
+        }
+        hex::encode(hasher.finalize())
+    }
+}
+
+fn serve_blobs(mut conn: TcpStream, c: &Counters) {
+    let block = blob_block();
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    loop {
+        // Read one head.
+        let end = loop {
+            if let Some(pos) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break pos + 4;
+            }
+            match conn.read(&mut chunk) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => {
+                    c.bytes_in.fetch_add(n as u64, Ordering::SeqCst);
+                    buf.extend_from_slice(&chunk[..n]);
+                }
+            }
+        };
+        let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+        buf.drain(..end);
+        let path = head.split_whitespace().nth(1).unwrap_or("/");
+        let len: u64 = path
+            .rsplit('/')
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        let reply = format!("HTTP/1.1 200 OK\r\nContent-Length: {len}\r\nContent-Type: application/octet-stream\r\n\r\n");
+        if conn.write_all(reply.as_bytes()).is_err() {
+            return;
+        }
+        let mut left = len;
+        while left > 0 {
+            let n = left.min(block.len() as u64) as usize;
+            if conn.write_all(&block[..n]).is_err() {
+                return;
+            }
+            c.bytes_out.fetch_add(n as u64, Ordering::SeqCst);
+            left -= n as u64;
+        }
+    }
+}

@@ -31,6 +31,8 @@ pub struct WeirConfig {
     pub body_path: BodyPath,
     pub header_bytes_max: String,
     pub head_timeout: String,
+    /// `[http] client_idle_timeout` (weir's default when `None`).
+    pub client_idle_timeout: Option<String>,
     pub nodes: Vec<SocketAddr>,
 }
 
@@ -42,6 +44,7 @@ impl WeirConfig {
             body_path: BodyPath::Splice,
             header_bytes_max: "16KiB".into(),
             head_timeout: "2s".into(),
+            client_idle_timeout: None,
             nodes: nodes.to_vec(),
         }
     }
@@ -55,7 +58,7 @@ impl WeirConfig {
     /// The TOML weir reads.
     pub fn to_toml(&self, listen: SocketAddr, metrics: SocketAddr) -> String {
         let nodes: Vec<String> = self.nodes.iter().map(|n| format!("\"{n}\"")).collect();
-        format!(
+        let mut toml = format!(
             "[appliance]\n\
              cores = {cores}\n\
              listen = [\"{listen}\"]\n\
@@ -64,17 +67,20 @@ impl WeirConfig {
              \n\
              [http]\n\
              header_bytes_max = \"{hbm}\"\n\
-             head_timeout = \"{ht}\"\n\
-             \n\
-             [[pool]]\n\
-             name = \"main\"\n\
-             nodes = [{nodes}]\n",
+             head_timeout = \"{ht}\"\n",
             cores = self.cores,
             body_path = self.body_path.as_str(),
             hbm = self.header_bytes_max,
             ht = self.head_timeout,
-            nodes = nodes.join(", "),
-        )
+        );
+        if let Some(idle) = &self.client_idle_timeout {
+            toml.push_str(&format!("client_idle_timeout = \"{idle}\"\n"));
+        }
+        toml.push_str(&format!(
+            "\n[[pool]]\nname = \"main\"\nnodes = [{}]\n",
+            nodes.join(", ")
+        ));
+        toml
     }
 }
 

@@ -69,9 +69,9 @@ fn boto3_suite_through_weir_over_s3s_fs() {
         scratch.path(),
     );
     weir.assert_running();
-    // Everything went through weir to the node: at least the suite's uploads.
+    // Everything went through weir to the node: the suite uploads ~59 MiB of bodies.
     assert!(
-        relay.counters().bytes_in() > 60 * MIB,
+        relay.counters().bytes_in() > 55 * MIB,
         "node saw only {} bytes",
         relay.counters().bytes_in()
     );
@@ -121,13 +121,13 @@ fn keep_alive_reuses_client_and_upstream_connections() {
     let scratch = Scratch::new("weir-keepalive");
     let node = S3sFs::start(scratch.path(), "s3s-0");
     let objects = data::seed_objects(&scratch.sub("seed"), &[10, 1000, 100_000]);
-    let manifest = nodes::seed(&[node.endpoint()], "ka", &objects, scratch.path());
+    let manifest = nodes::seed(&[node.endpoint()], "keepalive", &objects, scratch.path());
     let relay = Relay::start(node.addr());
     let weir = Weir::start(&WeirConfig::new(&[relay.addr()]), scratch.path());
     let report = boto3_suite(
         "weir-keepalive",
         &weir.endpoint(),
-        "ka",
+        "keepalive",
         "keepalive",
         Some(&manifest),
         scratch.path(),
@@ -140,7 +140,7 @@ fn keep_alive_reuses_client_and_upstream_connections() {
     // One client connection lives on one core, whose pool needs one connection; allow one
     // spare for a pool that replaced a connection it found closed.
     assert!(
-        upstream >= 1 && upstream <= 2,
+        (1..=2).contains(&upstream),
         "{requests} sequential requests used {upstream} upstream connections"
     );
 }
