@@ -29,6 +29,13 @@ const BACKOFF_BASE_DEFAULT: Duration = Duration::from_millis(50);
 const BACKOFF_MAX_DEFAULT: Duration = Duration::from_secs(2);
 /// Doublings beyond which the backoff cap cannot grow (2^20 × 1ms is already 17 minutes).
 const BACKOFF_DOUBLINGS_MAX: u32 = 20;
+/// Smoothing of the throttled-answer ratio: about the last 64 answers.
+const THROTTLE_RATIO_EWMA: f64 = 1.0 / 64.0;
+/// A pool+bucket limit decreases only when at least this share of its recent answers
+/// were throttled: widespread (cluster- or prefix-wide) throttling, not one node's local
+/// pushback, which that node's own limit absorbs. Real prefix throttling (S3 answering
+/// 10%+ SlowDown) passes this within some 20 answers.
+const BUCKET_DECREASE_RATIO_MIN: f64 = 0.05;
 
 /// An additive-increase / multiplicative-decrease concurrency limit with jittered
 /// backoff.
@@ -40,6 +47,10 @@ pub struct Aimd {
     max: u32,
     decrease_holdoff: Duration,
     last_decrease: Option<Instant>,
+    /// EWMA of "this answer was throttled", 0..=1.
+    throttle_ratio: f64,
+    /// Throttles below this recent ratio do not decrease the limit (0 = every one may).
+    decrease_ratio_min: f64,
     backoff_base: Duration,
     backoff_max: Duration,
 }
@@ -56,6 +67,8 @@ impl Aimd {
             max,
             decrease_holdoff: DECREASE_HOLDOFF_DEFAULT,
             last_decrease: None,
+            throttle_ratio: 0.0,
+            decrease_ratio_min: 0.0,
             backoff_base: BACKOFF_BASE_DEFAULT,
             backoff_max: BACKOFF_MAX_DEFAULT,
         }
@@ -76,14 +89,29 @@ impl Aimd {
     }
 
     /// The per pool + bucket limiter from `[upstream]`, for a pool of `nodes` nodes: at
-    /// most every node full, at least one node's minimum.
+    /// most every node full, at least one node's minimum; it decreases only on
+    /// widespread throttling (see [`Aimd::with_decrease_ratio_min`]).
     pub fn for_bucket(upstream: &Upstream, nodes: usize) -> Self {
         let nodes = u32::try_from(nodes.max(1)).unwrap_or(u32::MAX);
         let max = upstream.node_concurrency_max.saturating_mul(nodes);
-        Aimd::new(max, upstream.node_concurrency_min, max).with_backoff(
-            upstream.throttle_backoff_base,
-            upstream.throttle_backoff_max,
-        )
+        Aimd::new(max, upstream.node_concurrency_min, max)
+            .with_backoff(
+                upstream.throttle_backoff_base,
+                upstream.throttle_backoff_max,
+            )
+            .with_decrease_ratio_min(BUCKET_DECREASE_RATIO_MIN)
+    }
+
+    /// Makes throttles decrease the limit only while at least `ratio` of the recent
+    /// answers (about the last 64) were throttled. For limiters shared by many nodes,
+    /// so that one node's local throttling does not shrink the whole pool's share.
+    pub fn with_decrease_ratio_min(mut self, ratio: f64) -> Self {
+        self.decrease_ratio_min = if ratio.is_finite() {
+            ratio.clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
+        self
     }
 
     /// Sets the backoff steps (`max` is raised to `base`).
@@ -102,12 +130,18 @@ impl Aimd {
     /// A request completed without throttling: grow by `1/limit`, i.e. about one per
     /// full window of successes.
     pub fn on_success(&mut self) {
+        self.throttle_ratio -= self.throttle_ratio * THROTTLE_RATIO_EWMA;
         self.limit = (self.limit + 1.0 / self.limit.max(1.0)).min(f64::from(self.max));
     }
 
-    /// A throttled answer: halve the limit unless a decrease happened within the holdoff.
-    /// Returns whether the limit decreased.
+    /// A throttled answer: halve the limit unless a decrease happened within the holdoff
+    /// (or, for shared limiters, throttling is not widespread). Returns whether the limit
+    /// decreased.
     pub fn on_throttle(&mut self, now: Instant) -> bool {
+        self.throttle_ratio += (1.0 - self.throttle_ratio) * THROTTLE_RATIO_EWMA;
+        if self.throttle_ratio < self.decrease_ratio_min {
+            return false;
+        }
         let recent = self
             .last_decrease
             .is_some_and(|at| now.saturating_duration_since(at) < self.decrease_holdoff);
@@ -277,6 +311,36 @@ mod tests {
             seen.insert(a.backoff(4, None, rng.next_u64()));
         }
         assert!(seen.len() > 90, "{} distinct delays", seen.len());
+    }
+
+    #[test]
+    fn shared_limit_ignores_isolated_throttles() {
+        let now = t0();
+        let mut a = Aimd::new(1000, 4, 1000).with_decrease_ratio_min(0.05);
+        // One throttle per hundred answers (one node of many pushing back): no decrease.
+        for i in 0..10_000u64 {
+            if i % 100 == 0 {
+                assert!(!a.on_throttle(now + Duration::from_millis(i)));
+            } else {
+                a.on_success();
+            }
+        }
+        assert_eq!(a.limit(), 1000);
+        // Widespread throttling (one answer in five): the limit comes down.
+        let mut decreased = 0;
+        for i in 0..500u64 {
+            let at = now + Duration::from_millis(20_000 + i * 10);
+            if i % 5 == 0 {
+                decreased += u32::from(a.on_throttle(at));
+            } else {
+                a.on_success();
+            }
+        }
+        assert!(
+            decreased >= 3 && a.limit() < 200,
+            "{decreased} decreases, limit {}",
+            a.limit()
+        );
     }
 
     #[test]
