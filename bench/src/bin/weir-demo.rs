@@ -7,6 +7,7 @@
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -211,13 +212,27 @@ fn start_weir(
         config_path.display(),
         log_path.display()
     );
-    let child = Command::new(binary)
+    let mut command = Command::new(binary);
+    command
         .arg("run")
         .arg("--config")
         .arg(&config_path)
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
-        .stderr(log)
+        .stderr(log);
+    // If the demo dies without running its destructors (a panic aborts in release, e.g.
+    // on a closed stdout), the kernel still stops weir: no orphan keeps the ports.
+    // SAFETY: the closure runs between fork and exec and only calls prctl(2), which is
+    // async-signal-safe.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = command
         .spawn()
         .with_context(|| format!("spawn {}", binary.display()))?;
     let mut weir = Weir(child);
