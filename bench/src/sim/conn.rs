@@ -472,7 +472,7 @@ impl Conn {
         let expect_continue = has_token(head.header("expect"), "100-continue");
         let faults = self.node.faults.load();
         if faults.slowdown_ratio > 0.0 && self.roll() < faults.slowdown_ratio {
-            return self.reject_early(&head, framing, expect_continue, next, |conn, next| {
+            return self.reject_early(framing, expect_continue, next, |conn, next| {
                 conn.respond_error(
                     503,
                     "SlowDown",
@@ -537,7 +537,6 @@ impl Conn {
     /// connection closes; otherwise the body is drained and the connection kept.
     fn reject_early(
         &mut self,
-        _head: &Head,
         framing: Framing,
         expect_continue: bool,
         next: Next,
@@ -680,7 +679,7 @@ impl Conn {
         };
         if !precondition_ok {
             let latency_ms = self.node.faults.latency_ms.load(Relaxed);
-            return self.reject_early(head, framing, expect_continue, next, |conn, next| {
+            return self.reject_early(framing, expect_continue, next, |conn, next| {
                 conn.delay(latency_ms);
                 conn.respond_error(
                     412,
