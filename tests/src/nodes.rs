@@ -122,10 +122,11 @@ impl Seaweed {
             .to_string(),
         )
         .expect("write identity.json");
-        let p = |_: &str| crate::ports::free_port();
-        let (master, master_grpc) = (p("master"), p("master grpc"));
-        let (volume, volume_grpc) = (p("volume"), p("volume grpc"));
-        let (filer, filer_grpc) = (p("filer"), p("filer grpc"));
+        // Every port explicit: weed's default gRPC port is port + 10000, which may be taken.
+        use crate::ports::free_port;
+        let (master, master_grpc) = (free_port(), free_port());
+        let (volume, volume_grpc) = (free_port(), free_port());
+        let (filer, filer_grpc) = (free_port(), free_port());
         let mut grpc_ports = vec![master_grpc, volume_grpc, filer_grpc];
 
         let mut cmd = Command::new(crate::tools::weed());
