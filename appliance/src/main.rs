@@ -9,6 +9,8 @@ use std::os::fd::AsRawFd;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
+mod bus;
+mod health;
 mod metrics;
 mod probe;
 mod proxy;
@@ -87,8 +89,13 @@ fn run(path: &std::path::Path) -> anyhow::Result<()> {
     let cores = settings.cores;
     tracing::info!(driver = driver.name(), cores, "starting weir");
     let registry = metrics::Registry::new(cores, driver.name());
+    let (bus, inboxes) = bus::Bus::new(cores);
     if let Some(addr) = settings.config.appliance.metrics {
-        metrics::serve(addr, registry.clone())
+        let admin = metrics::Admin {
+            bus: bus.clone(),
+            settings: settings.clone(),
+        };
+        metrics::serve(addr, registry.clone(), admin)
             .with_context(|| format!("metrics listener {addr}"))?;
         tracing::info!(%addr, "metrics listening");
     }
@@ -134,8 +141,9 @@ fn run(path: &std::path::Path) -> anyhow::Result<()> {
     .context("signal thread")?;
     let core_ids = core_affinity::get_core_ids().unwrap_or_default();
     let mut threads = Vec::with_capacity(cores);
-    for (id, listeners) in per_core.into_iter().enumerate() {
+    for ((id, listeners), inbox) in per_core.into_iter().enumerate().zip(inboxes) {
         let settings = settings.clone();
+        let bus = bus.clone();
         let registry = registry.clone();
         let pin = (!core_ids.is_empty()).then(|| core_ids[id % core_ids.len()]);
         let handle = std::thread::Builder::new()
@@ -145,7 +153,7 @@ fn run(path: &std::path::Path) -> anyhow::Result<()> {
                     core_affinity::set_for_current(core);
                 }
                 let result = runtime::block_on(driver, 4096, || {
-                    shard::run(id, settings, listeners, registry)
+                    shard::run(id, settings, listeners, registry, bus, inbox)
                 });
                 if let Err(e) = result {
                     tracing::error!(core = id, error = %e, "cannot start executor");

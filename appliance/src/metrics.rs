@@ -9,6 +9,12 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
+
+use weir_policy::health::NodeState;
+
+use crate::bus::{Bus, Msg};
+use crate::settings::Settings;
 
 /// Status classes counted for requests.
 pub const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
@@ -40,6 +46,9 @@ pub struct CoreMetrics {
     upstream_errors: AtomicU64,
     upstream_retries: AtomicU64,
     requests_in_flight: AtomicU64,
+    throttled: AtomicU64,
+    /// [0 = resumed, 1 = resume failed]
+    resumes: [AtomicU64; 2],
 }
 
 /// Single-writer increment: the owning core is the only writer, so load+store is exact and
@@ -54,6 +63,16 @@ impl CoreMetrics {
     pub fn request(&self, status: u16) {
         let class = (status / 100).clamp(1, 5) as usize - 1;
         bump(&self.requests[class], 1);
+    }
+
+    /// Counts a throttle answer (`503 SlowDown`, `429`) from a node.
+    pub fn throttled(&self) {
+        bump(&self.throttled, 1);
+    }
+
+    /// Counts a mid-body GET resume attempt by outcome.
+    pub fn resume(&self, ok: bool) {
+        bump(&self.resumes[usize::from(!ok)], 1);
     }
 
     /// Marks a request as started (its head parsed).
@@ -223,7 +242,23 @@ impl Registry {
                 );
             }
         }
-        let simple: [Simple; 8] = [
+        family(
+            w,
+            "weir_resumes_total",
+            "counter",
+            "Mid-body GET resumes on another node, by outcome.",
+        );
+        for (i, outcome) in ["resumed", "failed"].iter().enumerate() {
+            let v = self.sum(|c| &c.resumes[i]);
+            let _ = writeln!(w, "weir_resumes_total{{outcome=\"{outcome}\"}} {v}");
+        }
+        let simple: [Simple; 9] = [
+            (
+                "weir_upstream_throttled_total",
+                "counter",
+                "Throttle answers (503 SlowDown, 429) from nodes: backpressure, not failures.",
+                |c| &c.throttled,
+            ),
             (
                 "weir_requests_in_flight",
                 "gauge",
@@ -293,14 +328,196 @@ fn family(w: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(w, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
 
-/// Serves `GET /metrics` on its own thread, so scrapes stay answered while every core is
-/// saturated by the data path.
-pub fn serve(addr: SocketAddr, registry: Registry) -> std::io::Result<std::thread::JoinHandle<()>> {
+/// What the metrics thread needs beyond counters: the cores' inboxes (to ask for their
+/// view of the nodes) and the config (pool and node names for labels).
+#[derive(Clone)]
+pub struct Admin {
+    /// Cores' inboxes.
+    pub bus: Bus,
+    /// The running config.
+    pub settings: Arc<Settings>,
+}
+
+/// One node merged over all cores.
+struct NodeSummary {
+    pool: String,
+    addr: String,
+    state: NodeState,
+    reason: Arc<str>,
+    since_secs: f64,
+    inflight: u32,
+    limit: u32,
+    latency_ewma: Option<Duration>,
+}
+
+impl Admin {
+    /// Asks every core for its view of the nodes and merges them: the state comes from
+    /// the node's owner (it decides), in-flight and limits are summed, latency averaged.
+    fn nodes(&self) -> Vec<NodeSummary> {
+        let cores = self.bus.cores();
+        let mut replies = Vec::with_capacity(cores);
+        for core in 0..cores {
+            let (tx, rx) = flume::bounded(1);
+            if self.bus.send(core, Msg::QueryNodes(tx)) {
+                replies.push((core, rx));
+            }
+        }
+        let cfg = &self.settings.config;
+        let mut out: Vec<NodeSummary> = Vec::new();
+        let mut index = std::collections::HashMap::new();
+        let mut latency_samples: Vec<(Duration, u32)> = Vec::new();
+        let mut first = Vec::with_capacity(cfg.pools.len());
+        let mut next = 0;
+        for pool in &cfg.pools {
+            first.push(next);
+            next += pool.nodes.len();
+        }
+        for (core, rx) in replies {
+            let Ok(reports) = rx.recv_timeout(Duration::from_secs(1)) else {
+                continue;
+            };
+            for r in reports {
+                let i = *index.entry(r.node).or_insert_with(|| {
+                    out.push(NodeSummary {
+                        pool: cfg.pools[r.node.pool].name.clone(),
+                        addr: cfg.pools[r.node.pool].nodes[r.node.node].to_string(),
+                        state: r.state,
+                        reason: r.reason.clone(),
+                        since_secs: r.since_secs,
+                        inflight: 0,
+                        limit: 0,
+                        latency_ewma: None,
+                    });
+                    latency_samples.push((Duration::ZERO, 0));
+                    out.len() - 1
+                });
+                let owner = (first[r.node.pool] + r.node.node) % cores;
+                let n = &mut out[i];
+                if core == owner {
+                    n.state = r.state;
+                    n.reason = r.reason.clone();
+                    n.since_secs = r.since_secs;
+                }
+                n.inflight += r.inflight;
+                n.limit += r.limit;
+                if let Some(l) = r.latency_ewma {
+                    latency_samples[i].0 += l;
+                    latency_samples[i].1 += 1;
+                }
+            }
+        }
+        for (n, (sum, count)) in out.iter_mut().zip(latency_samples) {
+            if count > 0 {
+                n.latency_ewma = Some(sum / count);
+            }
+        }
+        out
+    }
+
+    fn nodes_json(&self) -> String {
+        let mut w = String::from("[");
+        for (i, n) in self.nodes().iter().enumerate() {
+            if i > 0 {
+                w.push(',');
+            }
+            let _ = write!(
+                w,
+                "\n{{\"pool\":{},\"node\":{},\"state\":\"{}\",\"reason\":{},\"since_seconds\":{:.3},\"inflight\":{},\"limit\":{},\"latency_ewma_seconds\":{}}}",
+                json_str(&n.pool),
+                json_str(&n.addr),
+                n.state,
+                json_str(&n.reason),
+                n.since_secs,
+                n.inflight,
+                n.limit,
+                n.latency_ewma.map_or("null".to_string(), |l| format!("{:.6}", l.as_secs_f64())),
+            );
+        }
+        w.push_str("\n]\n");
+        w
+    }
+
+    fn render_nodes(&self, w: &mut String) {
+        let nodes = self.nodes();
+        family(
+            w,
+            "weir_node_state",
+            "gauge",
+            "Node state as decided by its owner core (1 for the current state).",
+        );
+        for n in &nodes {
+            for state in [
+                NodeState::Up,
+                NodeState::Degraded,
+                NodeState::Down,
+                NodeState::Draining,
+            ] {
+                let v = u8::from(n.state == state);
+                let _ = writeln!(
+                    w,
+                    "weir_node_state{{pool=\"{}\",node=\"{}\",state=\"{state}\"}} {v}",
+                    n.pool, n.addr
+                );
+            }
+        }
+        family(
+            w,
+            "weir_node_inflight_requests",
+            "gauge",
+            "Requests in flight to the node, all cores.",
+        );
+        for n in &nodes {
+            let _ = writeln!(
+                w,
+                "weir_node_inflight_requests{{pool=\"{}\",node=\"{}\"}} {}",
+                n.pool, n.addr, n.inflight
+            );
+        }
+        family(
+            w,
+            "weir_node_concurrency_limit",
+            "gauge",
+            "Concurrency limit for the node (AIMD under throttling), all cores.",
+        );
+        for n in &nodes {
+            let _ = writeln!(
+                w,
+                "weir_node_concurrency_limit{{pool=\"{}\",node=\"{}\"}} {}",
+                n.pool, n.addr, n.limit
+            );
+        }
+    }
+}
+
+fn json_str(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Serves `GET /metrics` (and `/healthz`, `/nodes`) on its own thread, so scrapes stay
+/// answered while every core is saturated by the data path.
+pub fn serve(
+    addr: SocketAddr,
+    registry: Registry,
+    admin: Admin,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
     let listener = TcpListener::bind(addr)?;
     std::thread::Builder::new().name("weir-metrics".into()).spawn(move || {
         for stream in listener.incoming().flatten() {
-            let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(5)));
-            let _ = stream.set_write_timeout(Some(std::time::Duration::from_secs(5)));
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+            let _ = stream.set_write_timeout(Some(Duration::from_secs(5)));
             let mut reader = BufReader::new(&stream);
             let mut line = String::new();
             if reader.read_line(&mut line).is_err() {
@@ -314,8 +531,13 @@ pub fn serve(addr: SocketAddr, registry: Registry) -> std::io::Result<std::threa
             let mut parts = line.split_whitespace();
             let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
             let (status, ctype, body) = match (method, path) {
-                ("GET", "/metrics") => ("200 OK", "text/plain; version=0.0.4", registry.render()),
+                ("GET", "/metrics") => {
+                    let mut body = registry.render();
+                    admin.render_nodes(&mut body);
+                    ("200 OK", "text/plain; version=0.0.4", body)
+                }
                 ("GET", "/healthz") => ("200 OK", "text/plain", "ok\n".to_string()),
+                ("GET", "/nodes") => ("200 OK", "application/json", admin.nodes_json()),
                 _ => ("404 Not Found", "text/plain", "not found\n".to_string()),
             };
             let mut w = &stream;

@@ -2,7 +2,8 @@
 //!
 //! 1. read the head under its deadline and size cap, parse it strictly (`weir_io::http`);
 //!    a rejected request is answered with an S3 XML error and never reaches a node;
-//! 2. route: bucket → pool (`weir_policy`), pick a node (power of two choices on in-flight);
+//! 2. route: bucket → the route's chain of pools (`weir_policy`), pick a node across the
+//!    chain (health, priority groups, AIMD limits, in-flight × latency, slow start);
 //! 3. take a pooled keep-alive connection to the node (or open one) and forward the head
 //!    byte for byte (SigV4 signs Host and most headers, so nothing signed is rewritten);
 //! 4. relay the request body (small ones buffered so they can be replayed, large ones
@@ -10,11 +11,14 @@
 //! 5. relay the response head and body (spliced), then return both connections for reuse
 //!    only if both messages completed exactly.
 //!
-//! Failures before the response starts move the request to another node when it can be
-//! sent again (nothing of its body consumed, or the body buffered; never a POST that
-//! reached a node). A response that cannot be completed closes the client connection.
+//! Failure handling (DESIGN.md §4): before the response starts, a failed attempt moves to
+//! another node when `weir_policy::retry` allows it and the retry budget has room; a
+//! throttled answer (`503 SlowDown`, `429`) is backpressure — the node's concurrency
+//! shrinks, and the request waits a jittered backoff and goes elsewhere, or the client
+//! gets the SlowDown. After the response started, a GET whose node dies mid-body is
+//! resumed from another node (`weir_policy::resume`) into the same client response. A
+//! response that cannot be completed closes the client connection: never short.
 
-use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -22,13 +26,20 @@ use monoio::net::TcpStream;
 use weir_io::conn::{head_end, Conn};
 use weir_io::http::{
     parse_request, parse_response, s3_error_response, write_request_head, write_response_head,
-    BodyFraming, ChunkedDecoder, ChunkedLimits, HeadError, HeadLimits, Method, Peer, RequestHead,
-    ResponseHead,
+    BodyFraming, ChunkedDecoder, ChunkedLimits, HeadError, HeadLimits, Header, Method, Peer,
+    RequestHead, ResponseHead,
 };
 use weir_io::relay::{BodyMode, End, Moved, Mover};
 use weir_io::{Error, Kind, Side};
+use weir_policy::balance::{pick, Candidate, NodeView, PoolView};
 use weir_policy::config::BodyPath;
+use weir_policy::health::{classify_response, Observation};
+use weir_policy::resume::{
+    check_resumed, may_add_if_match, plan_resume, signed_headers, ResumePlan,
+};
+use weir_policy::retry::{may_retry, BodyState, Failure};
 
+use crate::bus::NodeId;
 use crate::metrics::Direction;
 use crate::shard::Shard;
 use crate::signals;
@@ -36,6 +47,9 @@ use crate::signals;
 /// Bodies shorter than this are copied rather than spliced: a pipe round trip costs two
 /// syscalls plus a pipe, which only pays off for larger transfers.
 const SPLICE_BYTES_MIN: u64 = 16 * 1024;
+
+/// Largest throttle/error answer body read to drain it so its connection can be reused.
+const DRAIN_BODY_BYTES_MAX: u64 = 64 * 1024;
 
 /// Serves one client connection until it closes, errs, or asks to close.
 pub async fn serve_client(shard: &Shard, stream: TcpStream, peer: SocketAddr) {
@@ -66,7 +80,7 @@ pub async fn serve_client(shard: &Shard, stream: TcpStream, peer: SocketAddr) {
             }
             Incoming::Head(head) => {
                 shard.metrics().request_started();
-                let keep_alive = handle(shard, &mut client, &mut mover, head).await;
+                let keep_alive = handle(shard, &mut client, &mut mover, &head).await;
                 shard.metrics().request_finished();
                 // A draining weir closes connections between requests.
                 if !keep_alive || signals::draining() {
@@ -109,32 +123,16 @@ async fn read_request(shard: &Shard, client: &mut Conn) -> Incoming {
             Some(d) => d.saturating_duration_since(Instant::now()),
         };
         match monoio::time::timeout(wait, client.read_head_bytes(head_end)).await {
-            Err(_) if deadline.is_some() => {
-                return Incoming::Reject(head_error(
-                    408,
-                    "RequestTimeout",
-                    "the request head did not arrive in time",
-                ))
-            }
+            Err(_) if deadline.is_some() => return Incoming::Reject(HeadError::request_timeout()),
             Err(_) | Ok(Ok(0)) => return Incoming::Closed,
             Ok(Ok(_)) => {}
             Ok(Err(e)) if e.kind() == std::io::ErrorKind::InvalidData => {
-                return Incoming::Reject(head_error(
-                    431,
-                    "RequestHeaderSectionTooLarge",
+                return Incoming::Reject(HeadError::too_large(
                     "the request head is larger than header_bytes_max",
                 ))
             }
             Ok(Err(_)) => return Incoming::Closed,
         }
-    }
-}
-
-fn head_error(status: u16, code: &'static str, message: &str) -> HeadError {
-    HeadError {
-        status,
-        code,
-        message: message.to_string(),
     }
 }
 
@@ -144,7 +142,7 @@ async fn reject(shard: &Shard, client: &Conn, err: &HeadError, resource: &str) {
     shard.metrics().request(err.status);
     let rid = shard.request_id();
     let bytes = s3_error_response(err.status, err.code, &err.message, resource, &rid, true);
-    let _ = monoio::time::timeout(Duration::from_secs(5), client.write_all(&bytes)).await;
+    let _ = write_timed(client, &bytes, Duration::from_secs(5)).await;
 }
 
 /// How the request body travels.
@@ -157,40 +155,109 @@ enum ReqBody {
     Streamed,
 }
 
-/// Decrements a node's in-flight count when the request is done with it.
+/// Counts a request against a node's in-flight total for as long as it holds it.
 struct InFlight<'a> {
-    counts: &'a RefCell<Vec<u32>>,
-    node: usize,
+    shard: &'a Shard,
+    node: NodeId,
 }
 
 impl<'a> InFlight<'a> {
-    fn enter(counts: &'a RefCell<Vec<u32>>, node: usize) -> Self {
-        counts.borrow_mut()[node] += 1;
-        InFlight { counts, node }
+    fn enter(shard: &'a Shard, node: NodeId) -> Self {
+        shard.inflight[node.pool].borrow_mut()[node.node] += 1;
+        InFlight { shard, node }
     }
 }
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        let mut c = self.counts.borrow_mut();
-        c[self.node] = c[self.node].saturating_sub(1);
+        let mut c = self.shard.inflight[self.node.pool].borrow_mut();
+        c[self.node.node] = c[self.node.node].saturating_sub(1);
     }
 }
 
+/// One request's routing state: its pool chain and the nodes it already tried.
+struct Route<'a> {
+    shard: &'a Shard,
+    chain: &'a [usize],
+    tried: Vec<Candidate>,
+}
+
+impl Route<'_> {
+    /// The next node to try, across the chain's priority groups.
+    fn pick(&self) -> Option<NodeId> {
+        let shard = self.shard;
+        let cfg = &shard.settings.config;
+        let now = Instant::now();
+        let views: Vec<Vec<NodeView>> = self
+            .chain
+            .iter()
+            .map(|&p| {
+                let inflight = shard.inflight[p].borrow();
+                let slow_start = cfg.pools[p].health.slow_start;
+                shard
+                    .health
+                    .pool(p)
+                    .iter()
+                    .enumerate()
+                    .map(|(n, v)| NodeView {
+                        state: v.state(),
+                        inflight: inflight[n],
+                        limit: v.limit(),
+                        latency_ewma: v.latency_ewma(),
+                        weight: shard
+                            .health
+                            .weight(NodeId { pool: p, node: n }, slow_start, now),
+                    })
+                    .collect()
+            })
+            .collect();
+        let pools: Vec<PoolView> = self
+            .chain
+            .iter()
+            .zip(&views)
+            .map(|(&p, nodes)| PoolView {
+                pool: p,
+                min_active: cfg.pools[p].min_active,
+                nodes,
+            })
+            .collect();
+        let rand = shard.rng.borrow_mut().next_u64();
+        pick(&pools, |c| self.tried.contains(&c), rand).map(|c| NodeId {
+            pool: c.pool,
+            node: c.node,
+        })
+    }
+
+    fn exclude(&mut self, node: NodeId) {
+        self.tried.push(Candidate {
+            pool: node.pool,
+            node: node.node,
+        });
+    }
+}
+
+/// Why an attempt ended before the response could be relayed.
+struct AttemptError {
+    err: Error,
+    failure: Failure,
+    /// Body bytes were pulled from the client and are gone.
+    body_consumed: bool,
+}
+
 /// Handles one request; returns whether the client connection may carry another.
-async fn handle(
-    shard: &Shard,
-    client: &mut Conn,
-    mover: &mut Mover,
-    head: Box<RequestHead>,
-) -> bool {
+async fn handle(shard: &Shard, client: &mut Conn, mover: &mut Mover, head: &RequestHead) -> bool {
     let cfg = &shard.settings.config;
     let bucket = weir_policy::route::bucket_of(
         head.host(),
         head.path(),
         &cfg.appliance.virtual_host_suffixes,
     );
-    let pool = cfg.route(bucket.as_deref());
+    let mut route = Route {
+        shard,
+        chain: cfg.route(bucket.as_deref()),
+        tried: Vec::new(),
+    };
+    shard.retry_budget.borrow_mut().on_request(Instant::now());
 
     let body = match head.framing {
         BodyFraming::Length(n)
@@ -206,63 +273,133 @@ async fn handle(
         _ => ReqBody::Empty,
     };
     let mut head_bytes = Vec::with_capacity(1024);
-    write_request_head(&head, &mut head_bytes);
+    write_request_head(head, &mut head_bytes);
     if let ReqBody::Buffered(b) = &body {
         head_bytes.extend_from_slice(b);
     }
-    // CORRECTIONS 14: a POST that reached a node is never sent again.
-    let replayable = !matches!(body, ReqBody::Streamed) && head.method != Method::Post;
 
-    let nodes = &shard.settings.nodes[pool];
-    let mut tried: Vec<usize> = Vec::new();
-    let mut last_error: Option<Error> = None;
-    let attempts_max = nodes.len() + 1;
-    for _attempt in 0..attempts_max {
-        let node = {
-            let counts = shard.inflight[pool].borrow();
-            let rand = shard.rng.borrow_mut().next_u64();
-            weir_policy::balance::pick_p2c(&counts, |i| !tried.contains(&i), rand)
-        };
-        let Some(node) = node else { break };
-        let addr = nodes[node];
-        let _inflight = InFlight::enter(&shard.inflight[pool], node);
-        if last_error.is_some() {
+    let mut attempt: u32 = 0;
+    let mut last: Option<AttemptError> = None;
+    let mut throttled_retry_after: Option<Duration> = None;
+    while let Some(node) = route.pick() {
+        attempt += 1;
+        if attempt > 1 {
             shard.metrics().upstream_retry();
         }
-        match exchange(shard, client, mover, &head, &head_bytes, &body, addr).await {
-            Exchange::Done { client_keep_alive } => return client_keep_alive,
-            Exchange::Failed(e) => {
-                shard.metrics().upstream_error();
-                tracing::debug!(node = %addr, error = %e, "upstream attempt failed");
-                let retry = e.retryable && (replayable || e.kind == Kind::Connect);
-                if !retry {
-                    if e.side == Side::Client {
+        let _inflight = InFlight::enter(shard, node);
+        let addr = shard.settings.nodes[node.pool][node.node];
+        let sent_at = Instant::now();
+        match send_request(shard, client, mover, head, &head_bytes, &body, addr).await {
+            Ok(Sent {
+                resp,
+                mut upstream,
+                body_unsent,
+            }) => {
+                let latency = sent_at.elapsed();
+                let retry_after = resp
+                    .header("retry-after")
+                    .and_then(|v| std::str::from_utf8(v).ok());
+                let obs = classify_response(resp.status, None, retry_after, latency);
+                shard.health.observe(node, obs, Instant::now());
+                let body_state = body_state(&body, head, body_unsent);
+                if let Observation::Throttled { retry_after } = obs {
+                    shard.metrics().throttled();
+                    throttled_retry_after = retry_after;
+                    let can_retry = may_retry(
+                        head.method.as_str(),
+                        body_state,
+                        Failure::Throttled,
+                        attempt,
+                        cfg.upstream.attempts_max,
+                    ) && shard.retry_budget.borrow().available() > 0;
+                    if can_retry && drain_small_body(&mut upstream, &resp).await {
+                        if resp.keep_alive && !body_unsent {
+                            shard.upstream.checkin(addr, upstream, Instant::now());
+                        }
+                        if shard.retry_budget.borrow_mut().try_retry(Instant::now()) {
+                            let rand = shard.rng.borrow_mut().next_u64();
+                            let wait = shard.health.view(node).backoff(attempt, retry_after, rand);
+                            monoio::time::sleep(wait).await;
+                            route.exclude(node);
+                            continue;
+                        }
+                        // Budget spent meanwhile: the client gets the throttle answer.
+                        break_with(
+                            shard,
+                            client,
+                            503,
+                            "SlowDown",
+                            "Please reduce your request rate.",
+                            head.path(),
+                            retry_after,
+                        )
+                        .await;
                         return false;
                     }
-                    break_with(shard, client, &e, head.path()).await;
+                }
+                return relay_response(
+                    shard,
+                    client,
+                    mover,
+                    head,
+                    &mut route,
+                    node,
+                    upstream,
+                    resp,
+                    !body_unsent,
+                    body_unsent,
+                )
+                .await;
+            }
+            Err(e) => {
+                shard.metrics().upstream_error();
+                let obs = match e.err.kind {
+                    Kind::Connect => Observation::ConnectFailed,
+                    Kind::Timeout => Observation::Timeout,
+                    Kind::Protocol => Observation::BadResponse,
+                    Kind::Closed | Kind::Io => Observation::Reset,
+                };
+                if e.err.side == Side::Upstream {
+                    shard.health.observe(node, obs, Instant::now());
+                }
+                tracing::debug!(node = %addr, error = %e.err, "upstream attempt failed");
+                if e.err.side == Side::Client {
                     return false;
                 }
-                tried.push(node);
-                last_error = Some(e);
+                let body_state = if e.body_consumed {
+                    BodyState::Streaming
+                } else {
+                    body_state(&body, head, true)
+                };
+                let retry = may_retry(
+                    head.method.as_str(),
+                    body_state,
+                    e.failure,
+                    attempt,
+                    cfg.upstream.attempts_max,
+                ) && shard.retry_budget.borrow_mut().try_retry(Instant::now());
+                route.exclude(node);
+                let consumed = e.body_consumed;
+                last = Some(e);
+                if !retry {
+                    break;
+                }
+                if consumed {
+                    break;
+                }
             }
         }
     }
-    let e = last_error
-        .unwrap_or_else(|| Error::new(Side::Upstream, Kind::Connect, "pool has no usable node"));
-    break_with(shard, client, &e, head.path()).await;
-    // The client may still send a body we never read: do not parse it as a request.
-    head.keep_alive && !matches!(body, ReqBody::Streamed)
-}
-
-/// Answers the client for an upstream failure before the response started.
-async fn break_with(shard: &Shard, client: &Conn, e: &Error, resource: &str) {
-    let (status, code, message) = match e.kind {
-        Kind::Timeout => (
+    let (status, code, message) = match last.as_ref().map(|e| e.err.kind) {
+        _ if throttled_retry_after.is_some() || (last.is_none() && attempt > 0) => {
+            (503, "SlowDown", "Please reduce your request rate.")
+        }
+        Some(Kind::Timeout) => (
             504,
             "GatewayTimeout",
             "the storage node did not answer in time",
         ),
-        Kind::Protocol => (
+        Some(Kind::Protocol) => (
             502,
             "BadGateway",
             "the storage node sent a malformed response",
@@ -273,10 +410,51 @@ async fn break_with(shard: &Shard, client: &Conn, e: &Error, resource: &str) {
             "no storage node could take the request",
         ),
     };
+    break_with(
+        shard,
+        client,
+        status,
+        code,
+        message,
+        head.path(),
+        throttled_retry_after,
+    )
+    .await;
+    false
+}
+
+fn body_state(body: &ReqBody, head: &RequestHead, body_unsent: bool) -> BodyState {
+    match body {
+        ReqBody::Empty => BodyState::Empty,
+        ReqBody::Buffered(_) => BodyState::Buffered,
+        ReqBody::Streamed if head.expect_continue && body_unsent => BodyState::NotYetSent,
+        ReqBody::Streamed if body_unsent => BodyState::NotYetSent,
+        ReqBody::Streamed => BodyState::Streaming,
+    }
+}
+
+/// Answers the client with an S3 error for a failure before the response started, and
+/// closes: the client may still be sending a body weir never read.
+async fn break_with(
+    shard: &Shard,
+    client: &Conn,
+    status: u16,
+    code: &str,
+    message: &str,
+    resource: &str,
+    retry_after: Option<Duration>,
+) {
     shard.metrics().request(status);
     let rid = shard.request_id();
-    let bytes = s3_error_response(status, code, message, resource, &rid, true);
-    let _ = monoio::time::timeout(Duration::from_secs(5), client.write_all(&bytes)).await;
+    let mut bytes = s3_error_response(status, code, message, resource, &rid, true);
+    if let Some(after) = retry_after.or((code == "SlowDown").then_some(Duration::from_secs(1))) {
+        // SDKs back off on SlowDown; Retry-After tells them how long.
+        if let Some(pos) = head_end(&bytes) {
+            let header = format!("Retry-After: {}\r\n", after.as_secs().max(1));
+            bytes.splice(pos - 2..pos - 2, header.into_bytes());
+        }
+    }
+    let _ = write_timed(client, &bytes, Duration::from_secs(5)).await;
 }
 
 /// Reads a small request body completely (bounded by `buffered_body_bytes_max`).
@@ -297,13 +475,32 @@ async fn read_small_body(shard: &Shard, client: &mut Conn, len: usize) -> Option
     }
 }
 
-enum Exchange {
-    Done { client_keep_alive: bool },
-    Failed(Error),
+/// Reads and drops a small response body (a throttle answer) so the connection stays
+/// usable; false when it is too large, framed by close, or broken.
+async fn drain_small_body(upstream: &mut Conn, resp: &ResponseHead) -> bool {
+    match resp.framing {
+        BodyFraming::None => true,
+        BodyFraming::Length(n) if n <= DRAIN_BODY_BYTES_MAX => {
+            matches!(
+                monoio::time::timeout(Duration::from_secs(5), upstream.discard(n)).await,
+                Ok(Ok(true))
+            )
+        }
+        _ => false,
+    }
 }
 
-/// One attempt at one node: send the request, relay the response.
-async fn exchange(
+/// A request sent and its response head received.
+struct Sent {
+    resp: ResponseHead,
+    upstream: Conn,
+    /// `Expect: 100-continue` was answered with a final status: the body was never pulled.
+    body_unsent: bool,
+}
+
+/// Sends the request to `addr` and reads the response head.
+#[allow(clippy::too_many_arguments)]
+async fn send_request(
     shard: &Shard,
     client: &mut Conn,
     mover: &mut Mover,
@@ -311,54 +508,56 @@ async fn exchange(
     head_bytes: &[u8],
     body: &ReqBody,
     addr: SocketAddr,
-) -> Exchange {
+) -> Result<Sent, AttemptError> {
     let cfg = &shard.settings.config;
-    let checkout = match shard.upstream.checkout(addr, Instant::now()).await {
-        Ok(c) => c,
-        Err(e) => return Exchange::Failed(e),
+    let fail = |err: Error, failure: Failure, body_consumed: bool| AttemptError {
+        err,
+        failure,
+        body_consumed,
     };
+    let checkout = shard
+        .upstream
+        .checkout(addr, Instant::now())
+        .await
+        .map_err(|e| fail(e, Failure::Connect, false))?;
     shard.metrics().upstream_checkout(checkout.reused);
     let reused = checkout.reused;
     let mut upstream = checkout.conn;
-    // A reused connection the node closed meanwhile fails on first use: that is not the
-    // node's fault and the request is still intact, so it may go again.
-    let early = |e: &std::io::Error| Error::from_io(Side::Upstream, e).retryable(true);
     if let Err(e) = write_timed(&upstream, head_bytes, cfg.upstream.io_timeout).await {
-        return Exchange::Failed(early(&e));
+        return Err(fail(
+            Error::from_io(Side::Upstream, &e),
+            Failure::ResetBeforeResponse,
+            false,
+        ));
     }
     let limits = HeadLimits {
         header_bytes_max: cfg.http.header_bytes_max,
         headers_count_max: cfg.http.headers_count_max,
     };
-    let mut body_sent = !matches!(body, ReqBody::Streamed);
-    let mut up_moved = Moved::default();
-
-    if matches!(body, ReqBody::Streamed) && head.expect_continue {
+    let streamed = matches!(body, ReqBody::Streamed);
+    if streamed && head.expect_continue {
         // 100-continue end to end: the client's body is not pulled before the node agrees.
-        let resp =
-            match read_response_head(shard, &mut upstream, &limits, head.method, reused).await {
-                Ok(r) => r,
-                Err(e) => return Exchange::Failed(e),
-            };
-        if resp.status == 100 {
-            if client
-                .write_all(b"HTTP/1.1 100 Continue\r\n\r\n") // 25 bytes: fits any socket buffer
-                .await
-                .is_err()
-            {
-                upstream.abort_on_close();
-                return Exchange::Failed(Error::new(Side::Client, Kind::Io, "client gone"));
-            }
-        } else {
-            // A final answer instead of 100: the body stays unread, so the client
-            // connection cannot carry another request, nor the upstream one.
-            return finish_response(
-                shard, client, mover, head, upstream, addr, resp, false, true,
-            )
-            .await;
+        let resp = read_response_head(shard, &mut upstream, &limits, head.method, reused)
+            .await
+            .map_err(|e| failure_of(e, false))?;
+        if resp.status != 100 {
+            return Ok(Sent {
+                resp,
+                upstream,
+                body_unsent: true,
+            });
+        }
+        if let Err(e) = client.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await {
+            upstream.abort_on_close();
+            return Err(fail(
+                Error::from_io(Side::Client, &e),
+                Failure::ResetBeforeResponse,
+                false,
+            ));
         }
     }
-    if !body_sent {
+    if streamed {
+        let mut moved = Moved::default();
         let result = match head.framing {
             BodyFraming::Length(n) => {
                 mover
@@ -372,7 +571,7 @@ async fn exchange(
                             side: Side::Upstream,
                         },
                         n,
-                        &mut up_moved,
+                        &mut moved,
                     )
                     .await
             }
@@ -389,31 +588,45 @@ async fn exchange(
                             side: Side::Upstream,
                         },
                         &mut decoder,
-                        &mut up_moved,
+                        &mut moved,
                     )
                     .await
             }
         };
-        shard.metrics().body(Direction::Upload, up_moved);
+        shard.metrics().body(Direction::Upload, moved);
         if let Err(e) = result {
             // The client left mid-upload: reset the upstream request so no partial
-            // object is committed. The node failing mid-upload: nothing to retry with.
+            // object is committed. The node failing mid-upload: the body is gone.
             upstream.abort_on_close();
-            return Exchange::Failed(e.retryable(false));
+            return Err(fail(e, Failure::ResetBeforeResponse, true));
         }
-        body_sent = true;
     }
-    let resp = loop {
+    loop {
         match read_response_head(shard, &mut upstream, &limits, head.method, reused).await {
             Ok(r) if r.status == 100 => continue, // a 100 nobody asked for is dropped
-            Ok(r) => break r,
-            Err(e) => return Exchange::Failed(e),
+            Ok(resp) => {
+                return Ok(Sent {
+                    resp,
+                    upstream,
+                    body_unsent: false,
+                })
+            }
+            Err(e) => return Err(failure_of(e, streamed)),
         }
+    }
+}
+
+fn failure_of(err: Error, body_consumed: bool) -> AttemptError {
+    let failure = match err.kind {
+        Kind::Timeout => Failure::TimeoutBeforeResponse,
+        Kind::Protocol => Failure::BadResponse,
+        _ => Failure::ResetBeforeResponse,
     };
-    finish_response(
-        shard, client, mover, head, upstream, addr, resp, body_sent, false,
-    )
-    .await
+    AttemptError {
+        err,
+        failure,
+        body_consumed,
+    }
 }
 
 /// Writes a head (or a buffered body) within `timeout`: a peer that stops reading must
@@ -479,64 +692,259 @@ async fn read_response_head(
     }
 }
 
-/// Relays the response head and body to the client and decides what is reusable.
+/// What a GET's first response pins for a resume.
+struct Resumable {
+    etag: String,
+    status: u16,
+    content_range: Option<String>,
+    length: u64,
+}
+
+fn resumable(head: &RequestHead, resp: &ResponseHead) -> Option<Resumable> {
+    if head.method != Method::Get || !matches!(resp.status, 200 | 206) {
+        return None;
+    }
+    let BodyFraming::Length(length) = resp.framing else {
+        return None;
+    };
+    let text = |name: &str| {
+        resp.header(name)
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .map(str::to_string)
+    };
+    let etag = text("etag")?;
+    if etag.starts_with("W/") {
+        return None;
+    }
+    Some(Resumable {
+        etag,
+        status: resp.status,
+        content_range: text("content-range"),
+        length,
+    })
+}
+
+/// Relays the response head and body to the client, resuming a broken GET body from
+/// another node, and decides what is reusable. Returns whether the client connection
+/// may carry another request.
 #[allow(clippy::too_many_arguments)]
-async fn finish_response(
+async fn relay_response(
     shard: &Shard,
     client: &mut Conn,
     mover: &mut Mover,
     head: &RequestHead,
+    route: &mut Route<'_>,
+    mut node: NodeId,
     mut upstream: Conn,
-    addr: SocketAddr,
     resp: ResponseHead,
     request_complete: bool,
     must_close_client: bool,
-) -> Exchange {
-    let close_client =
-        must_close_client || !head.keep_alive || matches!(resp.framing, BodyFraming::UntilClose);
+) -> bool {
+    let close_client = must_close_client
+        || !head.keep_alive
+        || head.minor_version == 0
+        || matches!(resp.framing, BodyFraming::UntilClose);
     let mut out = Vec::with_capacity(1024);
     write_response_head(&resp, close_client, &mut out);
     shard.metrics().request(resp.status);
-    if let Err(e) = write_timed(client, &out, shard.settings.config.upstream.io_timeout).await {
+    if write_timed(client, &out, shard.settings.config.upstream.io_timeout)
+        .await
+        .is_err()
+    {
         upstream.abort_on_close();
-        return Exchange::Failed(Error::from_io(Side::Client, &e));
+        return false;
     }
-    let mut moved = Moved::default();
-    let client_end = End {
-        conn: client,
-        side: Side::Client,
-    };
-    let up_end = End {
-        conn: &mut upstream,
-        side: Side::Upstream,
-    };
-    let result = match resp.framing {
-        BodyFraming::None => Ok(()),
-        BodyFraming::Length(n) => mover.exact(up_end, client_end, n, &mut moved).await,
-        BodyFraming::Chunked => {
-            let mut decoder = ChunkedDecoder::new(ChunkedLimits::default(), Peer::Upstream);
-            mover
-                .chunked(up_end, client_end, &mut decoder, &mut moved)
-                .await
+    let resume = resumable(head, &resp);
+    let mut delivered: u64 = 0;
+    let mut resumes: u32 = 0;
+    let result = loop {
+        let mut moved = Moved::default();
+        let client_end = End {
+            conn: client,
+            side: Side::Client,
+        };
+        let up_end = End {
+            conn: &mut upstream,
+            side: Side::Upstream,
+        };
+        let result = match resp.framing {
+            BodyFraming::None => Ok(()),
+            BodyFraming::Length(n) => {
+                mover
+                    .exact(up_end, client_end, n - delivered, &mut moved)
+                    .await
+            }
+            BodyFraming::Chunked => {
+                let mut decoder = ChunkedDecoder::new(ChunkedLimits::default(), Peer::Upstream);
+                mover
+                    .chunked(up_end, client_end, &mut decoder, &mut moved)
+                    .await
+            }
+            BodyFraming::UntilClose => mover.until_close(up_end, client_end, &mut moved).await,
+        };
+        shard.metrics().body(Direction::Download, moved);
+        delivered += moved.total();
+        let Err(e) = result else { break Ok(()) };
+        if e.side != Side::Upstream {
+            break Err(e);
         }
-        BodyFraming::UntilClose => mover.until_close(up_end, client_end, &mut moved).await,
+        shard.metrics().upstream_error();
+        let obs = if e.kind == Kind::Timeout {
+            Observation::Timeout
+        } else {
+            Observation::Reset
+        };
+        shard.health.observe(node, obs, Instant::now());
+        let Some(first) = resume.as_ref() else {
+            break Err(e);
+        };
+        if resumes >= shard.settings.config.upstream.resume_max {
+            break Err(e);
+        }
+        upstream.abort_on_close();
+        route.exclude(node);
+        match resume_from_another(shard, head, route, first, delivered).await {
+            Some((next_node, next_conn)) => {
+                resumes += 1;
+                shard.metrics().resume(true);
+                tracing::info!(from = ?node, to = ?next_node, delivered, "resumed GET on another node");
+                node = next_node;
+                upstream = next_conn;
+            }
+            None => {
+                shard.metrics().resume(false);
+                break Err(e);
+            }
+        }
     };
-    shard.metrics().body(Direction::Download, moved);
     if let Err(e) = result {
         // Never complete a response short: the client connection closes with it.
-        tracing::debug!(node = %addr, error = %e, "response body failed");
-        if e.side == Side::Upstream {
-            shard.metrics().upstream_error();
-        }
+        tracing::debug!(error = %e, delivered, "response body failed");
         upstream.abort_on_close();
-        return Exchange::Done {
-            client_keep_alive: false,
-        };
+        return false;
     }
     if resp.keep_alive && request_complete && !matches!(resp.framing, BodyFraming::UntilClose) {
+        let addr = shard.settings.nodes[node.pool][node.node];
         shard.upstream.checkin(addr, upstream, Instant::now());
     }
-    Exchange::Done {
-        client_keep_alive: !close_client,
+    !close_client
+}
+
+/// Fetches the rest of a GET body from another node: plans the request
+/// (`weir_policy::resume`), sends it, checks the answer's ETag and range, and skips bytes
+/// the client already has. Returns the node and a connection positioned at the first
+/// byte the client still needs.
+async fn resume_from_another(
+    shard: &Shard,
+    head: &RequestHead,
+    route: &mut Route<'_>,
+    first: &Resumable,
+    delivered: u64,
+) -> Option<(NodeId, Conn)> {
+    let cfg = &shard.settings.config;
+    let text = |name: &str| head.header(name).and_then(|v| std::str::from_utf8(v).ok());
+    let signed = signed_headers(text("authorization"), head.query());
+    let plan = plan_resume(
+        text("range"),
+        &signed,
+        first.status,
+        first.content_range.as_deref(),
+        first.length,
+        delivered,
+    );
+    let (start, end) =
+        plan.expected_window(first.status, first.content_range.as_deref(), first.length)?;
+    let mut resumed = head.clone();
+    match &plan {
+        ResumePlan::Rewrite { range } => {
+            resumed.headers.retain(|h| !h.is("range"));
+            resumed
+                .headers
+                .push(Header::new("Range", range.as_bytes().to_vec()));
+        }
+        ResumePlan::ResendSkip { .. } => {}
+        ResumePlan::Impossible(why) => {
+            tracing::info!(why, "GET cannot be resumed");
+            return None;
+        }
     }
+    if may_add_if_match(&signed) && resumed.header("if-match").is_none() {
+        resumed
+            .headers
+            .push(Header::new("If-Match", first.etag.as_bytes().to_vec()));
+    }
+    let mut bytes = Vec::with_capacity(1024);
+    write_request_head(&resumed, &mut bytes);
+    let limits = HeadLimits {
+        header_bytes_max: cfg.http.header_bytes_max,
+        headers_count_max: cfg.http.headers_count_max,
+    };
+    for _ in 0..cfg.upstream.attempts_max {
+        let node = route.pick()?;
+        route.exclude(node);
+        let addr = shard.settings.nodes[node.pool][node.node];
+        let Ok(checkout) = shard.upstream.checkout(addr, Instant::now()).await else {
+            shard
+                .health
+                .observe(node, Observation::ConnectFailed, Instant::now());
+            continue;
+        };
+        let mut conn = checkout.conn;
+        if write_timed(&conn, &bytes, cfg.upstream.io_timeout)
+            .await
+            .is_err()
+        {
+            continue;
+        }
+        let sent_at = Instant::now();
+        let Ok(resp) =
+            read_response_head(shard, &mut conn, &limits, Method::Get, checkout.reused).await
+        else {
+            shard
+                .health
+                .observe(node, Observation::Timeout, Instant::now());
+            continue;
+        };
+        let text = |name: &str| resp.header(name).and_then(|v| std::str::from_utf8(v).ok());
+        if let Err(why) = check_resumed(
+            &plan,
+            &first.etag,
+            text("etag"),
+            resp.status,
+            text("content-range"),
+            start,
+            end,
+        ) {
+            tracing::warn!(node = %addr, why, "resumed response rejected");
+            continue;
+        }
+        shard.health.observe(
+            node,
+            Observation::Success {
+                latency: sent_at.elapsed(),
+            },
+            Instant::now(),
+        );
+        // The connection must now hold exactly the bytes the client still needs.
+        let expected = first.length - delivered;
+        let skip = match plan {
+            ResumePlan::ResendSkip { skip } => skip,
+            _ => 0,
+        };
+        let BodyFraming::Length(len) = resp.framing else {
+            continue;
+        };
+        if len != expected + skip {
+            tracing::warn!(node = %addr, len, expected, "resumed response has the wrong length");
+            continue;
+        }
+        if skip > 0 {
+            match monoio::time::timeout(cfg.upstream.io_timeout, conn.discard(skip)).await {
+                Ok(Ok(true)) => {}
+                _ => continue,
+            }
+        }
+        return Some((node, conn));
+    }
+    None
 }

@@ -11,6 +11,10 @@ use monoio::net::TcpListener;
 use weir_io::pipe::PipePool;
 use weir_io::upstream::UpstreamPool;
 use weir_policy::rand::SplitMix64;
+use weir_policy::retry::RetryBudget;
+
+use crate::bus::{Bus, Msg};
+use crate::health::{self, Health};
 
 use crate::metrics::{CoreMetrics, Registry};
 use crate::proxy;
@@ -31,6 +35,10 @@ pub struct Shard {
     pub pipes: Rc<PipePool>,
     /// Balancer randomness, seeded per core.
     pub rng: RefCell<SplitMix64>,
+    /// Node states (this core's copy) and owned nodes' state machines.
+    pub health: Rc<Health>,
+    /// Retries this core may still spend.
+    pub retry_budget: RefCell<RetryBudget>,
     /// Request-id sequence.
     pub next_request: Cell<u64>,
     registry: Registry,
@@ -56,10 +64,15 @@ pub async fn run(
     settings: Arc<Settings>,
     listeners: Vec<std::net::TcpListener>,
     registry: Registry,
+    bus: Bus,
+    inbox: flume::Receiver<Msg>,
 ) {
     let cfg = &settings.config;
+    let health = Rc::new(Health::new(id, bus, &settings, Instant::now()));
     let shard = Rc::new(Shard {
         id,
+        health: health.clone(),
+        retry_budget: RefCell::new(RetryBudget::for_core(&cfg.upstream, settings.cores)),
         inflight: settings
             .nodes
             .iter()
@@ -77,6 +90,17 @@ pub async fn run(
         settings: settings.clone(),
         registry,
     });
+    health::spawn_probes(health, settings.clone());
+    {
+        let shard = shard.clone();
+        monoio::spawn(async move {
+            while let Ok(msg) = inbox.recv_async().await {
+                shard
+                    .health
+                    .on_message(msg, |n| shard.inflight[n.pool].borrow()[n.node]);
+            }
+        });
+    }
     let per_core_connections_max = (cfg.http.connections_max / settings.cores).max(1) as u64;
     for std_listener in listeners {
         let listener = match TcpListener::from_std(std_listener) {

@@ -142,6 +142,28 @@ impl Conn {
         Ok(())
     }
 
+    /// Reads and drops exactly `len` bytes (buffered ones first): used when a resumed
+    /// response repeats bytes the client already has. `Ok(false)` if the peer closed first.
+    pub async fn discard(&mut self, mut len: u64) -> io::Result<bool> {
+        let take = (self.buffered().len() as u64).min(len) as usize;
+        self.consume(take);
+        len -= take as u64;
+        let mut scratch = [0u8; 16 * 1024];
+        while len > 0 {
+            let want = (scratch.len() as u64).min(len) as usize;
+            match sys::recv(self.fd(), &mut scratch[..want]) {
+                Ok(0) => return Ok(false),
+                Ok(n) => len -= n as u64,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.stream.readable(false).await?
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(true)
+    }
+
     /// True when the peer has closed or sent unsolicited bytes: an idle pooled upstream
     /// connection in that state must not carry the next request.
     pub fn is_stale(&self) -> bool {

@@ -159,6 +159,21 @@ pub struct NodeHealth {
 
 // === impl NodeState ===
 
+/// Slow-start weight of a node that came back up `recovered_for` ago (`None`: it never
+/// went down): ramps linearly from [`SLOW_START_WEIGHT_MIN`] to 1.0 over `slow_start`.
+/// Shared by the owner's state machine and every core's routing view, so both agree.
+pub fn slow_start_weight(recovered_for: Option<Duration>, slow_start: Duration) -> f64 {
+    let Some(elapsed) = recovered_for else {
+        return 1.0;
+    };
+    if slow_start.is_zero() {
+        return 1.0;
+    }
+    let progress = elapsed.as_secs_f64() / slow_start.as_secs_f64();
+    (SLOW_START_WEIGHT_MIN + (1.0 - SLOW_START_WEIGHT_MIN) * progress)
+        .clamp(SLOW_START_WEIGHT_MIN, 1.0)
+}
+
 impl NodeState {
     /// The lowercase name used as a metric label and in `/nodes`.
     pub const fn as_str(self) -> &'static str {
@@ -383,16 +398,11 @@ impl NodeHealth {
     /// `slow_start` after the node came back up, so a cold node is not stampeded; 1.0
     /// otherwise. Never below the minimum, so it is always safe to divide by.
     pub fn weight(&self, now: Instant) -> f64 {
-        let Some(since) = self.recovered_at else {
-            return 1.0;
-        };
-        if self.slow_start.is_zero() {
-            return 1.0;
-        }
-        let progress =
-            now.saturating_duration_since(since).as_secs_f64() / self.slow_start.as_secs_f64();
-        (SLOW_START_WEIGHT_MIN + (1.0 - SLOW_START_WEIGHT_MIN) * progress)
-            .clamp(SLOW_START_WEIGHT_MIN, 1.0)
+        slow_start_weight(
+            self.recovered_at
+                .map(|since| now.saturating_duration_since(since)),
+            self.slow_start,
+        )
     }
 
     /// Smoothed failure ratio of recent requests and probes (0..=1), for `/nodes`.

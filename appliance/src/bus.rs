@@ -1,0 +1,95 @@
+//! Messages between cores. Cores share no mutable state; what one core must tell another
+//! travels here: passive health observations to a node's owner, node state changes from
+//! the owner to every core, and admin queries. Channels are bounded: a report that does
+//! not fit is dropped (and counted) rather than blocking a core.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use weir_policy::health::{NodeState, Observation};
+
+/// Messages per core's inbox before senders start dropping.
+pub const INBOX_MESSAGES_MAX: usize = 4096;
+
+/// A node, by pool and position in the pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct NodeId {
+    /// Pool index in the config.
+    pub pool: usize,
+    /// Node index within the pool.
+    pub node: usize,
+}
+
+/// What one core tells another.
+pub enum Msg {
+    /// To a node's owner: something the request path saw.
+    Observe {
+        /// The node.
+        node: NodeId,
+        /// What was seen.
+        obs: Observation,
+    },
+    /// From a node's owner to every core: the node's state changed.
+    State {
+        /// The node.
+        node: NodeId,
+        /// Its new state.
+        state: NodeState,
+        /// When it entered the state (slow start counts from here).
+        since: Instant,
+        /// Why, for `/nodes` and the log.
+        reason: Arc<str>,
+    },
+    /// From the admin thread: report this core's view of the nodes.
+    QueryNodes(flume::Sender<Vec<NodeReport>>),
+}
+
+/// One core's view of one node, for the admin API.
+#[derive(Debug, Clone)]
+pub struct NodeReport {
+    /// The node.
+    pub node: NodeId,
+    /// State as this core sees it.
+    pub state: NodeState,
+    /// Requests in flight from this core.
+    pub inflight: u32,
+    /// This core's concurrency limit for the node (AIMD).
+    pub limit: u32,
+    /// Latency EWMA as this core measured it.
+    pub latency_ewma: Option<Duration>,
+    /// Last transition's reason.
+    pub reason: Arc<str>,
+    /// Seconds since the last transition.
+    pub since_secs: f64,
+}
+
+/// Every core's inbox sender.
+#[derive(Clone)]
+pub struct Bus {
+    inboxes: Arc<Vec<flume::Sender<Msg>>>,
+}
+
+impl Bus {
+    /// A bus for `cores` cores, and each core's receiver.
+    pub fn new(cores: usize) -> (Bus, Vec<flume::Receiver<Msg>>) {
+        let (senders, receivers): (Vec<_>, Vec<_>) = (0..cores)
+            .map(|_| flume::bounded(INBOX_MESSAGES_MAX))
+            .unzip();
+        (
+            Bus {
+                inboxes: Arc::new(senders),
+            },
+            receivers,
+        )
+    }
+
+    /// Number of cores.
+    pub fn cores(&self) -> usize {
+        self.inboxes.len()
+    }
+
+    /// Sends to one core without waiting; false when its inbox is full.
+    pub fn send(&self, core: usize, msg: Msg) -> bool {
+        self.inboxes[core].try_send(msg).is_ok()
+    }
+}

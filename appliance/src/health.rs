@@ -1,0 +1,299 @@
+//! Node health, sharded across cores (DESIGN.md §2). Node *g* (numbered across all pools)
+//! is owned by core *g mod N*: the owner runs the node's active probe, merges the passive
+//! observations other cores send it, runs the node's state machine
+//! (`weir_policy::health::NodeHealth`) and broadcasts transitions. Every core routes from its
+//! own copy of the states, so the request path reads only core-local memory, and a
+//! failover costs one message per core.
+//!
+//! Each core also keeps, per node, what only it needs: its latency EWMA (its own samples)
+//! and its AIMD concurrency limit (its share of the node's capacity under throttling).
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use weir_policy::aimd::Aimd;
+use weir_policy::health::{
+    slow_start_weight, NodeHealth, NodeState, Observation, ProbeResult, Transition,
+};
+
+use crate::bus::{Bus, Msg, NodeId, NodeReport};
+use crate::probe;
+use crate::settings::Settings;
+
+/// Passive successes are reported to a remote owner at most this often per node and
+/// core: they only matter to reset failure streaks and refresh latency, and sending one
+/// per request would put a cross-core message on every request.
+const SUCCESS_REPORT_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Weight of a new latency sample in a core's EWMA.
+const EWMA_ALPHA: f64 = 0.2;
+
+/// A core's view of one node.
+pub struct NodeView {
+    state: Cell<NodeState>,
+    since: Cell<Instant>,
+    reason: RefCell<Arc<str>>,
+    latency_ewma: Cell<Option<Duration>>,
+    aimd: RefCell<Aimd>,
+    last_success_report: Cell<Option<Instant>>,
+    /// When the node last came back up from down or draining (slow start counts from it).
+    recovered_at: Cell<Option<Instant>>,
+}
+
+impl NodeView {
+    /// The node's state as this core knows it.
+    pub fn state(&self) -> NodeState {
+        self.state.get()
+    }
+
+    /// When the node entered its current state.
+    pub fn since(&self) -> Instant {
+        self.since.get()
+    }
+
+    /// This core's latency EWMA of the node.
+    pub fn latency_ewma(&self) -> Option<Duration> {
+        self.latency_ewma.get()
+    }
+
+    /// This core's concurrency limit for the node.
+    pub fn limit(&self) -> u32 {
+        self.aimd.borrow().limit()
+    }
+
+    /// Backoff before retrying after a throttle answer from this node.
+    pub fn backoff(&self, attempt: u32, retry_after: Option<Duration>, rand: u64) -> Duration {
+        self.aimd.borrow().backoff(attempt, retry_after, rand)
+    }
+}
+
+/// A core's health state: its view of all nodes, and the state machines of the nodes it owns.
+pub struct Health {
+    core: usize,
+    bus: Bus,
+    /// Global node numbering: `first[pool] + node`.
+    first: Vec<usize>,
+    views: Vec<Vec<NodeView>>,
+    owned: RefCell<HashMap<NodeId, NodeHealth>>,
+}
+
+impl Health {
+    /// Core `core`'s health state for `settings`, all nodes starting up.
+    pub fn new(core: usize, bus: Bus, settings: &Settings, now: Instant) -> Health {
+        let cfg = &settings.config;
+        let cores = bus.cores();
+        let mut first = Vec::with_capacity(cfg.pools.len());
+        let mut views = Vec::with_capacity(cfg.pools.len());
+        let mut owned = HashMap::new();
+        let mut next = 0;
+        for (p, pool) in cfg.pools.iter().enumerate() {
+            first.push(next);
+            let mut nodes = Vec::with_capacity(pool.nodes.len());
+            for n in 0..pool.nodes.len() {
+                let aimd = Aimd::for_node(&cfg.upstream);
+                // Each core holds its share of the node's concurrency.
+                let (min, max) = aimd.bounds();
+                let share = (max / cores as u32).max(min);
+                nodes.push(NodeView {
+                    state: Cell::new(NodeState::Up),
+                    since: Cell::new(now),
+                    reason: RefCell::new(Arc::from("start")),
+                    latency_ewma: Cell::new(None),
+                    aimd: RefCell::new(Aimd::new(share, min.min(share), share).with_backoff(
+                        cfg.upstream.throttle_backoff_base,
+                        cfg.upstream.throttle_backoff_max,
+                    )),
+                    last_success_report: Cell::new(None),
+                    recovered_at: Cell::new(None),
+                });
+                if (next + n) % cores == core {
+                    owned.insert(
+                        NodeId { pool: p, node: n },
+                        NodeHealth::new(&pool.health, now),
+                    );
+                }
+            }
+            next += pool.nodes.len();
+            views.push(nodes);
+        }
+        Health {
+            core,
+            bus,
+            first,
+            views,
+            owned: RefCell::new(owned),
+        }
+    }
+
+    /// This core's view of a node.
+    pub fn view(&self, id: NodeId) -> &NodeView {
+        &self.views[id.pool][id.node]
+    }
+
+    /// This core's view of a pool's nodes.
+    pub fn pool(&self, pool: usize) -> &[NodeView] {
+        &self.views[pool]
+    }
+
+    fn owner(&self, id: NodeId) -> usize {
+        (self.first[id.pool] + id.node) % self.bus.cores()
+    }
+
+    /// Records what the request path saw: core-local effects (latency, AIMD) now, and the
+    /// observation to the node's owner.
+    pub fn observe(&self, id: NodeId, obs: Observation, now: Instant) {
+        let view = self.view(id);
+        let mut report = true;
+        match obs {
+            Observation::Success { latency } => {
+                let ewma = match view.latency_ewma.get() {
+                    None => latency,
+                    Some(old) => old.mul_f64(1.0 - EWMA_ALPHA) + latency.mul_f64(EWMA_ALPHA),
+                };
+                view.latency_ewma.set(Some(ewma));
+                view.aimd.borrow_mut().on_success();
+                let last = view.last_success_report.get();
+                report = self.owner(id) == self.core
+                    || last.is_none_or(|t| {
+                        now.saturating_duration_since(t) >= SUCCESS_REPORT_INTERVAL
+                    });
+                if report {
+                    view.last_success_report.set(Some(now));
+                }
+            }
+            Observation::Throttled { .. } => {
+                view.aimd.borrow_mut().on_throttle(now);
+            }
+            _ => {}
+        }
+        if !report {
+            return;
+        }
+        let owner = self.owner(id);
+        if owner == self.core {
+            self.apply(id, |h| h.observe(&obs, now), now);
+        } else {
+            let _ = self.bus.send(owner, Msg::Observe { node: id, obs });
+        }
+    }
+
+    /// Runs an owned node's state machine step and broadcasts a transition.
+    fn apply(
+        &self,
+        id: NodeId,
+        step: impl FnOnce(&mut NodeHealth) -> Option<Transition>,
+        now: Instant,
+    ) {
+        let transition = {
+            let mut owned = self.owned.borrow_mut();
+            match owned.get_mut(&id) {
+                Some(h) => step(h),
+                None => None,
+            }
+        };
+        let Some(t) = transition else { return };
+        tracing::warn!(pool = id.pool, node = id.node, from = %t.from, to = %t.to, reason = %t.reason, "node state");
+        let reason: Arc<str> = Arc::from(t.reason.as_str());
+        for core in 0..self.bus.cores() {
+            if core == self.core {
+                self.set_state(id, t.to, now, reason.clone());
+            } else {
+                let msg = Msg::State {
+                    node: id,
+                    state: t.to,
+                    since: now,
+                    reason: reason.clone(),
+                };
+                if !self.bus.send(core, msg) {
+                    tracing::error!(core, "inbox full: node state change not delivered");
+                }
+            }
+        }
+    }
+
+    fn set_state(&self, id: NodeId, state: NodeState, since: Instant, reason: Arc<str>) {
+        let view = self.view(id);
+        if state == NodeState::Up
+            && matches!(view.state.get(), NodeState::Down | NodeState::Draining)
+        {
+            view.recovered_at.set(Some(since));
+        }
+        view.state.set(state);
+        view.since.set(since);
+        *view.reason.borrow_mut() = reason;
+    }
+
+    /// Handles one message from another core.
+    pub fn on_message(&self, msg: Msg, inflight: impl Fn(NodeId) -> u32) {
+        let now = Instant::now();
+        match msg {
+            Msg::Observe { node, obs } => self.apply(node, |h| h.observe(&obs, now), now),
+            Msg::State {
+                node,
+                state,
+                since,
+                reason,
+            } => self.set_state(node, state, since, reason),
+            Msg::QueryNodes(reply) => {
+                let mut out = Vec::new();
+                for (p, nodes) in self.views.iter().enumerate() {
+                    for (n, v) in nodes.iter().enumerate() {
+                        let id = NodeId { pool: p, node: n };
+                        out.push(NodeReport {
+                            node: id,
+                            state: v.state(),
+                            inflight: inflight(id),
+                            limit: v.limit(),
+                            latency_ewma: v.latency_ewma(),
+                            reason: v.reason.borrow().clone(),
+                            since_secs: now.saturating_duration_since(v.since()).as_secs_f64(),
+                        });
+                    }
+                }
+                let _ = reply.try_send(out);
+            }
+        }
+    }
+
+    /// Slow-start weight of a node as this core sees it (ramps after recovery).
+    pub fn weight(&self, id: NodeId, slow_start: Duration, now: Instant) -> f64 {
+        let recovered_for = self
+            .view(id)
+            .recovered_at
+            .get()
+            .map(|t| now.saturating_duration_since(t));
+        slow_start_weight(recovered_for, slow_start)
+    }
+}
+
+/// Starts the probe loops of the nodes core `health` owns.
+pub fn spawn_probes(health: Rc<Health>, settings: Arc<Settings>) {
+    let ids: Vec<NodeId> = health.owned.borrow().keys().copied().collect();
+    for id in ids {
+        let health = health.clone();
+        let settings = settings.clone();
+        monoio::spawn(async move {
+            let params = &settings.config.pools[id.pool].health;
+            let addr = settings.nodes[id.pool][id.node];
+            // Spread the first probes so N nodes are not probed in lockstep.
+            let offset = params.interval.mul_f64((id.node % 16) as f64 / 16.0);
+            monoio::time::sleep(offset).await;
+            loop {
+                let started = Instant::now();
+                let result =
+                    match probe::probe(addr, params.method.as_str(), &params.path, params.timeout)
+                        .await
+                    {
+                        Ok(answer) => params.classify(answer.status, &answer.body),
+                        Err(why) => ProbeResult::Dead(why),
+                    };
+                health.apply(id, |h| h.probe(result, Instant::now()), Instant::now());
+                let elapsed = started.elapsed();
+                monoio::time::sleep(params.interval.saturating_sub(elapsed)).await;
+            }
+        });
+    }
+}
