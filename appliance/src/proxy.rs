@@ -311,19 +311,25 @@ async fn handle(shard: &Shard, client: &mut Conn, mover: &mut Mover, head: &Requ
                         Failure::Throttled,
                         attempt,
                         cfg.upstream.attempts_max,
-                    ) && shard.retry_budget.borrow().available() > 0;
-                    if can_retry && drain_small_body(&mut upstream, &resp).await {
+                    );
+                    // The node's own answer is replaced by weir's SlowDown (with
+                    // Retry-After, which nodes often omit) unless it cannot be drained.
+                    if drain_small_body(&mut upstream, &resp).await {
                         if resp.keep_alive && !body_unsent {
                             shard.upstream.checkin(addr, upstream, Instant::now());
                         }
-                        if shard.retry_budget.borrow_mut().try_retry(Instant::now()) {
-                            let rand = shard.rng.borrow_mut().next_u64();
-                            let wait = shard.health.view(node).backoff(attempt, retry_after, rand);
+                        let rand = shard.rng.borrow_mut().next_u64();
+                        let wait = shard.health.view(node).backoff(attempt, retry_after, rand);
+                        // A node asking for a longer pause than we would wait is answered
+                        // by passing the pause on to the client.
+                        if can_retry
+                            && wait <= cfg.upstream.throttle_backoff_max
+                            && shard.retry_budget.borrow_mut().try_retry(Instant::now())
+                        {
                             monoio::time::sleep(wait).await;
                             route.exclude(node);
                             continue;
                         }
-                        // Budget spent meanwhile: the client gets the throttle answer.
                         break_with(
                             shard,
                             client,
@@ -331,7 +337,7 @@ async fn handle(shard: &Shard, client: &mut Conn, mover: &mut Mover, head: &Requ
                             "SlowDown",
                             "Please reduce your request rate.",
                             head.path(),
-                            retry_after,
+                            Some(retry_after.unwrap_or(wait)),
                         )
                         .await;
                         return false;
@@ -390,8 +396,15 @@ async fn handle(shard: &Shard, client: &mut Conn, mover: &mut Mover, head: &Requ
             }
         }
     }
+    // No attempt at all while some node is routable: every candidate is at its
+    // concurrency limit, which is throttling too.
+    let saturated = attempt == 0
+        && route
+            .chain
+            .iter()
+            .any(|&p| shard.health.pool(p).iter().any(|v| v.state().is_routable()));
     let (status, code, message) = match last.as_ref().map(|e| e.err.kind) {
-        _ if throttled_retry_after.is_some() || (last.is_none() && attempt > 0) => {
+        _ if throttled_retry_after.is_some() || saturated => {
             (503, "SlowDown", "Please reduce your request rate.")
         }
         Some(Kind::Timeout) => (
