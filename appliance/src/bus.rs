@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use weir_policy::health::{NodeState, Observation};
 
+use crate::settings::Settings;
+
 /// Messages per core's inbox before senders start dropping.
 pub const INBOX_MESSAGES_MAX: usize = 4096;
 
@@ -24,6 +26,8 @@ pub struct NodeId {
 pub enum Msg {
     /// To a node's owner: something the request path saw.
     Observe {
+        /// Config epoch whose node numbering `node` uses.
+        epoch: u64,
         /// The node.
         node: NodeId,
         /// What was seen.
@@ -31,6 +35,8 @@ pub enum Msg {
     },
     /// From a node's owner to every core: the node's state changed.
     State {
+        /// Config epoch whose node numbering `node` uses.
+        epoch: u64,
         /// The node.
         node: NodeId,
         /// Its new state.
@@ -42,6 +48,26 @@ pub enum Msg {
     },
     /// From the admin thread: report this core's view of the nodes.
     QueryNodes(flume::Sender<Vec<NodeReport>>),
+    /// From the reload coordinator: prepare `settings` as epoch `epoch` (do not use it yet)
+    /// and say whether that worked.
+    Stage {
+        /// The new epoch's number.
+        epoch: u64,
+        /// The validated, resolved config.
+        settings: Arc<Settings>,
+        /// Where to answer.
+        reply: flume::Sender<Result<(), String>>,
+    },
+    /// From the reload coordinator: every core staged `epoch`; switch to it.
+    Commit {
+        /// The epoch to switch to.
+        epoch: u64,
+    },
+    /// From the reload coordinator: some core failed to stage `epoch`; drop it.
+    Abort {
+        /// The epoch to drop.
+        epoch: u64,
+    },
 }
 
 /// One core's view of one node, for the admin API.
@@ -69,6 +95,16 @@ pub struct Bus {
     inboxes: Arc<Vec<flume::Sender<Msg>>>,
 }
 
+impl Msg {
+    /// The config epoch a health message belongs to, if it is one.
+    pub fn epoch(&self) -> Option<u64> {
+        match self {
+            Msg::Observe { epoch, .. } | Msg::State { epoch, .. } => Some(*epoch),
+            _ => None,
+        }
+    }
+}
+
 impl Bus {
     /// A bus for `cores` cores, and each core's receiver.
     pub fn new(cores: usize) -> (Bus, Vec<flume::Receiver<Msg>>) {
@@ -86,6 +122,11 @@ impl Bus {
     /// Number of cores.
     pub fn cores(&self) -> usize {
         self.inboxes.len()
+    }
+
+    /// Sends to one core without waiting, handing the message back when the inbox is full.
+    pub fn try_send(&self, core: usize, msg: Msg) -> Result<(), flume::TrySendError<Msg>> {
+        self.inboxes[core].try_send(msg)
     }
 
     /// Sends to one core without waiting; false when its inbox is full.

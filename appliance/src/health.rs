@@ -10,6 +10,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -73,7 +74,13 @@ impl NodeView {
 /// A core's health state: its view of all nodes, and the state machines of the nodes it owns.
 pub struct Health {
     core: usize,
+    /// Config epoch this health state belongs to; messages of other epochs are dropped.
+    epoch: u64,
     bus: Bus,
+    /// Node addresses, per pool (to carry state over a reload by address).
+    addrs: Vec<Vec<SocketAddr>>,
+    /// Set when a newer config epoch replaced this one: probe loops stop.
+    retired: Cell<bool>,
     /// Global node numbering: `first[pool] + node`.
     first: Vec<usize>,
     views: Vec<Vec<NodeView>>,
@@ -81,8 +88,17 @@ pub struct Health {
 }
 
 impl Health {
-    /// Core `core`'s health state for `settings`, all nodes starting up.
-    pub fn new(core: usize, bus: Bus, settings: &Settings, now: Instant) -> Health {
+    /// Core `core`'s health state for config `epoch`. Nodes that `previous` (the epoch
+    /// being replaced) knew, by address, keep their state, latency and limit; new nodes
+    /// start up (optimistic: the first probes correct it within `fall` intervals).
+    pub fn new(
+        core: usize,
+        epoch: u64,
+        bus: Bus,
+        settings: &Settings,
+        previous: Option<&Health>,
+        now: Instant,
+    ) -> Health {
         let cfg = &settings.config;
         let cores = bus.cores();
         let mut first = Vec::with_capacity(cfg.pools.len());
@@ -109,11 +125,26 @@ impl Health {
                     last_success_report: Cell::new(None),
                     recovered_at: Cell::new(None),
                 });
+                let addr = settings.nodes[p][n];
+                let before = previous.and_then(|h| h.find(addr));
+                if let (Some(old), Some(view)) = (before, nodes.last()) {
+                    view.state.set(old.state.get());
+                    view.since.set(old.since.get());
+                    *view.reason.borrow_mut() = old.reason.borrow().clone();
+                    view.latency_ewma.set(old.latency_ewma.get());
+                    view.recovered_at.set(old.recovered_at.get());
+                }
                 if (next + n) % cores == core {
-                    owned.insert(
-                        NodeId { pool: p, node: n },
-                        NodeHealth::new(&pool.health, now),
-                    );
+                    let machine = match before {
+                        Some(old) => NodeHealth::restore(
+                            &pool.health,
+                            old.state.get(),
+                            old.since.get(),
+                            &old.reason.borrow(),
+                        ),
+                        None => NodeHealth::new(&pool.health, now),
+                    };
+                    owned.insert(NodeId { pool: p, node: n }, machine);
                 }
             }
             next += pool.nodes.len();
@@ -121,11 +152,28 @@ impl Health {
         }
         Health {
             core,
+            epoch,
             bus,
+            addrs: settings.nodes.clone(),
+            retired: Cell::new(false),
             first,
             views,
             owned: RefCell::new(owned),
         }
+    }
+
+    fn find(&self, addr: SocketAddr) -> Option<&NodeView> {
+        self.addrs.iter().enumerate().find_map(|(p, nodes)| {
+            nodes
+                .iter()
+                .position(|a| *a == addr)
+                .map(|n| &self.views[p][n])
+        })
+    }
+
+    /// Stops this epoch's probe loops (a newer epoch took over).
+    pub fn retire(&self) {
+        self.retired.set(true);
     }
 
     /// This core's view of a node.
@@ -176,7 +224,14 @@ impl Health {
         if owner == self.core {
             self.apply(id, |h| h.observe(&obs, now), now);
         } else {
-            let _ = self.bus.send(owner, Msg::Observe { node: id, obs });
+            let _ = self.bus.send(
+                owner,
+                Msg::Observe {
+                    epoch: self.epoch,
+                    node: id,
+                    obs,
+                },
+            );
         }
     }
 
@@ -202,6 +257,7 @@ impl Health {
                 self.set_state(id, t.to, now, reason.clone());
             } else {
                 let msg = Msg::State {
+                    epoch: self.epoch,
                     node: id,
                     state: t.to,
                     since: now,
@@ -230,12 +286,13 @@ impl Health {
     pub fn on_message(&self, msg: Msg, inflight: impl Fn(NodeId) -> u32) {
         let now = Instant::now();
         match msg {
-            Msg::Observe { node, obs } => self.apply(node, |h| h.observe(&obs, now), now),
+            Msg::Observe { node, obs, .. } => self.apply(node, |h| h.observe(&obs, now), now),
             Msg::State {
                 node,
                 state,
                 since,
                 reason,
+                ..
             } => self.set_state(node, state, since, reason),
             Msg::QueryNodes(reply) => {
                 let mut out = Vec::new();
@@ -255,6 +312,8 @@ impl Health {
                 }
                 let _ = reply.try_send(out);
             }
+            // Config staging is the shard's business, not health's.
+            Msg::Stage { .. } | Msg::Commit { .. } | Msg::Abort { .. } => {}
         }
     }
 
@@ -281,7 +340,7 @@ pub fn spawn_probes(health: Rc<Health>, settings: Arc<Settings>) {
             // Spread the first probes so N nodes are not probed in lockstep.
             let offset = params.interval.mul_f64((id.node % 16) as f64 / 16.0);
             monoio::time::sleep(offset).await;
-            loop {
+            while !health.retired.get() {
                 let started = Instant::now();
                 let result =
                     match probe::probe(addr, params.method.as_str(), &params.path, params.timeout)

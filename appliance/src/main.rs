@@ -14,6 +14,7 @@ mod health;
 mod metrics;
 mod probe;
 mod proxy;
+mod reload;
 mod settings;
 mod shard;
 mod signals;
@@ -90,10 +91,17 @@ fn run(path: &std::path::Path) -> anyhow::Result<()> {
     tracing::info!(driver = driver.name(), cores, "starting weir");
     let registry = metrics::Registry::new(cores, driver.name());
     let (bus, inboxes) = bus::Bus::new(cores);
+    let reloader = Arc::new(reload::Reloader::new(
+        path.to_path_buf(),
+        bus.clone(),
+        registry.clone(),
+        settings.clone(),
+    ));
     if let Some(addr) = settings.config.appliance.metrics {
         let admin = metrics::Admin {
             bus: bus.clone(),
             settings: settings.clone(),
+            reloader: reloader.clone(),
         };
         metrics::serve(addr, registry.clone(), admin)
             .with_context(|| format!("metrics listener {addr}"))?;
@@ -136,7 +144,9 @@ fn run(path: &std::path::Path) -> anyhow::Result<()> {
                 std::process::exit(0);
             });
         },
-        || tracing::warn!("SIGHUP: live reload is not implemented yet; config unchanged"),
+        move || {
+            let _ = reloader.reload();
+        },
     )
     .context("signal thread")?;
     let core_ids = core_affinity::get_core_ids().unwrap_or_default();

@@ -14,6 +14,7 @@ use std::time::Duration;
 use weir_policy::health::NodeState;
 
 use crate::bus::{Bus, Msg};
+use crate::reload::Reloader;
 use crate::settings::Settings;
 
 /// Status classes counted for requests.
@@ -161,6 +162,8 @@ impl CoreMetrics {
 #[derive(Clone)]
 pub struct Registry {
     cores: Arc<Vec<CoreMetrics>>,
+    /// Reloads by outcome [ok, rejected]; written only by the reload coordinator.
+    reloads: Arc<[AtomicU64; 2]>,
     driver: &'static str,
 }
 
@@ -169,6 +172,7 @@ impl Registry {
     pub fn new(cores: usize, driver: &'static str) -> Self {
         Registry {
             cores: Arc::new((0..cores).map(|_| CoreMetrics::default()).collect()),
+            reloads: Arc::new([AtomicU64::new(0), AtomicU64::new(0)]),
             driver,
         }
     }
@@ -176,6 +180,11 @@ impl Registry {
     /// The counters core `i` writes.
     pub fn core(&self, i: usize) -> &CoreMetrics {
         &self.cores[i]
+    }
+
+    /// Counts a config reload by outcome (called by the single reload coordinator).
+    pub fn reload(&self, ok: bool) {
+        bump(&self.reloads[usize::from(!ok)], 1);
     }
 
     /// Requests in flight over all cores (the drain waits for this to reach zero).
@@ -241,6 +250,16 @@ impl Registry {
                     "weir_body_bytes_total{{direction=\"{dir}\",path=\"{path}\"}} {v}"
                 );
             }
+        }
+        family(
+            w,
+            "weir_config_reloads_total",
+            "counter",
+            "Config reloads, by outcome.",
+        );
+        for (i, outcome) in ["committed", "rejected"].iter().enumerate() {
+            let v = self.reloads[i].load(Ordering::Relaxed);
+            let _ = writeln!(w, "weir_config_reloads_total{{outcome=\"{outcome}\"}} {v}");
         }
         family(
             w,
@@ -334,8 +353,10 @@ fn family(w: &mut String, name: &str, kind: &str, help: &str) {
 pub struct Admin {
     /// Cores' inboxes.
     pub bus: Bus,
-    /// The running config.
+    /// The config the process started with (names for labels of unchanged pools).
     pub settings: Arc<Settings>,
+    /// Applies `POST /reload`.
+    pub reloader: Arc<Reloader>,
 }
 
 /// One node merged over all cores.
@@ -516,6 +537,7 @@ pub fn serve(
     let listener = TcpListener::bind(addr)?;
     std::thread::Builder::new().name("weir-metrics".into()).spawn(move || {
         for stream in listener.incoming().flatten() {
+            let loopback = stream.peer_addr().map(|a| a.ip().is_loopback()).unwrap_or(false);
             let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
             let _ = stream.set_write_timeout(Some(Duration::from_secs(5)));
             let mut reader = BufReader::new(&stream);
@@ -538,6 +560,13 @@ pub fn serve(
                 }
                 ("GET", "/healthz") => ("200 OK", "text/plain", "ok\n".to_string()),
                 ("GET", "/nodes") => ("200 OK", "application/json", admin.nodes_json()),
+                // Reload changes the data path: only from this machine until the admin
+                // port with its token exists.
+                ("POST", "/reload") if loopback => match admin.reloader.reload() {
+                    Ok(msg) => ("200 OK", "text/plain", format!("{msg}\n")),
+                    Err(why) => ("400 Bad Request", "text/plain", format!("reload rejected: {why}\n")),
+                },
+                ("POST", "/reload") => ("403 Forbidden", "text/plain", "reload only from loopback\n".to_string()),
                 _ => ("404 Not Found", "text/plain", "not found\n".to_string()),
             };
             let mut w = &stream;

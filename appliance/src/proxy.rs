@@ -19,7 +19,9 @@
 //! resumed from another node (`weir_policy::resume`) into the same client response. A
 //! response that cannot be completed closes the client connection: never short.
 
+use std::cell::Cell;
 use std::net::SocketAddr;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use monoio::net::TcpStream;
@@ -41,7 +43,7 @@ use weir_policy::retry::{may_retry, BodyState, Failure};
 
 use crate::bus::NodeId;
 use crate::metrics::Direction;
-use crate::shard::Shard;
+use crate::shard::{Epoch, Shard};
 use crate::signals;
 
 /// Bodies shorter than this are copied rather than spliced: a pipe round trip costs two
@@ -53,7 +55,8 @@ const DRAIN_BODY_BYTES_MAX: u64 = 64 * 1024;
 
 /// Serves one client connection until it closes, errs, or asks to close.
 pub async fn serve_client(shard: &Shard, stream: TcpStream, peer: SocketAddr) {
-    let http = &shard.settings.config.http;
+    let ep = shard.epoch();
+    let http = &ep.settings.config.http;
     let mut client = match Conn::new(stream, http.header_bytes_max + 1) {
         Ok(c) => c,
         Err(e) => {
@@ -61,18 +64,21 @@ pub async fn serve_client(shard: &Shard, stream: TcpStream, peer: SocketAddr) {
             return;
         }
     };
-    let mode = match shard.settings.config.appliance.body_path {
+    let mode = match ep.settings.config.appliance.body_path {
         BodyPath::Splice => BodyMode::Splice,
         BodyPath::Copy => BodyMode::Copy,
     };
     let mut mover = Mover::new(
         mode,
         shard.pipes.clone(),
-        shard.settings.config.upstream.io_timeout,
+        ep.settings.config.upstream.io_timeout,
         SPLICE_BYTES_MIN,
     );
+    drop(ep);
     loop {
-        match read_request(shard, &mut client).await {
+        // Each request runs on the epoch current when it starts, to its end.
+        let ep = shard.epoch();
+        match read_request(&ep, &mut client).await {
             Incoming::Closed => return,
             Incoming::Reject(err) => {
                 reject(shard, &client, &err, "").await;
@@ -80,7 +86,7 @@ pub async fn serve_client(shard: &Shard, stream: TcpStream, peer: SocketAddr) {
             }
             Incoming::Head(head) => {
                 shard.metrics().request_started();
-                let keep_alive = handle(shard, &mut client, &mut mover, &head).await;
+                let keep_alive = handle(shard, &ep, &mut client, &mut mover, &head).await;
                 shard.metrics().request_finished();
                 // A draining weir closes connections between requests.
                 if !keep_alive || signals::draining() {
@@ -99,8 +105,8 @@ enum Incoming {
 
 /// Reads the next request head. An idle keep-alive connection closes silently
 /// (CORRECTIONS 4); 408 only when part of a head arrived and the rest did not in time.
-async fn read_request(shard: &Shard, client: &mut Conn) -> Incoming {
-    let http = &shard.settings.config.http;
+async fn read_request(ep: &Epoch, client: &mut Conn) -> Incoming {
+    let http = &ep.settings.config.http;
     let limits = HeadLimits {
         header_bytes_max: http.header_bytes_max,
         headers_count_max: http.headers_count_max,
@@ -156,28 +162,26 @@ enum ReqBody {
 }
 
 /// Counts a request against a node's in-flight total for as long as it holds it.
-struct InFlight<'a> {
-    shard: &'a Shard,
-    node: NodeId,
-}
+struct InFlight(Rc<Cell<u32>>);
 
-impl<'a> InFlight<'a> {
-    fn enter(shard: &'a Shard, node: NodeId) -> Self {
-        shard.inflight[node.pool].borrow_mut()[node.node] += 1;
-        InFlight { shard, node }
+impl InFlight {
+    fn enter(ep: &Epoch, node: NodeId) -> Self {
+        let c = ep.inflight[node.pool][node.node].clone();
+        c.set(c.get() + 1);
+        InFlight(c)
     }
 }
 
-impl Drop for InFlight<'_> {
+impl Drop for InFlight {
     fn drop(&mut self) {
-        let mut c = self.shard.inflight[self.node.pool].borrow_mut();
-        c[self.node.node] = c[self.node.node].saturating_sub(1);
+        self.0.set(self.0.get().saturating_sub(1));
     }
 }
 
 /// One request's routing state: its pool chain and the nodes it already tried.
 struct Route<'a> {
     shard: &'a Shard,
+    ep: &'a Epoch,
     chain: &'a [usize],
     tried: Vec<Candidate>,
 }
@@ -185,26 +189,24 @@ struct Route<'a> {
 impl Route<'_> {
     /// The next node to try, across the chain's priority groups.
     fn pick(&self) -> Option<NodeId> {
-        let shard = self.shard;
-        let cfg = &shard.settings.config;
+        let (shard, ep) = (self.shard, self.ep);
+        let cfg = &ep.settings.config;
         let now = Instant::now();
         let views: Vec<Vec<NodeView>> = self
             .chain
             .iter()
             .map(|&p| {
-                let inflight = shard.inflight[p].borrow();
                 let slow_start = cfg.pools[p].health.slow_start;
-                shard
-                    .health
+                ep.health
                     .pool(p)
                     .iter()
                     .enumerate()
                     .map(|(n, v)| NodeView {
                         state: v.state(),
-                        inflight: inflight[n],
+                        inflight: ep.inflight[p][n].get(),
                         limit: v.limit(),
                         latency_ewma: v.latency_ewma(),
-                        weight: shard
+                        weight: ep
                             .health
                             .weight(NodeId { pool: p, node: n }, slow_start, now),
                     })
@@ -245,8 +247,14 @@ struct AttemptError {
 }
 
 /// Handles one request; returns whether the client connection may carry another.
-async fn handle(shard: &Shard, client: &mut Conn, mover: &mut Mover, head: &RequestHead) -> bool {
-    let cfg = &shard.settings.config;
+async fn handle(
+    shard: &Shard,
+    ep: &Epoch,
+    client: &mut Conn,
+    mover: &mut Mover,
+    head: &RequestHead,
+) -> bool {
+    let cfg = &ep.settings.config;
     let bucket = weir_policy::route::bucket_of(
         head.host(),
         head.path(),
@@ -254,16 +262,17 @@ async fn handle(shard: &Shard, client: &mut Conn, mover: &mut Mover, head: &Requ
     );
     let mut route = Route {
         shard,
+        ep,
         chain: cfg.route(bucket.as_deref()),
         tried: Vec::new(),
     };
-    shard.retry_budget.borrow_mut().on_request(Instant::now());
+    ep.retry_budget.borrow_mut().on_request(Instant::now());
 
     let body = match head.framing {
         BodyFraming::Length(n)
             if n > 0 && n <= cfg.http.buffered_body_bytes_max as u64 && !head.expect_continue =>
         {
-            match read_small_body(shard, client, n as usize).await {
+            match read_small_body(ep, client, n as usize).await {
                 Some(b) => ReqBody::Buffered(b),
                 None => return false, // the client left before sending its body: nothing was sent on
             }
@@ -286,10 +295,10 @@ async fn handle(shard: &Shard, client: &mut Conn, mover: &mut Mover, head: &Requ
         if attempt > 1 {
             shard.metrics().upstream_retry();
         }
-        let _inflight = InFlight::enter(shard, node);
-        let addr = shard.settings.nodes[node.pool][node.node];
+        let _inflight = InFlight::enter(ep, node);
+        let addr = ep.settings.nodes[node.pool][node.node];
         let sent_at = Instant::now();
-        match send_request(shard, client, mover, head, &head_bytes, &body, addr).await {
+        match send_request(shard, ep, client, mover, head, &head_bytes, &body, addr).await {
             Ok(Sent {
                 resp,
                 mut upstream,
@@ -300,7 +309,7 @@ async fn handle(shard: &Shard, client: &mut Conn, mover: &mut Mover, head: &Requ
                     .header("retry-after")
                     .and_then(|v| std::str::from_utf8(v).ok());
                 let obs = classify_response(resp.status, None, retry_after, latency);
-                shard.health.observe(node, obs, Instant::now());
+                ep.health.observe(node, obs, Instant::now());
                 let body_state = body_state(&body, head, body_unsent);
                 if let Observation::Throttled { retry_after } = obs {
                     shard.metrics().throttled();
@@ -319,12 +328,12 @@ async fn handle(shard: &Shard, client: &mut Conn, mover: &mut Mover, head: &Requ
                             shard.upstream.checkin(addr, upstream, Instant::now());
                         }
                         let rand = shard.rng.borrow_mut().next_u64();
-                        let wait = shard.health.view(node).backoff(attempt, retry_after, rand);
+                        let wait = ep.health.view(node).backoff(attempt, retry_after, rand);
                         // A node asking for a longer pause than we would wait is answered
                         // by passing the pause on to the client.
                         if can_retry
                             && wait <= cfg.upstream.throttle_backoff_max
-                            && shard.retry_budget.borrow_mut().try_retry(Instant::now())
+                            && ep.retry_budget.borrow_mut().try_retry(Instant::now())
                         {
                             monoio::time::sleep(wait).await;
                             route.exclude(node);
@@ -345,6 +354,7 @@ async fn handle(shard: &Shard, client: &mut Conn, mover: &mut Mover, head: &Requ
                 }
                 return relay_response(
                     shard,
+                    ep,
                     client,
                     mover,
                     head,
@@ -366,7 +376,7 @@ async fn handle(shard: &Shard, client: &mut Conn, mover: &mut Mover, head: &Requ
                     Kind::Closed | Kind::Io => Observation::Reset,
                 };
                 if e.err.side == Side::Upstream {
-                    shard.health.observe(node, obs, Instant::now());
+                    ep.health.observe(node, obs, Instant::now());
                 }
                 tracing::debug!(node = %addr, error = %e.err, "upstream attempt failed");
                 if e.err.side == Side::Client {
@@ -383,7 +393,7 @@ async fn handle(shard: &Shard, client: &mut Conn, mover: &mut Mover, head: &Requ
                     e.failure,
                     attempt,
                     cfg.upstream.attempts_max,
-                ) && shard.retry_budget.borrow_mut().try_retry(Instant::now());
+                ) && ep.retry_budget.borrow_mut().try_retry(Instant::now());
                 route.exclude(node);
                 let consumed = e.body_consumed;
                 last = Some(e);
@@ -402,7 +412,7 @@ async fn handle(shard: &Shard, client: &mut Conn, mover: &mut Mover, head: &Requ
         && route
             .chain
             .iter()
-            .any(|&p| shard.health.pool(p).iter().any(|v| v.state().is_routable()));
+            .any(|&p| ep.health.pool(p).iter().any(|v| v.state().is_routable()));
     let (status, code, message) = match last.as_ref().map(|e| e.err.kind) {
         _ if throttled_retry_after.is_some() || saturated => {
             (503, "SlowDown", "Please reduce your request rate.")
@@ -471,9 +481,9 @@ async fn break_with(
 }
 
 /// Reads a small request body completely (bounded by `buffered_body_bytes_max`).
-async fn read_small_body(shard: &Shard, client: &mut Conn, len: usize) -> Option<Vec<u8>> {
+async fn read_small_body(ep: &Epoch, client: &mut Conn, len: usize) -> Option<Vec<u8>> {
     let mut body = Vec::with_capacity(len);
-    let timeout = shard.settings.config.upstream.io_timeout;
+    let timeout = ep.settings.config.upstream.io_timeout;
     loop {
         let take = client.buffered().len().min(len - body.len());
         body.extend_from_slice(&client.buffered()[..take]);
@@ -515,6 +525,7 @@ struct Sent {
 #[allow(clippy::too_many_arguments)]
 async fn send_request(
     shard: &Shard,
+    ep: &Epoch,
     client: &mut Conn,
     mover: &mut Mover,
     head: &RequestHead,
@@ -522,7 +533,7 @@ async fn send_request(
     body: &ReqBody,
     addr: SocketAddr,
 ) -> Result<Sent, AttemptError> {
-    let cfg = &shard.settings.config;
+    let cfg = &ep.settings.config;
     let fail = |err: Error, failure: Failure, body_consumed: bool| AttemptError {
         err,
         failure,
@@ -550,7 +561,7 @@ async fn send_request(
     let streamed = matches!(body, ReqBody::Streamed);
     if streamed && head.expect_continue {
         // 100-continue end to end: the client's body is not pulled before the node agrees.
-        let resp = read_response_head(shard, &mut upstream, &limits, head.method, reused)
+        let resp = read_response_head(ep, &mut upstream, &limits, head.method, reused)
             .await
             .map_err(|e| failure_of(e, false))?;
         if resp.status != 100 {
@@ -615,7 +626,7 @@ async fn send_request(
         }
     }
     loop {
-        match read_response_head(shard, &mut upstream, &limits, head.method, reused).await {
+        match read_response_head(ep, &mut upstream, &limits, head.method, reused).await {
             Ok(r) if r.status == 100 => continue, // a 100 nobody asked for is dropped
             Ok(resp) => {
                 return Ok(Sent {
@@ -656,13 +667,13 @@ async fn write_timed(conn: &Conn, bytes: &[u8], timeout: Duration) -> std::io::R
 
 /// Reads the node's response head under the first-byte deadline.
 async fn read_response_head(
-    shard: &Shard,
+    ep: &Epoch,
     upstream: &mut Conn,
     limits: &HeadLimits,
     method: Method,
     reused: bool,
 ) -> Result<ResponseHead, Error> {
-    let deadline = Instant::now() + shard.settings.config.upstream.first_byte_timeout;
+    let deadline = Instant::now() + ep.settings.config.upstream.first_byte_timeout;
     let mut got_bytes = false;
     loop {
         if !upstream.buffered().is_empty() {
@@ -743,6 +754,7 @@ fn resumable(head: &RequestHead, resp: &ResponseHead) -> Option<Resumable> {
 #[allow(clippy::too_many_arguments)]
 async fn relay_response(
     shard: &Shard,
+    ep: &Epoch,
     client: &mut Conn,
     mover: &mut Mover,
     head: &RequestHead,
@@ -760,7 +772,7 @@ async fn relay_response(
     let mut out = Vec::with_capacity(1024);
     write_response_head(&resp, close_client, &mut out);
     shard.metrics().request(resp.status);
-    if write_timed(client, &out, shard.settings.config.upstream.io_timeout)
+    if write_timed(client, &out, ep.settings.config.upstream.io_timeout)
         .await
         .is_err()
     {
@@ -807,16 +819,16 @@ async fn relay_response(
         } else {
             Observation::Reset
         };
-        shard.health.observe(node, obs, Instant::now());
+        ep.health.observe(node, obs, Instant::now());
         let Some(first) = resume.as_ref() else {
             break Err(e);
         };
-        if resumes >= shard.settings.config.upstream.resume_max {
+        if resumes >= ep.settings.config.upstream.resume_max {
             break Err(e);
         }
         upstream.abort_on_close();
         route.exclude(node);
-        match resume_from_another(shard, head, route, first, delivered).await {
+        match resume_from_another(shard, ep, head, route, first, delivered).await {
             Some((next_node, next_conn)) => {
                 resumes += 1;
                 shard.metrics().resume(true);
@@ -837,7 +849,7 @@ async fn relay_response(
         return false;
     }
     if resp.keep_alive && request_complete && !matches!(resp.framing, BodyFraming::UntilClose) {
-        let addr = shard.settings.nodes[node.pool][node.node];
+        let addr = ep.settings.nodes[node.pool][node.node];
         shard.upstream.checkin(addr, upstream, Instant::now());
     }
     !close_client
@@ -849,12 +861,13 @@ async fn relay_response(
 /// byte the client still needs.
 async fn resume_from_another(
     shard: &Shard,
+    ep: &Epoch,
     head: &RequestHead,
     route: &mut Route<'_>,
     first: &Resumable,
     delivered: u64,
 ) -> Option<(NodeId, Conn)> {
-    let cfg = &shard.settings.config;
+    let cfg = &ep.settings.config;
     let text = |name: &str| head.header(name).and_then(|v| std::str::from_utf8(v).ok());
     let signed = signed_headers(text("authorization"), head.query());
     let plan = plan_resume(
@@ -895,10 +908,9 @@ async fn resume_from_another(
     for _ in 0..cfg.upstream.attempts_max {
         let node = route.pick()?;
         route.exclude(node);
-        let addr = shard.settings.nodes[node.pool][node.node];
+        let addr = ep.settings.nodes[node.pool][node.node];
         let Ok(checkout) = shard.upstream.checkout(addr, Instant::now()).await else {
-            shard
-                .health
+            ep.health
                 .observe(node, Observation::ConnectFailed, Instant::now());
             continue;
         };
@@ -911,10 +923,9 @@ async fn resume_from_another(
         }
         let sent_at = Instant::now();
         let Ok(resp) =
-            read_response_head(shard, &mut conn, &limits, Method::Get, checkout.reused).await
+            read_response_head(ep, &mut conn, &limits, Method::Get, checkout.reused).await
         else {
-            shard
-                .health
+            ep.health
                 .observe(node, Observation::Timeout, Instant::now());
             continue;
         };
@@ -931,7 +942,7 @@ async fn resume_from_another(
             tracing::warn!(node = %addr, why, "resumed response rejected");
             continue;
         }
-        shard.health.observe(
+        ep.health.observe(
             node,
             Observation::Success {
                 latency: sent_at.elapsed(),

@@ -1,8 +1,16 @@
-//! One shard per core: its listener, its upstream pools, its pipes, its view of the nodes
-//! and its counters. Nothing here is shared with another core; the only cross-core state is
-//! the read-only config and the metric registry (single writer per core).
+//! One shard per core: its listeners, its upstream pools, its pipes, its view of the nodes
+//! and its counters. Nothing here is shared with another core; cross-core state is the
+//! read-only config of each epoch, the metric registry (one writer per core) and messages.
+//!
+//! Config epochs: a reload stages a new `Epoch` on every core, then commits it everywhere
+//! (or aborts everywhere). A request takes the current epoch when it starts and keeps it to
+//! the end, so transfers in flight finish on the config they started with. What must
+//! survive a reload is keyed by node address, not by config position: in-flight counts,
+//! idle upstream connections, and (carried over by `Health::new`) node states.
 
 use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,32 +23,41 @@ use weir_policy::retry::RetryBudget;
 
 use crate::bus::{Bus, Msg};
 use crate::health::{self, Health};
-
 use crate::metrics::{CoreMetrics, Registry};
 use crate::proxy;
 use crate::settings::Settings;
 use crate::signals;
 
+/// One config epoch as a core runs it.
+pub struct Epoch {
+    /// Epoch number (0 at start, +1 per committed reload).
+    pub id: u64,
+    /// The config.
+    pub settings: Arc<Settings>,
+    /// Node states (this core's copy) and owned nodes' state machines.
+    pub health: Rc<Health>,
+    /// In-flight request counters per pool per node (shared by address across epochs).
+    pub inflight: Vec<Vec<Rc<Cell<u32>>>>,
+    /// Retries this core may still spend.
+    pub retry_budget: RefCell<RetryBudget>,
+}
+
 /// A core's state, shared by the connection tasks running on that core.
 pub struct Shard {
     /// Core index.
     pub id: usize,
-    /// The config this shard serves (immutable; reload swaps the whole `Rc`).
-    pub settings: Arc<Settings>,
-    /// In-flight requests per pool per node, for the balancer.
-    pub inflight: Vec<RefCell<Vec<u32>>>,
-    /// Keep-alive connections to nodes.
+    /// Keep-alive connections to nodes (by address: they survive reloads).
     pub upstream: UpstreamPool,
     /// Pipes for splice.
     pub pipes: Rc<PipePool>,
     /// Balancer randomness, seeded per core.
     pub rng: RefCell<SplitMix64>,
-    /// Node states (this core's copy) and owned nodes' state machines.
-    pub health: Rc<Health>,
-    /// Retries this core may still spend.
-    pub retry_budget: RefCell<RetryBudget>,
     /// Request-id sequence.
     pub next_request: Cell<u64>,
+    epoch: RefCell<Rc<Epoch>>,
+    staged: RefCell<Option<Rc<Epoch>>>,
+    inflight: RefCell<HashMap<SocketAddr, Rc<Cell<u32>>>>,
+    bus: Bus,
     registry: Registry,
 }
 
@@ -50,11 +67,121 @@ impl Shard {
         self.registry.core(self.id)
     }
 
+    /// The current config epoch; a request holds it until it ends.
+    pub fn epoch(&self) -> Rc<Epoch> {
+        self.epoch.borrow().clone()
+    }
+
     /// A fresh request id (core-prefixed so ids are unique across cores without sharing).
     pub fn request_id(&self) -> String {
         let n = self.next_request.get();
         self.next_request.set(n + 1);
         format!("{:02X}{:014X}", self.id, n)
+    }
+
+    fn build_epoch(&self, id: u64, settings: Arc<Settings>, previous: Option<&Health>) -> Epoch {
+        let health = Rc::new(Health::new(
+            self.id,
+            id,
+            self.bus.clone(),
+            &settings,
+            previous,
+            Instant::now(),
+        ));
+        let inflight = {
+            let mut counters = self.inflight.borrow_mut();
+            settings
+                .nodes
+                .iter()
+                .map(|pool| {
+                    pool.iter()
+                        .map(|addr| {
+                            counters
+                                .entry(*addr)
+                                .or_insert_with(|| Rc::new(Cell::new(0)))
+                                .clone()
+                        })
+                        .collect()
+                })
+                .collect()
+        };
+        let retry_budget = RefCell::new(RetryBudget::for_core(
+            &settings.config.upstream,
+            settings.cores,
+        ));
+        Epoch {
+            id,
+            settings,
+            health,
+            inflight,
+            retry_budget,
+        }
+    }
+
+    /// Handles a message from another core or the reload coordinator.
+    fn on_message(&self, msg: Msg) {
+        match msg {
+            Msg::Stage {
+                epoch,
+                settings,
+                reply,
+            } => {
+                let current = self.epoch();
+                let staged = self.build_epoch(epoch, settings, Some(&current.health));
+                *self.staged.borrow_mut() = Some(Rc::new(staged));
+                let _ = reply.try_send(Ok(()));
+            }
+            Msg::Commit { epoch } => {
+                let staged = self.staged.borrow_mut().take();
+                match staged {
+                    Some(next) if next.id == epoch => {
+                        let old = self.epoch.replace(next.clone());
+                        old.health.retire();
+                        health::spawn_probes(next.health.clone(), next.settings.clone());
+                        self.upstream.reconfigure(
+                            next.settings.config.upstream.idle_connections_per_node_max,
+                            next.settings.config.upstream.pool_idle_timeout,
+                            next.settings.config.upstream.connect_timeout,
+                        );
+                        // Idle connections to nodes no longer configured go now; those
+                        // to unchanged nodes stay.
+                        let keep: Vec<SocketAddr> =
+                            next.settings.nodes.iter().flatten().copied().collect();
+                        self.upstream.retain_nodes(|a| keep.contains(a));
+                        tracing::info!(core = self.id, epoch, "config epoch committed");
+                    }
+                    _ => tracing::error!(
+                        core = self.id,
+                        epoch,
+                        "commit for an epoch that is not staged"
+                    ),
+                }
+            }
+            Msg::Abort { epoch } => {
+                let mut staged = self.staged.borrow_mut();
+                if staged.as_ref().is_some_and(|s| s.id == epoch) {
+                    *staged = None;
+                }
+            }
+            msg => {
+                let current = self.epoch();
+                match msg.epoch() {
+                    Some(e) if e != current.id => {
+                        // A transition sent under an epoch this core has only staged:
+                        // apply it there so it is not lost at commit.
+                        let staged = self.staged.borrow().clone();
+                        if let Some(staged) = staged.filter(|s| s.id == e) {
+                            staged
+                                .health
+                                .on_message(msg, |n| staged.inflight[n.pool][n.node].get());
+                        }
+                    }
+                    _ => current
+                        .health
+                        .on_message(msg, |n| current.inflight[n.pool][n.node].get()),
+                }
+            }
+        }
     }
 }
 
@@ -68,16 +195,22 @@ pub async fn run(
     inbox: flume::Receiver<Msg>,
 ) {
     let cfg = &settings.config;
-    let health = Rc::new(Health::new(id, bus, &settings, Instant::now()));
+    let placeholder = Rc::new(Epoch {
+        id: 0,
+        settings: settings.clone(),
+        health: Rc::new(Health::new(
+            id,
+            0,
+            bus.clone(),
+            &settings,
+            None,
+            Instant::now(),
+        )),
+        inflight: Vec::new(),
+        retry_budget: RefCell::new(RetryBudget::for_core(&cfg.upstream, settings.cores)),
+    });
     let shard = Rc::new(Shard {
         id,
-        health: health.clone(),
-        retry_budget: RefCell::new(RetryBudget::for_core(&cfg.upstream, settings.cores)),
-        inflight: settings
-            .nodes
-            .iter()
-            .map(|n| RefCell::new(vec![0; n.len()]))
-            .collect(),
         upstream: UpstreamPool::new(
             cfg.upstream.idle_connections_per_node_max,
             cfg.upstream.pool_idle_timeout,
@@ -87,17 +220,20 @@ pub async fn run(
         pipes: Rc::new(PipePool::new(cfg.appliance.pipe_bytes, 64)),
         rng: RefCell::new(SplitMix64::new(0x5745_4952 ^ (id as u64) << 32)),
         next_request: Cell::new(0),
-        settings: settings.clone(),
+        epoch: RefCell::new(placeholder),
+        staged: RefCell::new(None),
+        inflight: RefCell::new(HashMap::new()),
+        bus,
         registry,
     });
-    health::spawn_probes(health, settings.clone());
+    let first = Rc::new(shard.build_epoch(0, settings.clone(), None));
+    health::spawn_probes(first.health.clone(), settings.clone());
+    *shard.epoch.borrow_mut() = first;
     {
         let shard = shard.clone();
         monoio::spawn(async move {
             while let Ok(msg) = inbox.recv_async().await {
-                shard
-                    .health
-                    .on_message(msg, |n| shard.inflight[n.pool].borrow()[n.node]);
+                shard.on_message(msg);
             }
         });
     }

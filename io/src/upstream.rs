@@ -4,7 +4,7 @@
 //! close idle connections too, and a request sent on a connection the node just closed
 //! would fail for no reason.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -22,9 +22,9 @@ struct Idle {
 /// Per-core pool of idle upstream connections, keyed by node address.
 pub struct UpstreamPool {
     idle: RefCell<HashMap<SocketAddr, Vec<Idle>>>,
-    idle_per_node_max: usize,
-    idle_timeout: Duration,
-    connect_timeout: Duration,
+    idle_per_node_max: Cell<usize>,
+    idle_timeout: Cell<Duration>,
+    connect_timeout: Cell<Duration>,
     buf_bytes: usize,
 }
 
@@ -48,11 +48,28 @@ impl UpstreamPool {
     ) -> Self {
         UpstreamPool {
             idle: RefCell::new(HashMap::new()),
-            idle_per_node_max,
-            idle_timeout,
-            connect_timeout,
+            idle_per_node_max: Cell::new(idle_per_node_max),
+            idle_timeout: Cell::new(idle_timeout),
+            connect_timeout: Cell::new(connect_timeout),
             buf_bytes,
         }
+    }
+
+    /// Applies new limits (config reload); idle connections stay.
+    pub fn reconfigure(
+        &self,
+        idle_per_node_max: usize,
+        idle_timeout: Duration,
+        connect_timeout: Duration,
+    ) {
+        self.idle_per_node_max.set(idle_per_node_max);
+        self.idle_timeout.set(idle_timeout);
+        self.connect_timeout.set(connect_timeout);
+    }
+
+    /// Drops idle connections to nodes `keep` rejects (removed by a reload).
+    pub fn retain_nodes(&self, keep: impl Fn(&SocketAddr) -> bool) {
+        self.idle.borrow_mut().retain(|addr, _| keep(addr));
     }
 
     /// A live idle connection to `node`, or a new one.
@@ -71,7 +88,7 @@ impl UpstreamPool {
         let mut idle = self.idle.borrow_mut();
         let stack = idle.get_mut(&node)?;
         while let Some(entry) = stack.pop() {
-            if now.saturating_duration_since(entry.since) < self.idle_timeout
+            if now.saturating_duration_since(entry.since) < self.idle_timeout.get()
                 && !entry.conn.is_stale()
             {
                 return Some(entry.conn);
@@ -83,7 +100,8 @@ impl UpstreamPool {
     /// Opens a new connection to `node`.
     pub async fn connect(&self, node: SocketAddr) -> Result<Conn, Error> {
         let stream =
-            match monoio::time::timeout(self.connect_timeout, TcpStream::connect(node)).await {
+            match monoio::time::timeout(self.connect_timeout.get(), TcpStream::connect(node)).await
+            {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => {
                     return Err(Error::new(
@@ -112,7 +130,10 @@ impl UpstreamPool {
         }
         let mut idle = self.idle.borrow_mut();
         let stack = idle.entry(node).or_default();
-        if stack.len() >= self.idle_per_node_max {
+        if stack.len() >= self.idle_per_node_max.get() {
+            if self.idle_per_node_max.get() == 0 {
+                return;
+            }
             stack.remove(0); // the oldest goes: it is the likeliest to be closed by the node
         }
         stack.push(Idle { conn, since: now });
@@ -122,7 +143,7 @@ impl UpstreamPool {
     pub fn sweep(&self, now: Instant) {
         let mut idle = self.idle.borrow_mut();
         for stack in idle.values_mut() {
-            stack.retain(|e| now.saturating_duration_since(e.since) < self.idle_timeout);
+            stack.retain(|e| now.saturating_duration_since(e.since) < self.idle_timeout.get());
         }
         idle.retain(|_, s| !s.is_empty());
     }

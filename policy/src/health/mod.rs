@@ -270,6 +270,18 @@ impl NodeHealth {
         }
     }
 
+    /// A state machine for a node that already has a known state (after a config reload
+    /// moved the node to another owner or changed its probe settings): it continues from
+    /// `state`, as if it had entered it at `since`, with fresh streaks.
+    pub fn restore(params: &HealthParams, state: NodeState, since: Instant, reason: &str) -> Self {
+        let mut h = NodeHealth::new(params, since);
+        h.state = state;
+        if state != NodeState::Up {
+            h.last_transition = Some((since, reason.to_string()));
+        }
+        h
+    }
+
     /// Merges one passive report from the request path (any core's).
     pub fn observe(&mut self, obs: &Observation, now: Instant) -> Option<Transition> {
         match obs {

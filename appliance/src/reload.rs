@@ -1,0 +1,117 @@
+//! Live reload (DESIGN.md §6, STYLE.md habit 5): read and validate the file once, stage
+//! the new config on every core, then commit it on all of them — or, if any core cannot
+//! stage it, abort on all. A bad file leaves the running config untouched and says why
+//! (log, metric, and the admin reply). Keys that shape the process itself (cores,
+//! listeners, metrics address) need a restart and are refused with that reason.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::bus::{Bus, Msg};
+use crate::metrics::Registry;
+use crate::settings::Settings;
+
+/// How long the coordinator waits for every core to stage a config.
+const STAGE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Serialises reloads (SIGHUP and the admin endpoint may race) and remembers the epoch.
+pub struct Reloader {
+    path: PathBuf,
+    bus: Bus,
+    registry: Registry,
+    state: Mutex<(u64, Arc<Settings>)>,
+}
+
+impl Reloader {
+    /// A reloader for the config at `path`, currently running `settings` as epoch 0.
+    pub fn new(path: PathBuf, bus: Bus, registry: Registry, settings: Arc<Settings>) -> Self {
+        Reloader {
+            path,
+            bus,
+            registry,
+            state: Mutex::new((0, settings)),
+        }
+    }
+
+    /// Reloads the file; `Ok` says what changed, `Err` why nothing did.
+    pub fn reload(&self) -> Result<String, String> {
+        let mut state = match self.state.lock() {
+            Ok(s) => s,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let result = self.try_reload(&mut state);
+        self.registry.reload(result.is_ok());
+        match &result {
+            Ok(msg) => tracing::info!("{msg}"),
+            Err(why) => tracing::error!("config reload rejected: {why}"),
+        }
+        result
+    }
+
+    fn try_reload(&self, state: &mut (u64, Arc<Settings>)) -> Result<String, String> {
+        let next = Settings::load(&self.path).map_err(|e| format!("{e:#}"))?;
+        let current = &state.1;
+        let (old, new) = (&current.config.appliance, &next.config.appliance);
+        if next.cores != current.cores {
+            return Err("appliance.cores changed: needs a restart".into());
+        }
+        if old.listen != new.listen {
+            return Err("appliance.listen changed: needs a restart".into());
+        }
+        if old.metrics != new.metrics {
+            return Err("appliance.metrics changed: needs a restart".into());
+        }
+        let epoch = state.0 + 1;
+        let next = Arc::new(next);
+        let cores = self.bus.cores();
+        let (tx, rx) = flume::bounded(cores);
+        for core in 0..cores {
+            let msg = Msg::Stage {
+                epoch,
+                settings: next.clone(),
+                reply: tx.clone(),
+            };
+            if !self.bus.send(core, msg) {
+                self.abort(epoch);
+                return Err(format!("core {core} is too busy to stage the config"));
+            }
+        }
+        for _ in 0..cores {
+            match rx.recv_timeout(STAGE_TIMEOUT) {
+                Ok(Ok(())) => {}
+                Ok(Err(why)) => {
+                    self.abort(epoch);
+                    return Err(format!("a core could not stage the config: {why}"));
+                }
+                Err(_) => {
+                    self.abort(epoch);
+                    return Err("a core did not stage the config in time".into());
+                }
+            }
+        }
+        for core in 0..cores {
+            // Every core staged; a full inbox here would split the cores across epochs,
+            // so wait for room rather than drop the commit.
+            let mut msg = Msg::Commit { epoch };
+            while let Err(flume::TrySendError::Full(back)) = self.bus.try_send(core, msg) {
+                msg = back;
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        *state = (epoch, next.clone());
+        Ok(format!(
+            "config epoch {epoch} committed from {}: {} pools, {} nodes, {} routes",
+            self.path.display(),
+            next.config.pools.len(),
+            next.nodes.iter().map(Vec::len).sum::<usize>(),
+            next.config.routes.len()
+        ))
+    }
+
+    fn abort(&self, epoch: u64) {
+        for core in 0..self.bus.cores() {
+            let _ = self.bus.send(core, Msg::Abort { epoch });
+        }
+    }
+}
