@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use weir_policy::health::{NodeState, Observation};
 
+use crate::flows::FlowReport;
 use crate::settings::Settings;
 
 /// Messages per core's inbox before senders start dropping.
@@ -48,6 +49,8 @@ pub enum Msg {
     },
     /// From the admin thread: report this core's view of the nodes.
     QueryNodes(flume::Sender<Vec<NodeReport>>),
+    /// From the admin thread: report this core's live transfers.
+    QueryFlows(flume::Sender<Vec<FlowReport>>),
     /// From the reload coordinator: prepare `settings` as epoch `epoch` (do not use it yet)
     /// and say whether that worked.
     Stage {

@@ -10,6 +10,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 mod bus;
+mod flows;
 mod health;
 mod metrics;
 mod probe;
@@ -150,10 +151,19 @@ fn run(path: &std::path::Path) -> anyhow::Result<()> {
     )
     .context("signal thread")?;
     let core_ids = core_affinity::get_core_ids().unwrap_or_default();
+    // WEIR_ACCESS_LOG until the config grows its [access_log] section.
+    let access_log = match std::env::var("WEIR_ACCESS_LOG") {
+        Ok(target) if !target.is_empty() => Some(
+            flows::AccessLog::start(&target, 65536)
+                .with_context(|| format!("access log {target}"))?,
+        ),
+        _ => None,
+    };
     let mut threads = Vec::with_capacity(cores);
     for ((id, listeners), inbox) in per_core.into_iter().enumerate().zip(inboxes) {
         let settings = settings.clone();
         let bus = bus.clone();
+        let access_log = access_log.clone();
         let registry = registry.clone();
         let pin = (!core_ids.is_empty()).then(|| core_ids[id % core_ids.len()]);
         let handle = std::thread::Builder::new()
@@ -163,7 +173,7 @@ fn run(path: &std::path::Path) -> anyhow::Result<()> {
                     core_affinity::set_for_current(core);
                 }
                 let result = runtime::block_on(driver, 4096, || {
-                    shard::run(id, settings, listeners, registry, bus, inbox)
+                    shard::run(id, settings, listeners, registry, bus, inbox, access_log)
                 });
                 if let Err(e) = result {
                     tracing::error!(core = id, error = %e, "cannot start executor");

@@ -14,6 +14,7 @@ use std::time::Duration;
 use weir_policy::health::NodeState;
 
 use crate::bus::{Bus, Msg};
+use crate::flows::json_str;
 use crate::reload::Reloader;
 use crate::settings::Settings;
 
@@ -48,6 +49,7 @@ pub struct CoreMetrics {
     upstream_retries: AtomicU64,
     requests_in_flight: AtomicU64,
     throttled: AtomicU64,
+    access_log_dropped: AtomicU64,
     /// [0 = resumed, 1 = resume failed]
     resumes: [AtomicU64; 2],
 }
@@ -64,6 +66,11 @@ impl CoreMetrics {
     pub fn request(&self, status: u16) {
         let class = (status / 100).clamp(1, 5) as usize - 1;
         bump(&self.requests[class], 1);
+    }
+
+    /// Counts an access-log line dropped because the log buffer was full.
+    pub fn access_log_dropped(&self) {
+        bump(&self.access_log_dropped, 1);
     }
 
     /// Counts a throttle answer (`503 SlowDown`, `429`) from a node.
@@ -100,7 +107,7 @@ impl CoreMetrics {
     }
 
     /// Counts body bytes moved in `dir`, split by mechanism.
-    pub fn body(&self, dir: Direction, moved: weir_io::relay::Moved) {
+    pub fn body(&self, dir: Direction, moved: weir_io::relay::MovedCounts) {
         let d = dir as usize;
         if moved.spliced > 0 {
             bump(&self.body_bytes[d][0], moved.spliced);
@@ -271,7 +278,13 @@ impl Registry {
             let v = self.sum(|c| &c.resumes[i]);
             let _ = writeln!(w, "weir_resumes_total{{outcome=\"{outcome}\"}} {v}");
         }
-        let simple: [Simple; 9] = [
+        let simple: [Simple; 10] = [
+            (
+                "weir_access_log_dropped_total",
+                "counter",
+                "Access-log lines dropped because the log buffer was full.",
+                |c| &c.access_log_dropped,
+            ),
             (
                 "weir_upstream_throttled_total",
                 "counter",
@@ -458,6 +471,27 @@ impl Admin {
         w
     }
 
+    fn flows_json(&self) -> String {
+        let mut w = String::from("[");
+        let mut first = true;
+        for core in 0..self.bus.cores() {
+            let (tx, rx) = flume::bounded(1);
+            if !self.bus.send(core, Msg::QueryFlows(tx)) {
+                continue;
+            }
+            let Ok(flows) = rx.recv_timeout(Duration::from_secs(1)) else {
+                continue;
+            };
+            for f in flows {
+                w.push_str(if first { "\n" } else { ",\n" });
+                first = false;
+                w.push_str(&f.to_json());
+            }
+        }
+        w.push_str("\n]\n");
+        w
+    }
+
     fn render_nodes(&self, w: &mut String) {
         let nodes = self.nodes();
         family(
@@ -510,23 +544,6 @@ impl Admin {
     }
 }
 
-fn json_str(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
 /// Serves `GET /metrics` (and `/healthz`, `/nodes`) on its own thread, so scrapes stay
 /// answered while every core is saturated by the data path.
 pub fn serve(
@@ -560,6 +577,7 @@ pub fn serve(
                 }
                 ("GET", "/healthz") => ("200 OK", "text/plain", "ok\n".to_string()),
                 ("GET", "/nodes") => ("200 OK", "application/json", admin.nodes_json()),
+                ("GET", "/flows") => ("200 OK", "application/json", admin.flows_json()),
                 // Reload changes the data path: only from this machine until the admin
                 // port with its token exists.
                 ("POST", "/reload") if loopback => match admin.reloader.reload() {

@@ -31,7 +31,7 @@ use weir_io::http::{
     BodyFraming, ChunkedDecoder, ChunkedLimits, HeadError, HeadLimits, Header, Method, Peer,
     RequestHead, ResponseHead,
 };
-use weir_io::relay::{BodyMode, End, Moved, Mover};
+use weir_io::relay::{BodyMode, End, Mover};
 use weir_io::{Error, Kind, Side};
 use weir_policy::balance::{pick, Candidate, NodeView, PoolView};
 use weir_policy::config::BodyPath;
@@ -42,6 +42,7 @@ use weir_policy::resume::{
 use weir_policy::retry::{may_retry, BodyState, Failure};
 
 use crate::bus::NodeId;
+use crate::flows::Flow;
 use crate::metrics::Direction;
 use crate::shard::{Epoch, Shard};
 use crate::signals;
@@ -86,8 +87,22 @@ pub async fn serve_client(shard: &Shard, stream: TcpStream, peer: SocketAddr) {
             }
             Incoming::Head(head) => {
                 shard.metrics().request_started();
-                let keep_alive = handle(shard, &ep, &mut client, &mut mover, &head).await;
+                let guard = shard.flows.start(Flow::new(
+                    shard.request_id(),
+                    peer,
+                    head.method.as_str(),
+                    &head.target,
+                    ep.id,
+                ));
+                let keep_alive =
+                    handle(shard, &ep, &guard.flow, &mut client, &mut mover, &head).await;
                 shard.metrics().request_finished();
+                if let Some(log) = &shard.access_log {
+                    if !log.log(guard.flow.log_line()) {
+                        shard.metrics().access_log_dropped();
+                    }
+                }
+                drop(guard);
                 // A draining weir closes connections between requests.
                 if !keep_alive || signals::draining() {
                     return;
@@ -250,6 +265,7 @@ struct AttemptError {
 async fn handle(
     shard: &Shard,
     ep: &Epoch,
+    flow: &Flow,
     client: &mut Conn,
     mover: &mut Mover,
     head: &RequestHead,
@@ -260,6 +276,7 @@ async fn handle(
         head.path(),
         &cfg.appliance.virtual_host_suffixes,
     );
+    *flow.bucket.borrow_mut() = bucket.clone();
     let mut route = Route {
         shard,
         ep,
@@ -294,17 +311,32 @@ async fn handle(
         attempt += 1;
         if attempt > 1 {
             shard.metrics().upstream_retry();
+            flow.retries.set(flow.retries.get() + 1);
         }
         let _inflight = InFlight::enter(ep, node);
         let addr = ep.settings.nodes[node.pool][node.node];
+        flow.nodes.borrow_mut().push(addr);
         let sent_at = Instant::now();
-        match send_request(shard, ep, client, mover, head, &head_bytes, &body, addr).await {
+        match send_request(
+            shard,
+            ep,
+            flow,
+            client,
+            mover,
+            head,
+            &head_bytes,
+            &body,
+            addr,
+        )
+        .await
+        {
             Ok(Sent {
                 resp,
                 mut upstream,
                 body_unsent,
             }) => {
                 let latency = sent_at.elapsed();
+                flow.first_byte.set(Some(flow.started.elapsed()));
                 let retry_after = resp
                     .header("retry-after")
                     .and_then(|v| std::str::from_utf8(v).ok());
@@ -339,6 +371,7 @@ async fn handle(
                             route.exclude(node);
                             continue;
                         }
+                        flow.status.set(503);
                         break_with(
                             shard,
                             client,
@@ -355,6 +388,7 @@ async fn handle(
                 return relay_response(
                     shard,
                     ep,
+                    flow,
                     client,
                     mover,
                     head,
@@ -433,6 +467,7 @@ async fn handle(
             "no storage node could take the request",
         ),
     };
+    flow.status.set(status);
     break_with(
         shard,
         client,
@@ -526,6 +561,7 @@ struct Sent {
 async fn send_request(
     shard: &Shard,
     ep: &Epoch,
+    flow: &Flow,
     client: &mut Conn,
     mover: &mut Mover,
     head: &RequestHead,
@@ -581,7 +617,7 @@ async fn send_request(
         }
     }
     if streamed {
-        let mut moved = Moved::default();
+        let before = flow.up.counts();
         let result = match head.framing {
             BodyFraming::Length(n) => {
                 mover
@@ -595,7 +631,7 @@ async fn send_request(
                             side: Side::Upstream,
                         },
                         n,
-                        &mut moved,
+                        &flow.up,
                     )
                     .await
             }
@@ -612,12 +648,14 @@ async fn send_request(
                             side: Side::Upstream,
                         },
                         &mut decoder,
-                        &mut moved,
+                        &flow.up,
                     )
                     .await
             }
         };
-        shard.metrics().body(Direction::Upload, moved);
+        shard
+            .metrics()
+            .body(Direction::Upload, flow.up.counts().since(before));
         if let Err(e) = result {
             // The client left mid-upload: reset the upstream request so no partial
             // object is committed. The node failing mid-upload: the body is gone.
@@ -755,6 +793,7 @@ fn resumable(head: &RequestHead, resp: &ResponseHead) -> Option<Resumable> {
 async fn relay_response(
     shard: &Shard,
     ep: &Epoch,
+    flow: &Flow,
     client: &mut Conn,
     mover: &mut Mover,
     head: &RequestHead,
@@ -772,6 +811,7 @@ async fn relay_response(
     let mut out = Vec::with_capacity(1024);
     write_response_head(&resp, close_client, &mut out);
     shard.metrics().request(resp.status);
+    flow.status.set(resp.status);
     if write_timed(client, &out, ep.settings.config.upstream.io_timeout)
         .await
         .is_err()
@@ -783,7 +823,7 @@ async fn relay_response(
     let mut delivered: u64 = 0;
     let mut resumes: u32 = 0;
     let result = loop {
-        let mut moved = Moved::default();
+        let before = flow.down.counts();
         let client_end = End {
             conn: client,
             side: Side::Client,
@@ -796,17 +836,18 @@ async fn relay_response(
             BodyFraming::None => Ok(()),
             BodyFraming::Length(n) => {
                 mover
-                    .exact(up_end, client_end, n - delivered, &mut moved)
+                    .exact(up_end, client_end, n - delivered, &flow.down)
                     .await
             }
             BodyFraming::Chunked => {
                 let mut decoder = ChunkedDecoder::new(ChunkedLimits::default(), Peer::Upstream);
                 mover
-                    .chunked(up_end, client_end, &mut decoder, &mut moved)
+                    .chunked(up_end, client_end, &mut decoder, &flow.down)
                     .await
             }
-            BodyFraming::UntilClose => mover.until_close(up_end, client_end, &mut moved).await,
+            BodyFraming::UntilClose => mover.until_close(up_end, client_end, &flow.down).await,
         };
+        let moved = flow.down.counts().since(before);
         shard.metrics().body(Direction::Download, moved);
         delivered += moved.total();
         let Err(e) = result else { break Ok(()) };
@@ -831,6 +872,10 @@ async fn relay_response(
         match resume_from_another(shard, ep, head, route, first, delivered).await {
             Some((next_node, next_conn)) => {
                 resumes += 1;
+                flow.resumes.set(resumes);
+                flow.nodes
+                    .borrow_mut()
+                    .push(ep.settings.nodes[next_node.pool][next_node.node]);
                 shard.metrics().resume(true);
                 tracing::info!(from = ?node, to = ?next_node, delivered, "resumed GET on another node");
                 node = next_node;

@@ -22,6 +22,7 @@ use weir_policy::rand::SplitMix64;
 use weir_policy::retry::RetryBudget;
 
 use crate::bus::{Bus, Msg};
+use crate::flows::{AccessLog, Flows};
 use crate::health::{self, Health};
 use crate::metrics::{CoreMetrics, Registry};
 use crate::proxy;
@@ -54,6 +55,10 @@ pub struct Shard {
     pub rng: RefCell<SplitMix64>,
     /// Request-id sequence.
     pub next_request: Cell<u64>,
+    /// Live transfers on this core.
+    pub flows: Flows,
+    /// Where finished requests are logged, if anywhere.
+    pub access_log: Option<AccessLog>,
     epoch: RefCell<Rc<Epoch>>,
     staged: RefCell<Option<Rc<Epoch>>>,
     inflight: RefCell<HashMap<SocketAddr, Rc<Cell<u32>>>>,
@@ -157,6 +162,9 @@ impl Shard {
                     ),
                 }
             }
+            Msg::QueryFlows(reply) => {
+                let _ = reply.try_send(self.flows.report());
+            }
             Msg::Abort { epoch } => {
                 let mut staged = self.staged.borrow_mut();
                 if staged.as_ref().is_some_and(|s| s.id == epoch) {
@@ -193,6 +201,7 @@ pub async fn run(
     registry: Registry,
     bus: Bus,
     inbox: flume::Receiver<Msg>,
+    access_log: Option<AccessLog>,
 ) {
     let cfg = &settings.config;
     let placeholder = Rc::new(Epoch {
@@ -220,6 +229,8 @@ pub async fn run(
         pipes: Rc::new(PipePool::new(cfg.appliance.pipe_bytes, 64)),
         rng: RefCell::new(SplitMix64::new(0x5745_4952 ^ (id as u64) << 32)),
         next_request: Cell::new(0),
+        flows: Flows::default(),
+        access_log,
         epoch: RefCell::new(placeholder),
         staged: RefCell::new(None),
         inflight: RefCell::new(HashMap::new()),

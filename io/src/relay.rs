@@ -5,6 +5,7 @@
 //! buffer. Every byte count is bounded by the message's framing: the relay never reads past
 //! the current message's end.
 
+use std::cell::Cell;
 use std::io;
 use std::rc::Rc;
 use std::time::Duration;
@@ -27,19 +28,58 @@ pub enum BodyMode {
     Copy,
 }
 
-/// Bytes moved, by mechanism, for the caller's metrics.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+/// Bytes moved, by mechanism: updated as the bytes move, so a live-transfer view (the
+/// admin `/flows`) can read progress while the relay runs.
+#[derive(Debug, Default)]
 pub struct Moved {
+    spliced: Cell<u64>,
+    copied: Cell<u64>,
+}
+
+/// A snapshot of [`Moved`], for metrics deltas.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct MovedCounts {
     /// Bytes moved with `splice`.
     pub spliced: u64,
     /// Bytes copied through user space.
     pub copied: u64,
 }
 
-impl Moved {
-    /// All bytes that reached the destination.
+impl MovedCounts {
+    /// All bytes.
     pub fn total(&self) -> u64 {
         self.spliced + self.copied
+    }
+
+    /// What was moved since `earlier`.
+    pub fn since(&self, earlier: MovedCounts) -> MovedCounts {
+        MovedCounts {
+            spliced: self.spliced - earlier.spliced,
+            copied: self.copied - earlier.copied,
+        }
+    }
+}
+
+impl Moved {
+    /// The counts now.
+    pub fn counts(&self) -> MovedCounts {
+        MovedCounts {
+            spliced: self.spliced.get(),
+            copied: self.copied.get(),
+        }
+    }
+
+    /// All bytes that reached the destination.
+    pub fn total(&self) -> u64 {
+        self.spliced.get() + self.copied.get()
+    }
+
+    fn add_spliced(&self, n: u64) {
+        self.spliced.set(self.spliced.get() + n);
+    }
+
+    fn add_copied(&self, n: u64) {
+        self.copied.set(self.copied.get() + n);
     }
 }
 
@@ -85,7 +125,7 @@ impl Mover {
         src: End<'_>,
         dst: End<'_>,
         len: u64,
-        moved: &mut Moved,
+        moved: &Moved,
     ) -> Result<(), Error> {
         self.relay(src, dst, Some(len), moved).await
     }
@@ -95,7 +135,7 @@ impl Mover {
         &mut self,
         src: End<'_>,
         dst: End<'_>,
-        moved: &mut Moved,
+        moved: &Moved,
     ) -> Result<(), Error> {
         self.relay(src, dst, None, moved).await
     }
@@ -107,7 +147,7 @@ impl Mover {
         src: End<'_>,
         dst: End<'_>,
         decoder: &mut ChunkedDecoder,
-        moved: &mut Moved,
+        moved: &Moved,
     ) -> Result<(), Error> {
         let (src_side, dst_side) = (src.side, dst.side);
         let (src, dst) = (src.conn, dst.conn);
@@ -171,7 +211,7 @@ impl Mover {
         src: End<'_>,
         dst: End<'_>,
         len: Option<u64>,
-        moved: &mut Moved,
+        moved: &Moved,
     ) -> Result<(), Error> {
         let (src_side, dst_side) = (src.side, dst.side);
         let (src, dst) = (src.conn, dst.conn);
@@ -185,7 +225,7 @@ impl Mover {
                 .map_err(|e| Error::from_io(dst_side, &e))?;
             src.consume(take);
             remaining -= take as u64;
-            moved.copied += take as u64;
+            moved.add_copied(take as u64);
         }
         if remaining == 0 {
             return Ok(());
@@ -232,7 +272,7 @@ impl Mover {
         (dst, dst_side): (&mut Conn, Side),
         mut remaining: u64,
         until_eof: bool,
-        moved: &mut Moved,
+        moved: &Moved,
     ) -> Result<(), Error> {
         if self.copy_buf.is_empty() {
             // Allocated on first use: most connections splice and never need it.
@@ -268,7 +308,7 @@ impl Mover {
                 Err(_) => return Err(Error::new(dst_side, Kind::Timeout, "idle timeout")),
             }
             remaining -= n as u64;
-            moved.copied += n as u64;
+            moved.add_copied(n as u64);
         }
         Ok(())
     }
@@ -283,7 +323,7 @@ impl Mover {
         (dst, dst_side): (&mut Conn, Side),
         mut remaining: u64,
         until_eof: bool,
-        moved: &mut Moved,
+        moved: &Moved,
     ) -> Result<(), Error> {
         let capacity = pipe.capacity();
         let mut in_pipe: usize = 0;
@@ -322,7 +362,7 @@ impl Mover {
                 match sys::splice(pipe.read_fd(), dst.fd(), in_pipe) {
                     Ok(n) => {
                         in_pipe -= n;
-                        moved.spliced += n as u64;
+                        moved.add_spliced(n as u64);
                         progressed = progressed || n > 0;
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => dst_blocked = true,

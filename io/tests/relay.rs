@@ -32,7 +32,12 @@ fn run_relay(
     body_len: usize,
     send_len: usize,
     trailer: &'static [u8],
-) -> (Result<(), weir_io::Error>, Moved, Vec<u8>, Vec<u8>) {
+) -> (
+    Result<(), weir_io::Error>,
+    weir_io::relay::MovedCounts,
+    Vec<u8>,
+    Vec<u8>,
+) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let (mut src_peer, src_local) = pair(&listener);
     let (dst_local, mut dst_peer) = pair(&listener);
@@ -57,7 +62,7 @@ fn run_relay(
             Conn::new(monoio::net::TcpStream::from_std(dst_local).unwrap(), 4096).unwrap();
         let pipes = Rc::new(PipePool::new(1 << 20, 4));
         let mut mover = Mover::new(mode, pipes, Duration::from_secs(5), 16 * 1024);
-        let mut moved = Moved::default();
+        let moved = Moved::default();
         let result = mover
             .exact(
                 End {
@@ -69,7 +74,7 @@ fn run_relay(
                     side: Side::Client,
                 },
                 body_len as u64,
-                &mut moved,
+                &moved,
             )
             .await;
         // What follows the message must still be in the source socket.
@@ -85,7 +90,7 @@ fn run_relay(
             }
         }
         drop(dst);
-        (result, moved, leftover)
+        (result, moved.counts(), leftover)
     })
     .unwrap();
     writer.join().unwrap();

@@ -1,0 +1,290 @@
+//! Live transfers and the access log. Every request gets a `Flow` for its lifetime: the
+//! request path updates it in place (node, bytes as they move, retries, resumes), the
+//! admin `/flows` endpoint reads each core's live flows through a message, and when the
+//! request ends its flow becomes one JSON line of the access log.
+//!
+//! The access log never blocks the data path: lines go into a bounded channel to a writer
+//! thread; a line that does not fit is dropped and counted
+//! (`weir_access_log_dropped_total`).
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use weir_io::relay::Moved;
+
+/// Longest request target kept for `/flows` and the log.
+const TARGET_BYTES_MAX: usize = 512;
+
+/// One request in flight.
+pub struct Flow {
+    /// Request id (also in error bodies as `RequestId`).
+    pub request_id: String,
+    /// Client address.
+    pub client: SocketAddr,
+    /// Method.
+    pub method: &'static str,
+    /// Request target (truncated).
+    pub target: String,
+    /// Bucket, when the request names one.
+    pub bucket: RefCell<Option<String>>,
+    /// Config epoch it runs on.
+    pub epoch: u64,
+    /// When it started.
+    pub started: Instant,
+    started_wall: SystemTime,
+    /// Nodes tried, in order (the last one serves).
+    pub nodes: RefCell<Vec<SocketAddr>>,
+    /// Request body bytes moved to nodes.
+    pub up: Moved,
+    /// Response body bytes moved to the client.
+    pub down: Moved,
+    /// Attempts sent again to another node.
+    pub retries: Cell<u32>,
+    /// Mid-body resumes.
+    pub resumes: Cell<u32>,
+    /// Status answered (0 until known).
+    pub status: Cell<u16>,
+    /// Time to the response head.
+    pub first_byte: Cell<Option<Duration>>,
+}
+
+impl Flow {
+    /// A flow for a request just parsed.
+    pub fn new(
+        request_id: String,
+        client: SocketAddr,
+        method: &'static str,
+        target: &str,
+        epoch: u64,
+    ) -> Flow {
+        let mut end = target.len().min(TARGET_BYTES_MAX);
+        while !target.is_char_boundary(end) {
+            end -= 1;
+        }
+        Flow {
+            request_id,
+            client,
+            method,
+            target: target[..end].to_string(),
+            bucket: RefCell::new(None),
+            epoch,
+            started: Instant::now(),
+            started_wall: SystemTime::now(),
+            nodes: RefCell::new(Vec::new()),
+            up: Moved::default(),
+            down: Moved::default(),
+            retries: Cell::new(0),
+            resumes: Cell::new(0),
+            status: Cell::new(0),
+            first_byte: Cell::new(None),
+        }
+    }
+
+    /// The access-log line for this flow, ended now.
+    pub fn log_line(&self) -> String {
+        let mut w = String::with_capacity(384);
+        let ts = self
+            .started_wall
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0);
+        let _ = write!(
+            w,
+            "{{\"ts\":{ts:.6},\"request_id\":\"{}\",\"client\":\"{}\",\"method\":\"{}\",\"target\":{},\"bucket\":{},\"status\":{},\"bytes_up\":{},\"bytes_down\":{},\"duration_seconds\":{:.6},\"first_byte_seconds\":{},\"nodes\":[",
+            self.request_id,
+            self.client,
+            self.method,
+            json_str(&self.target),
+            self.bucket.borrow().as_deref().map_or("null".to_string(), json_str),
+            self.status.get(),
+            self.up.total(),
+            self.down.total(),
+            self.started.elapsed().as_secs_f64(),
+            self.first_byte.get().map_or("null".to_string(), |d| format!("{:.6}", d.as_secs_f64())),
+        );
+        for (i, n) in self.nodes.borrow().iter().enumerate() {
+            let _ = write!(w, "{}\"{n}\"", if i > 0 { "," } else { "" });
+        }
+        let _ = write!(
+            w,
+            "],\"retries\":{},\"resumes\":{},\"epoch\":{}}}",
+            self.retries.get(),
+            self.resumes.get(),
+            self.epoch
+        );
+        w
+    }
+
+    fn report(&self, now: Instant) -> FlowReport {
+        let age = now.saturating_duration_since(self.started).as_secs_f64();
+        let bytes = self.up.total() + self.down.total();
+        FlowReport {
+            request_id: self.request_id.clone(),
+            client: self.client,
+            method: self.method,
+            target: self.target.clone(),
+            bucket: self.bucket.borrow().clone(),
+            node: self.nodes.borrow().last().copied(),
+            bytes_up: self.up.total(),
+            bytes_down: self.down.total(),
+            age_seconds: age,
+            rate_bytes_per_sec: if age > 0.0 { bytes as f64 / age } else { 0.0 },
+            retries: self.retries.get(),
+            resumes: self.resumes.get(),
+        }
+    }
+}
+
+/// A live flow as `/flows` shows it (sendable to the admin thread).
+#[derive(Debug, Clone)]
+pub struct FlowReport {
+    request_id: String,
+    client: SocketAddr,
+    method: &'static str,
+    target: String,
+    bucket: Option<String>,
+    node: Option<SocketAddr>,
+    bytes_up: u64,
+    bytes_down: u64,
+    age_seconds: f64,
+    rate_bytes_per_sec: f64,
+    retries: u32,
+    resumes: u32,
+}
+
+impl FlowReport {
+    /// This flow as a JSON object.
+    pub fn to_json(&self) -> String {
+        format!(
+            "{{\"request_id\":\"{}\",\"client\":\"{}\",\"method\":\"{}\",\"target\":{},\"bucket\":{},\"node\":{},\"bytes_up\":{},\"bytes_down\":{},\"age_seconds\":{:.3},\"rate_bytes_per_second\":{:.0},\"retries\":{},\"resumes\":{}}}",
+            self.request_id,
+            self.client,
+            self.method,
+            json_str(&self.target),
+            self.bucket.as_deref().map_or("null".to_string(), json_str),
+            self.node.map_or("null".to_string(), |n| format!("\"{n}\"")),
+            self.bytes_up,
+            self.bytes_down,
+            self.age_seconds,
+            self.rate_bytes_per_sec,
+            self.retries,
+            self.resumes,
+        )
+    }
+}
+
+/// A core's live flows.
+#[derive(Default)]
+pub struct Flows {
+    live: RefCell<HashMap<u64, Rc<Flow>>>,
+    next: Cell<u64>,
+}
+
+/// Removes a flow from the live table when its request ends.
+pub struct FlowGuard<'a> {
+    flows: &'a Flows,
+    key: u64,
+    /// The flow.
+    pub flow: Rc<Flow>,
+}
+
+impl Drop for FlowGuard<'_> {
+    fn drop(&mut self) {
+        self.flows.live.borrow_mut().remove(&self.key);
+    }
+}
+
+impl Flows {
+    /// Registers a flow for the duration of the returned guard.
+    pub fn start(&self, flow: Flow) -> FlowGuard<'_> {
+        let key = self.next.get();
+        self.next.set(key + 1);
+        let flow = Rc::new(flow);
+        self.live.borrow_mut().insert(key, flow.clone());
+        FlowGuard {
+            flows: self,
+            key,
+            flow,
+        }
+    }
+
+    /// Reports of all live flows on this core.
+    pub fn report(&self) -> Vec<FlowReport> {
+        let now = Instant::now();
+        self.live.borrow().values().map(|f| f.report(now)).collect()
+    }
+}
+
+/// Where access-log lines go.
+#[derive(Clone)]
+pub struct AccessLog {
+    tx: flume::Sender<String>,
+}
+
+impl AccessLog {
+    /// Starts the writer thread for `target` (`"stdout"` or a file path, appended to),
+    /// buffering at most `lines_max` lines.
+    pub fn start(target: &str, lines_max: usize) -> std::io::Result<AccessLog> {
+        let mut out: Box<dyn Write + Send> = if target == "stdout" {
+            Box::new(std::io::stdout())
+        } else {
+            Box::new(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(target)?,
+            )
+        };
+        let (tx, rx) = flume::bounded::<String>(lines_max);
+        std::thread::Builder::new()
+            .name("weir-access-log".into())
+            .spawn(move || {
+                let mut buf = Vec::with_capacity(64 * 1024);
+                while let Ok(line) = rx.recv() {
+                    buf.extend_from_slice(line.as_bytes());
+                    buf.push(b'\n');
+                    // Batch whatever is queued into one write.
+                    while let Ok(line) = rx.try_recv() {
+                        buf.extend_from_slice(line.as_bytes());
+                        buf.push(b'\n');
+                        if buf.len() > 60 * 1024 {
+                            break;
+                        }
+                    }
+                    if out.write_all(&buf).and_then(|_| out.flush()).is_err() {
+                        // A full disk must not stop the data path; lines are lost, not queued.
+                    }
+                    buf.clear();
+                }
+            })?;
+        Ok(AccessLog { tx })
+    }
+
+    /// Queues a line; false when the buffer is full (the line is dropped).
+    pub fn log(&self, line: String) -> bool {
+        self.tx.try_send(line).is_ok()
+    }
+}
+
+/// A JSON string literal.
+pub fn json_str(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
