@@ -648,6 +648,7 @@ async fn send_request(
                             side: Side::Upstream,
                         },
                         &mut decoder,
+                        true,
                         &flow.up,
                     )
                     .await
@@ -808,8 +809,17 @@ async fn relay_response(
         || !head.keep_alive
         || head.minor_version == 0
         || matches!(resp.framing, BodyFraming::UntilClose);
+    // An HTTP/1.0 client cannot read chunked framing: it gets the payload, framed by
+    // the close of the connection.
+    let keep_framing = head.minor_version > 0;
     let mut out = Vec::with_capacity(1024);
-    write_response_head(&resp, close_client, &mut out);
+    if !keep_framing && resp.framing == BodyFraming::Chunked {
+        let mut plain = resp.clone();
+        plain.headers.retain(|h| !h.is("transfer-encoding"));
+        write_response_head(&plain, true, &mut out);
+    } else {
+        write_response_head(&resp, close_client, &mut out);
+    }
     shard.metrics().request(resp.status);
     flow.status.set(resp.status);
     if write_timed(client, &out, ep.settings.config.upstream.io_timeout)
@@ -842,7 +852,7 @@ async fn relay_response(
             BodyFraming::Chunked => {
                 let mut decoder = ChunkedDecoder::new(ChunkedLimits::default(), Peer::Upstream);
                 mover
-                    .chunked(up_end, client_end, &mut decoder, &flow.down)
+                    .chunked(up_end, client_end, &mut decoder, keep_framing, &flow.down)
                     .await
             }
             BodyFraming::UntilClose => mover.until_close(up_end, client_end, &flow.down).await,

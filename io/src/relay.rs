@@ -141,12 +141,15 @@ impl Mover {
     }
 
     /// Relays a `Transfer-Encoding: chunked` body: the framing (validated strictly by the
-    /// decoder) is forwarded verbatim from user space, the chunk payloads are spliced.
+    /// decoder) is forwarded verbatim from user space — or dropped when `keep_framing` is
+    /// false (an HTTP/1.0 peer, which gets the payload framed by close) — and the chunk
+    /// payloads are spliced.
     pub async fn chunked(
         &mut self,
         src: End<'_>,
         dst: End<'_>,
         decoder: &mut ChunkedDecoder,
+        keep_framing: bool,
         moved: &Moved,
     ) -> Result<(), Error> {
         let (src_side, dst_side) = (src.side, dst.side);
@@ -167,9 +170,10 @@ impl Mover {
                     }
                 }
                 Some((item, consumed)) => {
-                    dst.write_all(&src.buffered()[..consumed])
-                        .await
-                        .map_err(|e| Error::from_io(dst_side, &e))?;
+                    if keep_framing {
+                        self.timed(dst_side, dst.write_all(&src.buffered()[..consumed]))
+                            .await?;
+                    }
                     src.consume(consumed);
                     match item {
                         ChunkItem::Data(n) => {
