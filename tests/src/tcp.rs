@@ -12,15 +12,85 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-/// Counters shared by a listener and its connection threads.
+/// Bytes kept per connection for [`Counters::first_lines`] and [`Counters::captured`].
+const CAPTURE_BYTES_MAX: usize = 64 * 1024;
+
+/// Counters shared by a listener and its connection threads, plus the first bytes each
+/// connection sent (to tell weir's health probes from forwarded requests).
 #[derive(Default)]
 pub struct Counters {
     connections: AtomicU64,
     bytes_in: AtomicU64,
     bytes_out: AtomicU64,
+    captured: Mutex<Vec<Vec<u8>>>,
 }
 
 impl Counters {
+    /// Registers a new connection; returns its index for [`Counters::capture`].
+    fn open(&self) -> usize {
+        self.connections.fetch_add(1, Ordering::SeqCst);
+        let mut captured = self.captured.lock().expect("captured lock");
+        captured.push(Vec::new());
+        captured.len() - 1
+    }
+
+    /// Keeps the first [`CAPTURE_BYTES_MAX`] bytes connection `id` sent.
+    fn capture(&self, id: usize, bytes: &[u8]) {
+        let mut captured = self.captured.lock().expect("captured lock");
+        let kept = &mut captured[id];
+        let room = CAPTURE_BYTES_MAX.saturating_sub(kept.len());
+        kept.extend_from_slice(&bytes[..bytes.len().min(room)]);
+    }
+
+    /// The first bytes (up to 64 KiB) each connection sent, in accept order.
+    pub fn captured(&self) -> Vec<Vec<u8>> {
+        self.captured.lock().expect("captured lock").clone()
+    }
+
+    /// The first line each connection sent (its first request line), in accept order.
+    pub fn first_lines(&self) -> Vec<String> {
+        self.captured()
+            .iter()
+            .map(|bytes| {
+                let end = bytes
+                    .iter()
+                    .position(|&b| b == b'\n')
+                    .unwrap_or(bytes.len());
+                String::from_utf8_lossy(&bytes[..end])
+                    .trim_end()
+                    .to_string()
+            })
+            .collect()
+    }
+
+    /// First lines of the connections that were not weir health probes.
+    pub fn non_probe_first_lines(&self) -> Vec<String> {
+        self.first_lines()
+            .into_iter()
+            .filter(|l| !is_health_probe(l))
+            .collect()
+    }
+
+    /// Every line in the captured bytes of any connection that looks like a request line
+    /// (`METHOD target HTTP/x`) and is not a health probe: what a canary must never see.
+    pub fn non_probe_request_lines(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        for bytes in self.captured() {
+            for line in String::from_utf8_lossy(&bytes).split('\n') {
+                let line = line.trim_end_matches('\r');
+                let words: Vec<&str> = line.split(' ').collect();
+                let looks_like_request = words.len() == 3
+                    && !words[0].is_empty()
+                    && words[0].bytes().all(|b| b.is_ascii_uppercase())
+                    && words[2].starts_with("HTTP/");
+                if looks_like_request && !is_health_probe(line) {
+                    lines.push(line.to_string());
+                }
+            }
+        }
+        lines
+    }
+
     /// Connections accepted so far.
     pub fn connections(&self) -> u64 {
         self.connections.load(Ordering::SeqCst)
@@ -33,6 +103,16 @@ impl Counters {
     pub fn bytes_out(&self) -> u64 {
         self.bytes_out.load(Ordering::SeqCst)
     }
+}
+
+/// Whether a request line is one of weir's active health probes (the default "generic"
+/// probe is `HEAD /`; the presets probe `GET /healthz`, `GET /minio/health/live`,
+/// `GET /?ping`). No test request targets these paths.
+pub fn is_health_probe(request_line: &str) -> bool {
+    let mut parts = request_line.split(' ');
+    let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    matches!(method, "HEAD" | "GET")
+        && matches!(target, "/" | "/healthz" | "/minio/health/live" | "/?ping")
 }
 
 struct Listening {
@@ -106,7 +186,7 @@ impl Canary {
             if stop.load(Ordering::SeqCst) {
                 return;
             }
-            c.connections.fetch_add(1, Ordering::SeqCst);
+            let id = c.open();
             let (c, stop) = (c.clone(), stop.clone());
             std::thread::spawn(move || {
                 let _ = conn.set_read_timeout(Some(Duration::from_millis(200)));
@@ -116,6 +196,7 @@ impl Canary {
                         Ok(0) => break,
                         Ok(n) => {
                             c.bytes_in.fetch_add(n as u64, Ordering::SeqCst);
+                            c.capture(id, &buf[..n]);
                         }
                         Err(e)
                             if matches!(
@@ -157,15 +238,20 @@ impl Relay {
             if stop.load(Ordering::SeqCst) {
                 return;
             }
-            c.connections.fetch_add(1, Ordering::SeqCst);
+            let id = c.open();
             let Ok(upstream) = TcpStream::connect(target) else {
                 let _ = client.shutdown(Shutdown::Both);
                 return;
             };
             let _ = client.set_nodelay(true);
             let _ = upstream.set_nodelay(true);
-            pipe(client.try_clone(), upstream.try_clone(), c.clone(), true);
-            pipe(Ok(upstream), Ok(client), c.clone(), false);
+            pipe(
+                client.try_clone(),
+                upstream.try_clone(),
+                c.clone(),
+                Some(id),
+            );
+            pipe(Ok(upstream), Ok(client), c.clone(), None);
         });
         Relay {
             target,
@@ -190,12 +276,13 @@ impl Relay {
     }
 }
 
-/// Copies `from` → `to` on a thread, counting bytes; half-closes `to` at EOF.
+/// Copies `from` → `to` on a thread, counting bytes; half-closes `to` at EOF. `inbound`
+/// (requests, towards the node) carries the connection's capture index.
 fn pipe(
     from: std::io::Result<TcpStream>,
     to: std::io::Result<TcpStream>,
     c: Arc<Counters>,
-    inbound: bool,
+    inbound: Option<usize>,
 ) {
     let (Ok(mut from), Ok(mut to)) = (from, to) else {
         return;
@@ -210,8 +297,15 @@ fn pipe(
             if to.write_all(&buf[..n]).is_err() {
                 break;
             }
-            let counter = if inbound { &c.bytes_in } else { &c.bytes_out };
-            counter.fetch_add(n as u64, Ordering::SeqCst);
+            match inbound {
+                Some(id) => {
+                    c.bytes_in.fetch_add(n as u64, Ordering::SeqCst);
+                    c.capture(id, &buf[..n]);
+                }
+                None => {
+                    c.bytes_out.fetch_add(n as u64, Ordering::SeqCst);
+                }
+            }
         }
         let _ = to.shutdown(Shutdown::Write);
         let _ = from.shutdown(Shutdown::Read);
@@ -242,7 +336,7 @@ impl BlobServer {
             if stop.load(Ordering::SeqCst) {
                 return;
             }
-            c.connections.fetch_add(1, Ordering::SeqCst);
+            c.open();
             let c = c.clone();
             std::thread::spawn(move || serve_blobs(conn, &c));
         });

@@ -32,7 +32,16 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 /// PUTs a file with curl (`-T`: Content-Length known; curl sends `Expect: 100-continue`).
 fn curl_put_file(url: &str, path: &Path) {
     let mut cmd = curl_sigv4();
-    cmd.args(["--fail-with-body", "-T"]).arg(path).arg(url);
+    cmd.args([
+        "--fail-with-body",
+        "--speed-limit",
+        "1000000",
+        "--speed-time",
+        "30",
+        "-T",
+    ])
+    .arg(path)
+    .arg(url);
     let out = weir_tests::clients::output(&mut cmd, Duration::from_secs(600));
     assert!(
         out.status.success(),
@@ -45,9 +54,17 @@ fn curl_put_file(url: &str, path: &Path) {
 /// GETs `url` with curl, hashing the body as it streams; returns (sha256, length, seconds).
 fn curl_get_sha(url: &str) -> (String, u64, f64) {
     let mut cmd = curl_sigv4();
-    cmd.args(["--fail", url])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    // A stalled transfer fails the test instead of hanging it (< 1 MB/s for 30 s).
+    cmd.args([
+        "--fail",
+        "--speed-limit",
+        "1000000",
+        "--speed-time",
+        "30",
+        url,
+    ])
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
     let started = Instant::now();
     let mut child = cmd.spawn().expect("spawn curl");
     let stdout = child.stdout.take().expect("stdout");
