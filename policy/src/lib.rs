@@ -1,6 +1,6 @@
 //! weir's decisions: configuration schema and validation, request classification and
-//! routing, node health, balancing across failover chains, throttling (AIMD), retries
-//! and mid-body resume.
+//! routing, node health, balancing across failover chains, throttling (AIMD), retries,
+//! mid-body resume, and protecting the storage (token buckets, caps, QoS queues).
 //!
 //! This crate is pure by design (DESIGN.md §1): it does no I/O, never reads the clock and
 //! spawns nothing. Time and randomness are passed in by the caller (the appliance), so every
@@ -14,8 +14,11 @@
 
 pub mod aimd;
 pub mod balance;
+pub mod classify;
 pub mod config;
 pub mod health;
+pub mod limits;
+pub mod qos;
 pub mod rand;
 pub mod resume;
 pub mod retry;

@@ -8,13 +8,18 @@
 mod addr;
 mod error;
 mod raw;
+mod tenancy;
 mod validate;
+mod validate_tenancy;
 
 pub mod units;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_tenancy;
 
+use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
@@ -25,6 +30,10 @@ pub use crate::health::HealthParams;
 pub use crate::route::BucketGlob;
 pub use addr::{NodeAddr, NodeAddrError};
 pub use error::ConfigError;
+pub use tenancy::{
+    Class, ClassId, Limits, RateLimit, Rule, Tenant, TenantId, DEFAULT_CLASS_NAME,
+    DEFAULT_TENANT_NAME,
+};
 
 use error::SpanIndex;
 use raw::RawConfig;
@@ -42,6 +51,24 @@ pub struct Config {
     pub pools: Vec<Pool>,
     /// `[[route]]`: tried in order; unmatched requests go to pool 0.
     pub routes: Vec<Route>,
+    /// `[[tenant]]` in the order written, then — when none is the default — an implicit,
+    /// unlimited tenant named `default`.
+    pub tenants: Vec<Tenant>,
+    /// The tenant of requests whose access key is unknown or absent (`[defaults] tenant`,
+    /// the tenant marked `default = true`, one named `default`, or the implicit one).
+    pub default_tenant: TenantId,
+    /// `[[class]]` in the order written, or one implicit class named `default`; never
+    /// empty.
+    pub classes: Vec<Class>,
+    /// The class of requests that neither a rule nor their tenant puts in one
+    /// (`[defaults] class`, else the first class).
+    pub default_class: ClassId,
+    /// `[[rule]]`: tried in order before `[[route]]`; the first match decides.
+    pub rules: Vec<Rule>,
+    /// `[limits]`: caps, per-client-IP and per-bucket rates, rebalancing.
+    pub limits: Limits,
+    /// Access key id → tenant, for classification (built from the tenants' keys).
+    access_keys: HashMap<String, TenantId>,
 }
 
 /// The chain of requests no route matches: pool 0 alone.
@@ -91,7 +118,8 @@ pub struct Http {
     /// Bodies up to this size may be buffered in user space (cheaper than splice for small
     /// bodies, and replayable on retry); 0 = never buffer.
     pub buffered_body_bytes_max: usize,
-    /// Most concurrent client connections, across all cores.
+    /// Most concurrent client connections, across all cores (the older spelling of
+    /// [`Limits::connections_max`]; both always hold the same value).
     pub connections_max: usize,
 }
 
@@ -219,7 +247,13 @@ impl Config {
         validate::config(raw).map_err(|invalid| index.invalid(invalid))
     }
 
-    /// The pools serving `bucket`, best priority first (feed them to
+    /// The tenant an access key id belongs to, if it is configured.
+    pub fn tenant_of_key(&self, access_key: &str) -> Option<TenantId> {
+        self.access_keys.get(access_key).copied()
+    }
+
+    /// The `[[route]]` table alone — see [`Config::classify`] for the whole decision with
+    /// `[[rule]]`s. The pools serving `bucket`, best priority first (feed them to
     /// [`crate::balance::pick`] in this order): the chain of the first route whose glob
     /// matches, else pool 0 alone (also for requests that name no bucket). Never empty.
     pub fn route(&self, bucket: Option<&str>) -> &[usize] {

@@ -4,6 +4,7 @@
 //! silently ignored setting. Optional keys are `Option` here and get their defaults in
 //! `validate`, in one place next to their bounds.
 
+use serde::de::IgnoredAny;
 use serde::Deserialize;
 
 use super::units::{ConfigDuration, ConfigSize};
@@ -25,6 +26,16 @@ pub(crate) struct RawConfig {
     pub(crate) pool: Vec<RawPool>,
     #[serde(default)]
     pub(crate) route: Vec<RawRoute>,
+    #[serde(default)]
+    pub(crate) defaults: RawDefaults,
+    #[serde(default)]
+    pub(crate) limits: RawLimits,
+    #[serde(default)]
+    pub(crate) tenant: Vec<RawTenant>,
+    #[serde(default)]
+    pub(crate) class: Vec<RawClass>,
+    #[serde(default)]
+    pub(crate) rule: Vec<RawRule>,
 }
 
 /// `[appliance]`.
@@ -140,4 +151,126 @@ pub(crate) struct RawRoute {
     pub(crate) bucket: String,
     pub(crate) pool: Option<String>,
     pub(crate) pools: Option<Vec<String>>,
+}
+
+/// `[defaults]`: where requests go that nothing else claims.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawDefaults {
+    pub(crate) tenant: Option<String>,
+    pub(crate) class: Option<String>,
+}
+
+/// `[limits]`: caps and per-key limits, and the rebalancing of per-core shares.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLimits {
+    pub(crate) connections_max: Option<usize>,
+    pub(crate) client_ip_connections_max: Option<u32>,
+    pub(crate) client_ip_requests_per_sec: Option<u64>,
+    pub(crate) client_ip_bytes_per_sec: Option<ConfigSize>,
+    pub(crate) bucket_requests_per_sec: Option<u64>,
+    pub(crate) bucket_bytes_per_sec: Option<ConfigSize>,
+    pub(crate) node_inflight_max: Option<u32>,
+    pub(crate) rebalance_interval: Option<ConfigDuration>,
+    pub(crate) table_entries_max: Option<usize>,
+    pub(crate) burst: Option<ConfigDuration>,
+    pub(crate) quantum_bytes_max: Option<ConfigSize>,
+}
+
+/// The rate keys, either inline in a tenant, class or rule, or in its `rate` table.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRate {
+    pub(crate) requests_per_sec: Option<u64>,
+    pub(crate) bytes_per_sec: Option<ConfigSize>,
+    pub(crate) upload_bytes_per_sec: Option<ConfigSize>,
+    pub(crate) download_bytes_per_sec: Option<ConfigSize>,
+    pub(crate) burst: Option<ConfigDuration>,
+}
+
+/// One `[[tenant]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTenant {
+    pub(crate) name: String,
+    pub(crate) access_keys: Option<Vec<String>>,
+    pub(crate) default: Option<bool>,
+    pub(crate) class: Option<String>,
+    pub(crate) requests_per_sec: Option<u64>,
+    pub(crate) bytes_per_sec: Option<ConfigSize>,
+    pub(crate) upload_bytes_per_sec: Option<ConfigSize>,
+    pub(crate) download_bytes_per_sec: Option<ConfigSize>,
+    pub(crate) burst: Option<ConfigDuration>,
+    pub(crate) rate: Option<RawRate>,
+    pub(crate) inflight_max: Option<u32>,
+    /// Accepted only to be refused with a reason (CORRECTIONS 13), not as "unknown key".
+    pub(crate) connections_max: Option<IgnoredAny>,
+}
+
+/// One `[[class]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawClass {
+    pub(crate) name: String,
+    pub(crate) weight: Option<u32>,
+    pub(crate) latency_sensitive: Option<bool>,
+    pub(crate) queue_max: Option<usize>,
+    pub(crate) queue_timeout: Option<ConfigDuration>,
+    pub(crate) requests_per_sec: Option<u64>,
+    pub(crate) bytes_per_sec: Option<ConfigSize>,
+    pub(crate) upload_bytes_per_sec: Option<ConfigSize>,
+    pub(crate) download_bytes_per_sec: Option<ConfigSize>,
+    pub(crate) burst: Option<ConfigDuration>,
+    pub(crate) rate: Option<RawRate>,
+}
+
+/// One `[[rule]]`: every condition optional, at least one effect.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRule {
+    pub(crate) tenant: Option<String>,
+    pub(crate) bucket: Option<String>,
+    pub(crate) op: Option<OneOrMany>,
+    pub(crate) client_cidr: Option<OneOrMany>,
+    pub(crate) pool: Option<String>,
+    pub(crate) pools: Option<Vec<String>>,
+    pub(crate) class: Option<String>,
+    pub(crate) requests_per_sec: Option<u64>,
+    pub(crate) bytes_per_sec: Option<ConfigSize>,
+    pub(crate) upload_bytes_per_sec: Option<ConfigSize>,
+    pub(crate) download_bytes_per_sec: Option<ConfigSize>,
+    pub(crate) burst: Option<ConfigDuration>,
+    pub(crate) rate: Option<RawRate>,
+}
+
+/// A key that takes one string or an array of strings (`op = "read"`,
+/// `op = ["read", "list"]`).
+#[derive(Debug)]
+pub(crate) struct OneOrMany(pub(crate) Vec<String>);
+
+impl<'de> Deserialize<'de> for OneOrMany {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct OneOrManyVisitor;
+        impl<'de> serde::de::Visitor<'de> for OneOrManyVisitor {
+            type Value = OneOrMany;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string or an array of strings")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<OneOrMany, E> {
+                Ok(OneOrMany(vec![v.to_owned()]))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<OneOrMany, A::Error> {
+                let mut items = Vec::new();
+                while let Some(item) = seq.next_element::<String>()? {
+                    items.push(item);
+                }
+                Ok(OneOrMany(items))
+            }
+        }
+        deserializer.deserialize_any(OneOrManyVisitor)
+    }
 }

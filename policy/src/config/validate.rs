@@ -11,6 +11,7 @@ use super::raw::{
     RawAppliance, RawConfig, RawExpectStatus, RawHealth, RawHttp, RawPool, RawRoute, RawUpstream,
 };
 use super::units::{format_duration, format_size, ConfigDuration, ConfigSize};
+use super::validate_tenancy::{tenancy, RawTenancy, Tenancy};
 use super::{Appliance, Config, Http, NodeAddr, Pool, Route, Upstream};
 use crate::dns;
 use crate::health::{ExpectStatus, HealthParams, ProbeMethod, PROBE_BODY_BYTES_MAX};
@@ -45,8 +46,8 @@ const POOLS_MAX: usize = 256;
 const NODES_PER_POOL_MAX: usize = 1024;
 /// Most routes (tried in order per request).
 const ROUTES_MAX: usize = 1024;
-/// Longest pool name (it is a metric label value).
-const POOL_NAME_LEN_MAX: usize = 64;
+/// Longest pool, tenant or class name (each is a metric label value).
+pub(super) const LABEL_LEN_MAX: usize = 64;
 /// Pool priorities: plenty of room for tiers, small enough to catch typos.
 const PRIORITY: RangeInclusive<u32> = 0..=1000;
 /// Retries per second regardless of the ratio.
@@ -71,16 +72,21 @@ const PROBE_PATH_LEN_MAX: usize = 1024;
 /// which would turn `[[appliance]]` into a baffling "expected usize" error.
 pub(crate) fn shape(root: &DeTable<'_>) -> Result<(), Invalid> {
     let path = KeyPath::root();
-    for name in ["appliance", "http", "upstream"] {
+    for name in ["appliance", "http", "upstream", "limits", "defaults"] {
         if let Some(value) = root.get(name) {
             expect_table(&path.key(name), value.get_ref(), "a table")?;
         }
     }
-    for name in ["pool", "route"] {
+    for name in ["pool", "route", "tenant", "class", "rule"] {
         let Some(value) = root.get(name) else {
             continue;
         };
-        let check_health = name == "pool";
+        // The table-valued key inside each item that serde would also take as a sequence.
+        let inner = match name {
+            "pool" => Some("health"),
+            "tenant" | "class" | "rule" => Some("rate"),
+            _ => None,
+        };
         let DeValue::Array(items) = value.get_ref() else {
             return Err(Invalid::new(
                 &path.key(name),
@@ -93,9 +99,9 @@ pub(crate) fn shape(root: &DeTable<'_>) -> Result<(), Invalid> {
         for (i, item) in items.iter().enumerate() {
             let item_path = path.key(name).index(i);
             expect_table(&item_path, item.get_ref(), "a table")?;
-            if let (true, DeValue::Table(table)) = (check_health, item.get_ref()) {
-                if let Some(health) = table.get("health") {
-                    expect_table(&item_path.key("health"), health.get_ref(), "a table")?;
+            if let (Some(inner), DeValue::Table(table)) = (inner, item.get_ref()) {
+                if let Some(value) = table.get(inner) {
+                    expect_table(&item_path.key(inner), value.get_ref(), "a table")?;
                 }
             }
         }
@@ -131,16 +137,45 @@ fn with_article(value: &DeValue<'_>) -> &'static str {
 pub(crate) fn config(raw: RawConfig) -> Result<Config, Invalid> {
     let root = KeyPath::root();
     let appliance = appliance(&root.key("appliance"), raw.appliance)?;
-    let http = http(&root.key("http"), raw.http)?;
+    let http_connections_max = raw.http.connections_max;
+    let mut http = http(&root.key("http"), raw.http)?;
     let upstream = upstream(&root.key("upstream"), raw.upstream)?;
     let pools = pools(&root.key("pool"), raw.pool)?;
     let routes = routes(&root.key("route"), raw.route, &pools)?;
+    let Tenancy {
+        limits,
+        classes,
+        default_class,
+        tenants,
+        default_tenant,
+        access_keys,
+        rules,
+    } = tenancy(
+        RawTenancy {
+            limits: raw.limits,
+            defaults: raw.defaults,
+            classes: raw.class,
+            tenants: raw.tenant,
+            rules: raw.rule,
+        },
+        http_connections_max,
+        &pools,
+    )?;
+    // One value, two spellings: code reading either field sees the same cap.
+    http.connections_max = limits.connections_max;
     Ok(Config {
         appliance,
         http,
         upstream,
         pools,
         routes,
+        tenants,
+        default_tenant,
+        classes,
+        default_class,
+        rules,
+        limits,
+        access_keys,
     })
 }
 
@@ -373,12 +408,10 @@ fn pools(path: &KeyPath, raw: Vec<RawPool>) -> Result<Vec<Pool>, Invalid> {
         let pool_path = path.index(i);
         let name_path = pool_path.key("name");
         let name = raw_pool.name;
-        if !is_pool_name(&name) {
+        if !is_label_name(&name) {
             return Err(Invalid::new(
                 &name_path,
-                format!(
-                    "{name:?} is not a pool name (1..={POOL_NAME_LEN_MAX} of A-Z a-z 0-9 _ . -)"
-                ),
+                format!("{name:?} is not a pool name (1..={LABEL_LEN_MAX} of A-Z a-z 0-9 _ . -)"),
             ));
         }
         if let Some(first) = pools.iter().position(|p| p.name == name) {
@@ -574,51 +607,56 @@ fn routes(path: &KeyPath, raw: Vec<RawRoute>, pools: &[Pool]) -> Result<Vec<Rout
                     format!("bad bucket glob {:?}: {e}", raw_route.bucket),
                 )
             })?;
-            let chain = match (raw_route.pool, raw_route.pools) {
-                (Some(name), None) => {
-                    vec![pool_index(&route_path.key("pool"), &name, pools)?]
-                }
-                (None, Some(names)) => {
-                    let list_path = route_path.key("pools");
-                    if names.is_empty() {
-                        return Err(Invalid::new(&list_path, "at least one pool is required"));
-                    }
-                    limit_len(&list_path, names.len(), POOLS_MAX)?;
-                    let mut chain: Vec<usize> = Vec::with_capacity(names.len());
-                    for (j, name) in names.iter().enumerate() {
-                        let item = list_path.index(j);
-                        let index = pool_index(&item, name, pools)?;
-                        if let Some(first) = chain.iter().position(|&p| p == index) {
-                            return Err(Invalid::new(
-                                &item,
-                                format!("duplicate pool {name:?} (also pools[{first}])"),
-                            ));
-                        }
-                        chain.push(index);
-                    }
-                    // Stable: equal priorities keep the order written.
-                    chain.sort_by_key(|&p| pools.get(p).map_or(u32::MAX, |pool| pool.priority));
-                    chain
-                }
-                (Some(_), Some(_)) => {
-                    return Err(Invalid::new(
-                        &route_path.key("pools"),
-                        "set either pool (one) or pools (a failover chain), not both",
-                    ))
-                }
-                (None, None) => {
-                    return Err(Invalid::new(
-                        &route_path,
-                        "missing key `pool` (or `pools` for a failover chain)",
-                    ))
-                }
-            };
+            let chain = pool_chain(&route_path, raw_route.pool, raw_route.pools, pools)?;
             Ok(Route {
                 bucket,
                 pools: chain,
             })
         })
         .collect()
+}
+
+/// A route's or rule's `pool` (one) or `pools` (a failover chain, ordered by the pools'
+/// priority, ties as written), exactly one of the two.
+pub(super) fn pool_chain(
+    owner: &KeyPath,
+    pool: Option<String>,
+    pool_list: Option<Vec<String>>,
+    pools: &[Pool],
+) -> Result<Vec<usize>, Invalid> {
+    match (pool, pool_list) {
+        (Some(name), None) => Ok(vec![pool_index(&owner.key("pool"), &name, pools)?]),
+        (None, Some(names)) => {
+            let list_path = owner.key("pools");
+            if names.is_empty() {
+                return Err(Invalid::new(&list_path, "at least one pool is required"));
+            }
+            limit_len(&list_path, names.len(), POOLS_MAX)?;
+            let mut chain: Vec<usize> = Vec::with_capacity(names.len());
+            for (j, name) in names.iter().enumerate() {
+                let item = list_path.index(j);
+                let index = pool_index(&item, name, pools)?;
+                if let Some(first) = chain.iter().position(|&p| p == index) {
+                    return Err(Invalid::new(
+                        &item,
+                        format!("duplicate pool {name:?} (also pools[{first}])"),
+                    ));
+                }
+                chain.push(index);
+            }
+            // Stable: equal priorities keep the order written.
+            chain.sort_by_key(|&p| pools.get(p).map_or(u32::MAX, |pool| pool.priority));
+            Ok(chain)
+        }
+        (Some(_), Some(_)) => Err(Invalid::new(
+            &owner.key("pools"),
+            "set either pool (one) or pools (a failover chain), not both",
+        )),
+        (None, None) => Err(Invalid::new(
+            owner,
+            "missing key `pool` (or `pools` for a failover chain)",
+        )),
+    }
 }
 
 /// Resolves a pool name used by a route.
@@ -683,7 +721,7 @@ fn size(
 }
 
 /// A count with its default and bounds.
-fn count(
+pub(super) fn count(
     path: &KeyPath,
     raw: Option<usize>,
     default: usize,
@@ -701,7 +739,7 @@ fn count(
 }
 
 /// A `u32` count with its default and bounds.
-fn bounded(
+pub(super) fn bounded(
     path: &KeyPath,
     raw: Option<u32>,
     default: u32,
@@ -752,7 +790,7 @@ fn timeout(
 }
 
 /// Rejects lists longer than their bound.
-fn limit_len(path: &KeyPath, len: usize, max: usize) -> Result<(), Invalid> {
+pub(super) fn limit_len(path: &KeyPath, len: usize, max: usize) -> Result<(), Invalid> {
     if len > max {
         return Err(Invalid::new(
             path,
@@ -762,9 +800,10 @@ fn limit_len(path: &KeyPath, len: usize, max: usize) -> Result<(), Invalid> {
     Ok(())
 }
 
-/// Pool names appear in metric labels and log lines, so they stay short and plain.
-fn is_pool_name(name: &str) -> bool {
-    (1..=POOL_NAME_LEN_MAX).contains(&name.len())
+/// Pool, tenant and class names appear in metric labels and log lines, so they stay
+/// short and plain.
+pub(super) fn is_label_name(name: &str) -> bool {
+    (1..=LABEL_LEN_MAX).contains(&name.len())
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))

@@ -108,6 +108,35 @@ pub enum OpClass {
     Other,
 }
 
+impl OpClass {
+    /// Every class, in the order the docs list them.
+    pub const ALL: [OpClass; 6] = [
+        OpClass::Read,
+        OpClass::Write,
+        OpClass::List,
+        OpClass::Delete,
+        OpClass::Multipart,
+        OpClass::Other,
+    ];
+
+    /// The lower-case name used in config (`op = "read"`) and as a metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OpClass::Read => "read",
+            OpClass::Write => "write",
+            OpClass::List => "list",
+            OpClass::Delete => "delete",
+            OpClass::Multipart => "multipart",
+            OpClass::Other => "other",
+        }
+    }
+
+    /// The class named `name` as [`OpClass::as_str`] spells it.
+    pub fn from_name(name: &str) -> Option<OpClass> {
+        OpClass::ALL.into_iter().find(|op| op.as_str() == name)
+    }
+}
+
 /// Bucket sub-resources whose GET/PUT/DELETE read or change bucket configuration, not
 /// objects; a GET on the bucket with one of these is not a listing.
 const BUCKET_CONFIG_SUBRESOURCES: &[&str] = &[
@@ -289,6 +318,14 @@ mod tests {
                 "{method} {has_key} {query:?}"
             );
         }
+    }
+
+    #[test]
+    fn op_names_round_trip() {
+        for op in OpClass::ALL {
+            assert_eq!(OpClass::from_name(op.as_str()), Some(op));
+        }
+        assert_eq!(OpClass::from_name("Read"), None);
     }
 
     #[test]

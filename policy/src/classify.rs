@@ -1,0 +1,261 @@
+//! Who is asking, for what, and what follows from it: a request head → tenant (from the
+//! access key), bucket, operation class, rule, QoS class and pool chain.
+//!
+//! Driven by the appliance once per request, after the head is parsed and before
+//! admission (DESIGN.md §3). weir classifies, it does not authenticate: the access key is
+//! read from the SigV4/SigV2 credential without checking the signature, so anyone who
+//! knows a key id can be counted as that tenant (CORRECTIONS 13, docs/limits.md). Keys
+//! that are unknown, absent or malformed fall into the default tenant.
+
+use std::net::IpAddr;
+
+use crate::config::{ClassId, Config, TenantId};
+use crate::route::{op_class, s3_target, OpClass};
+
+/// Longest access key id accepted (AWS documents 16..=128 characters).
+const ACCESS_KEY_LEN_MAX: usize = 128;
+
+/// The parts of a request head classification looks at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Request<'a> {
+    /// The method, case-sensitive (`GET`).
+    pub method: &'a str,
+    /// The `Host` header, if any.
+    pub host: Option<&'a str>,
+    /// The origin-form request target; anything from `?` on is ignored (see `query`).
+    pub path: &'a str,
+    /// The raw query string without `?`.
+    pub query: Option<&'a str>,
+    /// The `Authorization` header, if any.
+    pub authorization: Option<&'a str>,
+    /// The client's address (the TCP peer).
+    pub client_ip: IpAddr,
+}
+
+/// What the appliance needs to admit, queue, route and account a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Classified {
+    /// The tenant (an index into `Config::tenants`; the default tenant for unknown keys).
+    pub tenant: TenantId,
+    /// The bucket addressed, if the request names a valid one.
+    pub bucket: Option<String>,
+    /// The kind of S3 operation.
+    pub op: OpClass,
+    /// The QoS class: the rule's, else the tenant's, else the default class.
+    pub class: ClassId,
+    /// The pool chain, best priority first (feed it to `balance::pick`); never empty.
+    pub pools: Vec<usize>,
+    /// The index of the `[[rule]]` that decided, if any.
+    pub rule: Option<usize>,
+    /// The client's address in canonical form (IPv4-mapped IPv6 as IPv4), the key of
+    /// per-client-IP limits.
+    pub client_ip: IpAddr,
+}
+
+impl Config {
+    /// Classifies a request: tenant from the access key, bucket and op from the head, then
+    /// the first `[[rule]]` whose conditions all hold; its `pools` (else the `[[route]]`
+    /// table, else pool 0) and `class` (else the tenant's, else the default class).
+    pub fn classify(&self, req: &Request<'_>) -> Classified {
+        let target = s3_target(req.host, req.path, &self.appliance.virtual_host_suffixes);
+        let bucket = target.map(|t| t.bucket);
+        let op = op_class(req.method, target.is_some_and(|t| t.has_key()), req.query);
+        let tenant = access_key(req.authorization, req.query)
+            .and_then(|key| self.tenant_of_key(key))
+            .unwrap_or(self.default_tenant);
+        let client_ip = req.client_ip.to_canonical();
+        let rule = self
+            .rules
+            .iter()
+            .position(|r| r.matches(tenant, bucket, op, client_ip));
+        let decided = rule.and_then(|i| self.rules.get(i));
+        let pools = match decided.and_then(|r| r.pools.as_ref()) {
+            Some(chain) => chain.clone(),
+            None => self.route(bucket).to_vec(),
+        };
+        let class = decided
+            .and_then(|r| r.class)
+            .or_else(|| self.tenants.get(tenant.0).and_then(|t| t.class))
+            .unwrap_or(self.default_class);
+        Classified {
+            tenant,
+            bucket: bucket.map(str::to_owned),
+            op,
+            class,
+            pools,
+            rule,
+            client_ip,
+        }
+    }
+}
+
+/// The access key id a request is signed with, if any:
+///
+/// - SigV4 (and SigV4a) `Authorization: AWS4-… Credential=AKID/date/region/s3/aws4_request, …`;
+/// - SigV2 `Authorization: AWS AKID:signature`;
+/// - presigned SigV4 `X-Amz-Credential=AKID%2Fdate%2F…` (or with a literal `/`), and
+///   presigned SigV2 `AWSAccessKeyId=AKID` in the query.
+///
+/// The header wins over the query; the query is read only when the header carries no
+/// credential. Keys that would need percent-decoding, or that are not plausible key ids
+/// ([`is_access_key`]), give `None` (the default tenant), which also keeps the result a
+/// borrow of the input.
+pub fn access_key<'a>(authorization: Option<&'a str>, query: Option<&'a str>) -> Option<&'a str> {
+    authorization
+        .and_then(|header| header_access_key(header.trim()))
+        .filter(|k| is_access_key(k))
+        .or_else(|| {
+            query
+                .and_then(query_access_key)
+                .filter(|k| is_access_key(k))
+        })
+}
+
+/// The key id of a SigV4 or SigV2 `Authorization` header.
+fn header_access_key(header: &str) -> Option<&str> {
+    let (scheme, params) = header.split_once(' ')?;
+    if scheme.starts_with("AWS4-") {
+        let credential = params
+            .split(',')
+            .find_map(|part| part.trim().strip_prefix("Credential="))?;
+        return credential.split_once('/').map(|(key, _)| key);
+    }
+    if scheme == "AWS" {
+        return params.trim().split_once(':').map(|(key, _)| key);
+    }
+    None
+}
+
+/// The key id of a presigned URL's query.
+fn query_access_key(query: &str) -> Option<&str> {
+    query.split('&').find_map(|pair| {
+        let (name, value) = pair.split_once('=')?;
+        if name.eq_ignore_ascii_case("X-Amz-Credential") {
+            let end = value
+                .find('/')
+                .into_iter()
+                .chain(find_ignore_case(value, "%2F"))
+                .min()?;
+            value.get(..end)
+        } else if name == "AWSAccessKeyId" {
+            Some(value)
+        } else {
+            None
+        }
+    })
+}
+
+/// Byte offset of the first case-insensitive occurrence of an ASCII `needle`.
+fn find_ignore_case(haystack: &str, needle: &str) -> Option<usize> {
+    let (h, n) = (haystack.as_bytes(), needle.as_bytes());
+    (0..=h.len().checked_sub(n.len())?).find(|&i| {
+        h.get(i..i + n.len())
+            .is_some_and(|window| window.eq_ignore_ascii_case(n))
+    })
+}
+
+/// Whether `key` is a plausible access key id: 1..=128 printable ASCII characters other
+/// than the separators of the credential syntaxes (`/ , = % :`). Config validation uses
+/// the same test, so every configured key can be recognised.
+pub fn is_access_key(key: &str) -> bool {
+    (1..=ACCESS_KEY_LEN_MAX).contains(&key.len())
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && !matches!(b, b'/' | b',' | b'=' | b'%' | b':'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const V4: &str = "AWS4-HMAC-SHA256 Credential=AKIAEXAMPLE/20240101/us-east-1/s3/aws4_request, SignedHeaders=host;x-amz-date, Signature=abc";
+
+    #[test]
+    fn access_keys() {
+        let cases: &[(Option<&str>, Option<&str>, Option<&str>)] = &[
+            (Some(V4), None, Some("AKIAEXAMPLE")),
+            (
+                Some("AWS4-HMAC-SHA256 Credential=K1/d/r/s3/aws4_request,SignedHeaders=host,Signature=x"),
+                None,
+                Some("K1"),
+            ),
+            (
+                Some("AWS4-ECDSA-P256-SHA256 Credential=K2/d/s3/aws4_request, SignedHeaders=host, Signature=x"),
+                None,
+                Some("K2"),
+            ),
+            (Some("AWS K3:c2lnbmF0dXJl"), None, Some("K3")),
+            (Some("  AWS K3:sig  "), None, Some("K3")),
+            (
+                None,
+                Some("X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=K4%2F20240101%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Signature=x"),
+                Some("K4"),
+            ),
+            (None, Some("x-amz-credential=K5%2fd%2Fr"), Some("K5")),
+            (None, Some("X-Amz-Credential=K6/d/r/s3/aws4_request"), Some("K6")),
+            (None, Some("AWSAccessKeyId=K7&Expires=1&Signature=x"), Some("K7")),
+            // The header wins over the query.
+            (Some(V4), Some("AWSAccessKeyId=K7"), Some("AKIAEXAMPLE")),
+            // Unsigned, malformed or implausible.
+            (None, None, None),
+            (None, Some("list-type=2"), None),
+            (Some("Bearer token"), None, None),
+            (Some("AWS4-HMAC-SHA256 SignedHeaders=host"), None, None),
+            (Some("AWS4-HMAC-SHA256 Credential=NOSLASH"), None, None),
+            (Some("AWS4-HMAC-SHA256 Credential=/d/r/s3/aws4_request"), None, None),
+            (Some("AWS nocolon"), None, None),
+            (None, Some("X-Amz-Credential=K%41%2Fd"), None),
+            (None, Some("X-Amz-Credential=K8"), None),
+            // A header without a credential leaves the query to decide.
+            (Some(""), Some("AWSAccessKeyId=K7"), Some("K7")),
+        ];
+        for &(authorization, query, want) in cases {
+            assert_eq!(
+                access_key(authorization, query),
+                want,
+                "{authorization:?} {query:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn key_syntax() {
+        assert!(is_access_key("AKIAIOSFODNN7EXAMPLE"));
+        assert!(is_access_key("minio-user_1.x+y~z"));
+        assert!(is_access_key(&"A".repeat(128)));
+        for bad in [
+            "",
+            "a/b",
+            "a,b",
+            "a=b",
+            "a%b",
+            "a:b",
+            "a b",
+            "é",
+            &"A".repeat(129),
+        ] {
+            assert!(!is_access_key(bad), "{bad:?}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn any_input_gives_a_plausible_key_or_none(
+            authorization in proptest::option::of("\\PC{0,80}"),
+            query in proptest::option::of("\\PC{0,80}"),
+        ) {
+            if let Some(key) = access_key(authorization.as_deref(), query.as_deref()) {
+                prop_assert!(is_access_key(key));
+            }
+        }
+
+        #[test]
+        fn a_sigv4_key_round_trips(key in "[A-Za-z0-9._~+-]{1,128}") {
+            let header = format!("AWS4-HMAC-SHA256 Credential={key}/20240101/r/s3/aws4_request, SignedHeaders=host, Signature=x");
+            prop_assert_eq!(access_key(Some(&header), None), Some(key.as_str()));
+            let query = format!("X-Amz-Credential={key}%2F20240101%2Fr%2Fs3%2Faws4_request");
+            prop_assert_eq!(access_key(None, Some(&query)), Some(key.as_str()));
+        }
+    }
+}
