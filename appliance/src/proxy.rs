@@ -295,7 +295,20 @@ async fn handle(
             }
         }
         BodyFraming::Length(n) if n > 0 => ReqBody::Streamed,
-        BodyFraming::Chunked => ReqBody::Streamed,
+        BodyFraming::Chunked => {
+            // A body the client is already sending must start with a valid chunk-size
+            // line before any node hears of the request (with 100-continue the client
+            // waits for the node, so that check happens while relaying).
+            if !head.expect_continue {
+                if let Err(err) = first_chunk_line(ep, client).await {
+                    if let Some(err) = err {
+                        reject(shard, client, &err, head.path()).await;
+                    }
+                    return false;
+                }
+            }
+            ReqBody::Streamed
+        }
         _ => ReqBody::Empty,
     };
     let mut head_bytes = Vec::with_capacity(1024);
@@ -414,6 +427,13 @@ async fn handle(
                 }
                 tracing::debug!(node = %addr, error = %e.err, "upstream attempt failed");
                 if e.err.side == Side::Client {
+                    // Malformed framing mid-body: the node's request was reset (so no
+                    // partial object), and the client learns why.
+                    if e.err.kind == Kind::Protocol {
+                        let err = HeadError::bad_request(e.err.detail.clone());
+                        flow.status.set(err.status);
+                        reject(shard, client, &err, head.path()).await;
+                    }
                     return false;
                 }
                 let body_state = if e.body_consumed {
@@ -513,6 +533,27 @@ async fn break_with(
         }
     }
     let _ = write_timed(client, &bytes, Duration::from_secs(5)).await;
+}
+
+/// Waits until the first chunk-size line of a chunked request body is buffered and checks
+/// it. `Err(Some(e))`: malformed, answer `e`; `Err(None)`: the client left or stalled.
+async fn first_chunk_line(ep: &Epoch, client: &mut Conn) -> Result<(), Option<HeadError>> {
+    let timeout = ep.settings.config.http.head_timeout;
+    loop {
+        let mut decoder = ChunkedDecoder::new(ChunkedLimits::default(), Peer::Client);
+        match decoder.parse(client.buffered()) {
+            Ok(Some(_)) => return Ok(()),
+            Ok(None) => {}
+            Err(e) => return Err(Some(e)),
+        }
+        match monoio::time::timeout(timeout, client.read_more()).await {
+            Ok(Ok(n)) if n > 0 => {}
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::InvalidData => {
+                return Err(Some(HeadError::bad_request("chunk-size line too long")))
+            }
+            _ => return Err(None),
+        }
+    }
 }
 
 /// Reads a small request body completely (bounded by `buffered_body_bytes_max`).
