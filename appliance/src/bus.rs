@@ -10,6 +10,7 @@ use weir_policy::health::{NodeState, Observation};
 
 use crate::flows::FlowReport;
 use crate::settings::Settings;
+use crate::stats::{NodeKey, NodeStats};
 
 /// Messages per core's inbox before senders start dropping.
 pub const INBOX_MESSAGES_MAX: usize = 4096;
@@ -49,6 +50,8 @@ pub enum Msg {
     },
     /// From the admin thread: report this core's view of the nodes.
     QueryNodes(flume::Sender<Vec<NodeReport>>),
+    /// From the metrics thread: this core's labeled statistics.
+    QueryStats(flume::Sender<Vec<(NodeKey, NodeStats)>>),
     /// From the admin thread: report this core's live transfers.
     QueryFlows(flume::Sender<Vec<FlowReport>>),
     /// From the reload coordinator: prepare `settings` as epoch `epoch` (do not use it yet)

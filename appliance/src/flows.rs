@@ -51,6 +51,10 @@ pub struct Flow {
     pub status: Cell<u16>,
     /// Time to the response head.
     pub first_byte: Cell<Option<Duration>>,
+    /// The node serving it (pool, node index in the flow's epoch).
+    pub served_by: Cell<Option<(usize, usize)>>,
+    /// S3 operation class (`read`, `write`, `list`, …).
+    pub op: Cell<&'static str>,
 }
 
 impl Flow {
@@ -82,6 +86,8 @@ impl Flow {
             resumes: Cell::new(0),
             status: Cell::new(0),
             first_byte: Cell::new(None),
+            served_by: Cell::new(None),
+            op: Cell::new("other"),
         }
     }
 

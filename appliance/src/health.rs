@@ -313,7 +313,11 @@ impl Health {
                 let _ = reply.try_send(out);
             }
             // Config staging is the shard's business, not health's.
-            Msg::Stage { .. } | Msg::Commit { .. } | Msg::Abort { .. } | Msg::QueryFlows(_) => {}
+            Msg::Stage { .. }
+            | Msg::Commit { .. }
+            | Msg::Abort { .. }
+            | Msg::QueryFlows(_)
+            | Msg::QueryStats(_) => {}
         }
     }
 

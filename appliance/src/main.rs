@@ -19,6 +19,7 @@ mod reload;
 mod settings;
 mod shard;
 mod signals;
+mod stats;
 
 use settings::Settings;
 use weir_io::runtime::{self, Driver};

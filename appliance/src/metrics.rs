@@ -492,6 +492,19 @@ impl Admin {
         w
     }
 
+    fn render_stats(&self, w: &mut String) {
+        let mut snapshots = Vec::new();
+        for core in 0..self.bus.cores() {
+            let (tx, rx) = flume::bounded(1);
+            if self.bus.send(core, Msg::QueryStats(tx)) {
+                if let Ok(snap) = rx.recv_timeout(Duration::from_secs(1)) {
+                    snapshots.push(snap);
+                }
+            }
+        }
+        crate::stats::render(snapshots, w);
+    }
+
     fn render_nodes(&self, w: &mut String) {
         let nodes = self.nodes();
         family(
@@ -573,6 +586,7 @@ pub fn serve(
                 ("GET", "/metrics") => {
                     let mut body = registry.render();
                     admin.render_nodes(&mut body);
+                    admin.render_stats(&mut body);
                     ("200 OK", "text/plain; version=0.0.4", body)
                 }
                 ("GET", "/healthz") => ("200 OK", "text/plain", "ok\n".to_string()),

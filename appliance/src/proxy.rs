@@ -97,6 +97,7 @@ pub async fn serve_client(shard: &Shard, stream: TcpStream, peer: SocketAddr) {
                 let keep_alive =
                     handle(shard, &ep, &guard.flow, &mut client, &mut mover, &head).await;
                 shard.metrics().request_finished();
+                record_stats(shard, &ep, &guard.flow);
                 if let Some(log) = &shard.access_log {
                     if !log.log(guard.flow.log_line()) {
                         shard.metrics().access_log_dropped();
@@ -116,6 +117,24 @@ enum Incoming {
     Head(Box<RequestHead>),
     Reject(HeadError),
     Closed,
+}
+
+/// Adds a finished request to the core's per-node statistics.
+fn record_stats(shard: &Shard, ep: &Epoch, flow: &Flow) {
+    let Some((pool, node)) = flow.served_by.get() else {
+        return;
+    };
+    let sample = crate::stats::Sample {
+        op: flow.op.get(),
+        status: flow.status.get(),
+        duration: flow.started.elapsed(),
+        first_byte: flow.first_byte.get(),
+        bytes_up: flow.up.total(),
+        bytes_down: flow.down.total(),
+    };
+    shard
+        .stats
+        .record(ep.node_keys[pool][node].clone(), &sample);
 }
 
 /// Reads the next request head. An idle keep-alive connection closes silently
@@ -277,6 +296,14 @@ async fn handle(
         &cfg.appliance.virtual_host_suffixes,
     );
     *flow.bucket.borrow_mut() = bucket.clone();
+    let has_key = weir_policy::route::s3_target(
+        head.host(),
+        head.path(),
+        &cfg.appliance.virtual_host_suffixes,
+    )
+    .is_some_and(|t| t.has_key());
+    flow.op
+        .set(weir_policy::route::op_class(head.method.as_str(), has_key, head.query()).as_str());
     let mut route = Route {
         shard,
         ep,
@@ -329,6 +356,7 @@ async fn handle(
         let _inflight = InFlight::enter(ep, node);
         let addr = ep.settings.nodes[node.pool][node.node];
         flow.nodes.borrow_mut().push(addr);
+        flow.served_by.set(Some((node.pool, node.node)));
         let sent_at = Instant::now();
         match send_request(
             shard,

@@ -28,6 +28,7 @@ use crate::metrics::{CoreMetrics, Registry};
 use crate::proxy;
 use crate::settings::Settings;
 use crate::signals;
+use crate::stats::{NodeKey, Stats};
 
 /// One config epoch as a core runs it.
 pub struct Epoch {
@@ -41,6 +42,8 @@ pub struct Epoch {
     pub inflight: Vec<Vec<Rc<Cell<u32>>>>,
     /// Retries this core may still spend.
     pub retry_budget: RefCell<RetryBudget>,
+    /// Metric labels of each node, built once per epoch.
+    pub node_keys: Vec<Vec<NodeKey>>,
 }
 
 /// A core's state, shared by the connection tasks running on that core.
@@ -57,6 +60,8 @@ pub struct Shard {
     pub next_request: Cell<u64>,
     /// Live transfers on this core.
     pub flows: Flows,
+    /// Labeled statistics (per node), collected at scrape time.
+    pub stats: Stats,
     /// Where finished requests are logged, if anywhere.
     pub access_log: Option<AccessLog>,
     epoch: RefCell<Rc<Epoch>>,
@@ -114,12 +119,28 @@ impl Shard {
             &settings.config.upstream,
             settings.cores,
         ));
+        let node_keys = settings
+            .config
+            .pools
+            .iter()
+            .map(|pool| {
+                let name: Arc<str> = Arc::from(pool.name.as_str());
+                pool.nodes
+                    .iter()
+                    .map(|n| NodeKey {
+                        pool: name.clone(),
+                        node: Arc::from(n.to_string().as_str()),
+                    })
+                    .collect()
+            })
+            .collect();
         Epoch {
             id,
             settings,
             health,
             inflight,
             retry_budget,
+            node_keys,
         }
     }
 
@@ -164,6 +185,9 @@ impl Shard {
             }
             Msg::QueryFlows(reply) => {
                 let _ = reply.try_send(self.flows.report());
+            }
+            Msg::QueryStats(reply) => {
+                let _ = reply.try_send(self.stats.snapshot());
             }
             Msg::Abort { epoch } => {
                 let mut staged = self.staged.borrow_mut();
@@ -217,6 +241,7 @@ pub async fn run(
         )),
         inflight: Vec::new(),
         retry_budget: RefCell::new(RetryBudget::for_core(&cfg.upstream, settings.cores)),
+        node_keys: Vec::new(),
     });
     let shard = Rc::new(Shard {
         id,
@@ -230,6 +255,7 @@ pub async fn run(
         rng: RefCell::new(SplitMix64::new(0x5745_4952 ^ (id as u64) << 32)),
         next_request: Cell::new(0),
         flows: Flows::default(),
+        stats: Stats::default(),
         access_log,
         epoch: RefCell::new(placeholder),
         staged: RefCell::new(None),
