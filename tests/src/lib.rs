@@ -17,6 +17,8 @@
 //! - [`data`]: deterministic test data and SHA-256 helpers.
 //! - [`raw`]: raw HTTP/1.1 over TCP for the malformed-request corpus.
 //! - [`strace`]: bytes moved by splice(2), from strace output (the zero-copy proof).
+//! - [`transfer`]: background curl GETs/PUTs checked by SHA-256, synthetic-object hashes,
+//!   polling with a deadline.
 
 pub mod clients;
 pub mod data;
@@ -27,6 +29,7 @@ pub mod raw;
 pub mod strace;
 pub mod tcp;
 pub mod tools;
+pub mod transfer;
 pub mod weir;
 
 /// Access key every storage node in the tests accepts.

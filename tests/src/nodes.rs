@@ -207,6 +207,21 @@ impl Seaweed {
         self.gateways.iter().map(|(_, a)| *a).collect()
     }
 
+    /// Gateway `i`'s pid.
+    pub fn gateway_pid(&self, i: usize) -> u32 {
+        self.gateways[i].0.pid()
+    }
+
+    /// Sends `signal` to gateway `i` (SIGKILL, SIGSTOP, SIGCONT).
+    pub fn signal_gateway(&self, i: usize, signal: i32) {
+        self.gateways[i].0.signal_group(signal);
+    }
+
+    /// The index of the gateway listening on `addr`.
+    pub fn gateway_index(&self, addr: SocketAddr) -> Option<usize> {
+        self.gateways.iter().position(|(_, a)| *a == addr)
+    }
+
     /// `http://<gateway i>`.
     pub fn endpoint(&self, i: usize) -> String {
         format!("http://{}", self.gateways[i].1)

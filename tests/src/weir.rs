@@ -24,6 +24,61 @@ impl BodyPath {
     }
 }
 
+/// One `[[pool]]` beyond the default one: its name, nodes, and any other keys as TOML
+/// lines (`priority = 1`, `min_active = 2`, `slow_start = "2s"`), plus `[pool.health]`
+/// lines (`interval = "200ms"`).
+#[derive(Clone, Debug)]
+pub struct PoolConfig {
+    pub name: String,
+    pub nodes: Vec<SocketAddr>,
+    pub keys: Vec<String>,
+    pub health: Vec<String>,
+}
+
+impl PoolConfig {
+    /// A pool with weir's defaults for everything but its nodes.
+    pub fn new(name: &str, nodes: &[SocketAddr]) -> PoolConfig {
+        PoolConfig {
+            name: name.to_string(),
+            nodes: nodes.to_vec(),
+            keys: Vec::new(),
+            health: Vec::new(),
+        }
+    }
+
+    /// Adds a pool key line (`priority = 1`).
+    pub fn key(mut self, line: &str) -> PoolConfig {
+        self.keys.push(line.to_string());
+        self
+    }
+
+    /// Adds a `[pool.health]` line (`interval = "200ms"`).
+    pub fn health(mut self, line: &str) -> PoolConfig {
+        self.health.push(line.to_string());
+        self
+    }
+
+    fn to_toml(&self, out: &mut String) {
+        let nodes: Vec<String> = self.nodes.iter().map(|n| format!("\"{n}\"")).collect();
+        out.push_str(&format!(
+            "\n[[pool]]\nname = \"{}\"\nnodes = [{}]\n",
+            self.name,
+            nodes.join(", ")
+        ));
+        for line in &self.keys {
+            out.push_str(line);
+            out.push('\n');
+        }
+        if !self.health.is_empty() {
+            out.push_str("\n[pool.health]\n");
+            for line in &self.health {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+    }
+}
+
 /// The parts of weir's config the tests vary.
 #[derive(Clone, Debug)]
 pub struct WeirConfig {
@@ -33,7 +88,16 @@ pub struct WeirConfig {
     pub head_timeout: String,
     /// `[http] client_idle_timeout` (weir's default when `None`).
     pub client_idle_timeout: Option<String>,
+    /// Nodes of the pool `main`; no such pool when empty (then `pools` must name some).
     pub nodes: Vec<SocketAddr>,
+    /// `[pool.health]` lines of pool `main`.
+    pub main_health: Vec<String>,
+    /// `[upstream]` lines (`io_timeout = "2s"`); the section is left out when empty.
+    pub upstream: Vec<String>,
+    /// Pools after `main`.
+    pub pools: Vec<PoolConfig>,
+    /// `[[route]]` tables, each as its TOML lines (`bucket = "*"`, `pools = ["a", "b"]`).
+    pub routes: Vec<Vec<String>>,
 }
 
 impl WeirConfig {
@@ -46,7 +110,36 @@ impl WeirConfig {
             head_timeout: "2s".into(),
             client_idle_timeout: None,
             nodes: nodes.to_vec(),
+            main_health: Vec::new(),
+            upstream: Vec::new(),
+            pools: Vec::new(),
+            routes: Vec::new(),
         }
+    }
+
+    /// Adds an `[upstream]` line.
+    pub fn upstream(mut self, line: &str) -> WeirConfig {
+        self.upstream.push(line.to_string());
+        self
+    }
+
+    /// Adds a `[pool.health]` line to pool `main`.
+    pub fn main_health(mut self, line: &str) -> WeirConfig {
+        self.main_health.push(line.to_string());
+        self
+    }
+
+    /// Adds a pool after `main`.
+    pub fn pool(mut self, pool: PoolConfig) -> WeirConfig {
+        self.pools.push(pool);
+        self
+    }
+
+    /// Adds a `[[route]]` of these lines.
+    pub fn route(mut self, lines: &[&str]) -> WeirConfig {
+        self.routes
+            .push(lines.iter().map(|l| l.to_string()).collect());
+        self
     }
 
     /// Same config with another body path.
@@ -57,7 +150,6 @@ impl WeirConfig {
 
     /// The TOML weir reads.
     pub fn to_toml(&self, listen: SocketAddr, metrics: SocketAddr) -> String {
-        let nodes: Vec<String> = self.nodes.iter().map(|n| format!("\"{n}\"")).collect();
         let mut toml = format!(
             "[appliance]\n\
              cores = {cores}\n\
@@ -76,10 +168,32 @@ impl WeirConfig {
         if let Some(idle) = &self.client_idle_timeout {
             toml.push_str(&format!("client_idle_timeout = \"{idle}\"\n"));
         }
-        toml.push_str(&format!(
-            "\n[[pool]]\nname = \"main\"\nnodes = [{}]\n",
-            nodes.join(", ")
-        ));
+        if !self.upstream.is_empty() {
+            toml.push_str("\n[upstream]\n");
+            for line in &self.upstream {
+                toml.push_str(line);
+                toml.push('\n');
+            }
+        }
+        if !self.nodes.is_empty() {
+            let main = PoolConfig {
+                name: "main".into(),
+                nodes: self.nodes.clone(),
+                keys: Vec::new(),
+                health: self.main_health.clone(),
+            };
+            main.to_toml(&mut toml);
+        }
+        for pool in &self.pools {
+            pool.to_toml(&mut toml);
+        }
+        for route in &self.routes {
+            toml.push_str("\n[[route]]\n");
+            for line in route {
+                toml.push_str(line);
+                toml.push('\n');
+            }
+        }
         toml
     }
 }
@@ -93,20 +207,31 @@ pub struct Weir {
     metrics: SocketAddr,
     config_path: PathBuf,
     strace_out: Option<PathBuf>,
+    access_log: Option<PathBuf>,
 }
 
 impl Weir {
     /// Starts weir with `cfg`, its files (config, log) in `dir`; waits for both ports.
     pub fn start(cfg: &WeirConfig, dir: &Path) -> Weir {
-        Self::start_inner(cfg, dir, None)
+        Self::start_inner(cfg, dir, None, None)
     }
 
     /// Starts weir under `strace -f -y -e trace=splice -o <dir>/weir.strace`.
     pub fn start_traced(cfg: &WeirConfig, dir: &Path) -> Weir {
-        Self::start_inner(cfg, dir, Some(dir.join("weir.strace")))
+        Self::start_inner(cfg, dir, Some(dir.join("weir.strace")), None)
     }
 
-    fn start_inner(cfg: &WeirConfig, dir: &Path, strace_out: Option<PathBuf>) -> Weir {
+    /// Starts weir with its access log (`WEIR_ACCESS_LOG`) in `dir/access.log`.
+    pub fn start_logged(cfg: &WeirConfig, dir: &Path) -> Weir {
+        Self::start_inner(cfg, dir, None, Some(dir.join("access.log")))
+    }
+
+    fn start_inner(
+        cfg: &WeirConfig,
+        dir: &Path,
+        strace_out: Option<PathBuf>,
+        access_log: Option<PathBuf>,
+    ) -> Weir {
         let bin = crate::tools::weir_bin();
         let addr = crate::ports::free_addr();
         let metrics = crate::ports::free_addr();
@@ -129,6 +254,10 @@ impl Weir {
             "RUST_LOG",
             std::env::var("WEIR_TEST_LOG").unwrap_or_else(|_| "info".into()),
         );
+        match &access_log {
+            Some(path) => cmd.env("WEIR_ACCESS_LOG", path),
+            None => cmd.env_remove("WEIR_ACCESS_LOG"),
+        };
         let mut proc = Proc::spawn("weir", &mut cmd, &dir.join("weir.log"));
         proc.wait_port(addr, Duration::from_secs(20));
         proc.wait_port(metrics, Duration::from_secs(20));
@@ -144,6 +273,98 @@ impl Weir {
             metrics,
             config_path,
             strace_out,
+            access_log,
+        }
+    }
+
+    /// The metrics and admin address.
+    pub fn metrics_addr(&self) -> SocketAddr {
+        self.metrics
+    }
+
+    /// The access log's path, when started with [`Weir::start_logged`].
+    pub fn access_log_path(&self) -> Option<&Path> {
+        self.access_log.as_deref()
+    }
+
+    /// The access log's lines so far, parsed (panics on a line that is not JSON).
+    pub fn access_log(&self) -> Vec<serde_json::Value> {
+        let path = self
+            .access_log
+            .as_ref()
+            .expect("weir started without access log");
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        text.lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| {
+                serde_json::from_str(l)
+                    .unwrap_or_else(|e| panic!("access log line is not JSON ({e}): {l}"))
+            })
+            .collect()
+    }
+
+    /// `GET /nodes`: one JSON object per node.
+    pub fn nodes(&self) -> Vec<serde_json::Value> {
+        json_array(&http_get_text(self.metrics, "/nodes"), "/nodes")
+    }
+
+    /// The state `/nodes` shows for `node` (`up`, `degraded`, `down`, `draining`), if listed.
+    pub fn node_state(&self, node: SocketAddr) -> Option<String> {
+        let want = node.to_string();
+        self.nodes()
+            .iter()
+            .find(|n| n["node"].as_str() == Some(want.as_str()))
+            .and_then(|n| n["state"].as_str().map(str::to_string))
+    }
+
+    /// `GET /flows`: the live transfers.
+    pub fn flows(&self) -> Vec<serde_json::Value> {
+        json_array(&http_get_text(self.metrics, "/flows"), "/flows")
+    }
+
+    /// `POST /reload`: (status, body).
+    pub fn reload(&self) -> (u16, String) {
+        http_request(self.metrics, "POST", "/reload")
+            .unwrap_or_else(|e| panic!("POST /reload: {e}"))
+    }
+
+    /// Rewrites the config file from `cfg` (same listen and metrics addresses); weir reads
+    /// it on the next reload.
+    pub fn write_config(&self, cfg: &WeirConfig) {
+        self.write_config_text(&cfg.to_toml(self.addr, self.metrics));
+    }
+
+    /// Rewrites the config file with `text` as is (atomically: a reload never reads half).
+    pub fn write_config_text(&self, text: &str) {
+        let tmp = self.config_path.with_extension("toml.tmp");
+        std::fs::write(&tmp, text).expect("write config");
+        std::fs::rename(&tmp, &self.config_path).expect("rename config");
+    }
+
+    /// The config TOML `cfg` renders to with this weir's addresses.
+    pub fn render(&self, cfg: &WeirConfig) -> String {
+        cfg.to_toml(self.addr, self.metrics)
+    }
+
+    /// Sends `signal` to weir.
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: plain kill of weir's own pid.
+        unsafe {
+            libc::kill(self.pid as i32, signal);
+        }
+    }
+
+    /// Waits up to `timeout` for weir to exit; its status if it did.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.proc.exited() {
+                return Some(status);
+            }
+            if std::time::Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 
@@ -229,6 +450,39 @@ pub fn cpu_seconds(pid: u32) -> f64 {
     // SAFETY: sysconf has no preconditions.
     let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
     (utime + stime) / ticks
+}
+
+fn json_array(text: &str, what: &str) -> Vec<serde_json::Value> {
+    match serde_json::from_str(text) {
+        Ok(serde_json::Value::Array(items)) => items,
+        Ok(other) => panic!("{what} is not a JSON array: {other}"),
+        Err(e) => panic!("{what} is not JSON ({e}): {text}"),
+    }
+}
+
+/// `method path` with no body over a fresh connection: (status, body as text). The reply
+/// must be framed by Content-Length or by close.
+pub fn http_request(addr: SocketAddr, method: &str, path: &str) -> Result<(u16, String), String> {
+    let mut conn = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+        .map_err(|e| format!("connect {addr}: {e}"))?;
+    conn.set_read_timeout(Some(Duration::from_secs(20)))
+        .map_err(|e| e.to_string())?;
+    write!(
+        conn,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(|e| format!("write: {e}"))?;
+    let mut bytes = Vec::new();
+    conn.read_to_end(&mut bytes)
+        .map_err(|e| format!("read {addr}{path}: {e}"))?;
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| format!("no status line in {head:?}"))?;
+    Ok((status, body.to_string()))
 }
 
 /// `GET path` over a fresh connection; the body as text. Panics on failure.
