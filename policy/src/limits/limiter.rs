@@ -11,9 +11,16 @@
 //! and it spends a token in each. When one is dry the request waits — its tokens are
 //! reserved at once, so it keeps its place — unless the wait would exceed its class's
 //! `queue_timeout`; then it is refused (S3 `SlowDown` with `Retry-After`) and spends
-//! nothing. Only the buckets that refused count the refusal as demand, so a flood held
-//! back by its own tenant limit does not pull shared limits (class, rule, bucket) towards
-//! its core.
+//! nothing.
+//!
+//! Own and shared limits differ in one way. The tenant's and the client IP's limits are
+//! the request's *own*: it reserves there first, and learns when it may go. The class,
+//! rule and bucket limits are *shared* between tenants: the request is charged there for
+//! the time it will actually go, so a burst waiting for its own tenant's tokens does not
+//! book a shared limit ahead of tenants that are within theirs. A tenant over its own
+//! limit thus queues behind the others at every shared limit. Likewise, only the buckets
+//! that refused count a refusal as demand, so a flood held back by its own tenant limit
+//! does not pull shared limits towards its core.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -28,6 +35,10 @@ use crate::config::{ClassId, Config, RateLimit, TenantId};
 /// A body quantum is about this much time at the core's share of the tightest byte
 /// limit: small enough that a capped transfer moves smoothly, not in bursts and stalls.
 const QUANTUM_TIME: Duration = Duration::from_millis(10);
+/// Longest wait a body quantum is told: a waiting transfer asks again at least this
+/// often, so its core keeps showing demand and gets its share within a few rebalances
+/// (a transfer silent until the floor share's long wait ended would not).
+const BYTE_WAIT_MAX: Duration = QUANTUM_TIME;
 /// Smallest body quantum (one page): smaller splices cost more than they smooth.
 const QUANTUM_BYTES_MIN: u64 = 4 << 10;
 /// Shortest `Retry-After`: the header has whole seconds, and 0 invites an instant retry.
@@ -159,7 +170,8 @@ pub enum ByteGrant {
     /// Move up to this many bytes now (at most the bytes wanted; 0 only if 0 were
     /// wanted). Bytes granted but not moved go back with [`Limiter::return_bytes`].
     Go(u64),
-    /// Move nothing; ask again after this long.
+    /// Move nothing; ask again after this long (at most 10ms: a waiting transfer keeps
+    /// asking, which is how its core shows it needs a bigger share).
     Wait(Duration),
 }
 
@@ -282,20 +294,47 @@ impl Limiter {
             .copied()
             .unwrap_or(Duration::ZERO);
         let mut picked = self.pick(c, client_ip.to_canonical(), Measure::Requests, now);
-        let mut worst: Option<(Scope, Duration)> = None;
-        for (scope, share) in picked.iter().flatten() {
+        if picked.iter().all(Option::is_none) {
+            return Admit::Go;
+        }
+        // Own limits first: when the request may go as far as they are concerned.
+        let mut own_wait = Duration::ZERO;
+        let mut worst = (Scope::Tenant, Duration::ZERO);
+        for (scope, share) in picked.iter().flatten().filter(|(s, _)| is_own(*s)) {
             let wait = share.reserve_wait(1.0, now);
-            if worst.is_none_or(|(_, w)| wait > w) {
-                worst = Some((*scope, wait));
+            if wait > own_wait {
+                own_wait = wait;
+                worst = (*scope, wait);
             }
         }
-        let Some((scope, wait)) = worst else {
-            return Admit::Go;
-        };
+        // Then the shared limits, for that time.
+        let go = now + own_wait;
+        let shared_waits = picked.each_ref().map(|p| match p {
+            Some((scope, share)) if !is_own(*scope) => share.reserve_wait_at(1.0, go, now),
+            _ => Duration::ZERO,
+        });
+        for (p, &extra) in picked.iter().zip(&shared_waits) {
+            if let Some((scope, _)) = p {
+                if own_wait + extra > worst.1 {
+                    worst = (*scope, own_wait + extra);
+                }
+            }
+        }
+        let (scope, wait) = worst;
         if wait > timeout {
-            for (_, share) in picked.iter_mut().flatten() {
-                if share.reserve_wait(1.0, now) > timeout {
-                    share.note_refused(1.0);
+            for (p, &extra) in picked.iter_mut().zip(&shared_waits) {
+                if let Some((s, share)) = p {
+                    // A shared limit hears of a refusal only from requests within
+                    // their own limits: a tenant over its own limit is represented there
+                    // by what it is admitted, not by its flood.
+                    let refused = if is_own(*s) {
+                        share.reserve_wait(1.0, now) > timeout
+                    } else {
+                        own_wait.is_zero() && extra > timeout
+                    };
+                    if refused {
+                        share.note_refused(1.0);
+                    }
                 }
             }
             return Admit::Reject {
@@ -303,14 +342,19 @@ impl Limiter {
                 retry_after: retry_after(wait.saturating_sub(timeout)),
             };
         }
-        for (_, share) in picked.iter_mut().flatten() {
-            share.charge(1.0, now);
+        let until = now + wait;
+        for (s, share) in picked.iter_mut().flatten() {
+            if is_own(*s) {
+                share.charge(1.0, now);
+            } else {
+                share.charge_at(1.0, until, now);
+            }
         }
         if wait.is_zero() {
             Admit::Go
         } else {
             Admit::Wait {
-                until: now + wait,
+                until,
                 class: c.class,
             }
         }
@@ -360,16 +404,19 @@ impl Limiter {
         let quantum = quantum_bytes(rate_min, quantum_max).min(want);
         if wait.is_zero() {
             for (_, share) in picked.iter_mut().flatten() {
-                share.charge(quantum as f64, now);
+                share.spend(quantum as f64, now);
             }
             ByteGrant::Go(quantum)
         } else {
+            // The refusal counts what the transfer wants, not the small quantum of a
+            // small share: that is the demand the coordinator should see.
+            let wanted = want.min(quantum_max) as f64;
             for (_, share) in picked.iter_mut().flatten() {
                 if !share.reserve_wait(0.0, now).is_zero() {
-                    share.note_refused(quantum as f64);
+                    share.note_refused(wanted);
                 }
             }
-            ByteGrant::Wait(wait)
+            ByteGrant::Wait(wait.min(BYTE_WAIT_MAX))
         }
     }
 
@@ -476,6 +523,12 @@ impl Limiter {
         };
         [tenant, class, rule, ip_share, bucket_share]
     }
+}
+
+/// Whether a scope's limit belongs to the request's own party (tenant, client) rather
+/// than being shared between tenants (see the module docs).
+fn is_own(scope: Scope) -> bool {
+    matches!(scope, Scope::Tenant | Scope::ClientIp)
 }
 
 /// The body quantum for a core whose tightest byte share is `rate_per_sec`.
