@@ -333,7 +333,7 @@ impl Limiter {
                         own_wait.is_zero() && extra > timeout
                     };
                     if refused {
-                        share.note_refused(1.0);
+                        share.note_refused(1.0, now);
                     }
                 }
             }
@@ -413,7 +413,7 @@ impl Limiter {
             let wanted = want.min(quantum_max) as f64;
             for (_, share) in picked.iter_mut().flatten() {
                 if !share.reserve_wait(0.0, now).is_zero() {
-                    share.note_refused(wanted);
+                    share.note_refused(wanted, now);
                 }
             }
             ByteGrant::Wait(wait.min(BYTE_WAIT_MAX))

@@ -39,6 +39,9 @@ const DEMAND_SMOOTHING: Duration = Duration::from_millis(10);
 /// Most charges a share keeps for later (one per waiting request); beyond it a charge is
 /// made at once, which only makes the limit stricter for a moment.
 const PENDING_MAX: usize = 65_536;
+/// A share nobody asked anything of for this long has no demand left worth reporting
+/// (20 smoothing times: e^-20 of it).
+const IDLE_AFTER: Duration = Duration::from_millis(200);
 /// Total need below this fraction of the global rate counts as idle: even split.
 const IDLE_FRACTION: f64 = 1e-4;
 
@@ -236,6 +239,8 @@ pub struct CoreShare {
     pending: Pending,
     /// When the last request this core told to wait (by spending ahead) may go.
     promised_until: Option<Instant>,
+    /// When anything was last asked of this share (never, for a fresh one).
+    last_asked: Option<Instant>,
 }
 
 impl CoreShare {
@@ -256,6 +261,7 @@ impl CoreShare {
             window_start: now,
             pending: Pending::default(),
             promised_until: None,
+            last_asked: None,
         }
     }
 
@@ -301,7 +307,7 @@ impl CoreShare {
     /// way.
     pub fn take(&mut self, cost: f64, now: Instant) -> Result<(), Duration> {
         self.settle(now);
-        self.asked += non_negative(cost);
+        self.ask(cost, now);
         self.bucket.take(cost, now)
     }
 
@@ -314,7 +320,7 @@ impl CoreShare {
         wait_max: Duration,
     ) -> Result<Duration, Duration> {
         self.settle(now);
-        self.asked += non_negative(cost);
+        self.ask(cost, now);
         let result = self.bucket.reserve(cost, now, wait_max);
         self.note_promise(now);
         result
@@ -354,7 +360,7 @@ impl CoreShare {
     /// a promise: the request goes when the balance is back at zero.
     pub fn charge(&mut self, cost: f64, now: Instant) {
         self.settle(now);
-        self.asked += non_negative(cost);
+        self.ask(cost, now);
         self.bucket.charge(cost, now);
         self.note_promise(now);
     }
@@ -364,7 +370,7 @@ impl CoreShare {
     /// waits on it, so the coordinator need not keep this core's share for it.
     pub fn spend(&mut self, cost: f64, now: Instant) {
         self.settle(now);
-        self.asked += non_negative(cost);
+        self.ask(cost, now);
         self.bucket.charge(cost, now);
     }
 
@@ -377,7 +383,7 @@ impl CoreShare {
         self.settle(now);
         let cost = non_negative(cost);
         if at <= now || self.pending.len() >= PENDING_MAX {
-            self.asked += cost;
+            self.ask(cost, now);
             self.bucket.charge(cost, now);
             self.note_promise(now);
             return;
@@ -387,8 +393,8 @@ impl CoreShare {
 
     /// Counts `cost` as demand without spending: a request refused here still shows that
     /// this core needs more.
-    pub fn note_refused(&mut self, cost: f64) {
-        self.asked += non_negative(cost);
+    pub fn note_refused(&mut self, cost: f64, now: Instant) {
+        self.ask(cost, now);
     }
 
     /// Gives back tokens spent but not used; they no longer count as demand either.
@@ -423,12 +429,13 @@ impl CoreShare {
     }
 
     /// Whether this share is indistinguishable from a fresh one: even share, a full
-    /// bucket and no demand left. Such an entry needs no report and may be dropped.
+    /// bucket, nothing kept for later and nothing asked for a while. Such an entry needs
+    /// no report and may be dropped.
     pub fn is_idle(&self, now: Instant) -> bool {
         let even = self.global_rate_per_sec / self.cores as f64;
-        self.asked == 0.0
+        self.last_asked
+            .is_none_or(|t| now.saturating_duration_since(t) >= IDLE_AFTER)
             && self.pending.is_empty()
-            && self.demand_at(now) <= self.global_rate_per_sec * IDLE_FRACTION
             && (self.rate_per_sec() - even).abs() <= even * 1e-9
             && self.bucket.tokens(now) >= self.bucket.burst()
     }
@@ -436,10 +443,16 @@ impl CoreShare {
     /// Makes the charges due by `now`, each at its own time.
     fn settle(&mut self, now: Instant) {
         while let Some((at, cost)) = self.pending.pop_due(now) {
-            self.asked += cost;
+            self.ask(cost, at);
             self.bucket.charge(cost, at);
             self.note_promise(at);
         }
+    }
+
+    /// Counts `cost` as asked at `at`.
+    fn ask(&mut self, cost: f64, at: Instant) {
+        self.asked += non_negative(cost);
+        self.last_asked = Some(self.last_asked.map_or(at, |t| t.max(at)));
     }
 
     /// Records how far ahead this core has promised, after spending at `now`.
@@ -599,7 +612,7 @@ mod tests {
         let t0 = t0();
         let mut s = CoreShare::new(100.0, Duration::from_millis(100), 2, t0);
         for _ in 0..10 {
-            s.note_refused(1.0);
+            s.note_refused(1.0, t0);
         }
         let t1 = t0 + Duration::from_millis(5);
         s.apply(Grant { rate_per_sec: 50.0 }, t1);
