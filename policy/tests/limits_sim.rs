@@ -471,10 +471,10 @@ struct FairReport {
     hash: u64,
 }
 
-/// "flood" bursts at 40,000 req/s for 100ms every 500ms, each burst from one random core;
-/// "steady" asks 800 req/s from 64 random connections. Both have their own 1000 req/s
-/// limit and share the class "bulk" (2000 req/s).
-fn run_fair(seed: u64, cores: usize) -> FairReport {
+/// "flood" bursts at 40,000 req/s for 100ms every 500ms, each burst from one random core
+/// (when `flood`); "steady" asks 800 req/s from 64 random connections. Both have their
+/// own 1000 req/s limit and share the class "bulk" (2000 req/s).
+fn run_fair(seed: u64, cores: usize, flood_on: bool) -> FairReport {
     let cfg = config();
     let t0 = base();
     let mut rng = SplitMix64::new(seed);
@@ -495,7 +495,7 @@ fn run_fair(seed: u64, cores: usize) -> FairReport {
             burst_core = rng.below(cores as u64) as usize;
         }
         let now = cluster.now;
-        if tick % 500 < 100 {
+        if flood_on && tick % 500 < 100 {
             for _ in 0..40 {
                 let at = match cluster.limiters[burst_core].admit(&flood, flood.client_ip, now) {
                     Admit::Go => Some(tick),
@@ -526,12 +526,18 @@ fn run_fair(seed: u64, cores: usize) -> FairReport {
 fn a_bursty_tenant_cannot_starve_a_steady_one() {
     for seed in seeds() {
         for cores in [2, 8] {
-            let r = run_fair(seed, cores);
-            println!("seed {seed} cores {cores}: {r:?}");
+            // The same steady tenant, alone and next to the flood (same seed, so the same
+            // arrivals): per-core granularity costs it a little either way; the flood
+            // must not cost it more than 1% on top.
+            let alone = run_fair(seed, cores, false);
+            let r = run_fair(seed, cores, true);
+            println!("seed {seed} cores {cores}: {r:?}, alone {alone:?}");
             let kept = r.steady_fired as f64 / r.steady_offered as f64;
+            let kept_alone = alone.steady_fired as f64 / alone.steady_offered as f64;
             assert!(
-                kept >= 0.99,
-                "seed {seed} cores {cores}: steady tenant got {kept:.3} of what it asked"
+                kept >= 0.98 && kept >= kept_alone - 0.01,
+                "seed {seed} cores {cores}: steady tenant got {kept:.4} of what it asked \
+                 ({kept_alone:.4} alone)"
             );
             let flood_rate = r.flood_fired_in_window as f64 / (WINDOW_TICKS as f64 / 1000.0);
             assert!(
@@ -731,7 +737,7 @@ fn any_seed_replays_identically() {
         run_bytes(7, Placement::Random, 4).hash,
         run_bytes(7, Placement::Random, 4).hash
     );
-    assert_eq!(run_fair(7, 4).hash, run_fair(7, 4).hash);
+    assert_eq!(run_fair(7, 4, true).hash, run_fair(7, 4, true).hash);
     assert_eq!(run_qos(7, [50, 50, 3]).hash, run_qos(7, [50, 50, 3]).hash);
     assert_ne!(run_qos(7, [50, 50, 3]).hash, run_qos(8, [50, 50, 3]).hash);
     assert_eq!(

@@ -800,3 +800,31 @@ fn rules_without_a_bucket_condition_match_requests_without_a_bucket() {
     let x = classify(&c, None, "HEAD", "/", "10.0.0.1");
     assert_eq!(x.rule, None, "bucket = \"*\" needs a bucket");
 }
+
+#[test]
+fn example_file_tenancy() {
+    let text = include_str!("../../../appliance/examples/weir.toml");
+    let c = Config::from_toml_str(text, "weir.toml").unwrap();
+    // The example shows the defaults of [limits]: keep the two in step.
+    assert_eq!(c.limits, Limits::default());
+    assert_eq!(c.http.connections_max, Limits::default().connections_max);
+    let names = |v: Vec<&str>| v.into_iter().map(str::to_owned).collect::<Vec<_>>();
+    assert_eq!(
+        c.classes.iter().map(|x| x.name.clone()).collect::<Vec<_>>(),
+        names(vec!["inference", "bulk"])
+    );
+    assert_eq!(c.classes[0].queue_max, 1024);
+    assert_eq!(c.classes[0].queue_timeout, Duration::from_secs(1));
+    assert_eq!(c.default_class, ClassId(1));
+    assert_eq!(
+        c.tenants.len(),
+        2,
+        "anonymous is the default: no implicit tenant"
+    );
+    assert_eq!(c.tenants[c.default_tenant.0].name, "anonymous");
+    assert_eq!(c.tenant_of_key("AKIAIOSFODNN7EXAMPLE"), Some(TenantId(0)));
+    assert_eq!(c.tenants[0].rate.download_bytes_per_sec, Some(4 << 30));
+    assert_eq!(c.tenants[1].rate.burst, Duration::from_secs(1));
+    assert_eq!(c.rules.len(), 1);
+    assert_eq!(c.rules[0].ops, [OpClass::Write, OpClass::Multipart]);
+}
