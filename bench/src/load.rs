@@ -7,6 +7,7 @@
 //! their own cache line, and latency histograms are per connection, merged at the end.
 //! With verification off, bodies are discarded in the kernel (`recv(MSG_TRUNC)`).
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::AsRawFd;
@@ -15,6 +16,7 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use md5::{Digest, Md5};
 
 use crate::hist::Histogram;
 use crate::http::{has_token, HEADERS_MAX};
@@ -95,6 +97,13 @@ pub struct LoadConfig {
     pub timeout_bytes_per_sec_min: u64,
     /// Receive buffer per connection (at least twice the largest head).
     pub io_buf_bytes: usize,
+    /// How often `run` calls its tick callback (1 s by default; the benchmark runner's
+    /// failover time series uses 100 ms).
+    pub tick_interval: Duration,
+    /// Check the ETag of every PUT answer against the MD5 of the pattern that was sent
+    /// (computed once per key at start: ~0.1 s per 64 MiB key), so a body changed on the
+    /// way counts as a mismatch.
+    pub check_put_etag: bool,
 }
 
 impl LoadConfig {
@@ -113,6 +122,8 @@ impl LoadConfig {
             timeout_base: Duration::from_secs(10),
             timeout_bytes_per_sec_min: 20_000_000,
             io_buf_bytes: IO_BUF_BYTES_DEFAULT,
+            tick_interval: Duration::from_secs(1),
+            check_put_etag: false,
         }
     }
 
@@ -338,6 +349,14 @@ pub fn run(config: &LoadConfig, mut on_tick: impl FnMut(&Tick)) -> Result<Summar
             bail!("range size must be non-zero and at most the smallest object");
         }
     }
+    if config.tick_interval < Duration::from_millis(10) {
+        bail!("tick interval must be at least 10ms");
+    }
+    let put_etags = Arc::new(if config.check_put_etag && config.op != Op::Get {
+        put_etags(&config.keys)
+    } else {
+        HashMap::new()
+    });
     let stop = Arc::new(AtomicBool::new(false));
     let counters: Vec<Arc<Counters>> = (0..config.connections)
         .map(|_| Arc::new(Counters::default()))
@@ -355,6 +374,7 @@ pub fn run(config: &LoadConfig, mut on_tick: impl FnMut(&Tick)) -> Result<Summar
             counters[id].clone(),
             stop.clone(),
             sockets[id].clone(),
+            put_etags.clone(),
         );
         let done_tx = done_tx.clone();
         std::thread::Builder::new()
@@ -377,7 +397,7 @@ pub fn run(config: &LoadConfig, mut on_tick: impl FnMut(&Tick)) -> Result<Summar
     };
     let mut previous = Totals::default();
     let mut previous_at = start;
-    let mut next_tick = start + Duration::from_secs(1);
+    let mut next_tick = start + config.tick_interval;
     let end = start + config.duration;
     while next_tick <= end {
         std::thread::sleep(next_tick.saturating_duration_since(Instant::now()));
@@ -391,7 +411,13 @@ pub fn run(config: &LoadConfig, mut on_tick: impl FnMut(&Tick)) -> Result<Summar
         });
         previous = current;
         previous_at = now;
-        next_tick += Duration::from_secs(1);
+        next_tick += config.tick_interval;
+        // After a slow callback (or a descheduled thread) skip the missed ticks rather
+        // than firing a burst of near-empty intervals.
+        let now = Instant::now();
+        if next_tick < now {
+            next_tick = now + config.tick_interval;
+        }
     }
     std::thread::sleep(end.saturating_duration_since(Instant::now()));
     stop.store(true, Relaxed);
@@ -437,6 +463,32 @@ pub fn run(config: &LoadConfig, mut on_tick: impl FnMut(&Tick)) -> Result<Summar
     })
 }
 
+/// The quoted MD5 ETag of every key of the families (what a correct PUT of the key's
+/// pattern gets back from S3), by full key.
+fn put_etags(families: &[Synthetic]) -> HashMap<String, String> {
+    let mut etags = HashMap::new();
+    let mut buf = vec![0u8; 1 << 20];
+    for family in families {
+        for index in 0..family.count {
+            let key = family.key(index);
+            if etags.contains_key(&key) {
+                continue;
+            }
+            let seed = pattern::key_seed(&key);
+            let mut md5 = Md5::new();
+            let mut offset = 0u64;
+            while offset < family.size_bytes {
+                let n = (family.size_bytes - offset).min(buf.len() as u64) as usize;
+                pattern::fill(seed, offset, &mut buf[..n]);
+                md5.update(&buf[..n]);
+                offset += n as u64;
+            }
+            etags.insert(key, format!("\"{}\"", hex::encode(md5.finalize())));
+        }
+    }
+    etags
+}
+
 /// Why a request failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum ErrorKind {
@@ -477,6 +529,7 @@ struct ResponseHead {
     status: u16,
     content_length: Option<u64>,
     content_range: Option<String>,
+    etag: Option<String>,
     close: bool,
 }
 
@@ -486,6 +539,8 @@ struct Worker {
     counters: Arc<Counters>,
     stop: Arc<AtomicBool>,
     socket_slot: Arc<Mutex<Option<TcpStream>>>,
+    /// Expected PUT answer ETags by full key (empty: not checked).
+    put_etags: Arc<HashMap<String, String>>,
     stream: Option<TcpStream>,
     buf: Vec<u8>,
     /// Bytes after a response head that belong to its body: `buf[start..end]`.
@@ -506,6 +561,7 @@ impl Worker {
         counters: Arc<Counters>,
         stop: Arc<AtomicBool>,
         socket_slot: Arc<Mutex<Option<TcpStream>>>,
+        put_etags: Arc<HashMap<String, String>>,
     ) -> Self {
         let buf_bytes = config.io_buf_bytes.max(RESPONSE_HEAD_BYTES_MAX * 2);
         Self {
@@ -514,6 +570,7 @@ impl Worker {
             counters,
             stop,
             socket_slot,
+            put_etags,
             stream: None,
             buf: vec![0; buf_bytes],
             start: 0,
@@ -778,6 +835,16 @@ impl Worker {
         }
         self.ttfb_us.record(began.elapsed().as_micros() as u64);
         self.skip_body(head.content_length.unwrap_or(0), deadline)?;
+        if let Some(expected) = self.put_etags.get(&family.key(index)) {
+            if head.etag.as_deref() != Some(expected.as_str()) {
+                // The answer was read whole, so the connection stays usable.
+                return Err(Failure {
+                    kind: ErrorKind::Mismatch,
+                    reusable: !head.close,
+                    detail: format!("PUT answered ETag {:?}, expected {expected}", head.etag),
+                });
+            }
+        }
         Ok(head.close)
     }
 
@@ -843,6 +910,7 @@ impl Worker {
                             status,
                             content_length,
                             content_range: header("content-range").map(str::to_string),
+                            etag: header("etag").map(str::to_string),
                             close,
                         };
                         self.start += len;
@@ -989,5 +1057,17 @@ mod tests {
         let config = LoadConfig::new(vec![], vec![]);
         assert_eq!(config.timeout_for(0), Duration::from_secs(10));
         assert_eq!(config.timeout_for(200_000_000), Duration::from_secs(20));
+    }
+
+    #[test]
+    fn put_etags_are_what_the_simulator_answers() {
+        let family = Synthetic::parse("t/etag-:10000:2").unwrap();
+        let etags = put_etags(std::slice::from_ref(&family));
+        assert_eq!(etags.len(), 2);
+        for index in 0..2 {
+            let key = family.key(index);
+            let object = crate::sim::store::synthetic_object(&key, 10_000).unwrap();
+            assert_eq!(etags[&key], object.etag);
+        }
     }
 }

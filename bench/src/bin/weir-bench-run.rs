@@ -1,0 +1,850 @@
+//! weir-bench-run: the comparison runner of issue 6. Starts three simulator nodes, weir
+//! (bare and with its protection on), HAProxy, nginx and Envoy in front of them, drives
+//! the same workloads at each (and straight at the nodes) in interleaved rounds, records
+//! every proxy's CPU-seconds and peak RSS, runs a node-kill failover per target, and
+//! writes `bench/results/<scenario>.md` + `.svg` and `bench/results/README.md`.
+//!
+//! Run from the repository root after `scripts/bench-deps.sh` and
+//! `cargo build --profile ci -p weir -p weir-bench`:
+//!
+//!   target/ci/weir-bench-run --weir target/ci/weir
+//!   target/ci/weir-bench-run --smoke            # ~1.5 minutes, results under bench/results/raw/smoke
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use weir_bench::load::{self, ErrorCounts, LoadConfig, Op};
+use weir_bench::runner::peers::{self, Binaries, Kind, Target};
+use weir_bench::runner::procs::{self, CpuSnapshot, Managed};
+use weir_bench::runner::report::{self, RunMeta};
+use weir_bench::runner::{FailoverRun, Measurement, Scenario, FAILOVER_BIN_S};
+use weir_bench::units::parse_duration;
+use weir_bench::{http, Synthetic};
+
+/// Simulator nodes behind every proxy.
+const NODES: usize = 3;
+/// The node the failover scenario kills (0-based).
+const FAILOVER_NODE: usize = 1;
+/// Large objects: 64 MiB, four keys.
+const LARGE_KEYS: &str = "bench/obj-:64MiB:4";
+/// Small objects: 4 KiB, 64 keys.
+const SMALL_KEYS: &str = "bench/small-:4KiB:64";
+/// PUT targets: 64 MiB, four keys (declared on the nodes, so a correct PUT of the pattern
+/// shares the node's one copy instead of growing its memory).
+const PUT_KEYS: &str = "bench/put-:64MiB:4";
+/// Connections of the small-GET scenario.
+const SMALL_CONNECTIONS: usize = 64;
+/// Streams of the large-PUT and failover scenarios.
+const PUT_STREAMS: usize = 16;
+/// Pause between cells, so one cell's closing connections do not overlap the next.
+const SETTLE: Duration = Duration::from_millis(300);
+
+/// Benchmark runner: the same workload direct, through weir and through HAProxy, nginx
+/// and Envoy, in interleaved rounds; writes Markdown tables and SVG plots.
+#[derive(Parser, Debug)]
+#[command(name = "weir-bench-run", version)]
+struct Cli {
+    /// The weir binary.
+    #[arg(long, default_value = "target/ci/weir")]
+    weir: PathBuf,
+    /// What to call this weir on the result pages (e.g. its commit and build profile).
+    #[arg(long)]
+    weir_label: Option<String>,
+    /// The weir-sim binary (default: next to this executable).
+    #[arg(long)]
+    sim: Option<PathBuf>,
+    /// HAProxy binary.
+    #[arg(long, default_value = "/usr/sbin/haproxy")]
+    haproxy: PathBuf,
+    /// nginx binary.
+    #[arg(long, default_value = "/usr/sbin/nginx")]
+    nginx: PathBuf,
+    /// Envoy binary (scripts/bench-deps.sh installs it here).
+    #[arg(long, default_value = ".cache/bench-venv/bin/envoy")]
+    envoy: PathBuf,
+    /// Ports used: base+1..=base+3 nodes, base+10.. targets (every port below base+100).
+    #[arg(long, default_value_t = 27000)]
+    base_port: u16,
+    /// Rounds per cell (targets interleaved within a round, order rotated per round).
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Load duration of one cell.
+    #[arg(long, default_value = "5s")]
+    duration: String,
+    /// Scenarios to run (comma-separated): large-get, small-get, large-put, failover.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "large-get,small-get,large-put,failover"
+    )]
+    scenarios: Vec<String>,
+    /// Targets (comma-separated): direct, weir, weir-protected, haproxy, nginx, envoy.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "direct,weir,weir-protected,haproxy,nginx,envoy"
+    )]
+    targets: Vec<String>,
+    /// Stream counts of the large-GET scenario.
+    #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
+    streams: Vec<usize>,
+    /// Check every body byte in the timed large-GET cells too (costs the client
+    /// ~0.3 CPU-s/GB on the same cores).
+    #[arg(long)]
+    verify_large: bool,
+    /// Failover run length and kill time.
+    #[arg(long, default_value = "12s")]
+    failover_duration: String,
+    /// When the failover scenario SIGKILLs node 2.
+    #[arg(long, default_value = "5s")]
+    failover_kill_at: String,
+    /// Wait after restarting the killed node, so every target's health checks see it
+    /// up again before the next target's run.
+    #[arg(long, default_value = "8s")]
+    failover_recover: String,
+    /// Where result pages go (raw records, configs and logs under OUT/raw/).
+    #[arg(long, default_value = "bench/results")]
+    out: PathBuf,
+    /// A quick run that keeps the harness from rotting: 1 round of 1 s cells, 1 and 16
+    /// streams, a short failover; pages go to bench/results/raw/smoke unless --out is set.
+    #[arg(long)]
+    smoke: bool,
+}
+
+/// A workload variant of a scenario.
+#[derive(Clone, Debug)]
+struct Cell {
+    scenario: Scenario,
+    label: String,
+    connections: usize,
+    keys: Synthetic,
+    op: Op,
+    verify: bool,
+}
+
+/// Everything a run holds on to.
+struct Bench {
+    cli: Cli,
+    duration: Duration,
+    run_dir: PathBuf,
+    binaries: Binaries,
+    sim_binary: PathBuf,
+    node_addrs: Vec<SocketAddr>,
+    sims: Vec<Managed>,
+    targets: Vec<Target>,
+    records: std::fs::File,
+    notes: Vec<String>,
+}
+
+fn main() -> Result<()> {
+    let mut cli = Cli::parse();
+    let command_line = command_line();
+    if cli.smoke {
+        cli.rounds = 1;
+        cli.duration = "1s".into();
+        cli.streams = vec![1, 16];
+        cli.failover_duration = "5s".into();
+        cli.failover_kill_at = "2s".into();
+        cli.failover_recover = "5s".into();
+        if cli.out == Path::new("bench/results") {
+            cli.out = PathBuf::from("bench/results/raw/smoke");
+        }
+    }
+    if cli.rounds == 0 {
+        bail!("--rounds must be at least 1");
+    }
+    if cli.base_port > 65535 - 100 {
+        bail!("--base-port must leave room for 100 ports");
+    }
+    let scenarios = cli
+        .scenarios
+        .iter()
+        .map(|s| Scenario::parse(s))
+        .collect::<Result<Vec<_>>>()?;
+    let mut kinds = cli
+        .targets
+        .iter()
+        .map(|t| Kind::parse(t))
+        .collect::<Result<Vec<_>>>()?;
+    kinds.sort();
+    kinds.dedup();
+    let duration = parse_duration(&cli.duration)?;
+    let started_utc = utc_now();
+    let started = Instant::now();
+
+    let binaries = Binaries {
+        weir: cli.weir.clone(),
+        haproxy: cli.haproxy.clone(),
+        nginx: cli.nginx.clone(),
+        envoy: cli.envoy.clone(),
+    };
+    for &kind in &kinds {
+        let path = match kind {
+            Kind::Direct => continue,
+            Kind::Weir | Kind::WeirProtected => &binaries.weir,
+            Kind::Haproxy => &binaries.haproxy,
+            Kind::Nginx => &binaries.nginx,
+            Kind::Envoy => &binaries.envoy,
+        };
+        if !path.exists() {
+            bail!(
+                "{} not found for target {} (run scripts/bench-deps.sh, build weir with \
+                 `cargo build --profile ci -p weir`, or leave the target out with --targets)",
+                path.display(),
+                kind.name()
+            );
+        }
+    }
+    let sim_binary = match &cli.sim {
+        Some(path) => path.clone(),
+        None => std::env::current_exe()?.with_file_name("weir-sim"),
+    };
+    if !sim_binary.exists() {
+        bail!("weir-sim not found at {} (use --sim)", sim_binary.display());
+    }
+
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs();
+    let run_dir = absolute(&cli.out.join("raw").join(format!("run-{stamp}")))?;
+    std::fs::create_dir_all(&run_dir).with_context(|| format!("create {}", run_dir.display()))?;
+    let records = std::fs::File::create(run_dir.join("records.jsonl"))?;
+    println!(
+        "weir-bench-run: raw records, configs and logs in {}",
+        run_dir.display()
+    );
+
+    let node_addrs: Vec<SocketAddr> = (1..=NODES as u16)
+        .map(|i| SocketAddr::from(([127, 0, 0, 1], cli.base_port + i)))
+        .collect();
+    let mut bench = Bench {
+        duration,
+        run_dir,
+        binaries,
+        sim_binary,
+        node_addrs,
+        sims: Vec::new(),
+        targets: Vec::new(),
+        records,
+        notes: Vec::new(),
+        cli,
+    };
+    for i in 0..NODES {
+        let sim = bench.start_sim(i)?;
+        bench.sims.push(sim);
+    }
+    println!("{NODES} simulator nodes up on {:?}", bench.node_addrs);
+    for &kind in &kinds {
+        let target = bench.start_target(kind)?;
+        bench.targets.push(target);
+    }
+
+    let mut meta = RunMeta {
+        command: command_line,
+        started_utc,
+        machine: machine(),
+        versions: kinds
+            .iter()
+            .filter(|k| **k != Kind::WeirProtected)
+            .map(|&k| (k, peers::version(k, &bench.binaries)))
+            .collect(),
+        weir_label: bench
+            .cli
+            .weir_label
+            .clone()
+            .unwrap_or_else(|| bench.cli.weir.display().to_string()),
+        rounds: bench.cli.rounds,
+        duration_s: duration.as_secs_f64(),
+        verify_large: bench.cli.verify_large,
+        kinds: kinds.clone(),
+        ..RunMeta::default()
+    };
+
+    // Correctness first: a short verifying GET and PUT load through every target.
+    for i in 0..bench.targets.len() {
+        let (errors, requests) = bench.correctness(i)?;
+        meta.correctness
+            .push((bench.targets[i].kind, errors, requests));
+    }
+
+    // The timed rounds.
+    let cells = cells(&bench.cli, &scenarios)?;
+    let mut measurements: Vec<Measurement> = Vec::new();
+    let total_cells = cells.len() * bench.targets.len() * bench.cli.rounds;
+    let mut done = 0;
+    for round in 0..bench.cli.rounds {
+        for cell in &cells {
+            let n = bench.targets.len();
+            for position in 0..n {
+                let index = (position + round) % n;
+                done += 1;
+                match bench.measure(cell, index, round, position) {
+                    Ok(m) => {
+                        println!(
+                            "[{done:>3}/{total_cells}] round {} {:<9} {:<11} {:<14} {}",
+                            round + 1,
+                            cell.scenario.name(),
+                            cell.label,
+                            m.kind.name(),
+                            progress_line(&m)
+                        );
+                        use std::io::Write as _;
+                        writeln!(bench.records, "{}", m.to_json())?;
+                        measurements.push(m);
+                    }
+                    Err(err) => {
+                        let note = format!(
+                            "{} {} round {}: not measured: {err:#}",
+                            cell.scenario.name(),
+                            cell.label,
+                            round + 1
+                        );
+                        println!("[{done:>3}/{total_cells}] {note}");
+                        bench.notes.push(note);
+                    }
+                }
+                std::thread::sleep(SETTLE);
+            }
+        }
+    }
+
+    let mut failover_runs = Vec::new();
+    if scenarios.contains(&Scenario::Failover) {
+        for i in 0..bench.targets.len() {
+            if bench.targets[i].kind == Kind::Direct {
+                continue;
+            }
+            match bench.failover(i) {
+                Ok(run) => {
+                    use std::io::Write as _;
+                    writeln!(bench.records, "{}", run.to_json())?;
+                    failover_runs.push(run);
+                }
+                Err(err) => {
+                    let note = format!(
+                        "failover {}: not measured: {err:#}",
+                        bench.targets[i].kind.name()
+                    );
+                    println!("{note}");
+                    bench.notes.push(note);
+                }
+            }
+        }
+    }
+
+    for target in &mut bench.targets {
+        if let Some(process) = target.process.as_mut() {
+            if let Some(status) = process.exited() {
+                bench.notes.push(format!(
+                    "{} exited during the run ({status}); see its log in the raw folder",
+                    target.kind.name()
+                ));
+            }
+        }
+    }
+    meta.finished_utc = utc_now();
+    meta.notes = bench.notes.clone();
+    write_pages(
+        &bench,
+        &meta,
+        &scenarios,
+        &cells,
+        &measurements,
+        &failover_runs,
+    )?;
+    println!(
+        "weir-bench-run: done in {:.0} s; pages in {}",
+        started.elapsed().as_secs_f64(),
+        bench.cli.out.display()
+    );
+    Ok(())
+}
+
+fn progress_line(m: &Measurement) -> String {
+    let mut line = format!(
+        "{:>6.2} GB/s {:>8.0} req/s p99 {:>6} µs",
+        m.summary.gbps(),
+        m.summary.req_per_s(),
+        m.summary.latency_us.quantile(0.99)
+    );
+    if let Some(cpu) = m.proxy_cpu_s {
+        line.push_str(&format!("  proxy {cpu:>5.2} CPU-s"));
+        if let Some(per_gb) = m.cpu_s_per_gb() {
+            line.push_str(&format!(" ({per_gb:.3}/GB)"));
+        }
+    }
+    line.push_str(&format!("  errors {}", m.summary.errors.total()));
+    line
+}
+
+/// The cells of the chosen scenarios, in run order.
+fn cells(cli: &Cli, scenarios: &[Scenario]) -> Result<Vec<Cell>> {
+    let large = Synthetic::parse(LARGE_KEYS)?;
+    let small = Synthetic::parse(SMALL_KEYS)?;
+    let put = Synthetic::parse(PUT_KEYS)?;
+    let mut out = Vec::new();
+    for &scenario in scenarios {
+        match scenario {
+            Scenario::LargeGet => {
+                for &streams in &cli.streams {
+                    if streams == 0 {
+                        bail!("--streams must be at least 1");
+                    }
+                    out.push(Cell {
+                        scenario,
+                        label: format!("{streams} stream{}", if streams == 1 { "" } else { "s" }),
+                        connections: streams,
+                        keys: large.clone(),
+                        op: Op::Get,
+                        verify: cli.verify_large,
+                    });
+                }
+            }
+            Scenario::SmallGet => out.push(Cell {
+                scenario,
+                label: format!("{SMALL_CONNECTIONS} connections"),
+                connections: SMALL_CONNECTIONS,
+                keys: small.clone(),
+                op: Op::Get,
+                verify: true,
+            }),
+            Scenario::LargePut => out.push(Cell {
+                scenario,
+                label: format!("{PUT_STREAMS} streams"),
+                connections: PUT_STREAMS,
+                keys: put.clone(),
+                op: Op::Put,
+                verify: true,
+            }),
+            Scenario::Failover => {}
+        }
+    }
+    Ok(out)
+}
+
+impl Bench {
+    fn start_sim(&self, index: usize) -> Result<Managed> {
+        let addr = self.node_addrs[index];
+        let mut command = Command::new(&self.sim_binary);
+        command.arg("--listen").arg(addr.to_string()).args([
+            "--synthetic",
+            LARGE_KEYS,
+            "--synthetic",
+            SMALL_KEYS,
+            "--synthetic",
+            PUT_KEYS,
+        ]);
+        let log = self.run_dir.join(format!("sim-{}.log", index + 1));
+        let mut sim = Managed::spawn(&format!("weir-sim {}", index + 1), command, &log)?;
+        sim.wait_accepting(addr, Duration::from_secs(90))?;
+        Ok(sim)
+    }
+
+    fn start_target(&mut self, kind: Kind) -> Result<Target> {
+        if kind == Kind::Direct {
+            return Ok(Target {
+                kind,
+                addrs: self.node_addrs.clone(),
+                process: None,
+                config_path: None,
+            });
+        }
+        let listen = SocketAddr::from(([127, 0, 0, 1], self.cli.base_port + kind.port_offset()));
+        let mut with_limits = false;
+        if kind == Kind::WeirProtected {
+            with_limits = self.weir_accepts_limits(listen)?;
+        }
+        let (text, file) =
+            peers::config(kind, listen, &self.node_addrs, &self.run_dir, with_limits)?
+                .context("a proxy has a configuration")?;
+        let config_path = self.run_dir.join(file);
+        std::fs::write(&config_path, text)?;
+        let command = peers::command(kind, &self.binaries, &config_path, &self.run_dir)?;
+        let log = self.run_dir.join(format!("{}.log", kind.name()));
+        let mut process = Managed::spawn(kind.name(), command, &log)?;
+        process.wait_accepting(listen, Duration::from_secs(30))?;
+        // Accepting is not serving: wait for a small GET to come back through it.
+        let started = Instant::now();
+        loop {
+            match http::request(
+                listen,
+                "GET",
+                "/bench/small-0",
+                &[],
+                b"",
+                Duration::from_secs(2),
+            ) {
+                Ok(response) if response.status == 200 => break,
+                outcome if started.elapsed() > Duration::from_secs(20) => bail!(
+                    "{} does not serve a GET after 20 s ({outcome:?}); its log:\n{}",
+                    kind.name(),
+                    process.log_tail(30)
+                ),
+                _ => std::thread::sleep(Duration::from_millis(200)),
+            }
+        }
+        println!(
+            "{:<14} up on {listen} (pid {}, config {})",
+            kind.name(),
+            process.pid(),
+            config_path.display()
+        );
+        Ok(Target {
+            kind,
+            addrs: vec![listen],
+            process: Some(process),
+            config_path: Some(config_path),
+        })
+    }
+
+    /// Whether this weir accepts `bench/peers/weir-limits.toml`; notes what was left out.
+    fn weir_accepts_limits(&mut self, listen: SocketAddr) -> Result<bool> {
+        let probe_dir = self.run_dir.join("check-config");
+        std::fs::create_dir_all(&probe_dir)?;
+        let check = |with_limits: bool| -> Result<(bool, String)> {
+            let (text, _) = peers::config(
+                Kind::WeirProtected,
+                listen,
+                &self.node_addrs,
+                &probe_dir,
+                with_limits,
+            )?
+            .context("weir has a configuration")?;
+            let path = probe_dir.join(format!("weir-protected-limits-{with_limits}.toml"));
+            std::fs::write(&path, text)?;
+            let out = Command::new(&self.binaries.weir)
+                .arg("check-config")
+                .arg(&path)
+                .output()
+                .context("run weir check-config")?;
+            let message = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            Ok((out.status.success(), message.trim().to_string()))
+        };
+        let (ok, message) = check(true)?;
+        if ok {
+            self.notes.push(
+                "weir-protected ran with tenant and class limits that are never hit \
+                 (bench/peers/weir-limits.toml)."
+                    .into(),
+            );
+            return Ok(true);
+        }
+        let (bare_ok, bare_message) = check(false)?;
+        if !bare_ok {
+            bail!("weir rejects bench/peers/weir-protected.toml: {bare_message}");
+        }
+        let first = message.lines().next().unwrap_or("").to_string();
+        self.notes.push(format!(
+            "weir-protected ran WITHOUT tenant/class limits: this weir rejects \
+             bench/peers/weir-limits.toml (`weir check-config`: {first}). Its protection here \
+             is probes every 1 s with passive failure detection, retries and resume, \
+             connection caps, the metrics listener and the access log (WEIR_ACCESS_LOG)."
+        ));
+        Ok(false)
+    }
+
+    fn sim_pids(&self) -> Vec<u32> {
+        self.sims.iter().flat_map(Managed::tree).collect()
+    }
+
+    fn load_config(&self, target: usize, cell: &Cell, duration: Duration) -> LoadConfig {
+        let mut config =
+            LoadConfig::new(self.targets[target].addrs.clone(), vec![cell.keys.clone()]);
+        config.connections = cell.connections;
+        config.duration = duration;
+        config.op = cell.op;
+        config.verify = cell.verify;
+        config.check_put_etag = cell.op != Op::Get;
+        // A 64 MiB body shared by 64 streams on 2 cores can take seconds; 10 s plus
+        // size / 20 MB/s (13 s for 64 MiB) keeps slow-but-alive requests from counting
+        // as errors while a stalled one still fails.
+        config.timeout_base = Duration::from_secs(10);
+        config
+    }
+
+    fn alive(&mut self, target: usize) -> Result<()> {
+        if let Some(process) = self.targets[target].process.as_mut() {
+            if let Some(status) = process.exited() {
+                bail!("{} has exited ({status})", process.name());
+            }
+        }
+        Ok(())
+    }
+
+    fn measure(
+        &mut self,
+        cell: &Cell,
+        target: usize,
+        round: usize,
+        position: usize,
+    ) -> Result<Measurement> {
+        self.alive(target)?;
+        let config = self.load_config(target, cell, self.duration);
+        let has_process = self.targets[target].process.is_some();
+        let pids = self.targets[target].pids();
+        let sim_pids = self.sim_pids();
+        procs::reset_peak_rss(&pids);
+        let load_average = procs::load_average();
+        let proxy_before = CpuSnapshot::take(&pids);
+        let sims_before = CpuSnapshot::take(&sim_pids);
+        let client_before = procs::self_cpu_seconds();
+        let summary = load::run(&config, |_| {})?;
+        let client_cpu_s = procs::self_cpu_seconds() - client_before;
+        let proxy_cpu_s = CpuSnapshot::take(&pids).seconds_since(&proxy_before);
+        let sims_cpu_s = CpuSnapshot::take(&sim_pids).seconds_since(&sims_before);
+        let peak = procs::peak_rss_bytes(&pids);
+        self.alive(target)?;
+        Ok(Measurement {
+            scenario: cell.scenario,
+            cell: cell.label.clone(),
+            kind: self.targets[target].kind,
+            round,
+            position,
+            summary,
+            proxy_cpu_s: has_process.then_some(proxy_cpu_s),
+            proxy_peak_rss_bytes: has_process.then_some(peak),
+            sims_cpu_s,
+            client_cpu_s,
+            load_average,
+        })
+    }
+
+    /// A short verifying load: GETs of both sizes with every byte checked, then PUTs
+    /// with every ETag checked.
+    fn correctness(&mut self, target: usize) -> Result<(ErrorCounts, u64)> {
+        let duration = if self.cli.smoke {
+            Duration::from_secs(1)
+        } else {
+            Duration::from_secs(2)
+        };
+        let mut get = LoadConfig::new(
+            self.targets[target].addrs.clone(),
+            vec![Synthetic::parse(LARGE_KEYS)?, Synthetic::parse(SMALL_KEYS)?],
+        );
+        get.connections = 4;
+        get.duration = duration;
+        get.verify = true;
+        let get_summary = load::run(&get, |_| {})?;
+        let mut put = LoadConfig::new(
+            self.targets[target].addrs.clone(),
+            vec![Synthetic::parse(PUT_KEYS)?],
+        );
+        put.connections = 2;
+        put.duration = duration;
+        put.op = Op::Put;
+        put.check_put_etag = true;
+        let put_summary = load::run(&put, |_| {})?;
+        let mut errors = get_summary.errors.clone();
+        for (sum, add) in [
+            (&mut errors.connect, put_summary.errors.connect),
+            (&mut errors.timeout, put_summary.errors.timeout),
+            (&mut errors.io, put_summary.errors.io),
+            (&mut errors.status, put_summary.errors.status),
+            (&mut errors.mismatch, put_summary.errors.mismatch),
+        ] {
+            *sum += add;
+        }
+        let requests = get_summary.requests + put_summary.requests;
+        println!(
+            "correctness {:<14} {requests} requests (GET {:.2} GB/s, PUT {:.2} GB/s), errors {}",
+            self.targets[target].kind.name(),
+            get_summary.gbps(),
+            put_summary.gbps(),
+            errors.total()
+        );
+        Ok((errors, requests))
+    }
+
+    /// One failover run: 16 verifying 64 MiB GET streams, node 2 SIGKILLed midway; the node
+    /// is restarted afterwards and every target gets time to see it up again.
+    fn failover(&mut self, target: usize) -> Result<FailoverRun> {
+        self.alive(target)?;
+        let kind = self.targets[target].kind;
+        let duration = parse_duration(&self.cli.failover_duration)?;
+        let kill_at = parse_duration(&self.cli.failover_kill_at)?;
+        if kill_at >= duration {
+            bail!("--failover-kill-at must be before the end of --failover-duration");
+        }
+        let cell = Cell {
+            scenario: Scenario::Failover,
+            label: format!("{PUT_STREAMS} streams"),
+            connections: PUT_STREAMS,
+            keys: Synthetic::parse(LARGE_KEYS)?,
+            op: Op::Get,
+            verify: true,
+        };
+        let mut config = self.load_config(target, &cell, duration);
+        config.tick_interval = Duration::from_secs_f64(FAILOVER_BIN_S);
+        let mut bins = Vec::new();
+        let mut killed_at = None;
+        let node = &mut self.sims[FAILOVER_NODE];
+        let summary = load::run(&config, |tick| {
+            bins.push((tick.elapsed.as_secs_f64(), tick.gbps()));
+            if killed_at.is_none() && tick.elapsed >= kill_at {
+                node.kill9();
+                killed_at = Some(tick.elapsed.as_secs_f64());
+            }
+        })?;
+        let weir_metrics = if kind == Kind::WeirProtected {
+            self.weir_failover_metrics(target)
+        } else {
+            Vec::new()
+        };
+        println!(
+            "failover {:<14} {:.2} GB/s over the run, errors {}",
+            kind.name(),
+            summary.gbps(),
+            weir_bench::runner::show_errors(&summary.errors)
+        );
+        // Bring the node back and let every target's health checks see it.
+        self.sims[FAILOVER_NODE].stop();
+        let restarted = self.start_sim(FAILOVER_NODE)?;
+        self.sims[FAILOVER_NODE] = restarted;
+        std::thread::sleep(parse_duration(&self.cli.failover_recover)?);
+        Ok(FailoverRun {
+            kind,
+            bins,
+            kill_at_s: killed_at.context("the run ended before the kill")?,
+            summary,
+            weir_metrics,
+        })
+    }
+
+    /// weir's retry, resume, upstream-error and node-state lines (non-zero only).
+    fn weir_failover_metrics(&self, target: usize) -> Vec<String> {
+        let Some(listen) = self.targets[target].addrs.first() else {
+            return Vec::new();
+        };
+        let metrics = SocketAddr::new(listen.ip(), listen.port() + 1);
+        match http::request(metrics, "GET", "/metrics", &[], b"", Duration::from_secs(5)) {
+            Ok(response) if response.status == 200 => response
+                .text()
+                .lines()
+                .filter(|l| {
+                    [
+                        "weir_upstream_retries_total",
+                        "weir_resumes_total",
+                        "weir_upstream_errors_total",
+                        "weir_node_state",
+                    ]
+                    .iter()
+                    .any(|name| l.starts_with(name))
+                })
+                .filter(|l| !l.ends_with(" 0"))
+                .map(str::to_string)
+                .collect(),
+            Ok(response) => vec![format!("/metrics answered {}", response.status)],
+            Err(err) => vec![format!("could not scrape /metrics: {err:#}")],
+        }
+    }
+}
+
+fn write_pages(
+    bench: &Bench,
+    meta: &RunMeta,
+    scenarios: &[Scenario],
+    cells: &[Cell],
+    measurements: &[Measurement],
+    failover_runs: &[FailoverRun],
+) -> Result<()> {
+    let out = &bench.cli.out;
+    std::fs::create_dir_all(out)?;
+    let mut pages = Vec::new();
+    for &scenario in scenarios {
+        let labels: Vec<String> = cells
+            .iter()
+            .filter(|c| c.scenario == scenario)
+            .map(|c| c.label.clone())
+            .collect();
+        let mine: Vec<Measurement> = measurements
+            .iter()
+            .filter(|m| m.scenario == scenario)
+            .cloned()
+            .collect();
+        let (md, svg) = match scenario {
+            Scenario::LargeGet | Scenario::LargePut => {
+                report::throughput_page(meta, scenario, &labels, &mine)
+            }
+            Scenario::SmallGet => match labels.first() {
+                Some(label) => report::small_get_page(meta, label, &mine),
+                None => continue,
+            },
+            Scenario::Failover => report::failover_page(meta, failover_runs),
+        };
+        std::fs::write(out.join(format!("{}.md", scenario.name())), md)?;
+        std::fs::write(out.join(format!("{}.svg", scenario.name())), svg)?;
+        pages.push((scenario, scenario.name().to_string()));
+    }
+    let left_out: Vec<String> = LEFT_OUT.iter().map(|s| s.to_string()).collect();
+    std::fs::write(
+        out.join("README.md"),
+        report::index_page(meta, &pages, &left_out),
+    )?;
+    Ok(())
+}
+
+/// Parts of issue 6 this runner does not measure yet (listed on the index page).
+const LEFT_OUT: &[&str] = &[
+    "Noisy neighbour (flood tenant beside a streaming tenant, weir with limits vs peers): \
+     needs weir's tenant limits (in progress) and a second, SigV4-signing tenant in weir-load.",
+    "A real cluster (SeaweedFS with 3 S3 gateways behind each proxy).",
+    "10k concurrent idle client connections on 2 cores with ≤ 64 KiB user memory each.",
+    "Profiles (perf, callgrind instruction counts) of the cells where weir falls short.",
+    "Mixed object sizes and ranged GETs (weir-load supports both: --range, several --keys).",
+];
+
+/// The command line as typed, shell-quoted where needed.
+fn command_line() -> String {
+    std::env::args()
+        .map(|arg| {
+            if arg
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@".contains(c))
+            {
+                arg
+            } else {
+                format!("'{}'", arg.replace('\'', r"'\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn absolute(path: &Path) -> Result<PathBuf> {
+    Ok(if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir()?.join(path)
+    })
+}
+
+fn utc_now() -> String {
+    Command::new("date")
+        .args(["-u", "+%Y-%m-%d %H:%M"])
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "?".into())
+}
+
+/// "2 × Intel(R) Xeon(R) ..., Linux 6.1" from /proc.
+fn machine() -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map(|l| l.trim_start_matches([' ', '\t', ':']).to_string())
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    format!("{cpus} × {model}, Linux {}", kernel.trim())
+}
