@@ -9,8 +9,11 @@
 
 use std::net::IpAddr;
 
-use crate::config::{ClassId, Config, TenantId};
-use crate::route::{op_class, s3_target, OpClass};
+use crate::config::Config;
+use crate::route::{op_class, s3_target};
+
+pub use crate::config::{Class, ClassId, TenantId};
+pub use crate::route::OpClass;
 
 /// Longest access key id accepted (AWS documents 16..=128 characters).
 const ACCESS_KEY_LEN_MAX: usize = 128;

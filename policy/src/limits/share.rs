@@ -42,7 +42,7 @@ const PENDING_MAX: usize = 65_536;
 /// A share nobody asked anything of for this long has no demand left worth reporting
 /// (20 smoothing times: e^-20 of it).
 const IDLE_AFTER: Duration = Duration::from_millis(200);
-/// Total need below this fraction of the global rate counts as idle: even split.
+/// Total demand below this fraction of the global rate counts as idle: even split.
 const IDLE_FRACTION: f64 = 1e-4;
 
 /// What one core tells the coordinator about one limit.
@@ -50,8 +50,9 @@ const IDLE_FRACTION: f64 = 1e-4;
 pub struct Usage {
     /// Tokens per second this core was recently asked for, granted or refused (smoothed).
     pub demand: f64,
-    /// Tokens the core's bucket holds now; negative = promised ahead to waiting requests
-    /// (the core must keep its share until those are paid).
+    /// Tokens the core's bucket will hold once everything kept for later is charged
+    /// (its balance); negative = owed. For reports and the coordinator's logs: what the
+    /// core must keep is `promised_per_sec`.
     pub unused: f64,
     /// The core's current share.
     pub rate_per_sec: f64,
