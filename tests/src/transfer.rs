@@ -219,6 +219,109 @@ fn hash_with_trailer(mut reader: impl Read) -> (String, u64, String) {
     )
 }
 
+/// `tests/py/load.py` (concurrent boto3 GETs/PUTs, every body checked) running in the
+/// background until [`PyLoad::stop`].
+pub struct PyLoad {
+    stop_file: std::path::PathBuf,
+    handle: Option<JoinHandle<serde_json::Value>>,
+}
+
+impl PyLoad {
+    /// Starts load.py with `args` (after `--stop-file`, which this sets); scratch files go
+    /// to `scratch`.
+    pub fn start(args: &[String], scratch: &Path) -> PyLoad {
+        let stop_file = scratch.join(format!(
+            "load-stop-{}",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0)
+        ));
+        let mut all = vec![
+            "--stop-file".to_string(),
+            stop_file.to_string_lossy().into_owned(),
+        ];
+        all.extend_from_slice(args);
+        let scratch = scratch.to_path_buf();
+        let handle = std::thread::spawn(move || {
+            crate::clients::run_py("load.py", &all, &scratch, Duration::from_secs(900))
+        });
+        PyLoad {
+            stop_file,
+            handle: Some(handle),
+        }
+    }
+
+    /// Tells the load to stop and returns its report (panics if the script failed).
+    pub fn stop(mut self) -> serde_json::Value {
+        std::fs::write(&self.stop_file, b"stop").expect("write stop file");
+        let handle = self.handle.take().expect("stopped once");
+        match handle.join() {
+            Ok(report) => report,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    }
+}
+
+impl Drop for PyLoad {
+    fn drop(&mut self) {
+        let _ = std::fs::write(&self.stop_file, b"stop");
+        if let Some(handle) = self.handle.take() {
+            let _ = handle.join();
+        }
+    }
+}
+
+/// `weir_bench::load` (the verifying load generator: every body byte checked against the
+/// synthetic pattern) running in a background thread for its configured duration.
+pub struct BenchLoad {
+    started: Instant,
+    handle: Option<JoinHandle<anyhow::Result<weir_bench::load::Summary>>>,
+    ticks: std::sync::Arc<std::sync::Mutex<Vec<weir_bench::load::Tick>>>,
+}
+
+impl BenchLoad {
+    /// Starts the load described by `config`.
+    pub fn start(config: weir_bench::load::LoadConfig) -> BenchLoad {
+        let ticks = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = ticks.clone();
+        let handle = std::thread::spawn(move || {
+            weir_bench::load::run(&config, |tick| {
+                sink.lock().expect("ticks lock").push(*tick);
+            })
+        });
+        BenchLoad {
+            started: Instant::now(),
+            handle: Some(handle),
+            ticks,
+        }
+    }
+
+    /// When the load started.
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+
+    /// Waits for the run to end; its summary and its ticks (cumulative totals about once a second).
+    pub fn finish(mut self) -> (weir_bench::load::Summary, Vec<weir_bench::load::Tick>) {
+        let handle = self.handle.take().expect("finished once");
+        let summary = match handle.join() {
+            Ok(result) => result.unwrap_or_else(|e| panic!("weir_bench load: {e:#}")),
+            Err(panic) => std::panic::resume_unwind(panic),
+        };
+        let ticks = std::mem::take(&mut *self.ticks.lock().expect("ticks lock"));
+        (summary, ticks)
+    }
+}
+
+impl Drop for BenchLoad {
+    fn drop(&mut self) {
+        if let Some(handle) = self.handle.take() {
+            let _ = handle.join();
+        }
+    }
+}
+
 /// SHA-256 (hex) of the simulator's synthetic object `full_key` (`bucket/key`) of `size`
 /// bytes: the bytes every `weir-sim` node serves for it.
 pub fn synthetic_sha256(full_key: &str, size: u64) -> String {

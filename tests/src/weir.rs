@@ -452,6 +452,23 @@ pub fn cpu_seconds(pid: u32) -> f64 {
     (utime + stime) / ticks
 }
 
+/// Whether access-log line `line` tried `node` (its `nodes` lists every node tried).
+pub fn log_tried(line: &serde_json::Value, node: &str) -> bool {
+    line["nodes"]
+        .as_array()
+        .is_some_and(|nodes| nodes.iter().any(|n| n.as_str() == Some(node)))
+}
+
+/// The node that answered access-log line `line` (the last one tried).
+pub fn log_served_by(line: &serde_json::Value) -> Option<&str> {
+    line["nodes"].as_array()?.last()?.as_str()
+}
+
+/// The wall-clock start (`ts`, seconds since the epoch) of access-log line `line`.
+pub fn log_ts(line: &serde_json::Value) -> f64 {
+    line["ts"].as_f64().unwrap_or(0.0)
+}
+
 fn json_array(text: &str, what: &str) -> Vec<serde_json::Value> {
     match serde_json::from_str(text) {
         Ok(serde_json::Value::Array(items)) => items,

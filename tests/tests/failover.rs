@@ -11,12 +11,17 @@
 //! (CORRECTIONS 1), and the bench simulator (`weir_bench`) for injected faults.
 //! The scenarios run one at a time (a lock): they share 2 cores with everything else.
 
+use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+use weir_bench::load::LoadConfig;
+use weir_bench::{Faults, SimNode, SimOptions, Synthetic};
+use weir_tests::clients::assert_checks;
 use weir_tests::data::{self, Scratch};
-use weir_tests::nodes::Seaweed;
-use weir_tests::transfer::{wait_for, Transfer};
-use weir_tests::weir::{Weir, WeirConfig};
+use weir_tests::nodes::{self, Seaweed};
+use weir_tests::raw::{exchange, ReadUntil};
+use weir_tests::transfer::{synthetic_sha256, unix_now, wait_for, BenchLoad, PyLoad, Transfer};
+use weir_tests::weir::{log_served_by, log_tried, log_ts, PoolConfig, Weir, WeirConfig};
 
 const MIB: u64 = 1 << 20;
 const GIB: u64 = 1 << 30;
@@ -34,6 +39,7 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 const PROBE_INTERVAL: Duration = Duration::from_millis(300);
 const FALL: u32 = 3;
 const RISE: u32 = 2;
+const SLOW_START: Duration = Duration::from_secs(2);
 
 fn health_lines(preset: &str) -> Vec<String> {
     vec![
@@ -51,19 +57,26 @@ fn down_bound() -> Duration {
     PROBE_INTERVAL * FALL + Duration::from_secs(3)
 }
 
-#[allow(dead_code)] // used by the SIGSTOP scenario
 fn up_bound() -> Duration {
     PROBE_INTERVAL * RISE + Duration::from_secs(3)
 }
 
-/// weir over SeaweedFS gateways: the seaweedfs probe preset, short upstream timeouts.
+/// A pool with the failover tests' health settings and `slow_start`.
+fn pool(name: &str, nodes: &[SocketAddr], preset: &str) -> PoolConfig {
+    let mut pool =
+        PoolConfig::new(name, nodes).key(&format!("slow_start = \"{}ms\"", SLOW_START.as_millis()));
+    pool.health = health_lines(preset);
+    pool
+}
+
+/// weir over SeaweedFS gateways: the seaweedfs probe preset; 2 s upstream timeouts, so a
+/// frozen gateway costs a request at most 2 s before it moves on.
 fn seaweed_config(sw: &Seaweed) -> WeirConfig {
-    let mut cfg = WeirConfig::new(&sw.gateway_addrs())
+    WeirConfig::new(&[])
         .upstream("connect_timeout = \"1s\"")
-        .upstream("first_byte_timeout = \"10s\"")
-        .upstream("io_timeout = \"5s\"");
-    cfg.main_health = health_lines("seaweedfs");
-    cfg
+        .upstream("first_byte_timeout = \"2s\"")
+        .upstream("io_timeout = \"2s\"")
+        .pool(pool("main", &sw.gateway_addrs(), "seaweedfs"))
 }
 
 fn resumes(weir: &Weir, outcome: &str) -> f64 {
@@ -169,4 +182,558 @@ fn sigkill_serving_gateway_mid_1gib_get() {
     assert_eq!(line["status"], 200, "{line}");
     assert_eq!(line["bytes_down"].as_u64(), Some(GIB), "{line}");
     assert!(line["resumes"].as_u64() >= Some(1), "{line}");
+}
+
+/// Freeze a SeaweedFS gateway with SIGSTOP (no RST: a blackhole) while 4 boto3 threads GET
+/// 2 MiB objects through weir: no client error, the gateway is marked down within
+/// fall × interval + slack, weir stops sending it requests; after SIGCONT it is up again
+/// within rise × interval + slack and serves requests again (after slow start).
+#[test]
+fn sigstop_gateway_under_load_then_sigcont() {
+    let _serial = serial();
+    let scratch = Scratch::new("failover-sigstop");
+    let mut sw = Seaweed::start(scratch.path(), 3);
+    sw.create_bucket("load");
+    let objects = data::seed_objects(&scratch.sub("objects"), &[2 * MIB; 6]);
+    let manifest = nodes::seed(&[sw.endpoint(0)], "load", &objects, scratch.path());
+    let mut weir = Weir::start_logged(&seaweed_config(&sw), scratch.path());
+    let load = PyLoad::start(
+        &[
+            "--endpoint".into(),
+            weir.endpoint(),
+            "--bucket".into(),
+            "load".into(),
+            "--manifest".into(),
+            manifest.to_string_lossy().into_owned(),
+            "--threads".into(),
+            "4".into(),
+        ],
+        scratch.path(),
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    let victim = 1;
+    let victim_addr = sw.gateway_addrs()[victim];
+    let victim_name = victim_addr.to_string();
+    let stopped_wall = unix_now();
+    let stopped_at = Instant::now();
+    sw.signal_gateway(victim, libc::SIGSTOP);
+    let (down_after, _) = wait_for(
+        "the frozen gateway to be marked down",
+        down_bound() + Duration::from_secs(10),
+        Duration::from_millis(50),
+        || (weir.node_state(victim_addr)? == "down").then(|| stopped_at.elapsed()),
+    );
+    // Stay frozen a while under load: no request may go to it now.
+    std::thread::sleep(Duration::from_secs(4));
+    let cont_wall = unix_now();
+    let cont_at = Instant::now();
+    sw.signal_gateway(victim, libc::SIGCONT);
+    let (up_after, _) = wait_for(
+        "the thawed gateway to be up again",
+        up_bound() + Duration::from_secs(10),
+        Duration::from_millis(50),
+        || (weir.node_state(victim_addr)? == "up").then(|| cont_at.elapsed()),
+    );
+    let up_wall = unix_now();
+    std::thread::sleep(SLOW_START + Duration::from_secs(2));
+    let report = load.stop();
+    weir.assert_running();
+    let log = weir.access_log();
+    let started_in = |from: f64, to: f64| {
+        log.iter()
+            .filter(move |l| (from..to).contains(&log_ts(l)))
+            .collect::<Vec<_>>()
+    };
+    let served_before = started_in(0.0, stopped_wall)
+        .iter()
+        .filter(|l| log_served_by(l) == Some(victim_name.as_str()))
+        .count();
+    let while_frozen = started_in(stopped_wall, cont_wall);
+    let last_try = while_frozen
+        .iter()
+        .filter(|l| log_tried(l, &victim_name))
+        .map(|l| log_ts(l))
+        .fold(stopped_wall, f64::max);
+    let tries_after_down = while_frozen
+        .iter()
+        .filter(|l| {
+            log_tried(l, &victim_name) && log_ts(l) > stopped_wall + down_after.as_secs_f64() + 0.5
+        })
+        .count();
+    let served_after = started_in(up_wall, f64::MAX)
+        .iter()
+        .filter(|l| log_served_by(l) == Some(victim_name.as_str()))
+        .count();
+    let errors = report["info"]["get_errors"].as_u64().unwrap_or(u64::MAX)
+        + report["info"]["get_bad_bodies"]
+            .as_u64()
+            .unwrap_or(u64::MAX);
+    println!(
+        "FAILOVER sigstop: gateway {victim_name} frozen; last request sent to it {:.3}s after the \
+         freeze; marked down after {:.3}s; up {:.3}s after SIGCONT; requests served by it \
+         before/after: {served_before}/{served_after}; {} GETs, client errors {errors}",
+        last_try - stopped_wall,
+        down_after.as_secs_f64(),
+        up_after.as_secs_f64(),
+        report["info"]["get_requests"],
+    );
+    assert_checks(
+        "load through a frozen gateway",
+        &report,
+        &["get_errors", "get_bad_bodies"],
+    );
+    assert!(
+        down_after <= down_bound(),
+        "marked down after {down_after:?} (bound {:?})",
+        down_bound()
+    );
+    assert!(
+        up_after <= up_bound(),
+        "up again after {up_after:?} (bound {:?})",
+        up_bound()
+    );
+    assert!(
+        served_before > 0,
+        "the gateway served nothing before the freeze"
+    );
+    assert_eq!(
+        tries_after_down, 0,
+        "requests sent to the gateway after it was marked down"
+    );
+    assert!(
+        served_after > 0,
+        "the gateway took no traffic after it came back"
+    );
+    let bad: Vec<_> = log.iter().filter(|l| l["status"] != 200).collect();
+    assert!(bad.is_empty(), "access log has non-200 answers: {bad:?}");
+}
+
+// === the bench simulator: injected faults ===
+
+/// Simulator nodes on ephemeral loopback ports serving `specs` (`bench/obj-:64MiB:2`).
+fn sims(n: usize, specs: &[&str]) -> Vec<SimNode> {
+    let specs: Vec<Synthetic> = specs
+        .iter()
+        .map(|s| Synthetic::parse(s).expect("synthetic spec"))
+        .collect();
+    weir_bench::spawn_nodes(n, &specs).expect("start simulator nodes")
+}
+
+fn sim_addrs(nodes: &[SimNode]) -> Vec<SocketAddr> {
+    nodes.iter().map(SimNode::addr).collect()
+}
+
+/// A pool of simulator nodes. Probes ask the simulator's control API (`GET /_sim/stats`),
+/// which the node does not count as a request and answers even while throttling, so the
+/// node's counters hold exactly what weir forwarded; a stopped node fails them.
+fn sim_pool(name: &str, nodes: &[SocketAddr]) -> PoolConfig {
+    pool(name, nodes, "generic")
+        .health("method = \"GET\"")
+        .health("path = \"/_sim/stats\"")
+        .health("expect_status = 200")
+}
+
+/// weir over simulator nodes; `io_timeout` 1 s so a stalled body is given up quickly.
+fn sim_config(nodes: &[SocketAddr]) -> WeirConfig {
+    WeirConfig::new(&[])
+        .upstream("connect_timeout = \"1s\"")
+        .upstream("first_byte_timeout = \"5s\"")
+        .upstream("io_timeout = \"1s\"")
+        .pool(sim_pool("main", nodes))
+}
+
+/// GETs `/<full_key>` through weir with curl (one stream, no retries) and checks the body
+/// against the synthetic object's SHA-256.
+fn get_synthetic(weir: &Weir, full_key: &str, size: u64, sha: &str) -> f64 {
+    let out = Transfer::get(&format!("{}/{full_key}", weir.endpoint()), None)
+        .wait(Duration::from_secs(120));
+    assert!(
+        out.ok,
+        "GET {full_key}: {out:?}\nweir log:\n{}",
+        weir.log_tail()
+    );
+    assert_eq!(
+        (out.sha256.as_str(), out.bytes),
+        (sha, size),
+        "GET {full_key}: the body"
+    );
+    out.secs
+}
+
+/// Repeats single-stream GETs of a 64 MiB object until the faulty node has cut at least
+/// one body (and at least `min_gets` GETs ran): every body must be whole, and every cut body
+/// must have been resumed. Returns (GETs, cuts, longest GET in seconds).
+fn gets_until_cut(weir: &Weir, faulty: &SimNode, min_gets: u32) -> (u32, u64, f64) {
+    let key = "bench/obj-0";
+    let sha = synthetic_sha256(key, 64 * MIB);
+    let mut gets = 0;
+    let mut longest: f64 = 0.0;
+    while gets < 20 && (gets < min_gets || faulty.stats().bodies_cut == 0) {
+        longest = longest.max(get_synthetic(weir, key, 64 * MIB, &sha));
+        gets += 1;
+    }
+    (gets, faulty.stats().bodies_cut, longest)
+}
+
+/// A node that resets its connection (RST) 8 MiB into every GET body: each cut GET is
+/// resumed on another node and the client gets all 64 MiB right, in one response.
+#[test]
+fn sim_reset_mid_body_is_resumed() {
+    let _serial = serial();
+    let scratch = Scratch::new("failover-reset");
+    let nodes = sims(3, &["bench/obj-:64MiB:1"]);
+    let weir = Weir::start(&sim_config(&sim_addrs(&nodes)), scratch.path());
+    nodes[0].set_faults(Faults {
+        reset_after_bytes: Some(8 * MIB),
+        ..Faults::default()
+    });
+    let (gets, cuts, _) = gets_until_cut(&weir, &nodes[0], 4);
+    let (resumed, failed) = (resumes(&weir, "resumed"), resumes(&weir, "failed"));
+    println!(
+        "FAILOVER sim-reset: {gets} GETs of 64 MiB, {cuts} bodies reset at 8 MiB, {resumed} \
+         resumed; client errors 0"
+    );
+    assert!(cuts >= 1, "the faulty node cut no body in {gets} GETs");
+    assert_eq!(
+        (resumed, failed),
+        (cuts as f64, 0.0),
+        "weir_resumes_total (resumed, failed) vs bodies the node cut"
+    );
+}
+
+/// A node that stops sending 8 MiB into every GET body but keeps the socket open: weir
+/// gives up after `io_timeout` (1 s) and resumes on another node; the client gets every
+/// byte, a little late.
+#[test]
+fn sim_stall_mid_body_times_out_and_resumes() {
+    let _serial = serial();
+    let scratch = Scratch::new("failover-stall");
+    let nodes = sims(3, &["bench/obj-:64MiB:1"]);
+    let weir = Weir::start(&sim_config(&sim_addrs(&nodes)), scratch.path());
+    nodes[0].set_faults(Faults {
+        stall_after_bytes: Some(8 * MIB),
+        ..Faults::default()
+    });
+    let (gets, cuts, longest) = gets_until_cut(&weir, &nodes[0], 2);
+    let (resumed, failed) = (resumes(&weir, "resumed"), resumes(&weir, "failed"));
+    println!(
+        "FAILOVER sim-stall: {gets} GETs of 64 MiB, {cuts} bodies stalled at 8 MiB, {resumed} \
+         resumed; longest GET {longest:.2}s (io_timeout 1s); client errors 0"
+    );
+    assert!(cuts >= 1, "the faulty node stalled no body in {gets} GETs");
+    assert_eq!(
+        (resumed, failed),
+        (cuts as f64, 0.0),
+        "weir_resumes_total (resumed, failed) vs bodies the node stalled"
+    );
+    assert!(
+        longest >= 0.9,
+        "no GET waited for the idle timeout (longest {longest:.2}s): was the stall seen?"
+    );
+}
+
+/// Throttling is backpressure: 2 of 3 nodes answer every request with `503 SlowDown`
+/// while 4 verifying connections GET through weir. No client error (the third node takes
+/// everything), weir counts the throttle answers, the throttling nodes stay up (throttling
+/// is not a failure), and their concurrency limits shrink.
+#[test]
+fn sim_slowdown_storm_on_two_of_three_is_backpressure() {
+    let _serial = serial();
+    let scratch = Scratch::new("failover-slowdown");
+    let nodes = sims(3, &["bench/small-:64KiB:16"]);
+    let addrs = sim_addrs(&nodes);
+    let cfg = sim_config(&addrs)
+        .upstream("attempts_max = 3")
+        .upstream("retry_ratio = 1.0")
+        .upstream("retry_floor_per_sec = 10000")
+        .upstream("throttle_backoff_base = \"10ms\"")
+        .upstream("throttle_backoff_max = \"200ms\"")
+        .upstream("node_concurrency_max = 64")
+        .upstream("node_concurrency_min = 1");
+    let weir = Weir::start(&cfg, scratch.path());
+    let limit_of = |node: SocketAddr| {
+        weir.metric_sum("weir_node_concurrency_limit", |l| {
+            l.contains(&format!("node=\"{node}\""))
+        })
+    };
+    let limits_before: Vec<f64> = addrs.iter().map(|a| limit_of(*a)).collect();
+    for node in &nodes[..2] {
+        node.set_faults(Faults {
+            slowdown_ratio: 1.0,
+            ..Faults::default()
+        });
+    }
+    let load = BenchLoad::start(LoadConfig {
+        connections: 4,
+        duration: Duration::from_secs(5),
+        ..LoadConfig::new(
+            vec![weir.addr()],
+            vec![Synthetic::parse("bench/small-:64KiB:16").expect("spec")],
+        )
+    });
+    let (summary, _) = load.finish();
+    let throttled = weir.metric_sum("weir_upstream_throttled_total", |_| true);
+    let limits_after: Vec<f64> = addrs.iter().map(|a| limit_of(*a)).collect();
+    let states: Vec<Option<String>> = addrs.iter().map(|a| weir.node_state(*a)).collect();
+    let stats: Vec<_> = nodes.iter().map(SimNode::stats).collect();
+    println!(
+        "FAILOVER sim-slowdown-2-of-3: {} requests, client errors {} ({:?}); throttled {throttled}; \
+         limits {limits_before:?} -> {limits_after:?}; states {states:?}; node requests/5xx {:?}",
+        summary.requests,
+        summary.errors.total(),
+        summary.errors,
+        stats
+            .iter()
+            .map(|s| (s.requests, s.responses_5xx))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(
+        summary.errors.total(),
+        0,
+        "client errors: {:?}",
+        summary.errors
+    );
+    assert!(summary.requests > 20, "only {} requests", summary.requests);
+    assert!(
+        throttled > 0.0,
+        "weir_upstream_throttled_total is {throttled}"
+    );
+    // (Probes go to the control API: `requests` counts only what weir forwarded.)
+    assert_eq!(
+        throttled,
+        (stats[0].requests + stats[1].requests) as f64,
+        "throttle answers counted vs requests the throttling nodes got (all SlowDown)"
+    );
+    for i in 0..2 {
+        assert_eq!(
+            states[i].as_deref(),
+            Some("up"),
+            "throttling node {i} state"
+        );
+        assert!(
+            limits_after[i] < limits_before[i],
+            "throttling node {i}: limit {} -> {}",
+            limits_before[i],
+            limits_after[i]
+        );
+    }
+    assert_eq!(states[2].as_deref(), Some("up"), "healthy node state");
+    assert_eq!(
+        stats[2].requests, summary.requests,
+        "the healthy node answered every request"
+    );
+}
+
+/// When every node throttles, the client gets S3 `SlowDown` (503) with `Retry-After`.
+#[test]
+fn sim_slowdown_everywhere_answers_slowdown_with_retry_after() {
+    let _serial = serial();
+    let scratch = Scratch::new("failover-slowdown-all");
+    let nodes = sims(3, &["bench/small-:64KiB:1"]);
+    let weir = Weir::start(&sim_config(&sim_addrs(&nodes)), scratch.path());
+    for node in &nodes {
+        node.set_faults(Faults {
+            slowdown_ratio: 1.0,
+            ..Faults::default()
+        });
+    }
+    let request = format!(
+        "GET /bench/small-0 HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+        weir.addr()
+    );
+    let reply = exchange(
+        weir.addr(),
+        &[request.as_bytes()],
+        Duration::ZERO,
+        Duration::from_secs(20),
+        ReadUntil::Close,
+    );
+    let text = reply.text();
+    println!(
+        "FAILOVER sim-slowdown-all: {}",
+        reply.head().replace("\r\n", " | ")
+    );
+    assert_eq!(reply.status(), Some(503), "{text}");
+    let retry_after = reply.header("retry-after");
+    assert!(
+        retry_after
+            .as_deref()
+            .is_some_and(|v| v.trim().parse::<u64>().is_ok_and(|s| s >= 1)),
+        "Retry-After: {retry_after:?}\n{text}"
+    );
+    assert!(text.contains("<Code>SlowDown</Code>"), "{text}");
+    let sent: u64 = nodes.iter().map(|n| n.stats().responses_5xx).sum();
+    assert!(
+        (1..=3).contains(&sent),
+        "the nodes answered {sent} SlowDowns to one request (attempts_max is 3)"
+    );
+}
+
+// === priority groups ===
+
+/// Two pools on one route: `site-a` (priority 0, `min_active = 2`) and `cloud` (priority
+/// 1), under 4 verifying GET connections. While site-a is whole, cloud gets nothing; kill
+/// both site-a nodes (their listeners close, bodies in flight are cut) and traffic moves to
+/// cloud; restart them on the same addresses and, once they are up again, traffic returns
+/// to site-a.
+#[test]
+fn priority_groups_fail_over_to_cloud_and_back() {
+    let _serial = serial();
+    let scratch = Scratch::new("failover-priority");
+    let spec = "bench/obj-:4MiB:8";
+    let specs = [Synthetic::parse(spec).expect("spec")];
+    let mut site_a = sims(2, &[spec]);
+    let cloud = sims(2, &[spec]);
+    let (a_addrs, c_addrs) = (sim_addrs(&site_a), sim_addrs(&cloud));
+    let cfg = WeirConfig::new(&[])
+        .upstream("connect_timeout = \"1s\"")
+        .upstream("first_byte_timeout = \"5s\"")
+        .upstream("io_timeout = \"2s\"")
+        .pool(
+            sim_pool("site-a", &a_addrs)
+                .key("priority = 0")
+                .key("min_active = 2"),
+        )
+        .pool(sim_pool("cloud", &c_addrs).key("priority = 1"))
+        .route(&["bucket = \"*\"", "pools = [\"site-a\", \"cloud\"]"]);
+    let weir = Weir::start_logged(&cfg, scratch.path());
+    let load = BenchLoad::start(LoadConfig {
+        connections: 4,
+        duration: Duration::from_secs(16),
+        ..LoadConfig::new(vec![weir.addr()], specs.to_vec())
+    });
+    std::thread::sleep(Duration::from_secs(3));
+
+    let killed_wall = unix_now();
+    let killed_at = Instant::now();
+    for node in site_a.iter_mut() {
+        node.shutdown();
+    }
+    drop(site_a);
+    let (down_after, _) = wait_for(
+        "both site-a nodes to be marked down",
+        down_bound() + Duration::from_secs(10),
+        Duration::from_millis(50),
+        || {
+            a_addrs
+                .iter()
+                .all(|a| weir.node_state(*a).as_deref() == Some("down"))
+                .then(|| killed_at.elapsed())
+        },
+    );
+    std::thread::sleep(Duration::from_secs(4));
+
+    let back_wall = unix_now();
+    let back_at = Instant::now();
+    let _site_a = weir_bench::spawn_nodes_at(&a_addrs, &specs, &SimOptions::default())
+        .expect("restart site-a on its addresses");
+    let (up_after, _) = wait_for(
+        "both site-a nodes to be up again",
+        up_bound() + Duration::from_secs(10),
+        Duration::from_millis(50),
+        || {
+            a_addrs
+                .iter()
+                .all(|a| weir.node_state(*a).as_deref() == Some("up"))
+                .then(|| back_at.elapsed())
+        },
+    );
+    let up_wall = back_wall + up_after.as_secs_f64();
+    let (summary, _) = load.finish();
+    let log = weir.access_log();
+
+    let a_names: Vec<String> = a_addrs.iter().map(|a| a.to_string()).collect();
+    let on_a =
+        |l: &serde_json::Value| log_served_by(l).is_some_and(|n| a_names.iter().any(|a| a == n));
+    let tried_a = |l: &serde_json::Value| a_names.iter().any(|a| log_tried(l, a));
+    let phase = |from: f64, to: f64| {
+        log.iter()
+            .filter(move |l| (from..to).contains(&log_ts(l)) && l["status"] == 200)
+            .collect::<Vec<_>>()
+    };
+    let ended = |l: &serde_json::Value| log_ts(l) + l["duration_seconds"].as_f64().unwrap_or(0.0);
+    // Requests that ended before the kill, and those in flight across it (resumed).
+    let before: Vec<_> = phase(0.0, killed_wall)
+        .into_iter()
+        .filter(|l| ended(l) < killed_wall)
+        .collect();
+    let across: Vec<_> = phase(0.0, killed_wall)
+        .into_iter()
+        .filter(|l| ended(l) >= killed_wall)
+        .collect();
+    let across_resumed = across
+        .iter()
+        .filter(|l| l["resumes"].as_u64() > Some(0))
+        .count();
+    let outage = phase(killed_wall, back_wall);
+    let after = phase(up_wall + 0.5, f64::MAX);
+    let last_try_a = outage
+        .iter()
+        .filter(|l| tried_a(l))
+        .map(|l| log_ts(l))
+        .fold(killed_wall, f64::max);
+    let first_back = log
+        .iter()
+        .filter(|l| log_ts(l) >= back_wall && on_a(l))
+        .map(log_ts)
+        .fold(f64::MAX, f64::min);
+    let count =
+        |lines: &[&serde_json::Value], a: bool| lines.iter().filter(|l| on_a(l) == a).count();
+    let non_200: Vec<_> = log.iter().filter(|l| l["status"] != 200).collect();
+    println!(
+        "FAILOVER priority-groups: site-a killed with {} GETs in flight ({} resumed on cloud); \
+         last request sent to site-a {:.3}s later, \
+         both marked down after {:.3}s; served by site-a/cloud before {}/{}, during the \
+         outage {}/{}, after recovery {}/{}; site-a up {:.3}s after restart, first request \
+         back on site-a {:.3}s after restart; {} requests, client errors {} ({:?})",
+        across.len(),
+        across_resumed,
+        last_try_a - killed_wall,
+        down_after.as_secs_f64(),
+        count(&before, true),
+        count(&before, false),
+        count(&outage, true),
+        count(&outage, false),
+        count(&after, true),
+        count(&after, false),
+        up_after.as_secs_f64(),
+        first_back - back_wall,
+        summary.requests,
+        summary.errors.total(),
+        summary.errors,
+    );
+    assert!(
+        count(&before, true) > 0,
+        "site-a served nothing while healthy"
+    );
+    assert_eq!(
+        count(&before, false),
+        0,
+        "cloud served requests while site-a was whole"
+    );
+    assert!(
+        count(&outage, false) > 0,
+        "cloud served nothing during the outage"
+    );
+    assert!(
+        last_try_a - killed_wall <= down_bound().as_secs_f64(),
+        "requests still sent to site-a {:.3}s after it died",
+        last_try_a - killed_wall
+    );
+    assert!(down_after <= down_bound(), "down after {down_after:?}");
+    assert!(up_after <= up_bound(), "up after {up_after:?}");
+    assert!(count(&after, true) > 0, "traffic did not return to site-a");
+    assert_eq!(
+        count(&after, false),
+        0,
+        "cloud still served after site-a recovered"
+    );
+    // Bodies in flight on site-a when it died are resumed on cloud: no client error.
+    assert_eq!(
+        summary.errors.total(),
+        0,
+        "client errors: {:?}",
+        summary.errors
+    );
+    assert!(non_200.is_empty(), "non-200 answers: {non_200:?}");
 }
