@@ -26,7 +26,7 @@ use peers::Kind;
 pub enum Scenario {
     /// 64 MiB GETs at several stream counts: GB/s and CPU-s/GB.
     LargeGet,
-    /// 4 KiB GETs on 64 connections: req/s and latency.
+    /// 4 KiB GETs on 64 connections (and on 1, for latency without queueing).
     SmallGet,
     /// 64 MiB PUTs on 16 streams: GB/s and CPU-s/GB.
     LargePut,
@@ -65,7 +65,7 @@ impl Scenario {
     pub fn title(self) -> &'static str {
         match self {
             Scenario::LargeGet => "Large GET: 64 MiB objects",
-            Scenario::SmallGet => "Small GET: 4 KiB objects, 64 connections",
+            Scenario::SmallGet => "Small GET: 4 KiB objects",
             Scenario::LargePut => "Large PUT: 64 MiB objects, 16 streams",
             Scenario::Failover => {
                 "Failover under load: 16 x 64 MiB GET streams, one of 3 nodes SIGKILLed"
