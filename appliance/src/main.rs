@@ -81,9 +81,6 @@ fn check(path: &std::path::Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// How long a drain waits for requests in flight before exiting anyway.
-const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
-
 fn run(path: &std::path::Path) -> anyhow::Result<()> {
     weir_io::sys::ignore_sigpipe();
     signals::block();
@@ -99,15 +96,27 @@ fn run(path: &std::path::Path) -> anyhow::Result<()> {
         registry.clone(),
         settings.clone(),
     ));
-    if let Some(addr) = settings.config.appliance.metrics {
-        let admin = metrics::Admin {
-            bus: bus.clone(),
-            settings: settings.clone(),
-            reloader: reloader.clone(),
+    let admin = metrics::Admin {
+        bus: bus.clone(),
+        settings: settings.clone(),
+        reloader: reloader.clone(),
+    };
+    let appliance = &settings.config.appliance;
+    if let Some(addr) = appliance.metrics {
+        let role = metrics::Role::Metrics {
+            reload: appliance.admin.is_none(),
         };
-        metrics::serve(addr, registry.clone(), admin)
+        metrics::serve(addr, role, registry.clone(), admin.clone())
             .with_context(|| format!("metrics listener {addr}"))?;
         tracing::info!(%addr, "metrics listening");
+    }
+    if let Some(addr) = appliance.admin {
+        let role = metrics::Role::Admin {
+            token: appliance.admin_token.clone(),
+        };
+        metrics::serve(addr, role, registry.clone(), admin)
+            .with_context(|| format!("admin listener {addr}"))?;
+        tracing::info!(%addr, "admin listening");
     }
     // Bind every core's listeners up front so a taken port fails the start, not a shard.
     let mut per_core = Vec::with_capacity(cores);
@@ -126,6 +135,7 @@ fn run(path: &std::path::Path) -> anyhow::Result<()> {
     }
     let listen_fds: Vec<i32> = per_core.iter().flatten().map(|l| l.as_raw_fd()).collect();
     let drain_registry = registry.clone();
+    let drain_timeout = settings.config.appliance.drain_timeout;
     signals::spawn_waiter(
         move || {
             tracing::info!("draining: no new connections; waiting for requests in flight");
@@ -138,11 +148,14 @@ fn run(path: &std::path::Path) -> anyhow::Result<()> {
             }
             let registry = drain_registry.clone();
             std::thread::spawn(move || {
+                let drain_timeout = drain_timeout;
                 let start = std::time::Instant::now();
-                while registry.requests_in_flight() > 0 && start.elapsed() < DRAIN_TIMEOUT {
+                while registry.requests_in_flight() > 0 && start.elapsed() < drain_timeout {
                     std::thread::sleep(std::time::Duration::from_millis(50));
                 }
                 tracing::info!(left = registry.requests_in_flight(), "drained; exiting");
+                // Let the access-log writer put down the last requests' lines.
+                std::thread::sleep(std::time::Duration::from_millis(200));
                 std::process::exit(0);
             });
         },
@@ -152,13 +165,18 @@ fn run(path: &std::path::Path) -> anyhow::Result<()> {
     )
     .context("signal thread")?;
     let core_ids = core_affinity::get_core_ids().unwrap_or_default();
-    // WEIR_ACCESS_LOG until the config grows its [access_log] section.
-    let access_log = match std::env::var("WEIR_ACCESS_LOG") {
-        Ok(target) if !target.is_empty() => Some(
-            flows::AccessLog::start(&target, 65536)
+    // `appliance.access_log`; the WEIR_ACCESS_LOG environment variable overrides it
+    // (one-off debugging without editing the appliance's config).
+    let target = std::env::var("WEIR_ACCESS_LOG")
+        .ok()
+        .filter(|t| !t.is_empty())
+        .or_else(|| appliance.access_log.clone());
+    let access_log = match target {
+        Some(target) => Some(
+            flows::AccessLog::start(&target, appliance.access_log_lines_max)
                 .with_context(|| format!("access log {target}"))?,
         ),
-        _ => None,
+        None => None,
     };
     let mut threads = Vec::with_capacity(cores);
     for ((id, listeners), inbox) in per_core.into_iter().enumerate().zip(inboxes) {

@@ -557,15 +557,36 @@ impl Admin {
     }
 }
 
-/// Serves `GET /metrics` (and `/healthz`, `/nodes`) on its own thread, so scrapes stay
-/// answered while every core is saturated by the data path.
+/// Which endpoints a listener serves.
+#[derive(Clone)]
+pub enum Role {
+    /// The metrics port: `/metrics`, `/healthz`, and the read-only `/nodes` and `/flows`;
+    /// `POST /reload` from loopback only when no admin listener is configured.
+    Metrics {
+        /// Whether this port also takes reloads (no admin port configured).
+        reload: bool,
+    },
+    /// The admin port: everything, behind the bearer token when one is configured.
+    Admin {
+        /// Required `Authorization: Bearer` token.
+        token: Option<String>,
+    },
+}
+
+/// Serves one role's endpoints on its own thread, so they stay answered while every core
+/// is saturated by the data path.
 pub fn serve(
     addr: SocketAddr,
+    role: Role,
     registry: Registry,
     admin: Admin,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     let listener = TcpListener::bind(addr)?;
-    std::thread::Builder::new().name("weir-metrics".into()).spawn(move || {
+    let name = match role {
+        Role::Metrics { .. } => "weir-metrics",
+        Role::Admin { .. } => "weir-admin",
+    };
+    std::thread::Builder::new().name(name.into()).spawn(move || {
         for stream in listener.incoming().flatten() {
             let loopback = stream.peer_addr().map(|a| a.ip().is_loopback()).unwrap_or(false);
             let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
@@ -575,32 +596,22 @@ pub fn serve(
             if reader.read_line(&mut line).is_err() {
                 continue;
             }
-            // Drain the head; the request line decides the answer.
+            // Read the head (bounded): only the request line and Authorization matter.
             let mut header = String::new();
-            while reader.read_line(&mut header).map(|n| n > 2).unwrap_or(false) {
+            let mut bearer: Option<String> = None;
+            let mut lines = 0;
+            while lines < 100 && reader.read_line(&mut header).map(|n| n > 2).unwrap_or(false) {
+                if let Some((name, value)) = header.split_once(':') {
+                    if name.trim().eq_ignore_ascii_case("authorization") {
+                        bearer = value.trim().strip_prefix("Bearer ").map(|t| t.trim().to_string());
+                    }
+                }
                 header.clear();
+                lines += 1;
             }
             let mut parts = line.split_whitespace();
             let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-            let (status, ctype, body) = match (method, path) {
-                ("GET", "/metrics") => {
-                    let mut body = registry.render();
-                    admin.render_nodes(&mut body);
-                    admin.render_stats(&mut body);
-                    ("200 OK", "text/plain; version=0.0.4", body)
-                }
-                ("GET", "/healthz") => ("200 OK", "text/plain", "ok\n".to_string()),
-                ("GET", "/nodes") => ("200 OK", "application/json", admin.nodes_json()),
-                ("GET", "/flows") => ("200 OK", "application/json", admin.flows_json()),
-                // Reload changes the data path: only from this machine until the admin
-                // port with its token exists.
-                ("POST", "/reload") if loopback => match admin.reloader.reload() {
-                    Ok(msg) => ("200 OK", "text/plain", format!("{msg}\n")),
-                    Err(why) => ("400 Bad Request", "text/plain", format!("reload rejected: {why}\n")),
-                },
-                ("POST", "/reload") => ("403 Forbidden", "text/plain", "reload only from loopback\n".to_string()),
-                _ => ("404 Not Found", "text/plain", "not found\n".to_string()),
-            };
+            let (status, ctype, body) = answer(&role, &registry, &admin, method, path, loopback, bearer.as_deref());
             let mut w = &stream;
             let _ = write!(
                 w,
@@ -609,4 +620,64 @@ pub fn serve(
             );
         }
     })
+}
+
+fn answer(
+    role: &Role,
+    registry: &Registry,
+    admin: &Admin,
+    method: &str,
+    path: &str,
+    loopback: bool,
+    bearer: Option<&str>,
+) -> (&'static str, &'static str, String) {
+    let text = |status, body: &str| (status, "text/plain", format!("{body}\n"));
+    let (is_admin, may_reload) = match role {
+        Role::Admin { token: Some(token) } => {
+            // Constant-time enough for a token compared once per request.
+            let ok = bearer.is_some_and(|b| {
+                b.len() == token.len()
+                    && b.bytes()
+                        .zip(token.bytes())
+                        .fold(0, |acc, (x, y)| acc | (x ^ y))
+                        == 0
+            });
+            if !ok {
+                return text(
+                    "401 Unauthorized",
+                    "admin endpoints need Authorization: Bearer <admin_token>",
+                );
+            }
+            (true, true)
+        }
+        Role::Admin { token: None } => (true, true),
+        Role::Metrics { reload } => (false, *reload && loopback),
+    };
+    match (method, path) {
+        ("GET", "/metrics") if !is_admin => {
+            let mut body = registry.render();
+            admin.render_nodes(&mut body);
+            admin.render_stats(&mut body);
+            ("200 OK", "text/plain; version=0.0.4", body)
+        }
+        ("GET", "/healthz") => text("200 OK", "ok"),
+        ("GET", "/readyz") => {
+            if admin.nodes().iter().any(|n| n.state.is_routable()) {
+                text("200 OK", "ready")
+            } else {
+                text("503 Service Unavailable", "no pool has a routable node")
+            }
+        }
+        ("GET", "/nodes") => ("200 OK", "application/json", admin.nodes_json()),
+        ("GET", "/flows") => ("200 OK", "application/json", admin.flows_json()),
+        ("POST", "/reload") if may_reload => match admin.reloader.reload() {
+            Ok(msg) => text("200 OK", &msg),
+            Err(why) => text("400 Bad Request", &format!("reload rejected: {why}")),
+        },
+        ("POST", "/reload") => text(
+            "403 Forbidden",
+            "reload: use the admin port (or loopback when none is configured)",
+        ),
+        _ => text("404 Not Found", "not found"),
+    }
 }

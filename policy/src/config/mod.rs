@@ -91,6 +91,17 @@ pub struct Appliance {
     /// Host suffixes for virtual-host style addressing (`bucket.<suffix>`), lower-case,
     /// without a leading dot; empty = path-style only.
     pub virtual_host_suffixes: Vec<String>,
+    /// Admin listener (`/healthz`, `/readyz`, `/nodes`, `/flows`, `POST /reload`), if any;
+    /// a non-loopback address requires `admin_token`.
+    pub admin: Option<SocketAddr>,
+    /// Bearer token the admin endpoints require (`Authorization: Bearer <token>`).
+    pub admin_token: Option<String>,
+    /// Access log target: `"stdout"` or an absolute file path (appended); `None` = off.
+    pub access_log: Option<String>,
+    /// Access-log lines buffered before new ones are dropped (and counted).
+    pub access_log_lines_max: usize,
+    /// How long SIGTERM waits for requests in flight before exiting anyway.
+    pub drain_timeout: Duration,
 }
 
 /// How bodies move between client and storage node.
@@ -189,6 +200,11 @@ impl Default for Appliance {
             body_path: BodyPath::Splice,
             pipe_bytes: 1 << 20,
             virtual_host_suffixes: Vec::new(),
+            admin: None,
+            admin_token: None,
+            access_log: None,
+            access_log_lines_max: 65536,
+            drain_timeout: Duration::from_secs(30),
         }
     }
 }

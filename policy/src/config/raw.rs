@@ -48,6 +48,11 @@ pub(crate) struct RawAppliance {
     pub(crate) body_path: Option<BodyPath>,
     pub(crate) pipe_bytes: Option<ConfigSize>,
     pub(crate) virtual_host_suffixes: Option<Vec<String>>,
+    pub(crate) admin: Option<String>,
+    pub(crate) admin_token: Option<String>,
+    pub(crate) access_log: Option<String>,
+    pub(crate) access_log_lines_max: Option<usize>,
+    pub(crate) drain_timeout: Option<ConfigDuration>,
 }
 
 /// `[http]`: limits on what clients may send.

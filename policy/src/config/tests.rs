@@ -153,6 +153,7 @@ pools = ["site-a", "site_b.2"]
             body_path: BodyPath::Copy,
             pipe_bytes: 65536,
             virtual_host_suffixes: vec!["s3.example.com".into(), "s3.local".into()],
+            ..Appliance::default()
         }
     );
     assert_eq!(
@@ -547,6 +548,48 @@ fn rejects_duplicate_listen_addresses() {
         "appliance.listen[2]",
         "duplicate listen address 0.0.0.0:9000 (also listen[0])",
     );
+}
+
+#[test]
+fn rejects_bad_admin_and_access_log() {
+    rejects_with_pool(
+        "[appliance]\nadmin = \"0.0.0.0:9101\"",
+        2,
+        "appliance.admin",
+        "admin_token",
+    );
+    rejects_with_pool(
+        "[appliance]\nadmin_token = \"short\"",
+        2,
+        "appliance.admin_token",
+        "16 to 256",
+    );
+    rejects_with_pool(
+        "[appliance]\naccess_log = \"relative.log\"",
+        2,
+        "appliance.access_log",
+        "absolute",
+    );
+    rejects_with_pool(
+        "[appliance]\naccess_log_lines_max = 0",
+        2,
+        "appliance.access_log_lines_max",
+        "outside",
+    );
+    rejects_with_pool(
+        "[appliance]\ndrain_timeout = \"2h\"",
+        2,
+        "appliance.drain_timeout",
+        "maximum",
+    );
+}
+
+#[test]
+fn admin_off_loopback_is_allowed_with_a_token() {
+    let text = "[appliance]\nadmin = \"0.0.0.0:9101\"\nadmin_token = \"0123456789abcdef0123\"\naccess_log = \"stdout\"\n[[pool]]\nname = \"p\"\nnodes = [\"127.0.0.1:1\"]\n";
+    let cfg = Config::from_toml_str(text, "t.toml").expect("valid");
+    assert_eq!(cfg.appliance.admin, Some("0.0.0.0:9101".parse().unwrap()));
+    assert_eq!(cfg.appliance.access_log.as_deref(), Some("stdout"));
 }
 
 #[test]
@@ -972,9 +1015,9 @@ fn rejects_unknown_keys_anywhere() {
         ("bogus = 1", 1, "bogus"),
         ("[bogus]\nx = 1", 1, "bogus"),
         (
-            "[appliance]\ncores = 1\nadmin = \"127.0.0.1:9101\"",
+            "[appliance]\ncores = 1\nadmin_port = \"127.0.0.1:9101\"",
             3,
-            "appliance.admin",
+            "appliance.admin_port",
         ),
         ("[http]\nheader_bytes = 1024", 2, "http.header_bytes"),
         (

@@ -27,6 +27,12 @@ const VIRTUAL_HOST_SUFFIXES_MAX: usize = 64;
 /// Relay pipe size: from one page to 64MiB. Above `/proc/sys/fs/pipe-max-size` (1MiB by
 /// default) `F_SETPIPE_SZ` needs `CAP_SYS_RESOURCE` or a raised limit.
 const PIPE_BYTES: RangeInclusive<u64> = (4 << 10)..=(64 << 20);
+/// Shortest admin token: long enough that it cannot be guessed online.
+const ADMIN_TOKEN_BYTES_MIN: usize = 16;
+/// Access-log buffer, in lines.
+const ACCESS_LOG_LINES: RangeInclusive<usize> = 1..=1_000_000;
+/// Longest drain on SIGTERM.
+const DRAIN_TIMEOUT_MAX: Duration = Duration::from_secs(3600);
 /// Request head size: S3 heads with SigV4 and metadata exceed 1KiB rarely, never 1MiB.
 const HEADER_BYTES: RangeInclusive<u64> = (1 << 10)..=(1 << 20);
 /// Header field count: at least `Host`.
@@ -261,6 +267,83 @@ fn appliance(path: &KeyPath, raw: RawAppliance) -> Result<Appliance, Invalid> {
         }
     };
 
+    let admin_token = match raw.admin_token {
+        None => None,
+        Some(token) => {
+            let item = path.key("admin_token");
+            if token.len() < ADMIN_TOKEN_BYTES_MIN || token.len() > 256 {
+                return Err(Invalid::new(
+                    &item,
+                    format!(
+                        "must be {ADMIN_TOKEN_BYTES_MIN} to 256 characters (it guards reloads)"
+                    ),
+                ));
+            }
+            if !token.bytes().all(|b| b.is_ascii_graphic()) {
+                return Err(Invalid::new(
+                    &item,
+                    "must be printable ASCII without spaces",
+                ));
+            }
+            Some(token)
+        }
+    };
+    let admin = match raw.admin {
+        None => None,
+        Some(text) => {
+            let item = path.key("admin");
+            let addr = socket_addr(&item, &text)?;
+            if listen.contains(&addr) || metrics == Some(addr) {
+                return Err(Invalid::new(
+                    &item,
+                    format!("{addr} is also a listen or metrics address"),
+                ));
+            }
+            if !addr.ip().is_loopback() && admin_token.is_none() {
+                return Err(Invalid::new(
+                    &item,
+                    format!("{addr} is not loopback: set appliance.admin_token to expose the admin endpoints"),
+                ));
+            }
+            Some(addr)
+        }
+    };
+    let access_log = match raw.access_log {
+        None => None,
+        Some(text) if text == "stdout" => Some(text),
+        Some(text) if text.starts_with('/') && !text.ends_with('/') => Some(text),
+        Some(text) => {
+            return Err(Invalid::new(
+                &path.key("access_log"),
+                format!("{text:?} is neither \"stdout\" nor an absolute file path"),
+            ))
+        }
+    };
+    let access_log_lines_max = raw.access_log_lines_max.unwrap_or(d.access_log_lines_max);
+    if !ACCESS_LOG_LINES.contains(&access_log_lines_max) {
+        return Err(Invalid::new(
+            &path.key("access_log_lines_max"),
+            format!(
+                "{access_log_lines_max} is outside {}..={}",
+                ACCESS_LOG_LINES.start(),
+                ACCESS_LOG_LINES.end()
+            ),
+        ));
+    }
+    let drain_timeout = raw
+        .drain_timeout
+        .map_or(d.drain_timeout, |ConfigDuration(t)| t);
+    if drain_timeout > DRAIN_TIMEOUT_MAX {
+        return Err(Invalid::new(
+            &path.key("drain_timeout"),
+            format!(
+                "{} is above the maximum of {}",
+                format_duration(drain_timeout),
+                format_duration(DRAIN_TIMEOUT_MAX)
+            ),
+        ));
+    }
+
     Ok(Appliance {
         cores,
         listen,
@@ -268,6 +351,11 @@ fn appliance(path: &KeyPath, raw: RawAppliance) -> Result<Appliance, Invalid> {
         body_path: raw.body_path.unwrap_or(d.body_path),
         pipe_bytes,
         virtual_host_suffixes,
+        admin,
+        admin_token,
+        access_log,
+        access_log_lines_max,
+        drain_timeout,
     })
 }
 
