@@ -16,6 +16,7 @@
 //! - [`clients`]: boto3 scripts from `tests/py/`, the AWS CLI, s5cmd, curl `--aws-sigv4`.
 //! - [`data`]: deterministic test data and SHA-256 helpers.
 //! - [`raw`]: raw HTTP/1.1 over TCP for the malformed-request corpus.
+//! - [`sim`]: the bench simulator's in-process nodes (synthetic objects, fault injection).
 //! - [`strace`]: bytes moved by splice(2), from strace output (the zero-copy proof).
 //! - [`transfer`]: background curl GETs/PUTs checked by SHA-256, synthetic-object hashes,
 //!   polling with a deadline.
@@ -26,6 +27,7 @@ pub mod nodes;
 pub mod ports;
 pub mod process;
 pub mod raw;
+pub mod sim;
 pub mod strace;
 pub mod tcp;
 pub mod tools;

@@ -15,11 +15,12 @@ use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use weir_bench::load::LoadConfig;
-use weir_bench::{Faults, SimNode, SimOptions, Synthetic};
+use weir_bench::{Faults, SimNode, SimOptions};
 use weir_tests::clients::assert_checks;
 use weir_tests::data::{self, Scratch};
 use weir_tests::nodes::{self, Seaweed};
 use weir_tests::raw::{exchange, ReadUntil};
+use weir_tests::sim;
 use weir_tests::transfer::{synthetic_sha256, unix_now, wait_for, BenchLoad, PyLoad, Transfer};
 use weir_tests::weir::{log_served_by, log_tried, log_ts, PoolConfig, Weir, WeirConfig};
 
@@ -310,27 +311,17 @@ fn sigstop_gateway_under_load_then_sigcont() {
 
 // === the bench simulator: injected faults ===
 
-/// Simulator nodes on ephemeral loopback ports serving `specs` (`bench/obj-:64MiB:2`).
 fn sims(n: usize, specs: &[&str]) -> Vec<SimNode> {
-    let specs: Vec<Synthetic> = specs
-        .iter()
-        .map(|s| Synthetic::parse(s).expect("synthetic spec"))
-        .collect();
-    weir_bench::spawn_nodes(n, &specs).expect("start simulator nodes")
+    sim::start(n, specs)
 }
 
 fn sim_addrs(nodes: &[SimNode]) -> Vec<SocketAddr> {
-    nodes.iter().map(SimNode::addr).collect()
+    sim::addrs(nodes)
 }
 
-/// A pool of simulator nodes. Probes ask the simulator's control API (`GET /_sim/stats`),
-/// which the node does not count as a request and answers even while throttling, so the
-/// node's counters hold exactly what weir forwarded; a stopped node fails them.
+/// A pool of simulator nodes, probed through the simulator's control API.
 fn sim_pool(name: &str, nodes: &[SocketAddr]) -> PoolConfig {
-    pool(name, nodes, "generic")
-        .health("method = \"GET\"")
-        .health("path = \"/_sim/stats\"")
-        .health("expect_status = 200")
+    sim::control_probe(pool(name, nodes, "generic"))
 }
 
 /// weir over simulator nodes; `io_timeout` 1 s so a stalled body is given up quickly.
@@ -466,10 +457,7 @@ fn sim_slowdown_storm_on_two_of_three_is_backpressure() {
     let load = BenchLoad::start(LoadConfig {
         connections: 4,
         duration: Duration::from_secs(5),
-        ..LoadConfig::new(
-            vec![weir.addr()],
-            vec![Synthetic::parse("bench/small-:64KiB:16").expect("spec")],
-        )
+        ..LoadConfig::new(vec![weir.addr()], sim::specs(&["bench/small-:64KiB:16"]))
     });
     let (summary, _) = load.finish();
     let throttled = weir.metric_sum("weir_upstream_throttled_total", |_| true);
@@ -581,7 +569,7 @@ fn priority_groups_fail_over_to_cloud_and_back() {
     let _serial = serial();
     let scratch = Scratch::new("failover-priority");
     let spec = "bench/obj-:4MiB:8";
-    let specs = [Synthetic::parse(spec).expect("spec")];
+    let specs = sim::specs(&[spec]);
     let mut site_a = sims(2, &[spec]);
     let cloud = sims(2, &[spec]);
     let (a_addrs, c_addrs) = (sim_addrs(&site_a), sim_addrs(&cloud));
