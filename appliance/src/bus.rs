@@ -79,8 +79,13 @@ pub enum Msg {
 /// One core's view of one node, for the admin API.
 #[derive(Debug, Clone)]
 pub struct NodeReport {
-    /// The node.
-    pub node: NodeId,
+    /// Pool name (labels come from the reporting core's epoch, which may be newer than
+    /// the config the process started with).
+    pub pool: Arc<str>,
+    /// Node address.
+    pub addr: std::net::SocketAddr,
+    /// True when the reporting core owns the node (its state is the decided one).
+    pub owned: bool,
     /// State as this core sees it.
     pub state: NodeState,
     /// Requests in flight from this core.

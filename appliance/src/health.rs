@@ -79,6 +79,8 @@ pub struct Health {
     bus: Bus,
     /// Node addresses, per pool (to carry state over a reload by address).
     addrs: Vec<Vec<SocketAddr>>,
+    /// Pool names, for admin reports.
+    pool_names: Vec<Arc<str>>,
     /// Set when a newer config epoch replaced this one: probe loops stop.
     retired: Cell<bool>,
     /// Global node numbering: `first[pool] + node`.
@@ -155,6 +157,11 @@ impl Health {
             epoch,
             bus,
             addrs: settings.nodes.clone(),
+            pool_names: cfg
+                .pools
+                .iter()
+                .map(|p| Arc::from(p.name.as_str()))
+                .collect(),
             retired: Cell::new(false),
             first,
             views,
@@ -300,7 +307,9 @@ impl Health {
                     for (n, v) in nodes.iter().enumerate() {
                         let id = NodeId { pool: p, node: n };
                         out.push(NodeReport {
-                            node: id,
+                            pool: self.pool_names[p].clone(),
+                            addr: self.addrs[p][n],
+                            owned: self.owner(id) == self.core,
                             state: v.state(),
                             inflight: inflight(id),
                             limit: v.limit(),

@@ -98,7 +98,6 @@ fn run(path: &std::path::Path) -> anyhow::Result<()> {
     ));
     let admin = metrics::Admin {
         bus: bus.clone(),
-        settings: settings.clone(),
         reloader: reloader.clone(),
     };
     let appliance = &settings.config.appliance;

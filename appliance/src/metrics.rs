@@ -16,7 +16,6 @@ use weir_policy::health::NodeState;
 use crate::bus::{Bus, Msg};
 use crate::flows::json_str;
 use crate::reload::Reloader;
-use crate::settings::Settings;
 
 /// Status classes counted for requests.
 pub const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
@@ -366,8 +365,6 @@ fn family(w: &mut String, name: &str, kind: &str, help: &str) {
 pub struct Admin {
     /// Cores' inboxes.
     pub bus: Bus,
-    /// The config the process started with (names for labels of unchanged pools).
-    pub settings: Arc<Settings>,
     /// Applies `POST /reload`.
     pub reloader: Arc<Reloader>,
 }
@@ -393,28 +390,24 @@ impl Admin {
         for core in 0..cores {
             let (tx, rx) = flume::bounded(1);
             if self.bus.send(core, Msg::QueryNodes(tx)) {
-                replies.push((core, rx));
+                replies.push(rx);
             }
         }
-        let cfg = &self.settings.config;
+        // Keyed by (pool, address) from the cores' own epochs: after a reload the start-up
+        // config no longer describes the nodes.
         let mut out: Vec<NodeSummary> = Vec::new();
-        let mut index = std::collections::HashMap::new();
+        let mut index: std::collections::HashMap<(Arc<str>, SocketAddr), usize> =
+            Default::default();
         let mut latency_samples: Vec<(Duration, u32)> = Vec::new();
-        let mut first = Vec::with_capacity(cfg.pools.len());
-        let mut next = 0;
-        for pool in &cfg.pools {
-            first.push(next);
-            next += pool.nodes.len();
-        }
-        for (core, rx) in replies {
+        for rx in replies {
             let Ok(reports) = rx.recv_timeout(Duration::from_secs(1)) else {
                 continue;
             };
             for r in reports {
-                let i = *index.entry(r.node).or_insert_with(|| {
+                let i = *index.entry((r.pool.clone(), r.addr)).or_insert_with(|| {
                     out.push(NodeSummary {
-                        pool: cfg.pools[r.node.pool].name.clone(),
-                        addr: cfg.pools[r.node.pool].nodes[r.node.node].to_string(),
+                        pool: r.pool.to_string(),
+                        addr: r.addr.to_string(),
                         state: r.state,
                         reason: r.reason.clone(),
                         since_secs: r.since_secs,
@@ -425,9 +418,8 @@ impl Admin {
                     latency_samples.push((Duration::ZERO, 0));
                     out.len() - 1
                 });
-                let owner = (first[r.node.pool] + r.node.node) % cores;
                 let n = &mut out[i];
-                if core == owner {
+                if r.owned {
                     n.state = r.state;
                     n.reason = r.reason.clone();
                     n.since_secs = r.since_secs;
