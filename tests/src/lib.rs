@@ -8,6 +8,7 @@
 //! - [`tools`]: where the installed tools live (`scripts/test-deps.sh` puts them there); a
 //!   missing tool is a loud failure, never a skip.
 //! - [`process`]: a child process guard (kill on drop, log capture, readiness waits).
+//! - [`netns`]: a network namespace behind a veth pair, for `tc netem` on one node's path.
 //! - [`nodes`]: storage nodes: s3s-fs instances (one data folder each) and a SeaweedFS
 //!   cluster with several S3 gateways over one filer.
 //! - [`weir`]: the weir binary under test, its config, its metrics.
@@ -23,6 +24,7 @@
 
 pub mod clients;
 pub mod data;
+pub mod netns;
 pub mod nodes;
 pub mod ports;
 pub mod process;

@@ -18,6 +18,7 @@ use weir_bench::load::LoadConfig;
 use weir_bench::{Faults, SimNode, SimOptions};
 use weir_tests::clients::assert_checks;
 use weir_tests::data::{self, Scratch};
+use weir_tests::netns::NetNs;
 use weir_tests::nodes::{self, Seaweed};
 use weir_tests::raw::{exchange, ReadUntil};
 use weir_tests::sim;
@@ -185,7 +186,7 @@ fn sigkill_serving_gateway_mid_1gib_get() {
     assert!(line["resumes"].as_u64() >= Some(1), "{line}");
 }
 
-/// Freeze a SeaweedFS gateway with SIGSTOP (no RST: a blackhole) while 4 boto3 threads GET
+/// Freeze the busiest SeaweedFS gateway with SIGSTOP (no RST: a blackhole) while 4 boto3 threads GET
 /// 2 MiB objects through weir: no client error, the gateway is marked down within
 /// fall × interval + slack, weir stops sending it requests; after SIGCONT it is up again
 /// within rise × interval + slack and serves requests again (after slow start).
@@ -212,7 +213,17 @@ fn sigstop_gateway_under_load_then_sigcont() {
         scratch.path(),
     );
     std::thread::sleep(Duration::from_secs(3));
-    let victim = 1;
+    // Freeze the gateway that carries the most traffic (the balancer prefers fast nodes,
+    // so a gateway that answered its first requests slowly may be carrying little).
+    let warm = weir.access_log();
+    let victim = (0..3)
+        .max_by_key(|&i| {
+            let name = sw.gateway_addrs()[i].to_string();
+            warm.iter()
+                .filter(|l| log_served_by(l) == Some(name.as_str()))
+                .count()
+        })
+        .expect("three gateways");
     let victim_addr = sw.gateway_addrs()[victim];
     let victim_name = victim_addr.to_string();
     let stopped_wall = unix_now();
@@ -255,6 +266,20 @@ fn sigstop_gateway_under_load_then_sigcont() {
         .filter(|l| log_tried(l, &victim_name))
         .map(|l| log_ts(l))
         .fold(stopped_wall, f64::max);
+    // Requests caught on the frozen gateway: sent there, answered by another node (retried
+    // after the first-byte timeout, or resumed after the idle timeout).
+    let caught: Vec<&serde_json::Value> = log
+        .iter()
+        .filter(|l| {
+            log_tried(l, &victim_name)
+                && log_served_by(l) != Some(victim_name.as_str())
+                && log_ts(l) < cont_wall
+        })
+        .collect();
+    let caught_longest = caught
+        .iter()
+        .filter_map(|l| l["duration_seconds"].as_f64())
+        .fold(0.0, f64::max);
     let tries_after_down = while_frozen
         .iter()
         .filter(|l| {
@@ -272,10 +297,12 @@ fn sigstop_gateway_under_load_then_sigcont() {
     println!(
         "FAILOVER sigstop: gateway {victim_name} frozen; last request sent to it {:.3}s after the \
          freeze; marked down after {:.3}s; up {:.3}s after SIGCONT; requests served by it \
-         before/after: {served_before}/{served_after}; {} GETs, client errors {errors}",
+         before/after: {served_before}/{served_after}; {} requests caught on it moved to \
+         another gateway (longest took {caught_longest:.2}s); {} GETs, client errors {errors}",
         last_try - stopped_wall,
         down_after.as_secs_f64(),
         up_after.as_secs_f64(),
+        caught.len(),
         report["info"]["get_requests"],
     );
     assert_checks(
@@ -557,6 +584,63 @@ fn sim_slowdown_everywhere_answers_slowdown_with_retry_after() {
     );
 }
 
+/// A node that answered slowly for a while (100 ms before every response head) and is fast
+/// again must get its share of traffic back: a passing slowness must not remove a node's
+/// capacity for good. (The balancer's cost is in-flight × latency EWMA, and the EWMA only
+/// learns from requests the node is given.)
+#[test]
+fn a_node_that_was_slow_gets_traffic_back() {
+    let _serial = serial();
+    let scratch = Scratch::new("failover-slow-recovers");
+    let spec = "bench/small-:64KiB:16";
+    let nodes = sims(3, &[spec]);
+    let weir = Weir::start(&sim_config(&sim_addrs(&nodes)), scratch.path());
+    let phase = |secs: u64| {
+        let before: Vec<u64> = nodes.iter().map(|n| n.stats().requests).collect();
+        let (summary, _) = BenchLoad::start(LoadConfig {
+            connections: 4,
+            duration: Duration::from_secs(secs),
+            ..LoadConfig::new(vec![weir.addr()], sim::specs(&[spec]))
+        })
+        .finish();
+        let per_node: Vec<u64> = nodes
+            .iter()
+            .zip(&before)
+            .map(|(n, b)| n.stats().requests - b)
+            .collect();
+        let share = per_node[2] as f64 / per_node.iter().sum::<u64>().max(1) as f64;
+        (summary, per_node, share)
+    };
+    nodes[2].set_faults(Faults {
+        latency_ms: 100,
+        ..Faults::default()
+    });
+    let (slow, slow_nodes, slow_share) = phase(2);
+    nodes[2].set_faults(Faults::default());
+    let (fast, fast_nodes, fast_share) = phase(6);
+    let ewma = weir
+        .nodes()
+        .iter()
+        .map(|n| n["latency_ewma_seconds"].clone())
+        .collect::<Vec<_>>();
+    println!(
+        "FAILOVER slow-then-fast: node 2 slow (100 ms): requests {slow_nodes:?} (its share \
+         {:.1}%); fast again for 6 s: {fast_nodes:?} (its share {:.1}%); latency EWMAs now \
+         {ewma:?}; client errors {} + {}",
+        slow_share * 100.0,
+        fast_share * 100.0,
+        slow.errors.total(),
+        fast.errors.total()
+    );
+    assert_eq!(slow.errors.total() + fast.errors.total(), 0);
+    assert!(
+        fast_share > 0.05,
+        "node 2 has been fast again for 6 s but got {:.2}% of {} requests (1/3 would be even)",
+        fast_share * 100.0,
+        fast.requests
+    );
+}
+
 // === priority groups ===
 
 /// Two pools on one route: `site-a` (priority 0, `min_active = 2`) and `cloud` (priority
@@ -724,4 +808,85 @@ fn priority_groups_fail_over_to_cloud_and_back() {
         summary.errors
     );
     assert!(non_200.is_empty(), "non-200 answers: {non_200:?}");
+}
+
+// === a slow path: tc in a network namespace ===
+
+/// One of three nodes sits behind a veth pair in a network namespace whose link is then
+/// narrowed to 40 Mbit/s each way (`tc tbf`; this kernel has no `netem`, so no added delay
+/// or loss as such — a narrow link whose queue is the latency): under 4 verifying
+/// connections, weir's balancer (in-flight × latency) moves load away from it — its share
+/// of requests drops well below 1/3 — and nobody sees an error. Before the shaping the same
+/// node takes part of the load.
+#[test]
+fn slow_path_in_a_netns_sheds_load() {
+    let _serial = serial();
+    let scratch = Scratch::new("failover-netem");
+    let spec = "bench/small-:256KiB:16";
+    let local = sims(2, &[spec]);
+    let ns = NetNs::create();
+    let ns_ip = ns.ns_ip();
+    let slow: SimNode = ns
+        .run_in(move || {
+            SimNode::spawn(
+                SocketAddr::from((ns_ip, 0)),
+                &sim::specs(&[spec]),
+                SimOptions::default(),
+            )
+        })
+        .expect("start the namespaced node");
+    let mut addrs = sim_addrs(&local);
+    addrs.push(slow.addr());
+    let weir = Weir::start(&sim_config(&addrs), scratch.path());
+    let all = [&local[0], &local[1], &slow];
+    let phase = |secs: u64| {
+        let before: Vec<u64> = all.iter().map(|n| n.stats().requests).collect();
+        let (summary, _) = BenchLoad::start(LoadConfig {
+            connections: 4,
+            duration: Duration::from_secs(secs),
+            ..LoadConfig::new(vec![weir.addr()], sim::specs(&[spec]))
+        })
+        .finish();
+        let after: Vec<u64> = all.iter().map(|n| n.stats().requests).collect();
+        let per_node: Vec<u64> = after.iter().zip(&before).map(|(a, b)| a - b).collect();
+        let share = per_node[2] as f64 / per_node.iter().sum::<u64>().max(1) as f64;
+        (summary, per_node, share)
+    };
+    let (base, base_nodes, base_share) = phase(3);
+    let shaped_at = Instant::now();
+    ns.shape("rate 40mbit burst 32kb latency 400ms");
+    let (slowed, slowed_nodes, slowed_share) = phase(5);
+    ns.clear_shape();
+    let latency = weir
+        .nodes()
+        .iter()
+        .find(|n| n["node"].as_str() == Some(slow.addr().to_string().as_str()))
+        .map(|n| n["latency_ewma_seconds"].clone());
+    println!(
+        "FAILOVER slow-path: node {} behind a 40 Mbit/s link; requests per node before {base_nodes:?} \
+         (its share {:.1}%), shaped {slowed_nodes:?} (its share {:.1}%, over {:.1}s); \
+         its latency EWMA {latency:?}; client errors {} + {}",
+        slow.addr(),
+        base_share * 100.0,
+        slowed_share * 100.0,
+        shaped_at.elapsed().as_secs_f64(),
+        base.errors.total(),
+        slowed.errors.total()
+    );
+    assert_eq!(
+        base.errors.total() + slowed.errors.total(),
+        0,
+        "{:?} {:?}",
+        base.errors,
+        slowed.errors
+    );
+    assert!(
+        base_nodes[2] > 0,
+        "the namespaced node took no load before the shaping"
+    );
+    assert!(
+        slowed_share < 1.0 / 6.0,
+        "the slow node still took {:.1}% of requests (1/3 would be even)",
+        slowed_share * 100.0
+    );
 }
