@@ -50,6 +50,22 @@ pub fn write_pattern_file(path: &Path, seed: u64, len: u64) -> String {
     hex::encode(hasher.finalize())
 }
 
+/// SHA-256 (hex) of `len` bytes of the stream for `seed` from `offset` (a multiple of 8):
+/// what a ranged GET of a [`write_pattern_file`] object returns.
+pub fn pattern_range_sha256(seed: u64, offset: u64, len: u64) -> String {
+    assert_eq!(offset % 8, 0, "pattern ranges start at a multiple of 8");
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut done = 0u64;
+    while done < len {
+        let n = (len - done).min(buf.len() as u64) as usize;
+        fill(seed, offset + done, &mut buf[..n]);
+        hasher.update(&buf[..n]);
+        done += n as u64;
+    }
+    hex::encode(hasher.finalize())
+}
+
 /// SHA-256 (hex) of a byte slice.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
