@@ -29,6 +29,9 @@ use crate::settings::Settings;
 /// per request would put a cross-core message on every request.
 const SUCCESS_REPORT_INTERVAL: Duration = Duration::from_millis(100);
 
+/// A core's latency EWMA of a node older than this no longer steers the balancer.
+const LATENCY_STALE_AFTER: Duration = Duration::from_secs(2);
+
 /// Weight of a new latency sample in a core's EWMA.
 const EWMA_ALPHA: f64 = 0.2;
 
@@ -38,6 +41,8 @@ pub struct NodeView {
     since: Cell<Instant>,
     reason: RefCell<Arc<str>>,
     latency_ewma: Cell<Option<Duration>>,
+    /// When this core last measured the node's latency.
+    latency_at: Cell<Option<Instant>>,
     aimd: RefCell<Aimd>,
     last_success_report: Cell<Option<Instant>>,
     /// When the node last came back up from down or draining (slow start counts from it).
@@ -58,6 +63,22 @@ impl NodeView {
     /// This core's latency EWMA of the node.
     pub fn latency_ewma(&self) -> Option<Duration> {
         self.latency_ewma.get()
+    }
+
+    /// The latency the balancer should use: the EWMA while it is fresh. A node the
+    /// balancer avoided for being slow gets no new samples, so an old EWMA would keep it
+    /// avoided forever after it recovered; once stale, the node counts as unknown (costed
+    /// at its peers' mean), gets a request, and is measured again.
+    pub fn latency_for_balancing(&self, now: Instant) -> Option<Duration> {
+        let fresh = self
+            .latency_at
+            .get()
+            .is_some_and(|t| now.saturating_duration_since(t) < LATENCY_STALE_AFTER);
+        if fresh {
+            self.latency_ewma.get()
+        } else {
+            None
+        }
     }
 
     /// This core's concurrency limit for the node.
@@ -120,6 +141,7 @@ impl Health {
                     since: Cell::new(now),
                     reason: RefCell::new(Arc::from("start")),
                     latency_ewma: Cell::new(None),
+                    latency_at: Cell::new(None),
                     aimd: RefCell::new(Aimd::new(share, min.min(share), share).with_backoff(
                         cfg.upstream.throttle_backoff_base,
                         cfg.upstream.throttle_backoff_max,
@@ -134,6 +156,7 @@ impl Health {
                     view.since.set(old.since.get());
                     *view.reason.borrow_mut() = old.reason.borrow().clone();
                     view.latency_ewma.set(old.latency_ewma.get());
+                    view.latency_at.set(old.latency_at.get());
                     view.recovered_at.set(old.recovered_at.get());
                 }
                 if (next + n) % cores == core {
@@ -209,6 +232,7 @@ impl Health {
                     Some(old) => old.mul_f64(1.0 - EWMA_ALPHA) + latency.mul_f64(EWMA_ALPHA),
                 };
                 view.latency_ewma.set(Some(ewma));
+                view.latency_at.set(Some(now));
                 view.aimd.borrow_mut().on_success();
                 let last = view.last_success_report.get();
                 report = self.owner(id) == self.core

@@ -239,7 +239,7 @@ impl Route<'_> {
                         state: v.state(),
                         inflight: ep.inflight[p][n].get(),
                         limit: v.limit(),
-                        latency_ewma: v.latency_ewma(),
+                        latency_ewma: v.latency_for_balancing(now),
                         weight: ep
                             .health
                             .weight(NodeId { pool: p, node: n }, slow_start, now),
