@@ -239,7 +239,16 @@ pub fn throughput_page(
                     )
                 );
             }
-            let _ = writeln!(out);
+            let _ = writeln!(
+                out,
+                "\nOn one 2-core machine the proxy, the three simulators and the client share \
+                 the cores, so \"GB/s ÷ direct\" measures how much CPU the proxy takes from \
+                 the others rather than the proxy's own ceiling (compare HAProxy's × direct in \
+                 the table); the 0.95 bound needs a proxy on cores of its own. CPU-s/GB is the \
+                 number to compare. On loopback it also holds the receiving side's TCP work, \
+                 which the kernel runs in the sender's context (softirq), for every proxy \
+                 alike.\n"
+            );
         }
     }
     protection_cost(&mut out, cells, all, |ms| spread(ms, gbps), "GB/s");
