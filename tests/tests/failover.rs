@@ -54,13 +54,16 @@ fn health_lines(preset: &str) -> Vec<String> {
 }
 
 /// "Within fall × interval + slack": the probe owner needs `fall` failed probes; the
-/// slack covers the probe timeout, scheduling on a loaded 2-core machine and our polling.
+/// slack covers the probe timeout, scheduling on a loaded 2-core machine (probes share the
+/// cores with the data path and the load generator) and our polling.
+const SLACK: Duration = Duration::from_secs(5);
+
 fn down_bound() -> Duration {
-    PROBE_INTERVAL * FALL + Duration::from_secs(3)
+    PROBE_INTERVAL * FALL + SLACK
 }
 
 fn up_bound() -> Duration {
-    PROBE_INTERVAL * RISE + Duration::from_secs(3)
+    PROBE_INTERVAL * RISE + SLACK
 }
 
 /// A pool with the failover tests' health settings and `slow_start`.
