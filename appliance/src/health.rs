@@ -227,7 +227,10 @@ impl Health {
         let mut report = true;
         match obs {
             Observation::Success { latency } => {
-                let ewma = match view.latency_ewma.get() {
+                // A stale average describes the node as it was (it got no traffic since,
+                // typically because it was slow): the fresh sample starts it over, or a
+                // recovered node would need many rare samples to shed its old latency.
+                let ewma = match view.latency_for_balancing(now).and(view.latency_ewma.get()) {
                     None => latency,
                     Some(old) => old.mul_f64(1.0 - EWMA_ALPHA) + latency.mul_f64(EWMA_ALPHA),
                 };
