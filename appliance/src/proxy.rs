@@ -383,7 +383,7 @@ async fn handle(
                     .and_then(|v| std::str::from_utf8(v).ok());
                 let obs = classify_response(resp.status, None, retry_after, latency);
                 ep.health.observe(node, obs, Instant::now());
-                let body_state = body_state(&body, head, body_unsent);
+                let body_state = body_state(&body, body_unsent);
                 if let Observation::Throttled { retry_after } = obs {
                     shard.metrics().throttled();
                     throttled_retry_after = retry_after;
@@ -467,7 +467,7 @@ async fn handle(
                 let body_state = if e.body_consumed {
                     BodyState::Streaming
                 } else {
-                    body_state(&body, head, true)
+                    body_state(&body, true)
                 };
                 let retry = may_retry(
                     head.method.as_str(),
@@ -529,11 +529,10 @@ async fn handle(
     false
 }
 
-fn body_state(body: &ReqBody, head: &RequestHead, body_unsent: bool) -> BodyState {
+fn body_state(body: &ReqBody, body_unsent: bool) -> BodyState {
     match body {
         ReqBody::Empty => BodyState::Empty,
         ReqBody::Buffered(_) => BodyState::Buffered,
-        ReqBody::Streamed if head.expect_continue && body_unsent => BodyState::NotYetSent,
         ReqBody::Streamed if body_unsent => BodyState::NotYetSent,
         ReqBody::Streamed => BodyState::Streaming,
     }
@@ -650,7 +649,6 @@ async fn send_request(
         .await
         .map_err(|e| fail(e, Failure::Connect, false))?;
     shard.metrics().upstream_checkout(checkout.reused);
-    let reused = checkout.reused;
     let mut upstream = checkout.conn;
     if let Err(e) = write_timed(&upstream, head_bytes, cfg.upstream.io_timeout).await {
         return Err(fail(
@@ -666,7 +664,7 @@ async fn send_request(
     let streamed = matches!(body, ReqBody::Streamed);
     if streamed && head.expect_continue {
         // 100-continue end to end: the client's body is not pulled before the node agrees.
-        let resp = read_response_head(ep, &mut upstream, &limits, head.method, reused)
+        let resp = read_response_head(ep, &mut upstream, &limits, head.method)
             .await
             .map_err(|e| failure_of(e, false))?;
         if resp.status != 100 {
@@ -734,7 +732,7 @@ async fn send_request(
         }
     }
     loop {
-        match read_response_head(ep, &mut upstream, &limits, head.method, reused).await {
+        match read_response_head(ep, &mut upstream, &limits, head.method).await {
             Ok(r) if r.status == 100 => continue, // a 100 nobody asked for is dropped
             Ok(resp) => {
                 return Ok(Sent {
@@ -779,13 +777,12 @@ async fn read_response_head(
     upstream: &mut Conn,
     limits: &HeadLimits,
     method: Method,
-    reused: bool,
 ) -> Result<ResponseHead, Error> {
+    // Whether the request may go again is decided by `weir_policy::retry` from the method
+    // and the body's state, not here.
     let deadline = Instant::now() + ep.settings.config.upstream.first_byte_timeout;
-    let mut got_bytes = false;
     loop {
         if !upstream.buffered().is_empty() {
-            got_bytes = true;
             match parse_response(upstream.buffered(), limits, method) {
                 Ok(Some((head, used))) => {
                     upstream.consume(used);
@@ -798,18 +795,18 @@ async fn read_response_head(
         let wait = deadline.saturating_duration_since(Instant::now());
         match monoio::time::timeout(wait, upstream.read_head_bytes(head_end)).await {
             Err(_) => {
-                return Err(
-                    Error::new(Side::Upstream, Kind::Timeout, "first byte timeout")
-                        .retryable(!got_bytes),
-                )
+                return Err(Error::new(
+                    Side::Upstream,
+                    Kind::Timeout,
+                    "first byte timeout",
+                ))
             }
             Ok(Ok(0)) => {
-                // Closed before answering. On a reused connection this is the classic
-                // keep-alive race, so the request is still safe to send again.
-                return Err(
-                    Error::new(Side::Upstream, Kind::Closed, "closed before the response")
-                        .retryable(!got_bytes || reused),
-                );
+                return Err(Error::new(
+                    Side::Upstream,
+                    Kind::Closed,
+                    "closed before the response",
+                ))
             }
             Ok(Ok(_)) => {}
             Ok(Err(e)) if e.kind() == std::io::ErrorKind::InvalidData => {
@@ -819,7 +816,7 @@ async fn read_response_head(
                     "response head too large",
                 ))
             }
-            Ok(Err(e)) => return Err(Error::from_io(Side::Upstream, &e).retryable(!got_bytes)),
+            Ok(Err(e)) => return Err(Error::from_io(Side::Upstream, &e)),
         }
     }
 }
@@ -1046,9 +1043,7 @@ async fn resume_from_another(
             continue;
         }
         let sent_at = Instant::now();
-        let Ok(resp) =
-            read_response_head(ep, &mut conn, &limits, Method::Get, checkout.reused).await
-        else {
+        let Ok(resp) = read_response_head(ep, &mut conn, &limits, Method::Get).await else {
             ep.health
                 .observe(node, Observation::Timeout, Instant::now());
             continue;
