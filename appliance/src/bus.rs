@@ -10,7 +10,7 @@ use weir_policy::health::{NodeState, Observation};
 
 use crate::flows::FlowReport;
 use crate::settings::Settings;
-use crate::stats::{NodeKey, NodeStats};
+use crate::stats::Snapshot;
 
 /// Messages per core's inbox before senders start dropping.
 pub const INBOX_MESSAGES_MAX: usize = 4096;
@@ -51,7 +51,7 @@ pub enum Msg {
     /// From the admin thread: report this core's view of the nodes.
     QueryNodes(flume::Sender<Vec<NodeReport>>),
     /// From the metrics thread: this core's labeled statistics.
-    QueryStats(flume::Sender<Vec<(NodeKey, NodeStats)>>),
+    QueryStats(flume::Sender<Snapshot>),
     /// From the admin thread: report this core's live transfers.
     QueryFlows(flume::Sender<Vec<FlowReport>>),
     /// From the reload coordinator: prepare `settings` as epoch `epoch` (do not use it yet)
@@ -73,6 +73,17 @@ pub enum Msg {
     Abort {
         /// The epoch to drop.
         epoch: u64,
+    },
+    /// From the limits coordinator: report this core's usage of every limit and cap.
+    LimitsReport(flume::Sender<crate::protect::Report>),
+    /// From the limits coordinator: this core's new shares, computed for `epoch`.
+    LimitsGrant {
+        /// The config epoch the reports were made on.
+        epoch: u64,
+        /// Rate-limit shares.
+        keys: Vec<weir_policy::limits::KeyGrant>,
+        /// Cap shares.
+        caps: Vec<weir_policy::limits::CapGrant>,
     },
 }
 

@@ -13,6 +13,7 @@ use std::fmt::Write as _;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use weir_io::relay::Moved;
@@ -55,6 +56,12 @@ pub struct Flow {
     pub served_by: Cell<Option<(usize, usize)>>,
     /// S3 operation class (`read`, `write`, `list`, …).
     pub op: Cell<&'static str>,
+    /// Tenant and QoS class names, once classified.
+    pub tenancy: RefCell<Option<(Arc<str>, Arc<str>)>>,
+    /// Why weir answered `SlowDown` itself (a limit's label), if it did.
+    pub shed: Cell<Option<&'static str>>,
+    /// How the request waited at admission.
+    pub waited: Cell<crate::protect::Waited>,
 }
 
 impl Flow {
@@ -88,6 +95,9 @@ impl Flow {
             first_byte: Cell::new(None),
             served_by: Cell::new(None),
             op: Cell::new("other"),
+            tenancy: RefCell::new(None),
+            shed: Cell::new(None),
+            waited: Cell::new(crate::protect::Waited::default()),
         }
     }
 
@@ -118,12 +128,29 @@ impl Flow {
         }
         let _ = write!(
             w,
-            "],\"retries\":{},\"resumes\":{},\"epoch\":{}}}",
+            "],\"retries\":{},\"resumes\":{},\"epoch\":{}",
             self.retries.get(),
             self.resumes.get(),
             self.epoch
         );
+        let (tenant, class) = self.tenancy_json();
+        let waited = self.waited.get();
+        let _ = write!(
+            w,
+            ",\"tenant\":{tenant},\"class\":{class},\"shed\":{},\"waited_tokens\":{},\"waited_slot\":{}}}",
+            self.shed.get().map_or("null".to_string(), json_str),
+            waited.for_tokens,
+            waited.for_slot,
+        );
         w
+    }
+
+    /// Tenant and class as JSON values (`null` before classification).
+    fn tenancy_json(&self) -> (String, String) {
+        match &*self.tenancy.borrow() {
+            Some((t, c)) => (json_str(t), json_str(c)),
+            None => ("null".to_string(), "null".to_string()),
+        }
     }
 
     fn report(&self, now: Instant) -> FlowReport {
@@ -135,6 +162,7 @@ impl Flow {
             method: self.method,
             target: self.target.clone(),
             bucket: self.bucket.borrow().clone(),
+            tenancy: self.tenancy_json(),
             node: self.nodes.borrow().last().copied(),
             bytes_up: self.up.total(),
             bytes_down: self.down.total(),
@@ -154,6 +182,8 @@ pub struct FlowReport {
     method: &'static str,
     target: String,
     bucket: Option<String>,
+    /// Tenant and class, as JSON values.
+    tenancy: (String, String),
     node: Option<SocketAddr>,
     bytes_up: u64,
     bytes_down: u64,
@@ -167,12 +197,14 @@ impl FlowReport {
     /// This flow as a JSON object.
     pub fn to_json(&self) -> String {
         format!(
-            "{{\"request_id\":\"{}\",\"client\":\"{}\",\"method\":\"{}\",\"target\":{},\"bucket\":{},\"node\":{},\"bytes_up\":{},\"bytes_down\":{},\"age_seconds\":{:.3},\"rate_bytes_per_second\":{:.0},\"retries\":{},\"resumes\":{}}}",
+            "{{\"request_id\":\"{}\",\"client\":\"{}\",\"method\":\"{}\",\"target\":{},\"bucket\":{},\"tenant\":{},\"class\":{},\"node\":{},\"bytes_up\":{},\"bytes_down\":{},\"age_seconds\":{:.3},\"rate_bytes_per_second\":{:.0},\"retries\":{},\"resumes\":{}}}",
             self.request_id,
             self.client,
             self.method,
             json_str(&self.target),
             self.bucket.as_deref().map_or("null".to_string(), json_str),
+            self.tenancy.0,
+            self.tenancy.1,
             self.node.map_or("null".to_string(), |n| format!("\"{n}\"")),
             self.bytes_up,
             self.bytes_down,

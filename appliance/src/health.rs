@@ -353,7 +353,9 @@ impl Health {
             | Msg::Commit { .. }
             | Msg::Abort { .. }
             | Msg::QueryFlows(_)
-            | Msg::QueryStats(_) => {}
+            | Msg::QueryStats(_)
+            | Msg::LimitsReport(_)
+            | Msg::LimitsGrant { .. } => {}
         }
     }
 

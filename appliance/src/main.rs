@@ -14,6 +14,7 @@ mod flows;
 mod health;
 mod metrics;
 mod probe;
+mod protect;
 mod proxy;
 mod reload;
 mod settings;

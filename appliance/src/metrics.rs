@@ -40,7 +40,8 @@ pub struct CoreMetrics {
     /// [direction][0 = splice, 1 = copy]
     body_bytes: [[AtomicU64; 2]; 2],
     connections_accepted: AtomicU64,
-    connections_refused: AtomicU64,
+    /// [0 = global cap, 1 = per-client-IP cap]
+    connections_refused: [AtomicU64; 2],
     connections_active: AtomicU64,
     upstream_connects: AtomicU64,
     upstream_reuses: AtomicU64,
@@ -131,14 +132,9 @@ impl CoreMetrics {
         );
     }
 
-    /// Counts a connection refused because the core is at its connection cap.
-    pub fn connection_refused(&self) {
-        bump(&self.connections_refused, 1);
-    }
-
-    /// Active client connections on this core.
-    pub fn connections_active(&self) -> u64 {
-        self.connections_active.load(Ordering::Relaxed)
+    /// Counts a connection refused at a connection cap (`per_client`: the client IP's).
+    pub fn connection_refused(&self, per_client: bool) {
+        bump(&self.connections_refused[usize::from(per_client)], 1);
     }
 
     /// Counts a new upstream connection (`reused` = taken from the keep-alive pool).
@@ -277,7 +273,7 @@ impl Registry {
             let v = self.sum(|c| &c.resumes[i]);
             let _ = writeln!(w, "weir_resumes_total{{outcome=\"{outcome}\"}} {v}");
         }
-        let simple: [Simple; 10] = [
+        let simple: [Simple; 9] = [
             (
                 "weir_access_log_dropped_total",
                 "counter",
@@ -301,12 +297,6 @@ impl Registry {
                 "counter",
                 "Client connections accepted.",
                 |c| &c.connections_accepted,
-            ),
-            (
-                "weir_connections_refused_total",
-                "counter",
-                "Client connections refused at the connection cap.",
-                |c| &c.connections_refused,
             ),
             (
                 "weir_connections_active",
@@ -342,6 +332,19 @@ impl Registry {
         for (name, kind, help, f) in simple {
             family(w, name, kind, help);
             let _ = writeln!(w, "{name} {}", self.sum(f));
+        }
+        family(
+            w,
+            "weir_connections_refused_total",
+            "counter",
+            "Client connections closed at once at a connection cap, by cap (connections = global, client_ip_connections = per client IP).",
+        );
+        for (i, reason) in ["connections", "client_ip_connections"].iter().enumerate() {
+            let v = self.sum(|c| &c.connections_refused[i]);
+            let _ = writeln!(
+                w,
+                "weir_connections_refused_total{{reason=\"{reason}\"}} {v}"
+            );
         }
         out
     }

@@ -27,15 +27,17 @@ use std::time::{Duration, Instant};
 use monoio::net::TcpStream;
 use weir_io::conn::{head_end, Conn};
 use weir_io::http::{
-    parse_request, parse_response, s3_error_response, write_request_head, write_response_head,
-    BodyFraming, ChunkedDecoder, ChunkedLimits, HeadError, HeadLimits, Header, Method, Peer,
-    RequestHead, ResponseHead,
+    parse_request, parse_response, s3_error_response, s3_error_response_head_only,
+    write_request_head, write_response_head, BodyFraming, ChunkedDecoder, ChunkedLimits, HeadError,
+    HeadLimits, Header, Method, Peer, RequestHead, ResponseHead,
 };
-use weir_io::relay::{BodyMode, End, Mover};
+use weir_io::relay::{BodyMode, End, Mover, Pace, Pacer};
 use weir_io::{Error, Kind, Side};
 use weir_policy::balance::{pick, Candidate, NodeView, PoolView};
+use weir_policy::classify::Request;
 use weir_policy::config::BodyPath;
 use weir_policy::health::{classify_response, Observation};
+use weir_policy::limits::Dir;
 use weir_policy::resume::{
     check_resumed, may_add_if_match, plan_resume, signed_headers, ResumePlan,
 };
@@ -44,6 +46,7 @@ use weir_policy::retry::{may_retry, BodyState, Failure};
 use crate::bus::NodeId;
 use crate::flows::Flow;
 use crate::metrics::Direction;
+use crate::protect::{BytePacer, Protect, Shed, Waited};
 use crate::shard::{Epoch, Shard};
 use crate::signals;
 
@@ -96,6 +99,7 @@ pub async fn serve_client(shard: &Shard, stream: TcpStream, peer: SocketAddr) {
                 ));
                 let keep_alive =
                     handle(shard, &ep, &guard.flow, &mut client, &mut mover, &head).await;
+                mover.set_pacer(None);
                 shard.metrics().request_finished();
                 record_stats(shard, &ep, &guard.flow);
                 if let Some(log) = &shard.access_log {
@@ -119,8 +123,20 @@ enum Incoming {
     Closed,
 }
 
-/// Adds a finished request to the core's per-node statistics.
+/// Adds a finished request to the core's per-tenant and per-node statistics.
 fn record_stats(shard: &Shard, ep: &Epoch, flow: &Flow) {
+    if let Some((tenant, class)) = flow.tenancy.borrow().clone() {
+        shard.stats.record_tenant(
+            &crate::stats::TenantKey { tenant, class },
+            &crate::stats::TenantSample {
+                status: flow.status.get(),
+                shed: flow.shed.get(),
+                waited: flow.waited.get(),
+                bytes_up: flow.up.total(),
+                bytes_down: flow.down.total(),
+            },
+        );
+    }
     let Some((pool, node)) = flow.served_by.get() else {
         return;
     };
@@ -195,20 +211,31 @@ enum ReqBody {
     Streamed,
 }
 
-/// Counts a request against a node's in-flight total for as long as it holds it.
-struct InFlight(Rc<Cell<u32>>);
+/// Counts a request against a node's in-flight total (and its `node_inflight_max` cap)
+/// for as long as it holds it.
+struct InFlight<'a> {
+    count: Rc<Cell<u32>>,
+    protect: &'a Protect,
+    node: NodeId,
+}
 
-impl InFlight {
-    fn enter(ep: &Epoch, node: NodeId) -> Self {
-        let c = ep.inflight[node.pool][node.node].clone();
-        c.set(c.get() + 1);
-        InFlight(c)
+impl<'a> InFlight<'a> {
+    fn enter(ep: &'a Epoch, node: NodeId) -> Self {
+        let count = ep.inflight[node.pool][node.node].clone();
+        count.set(count.get() + 1);
+        ep.protect.start_node(node.pool, node.node);
+        InFlight {
+            count,
+            protect: &ep.protect,
+            node,
+        }
     }
 }
 
-impl Drop for InFlight {
+impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        self.0.set(self.0.get().saturating_sub(1));
+        self.count.set(self.count.get().saturating_sub(1));
+        self.protect.end_node(self.node.pool, self.node.node);
     }
 }
 
@@ -258,9 +285,23 @@ impl Route<'_> {
             })
             .collect();
         let rand = shard.rng.borrow_mut().next_u64();
-        pick(&pools, |c| self.tried.contains(&c), rand).map(|c| NodeId {
+        let excluded =
+            |c: Candidate| self.tried.contains(&c) || !ep.protect.node_has_room(c.pool, c.node);
+        pick(&pools, excluded, rand).map(|c| NodeId {
             pool: c.pool,
             node: c.node,
+        })
+    }
+
+    /// Whether some node of the chain is routable: when none can be picked, they are all
+    /// at their concurrency limits, which is a reason to wait, not to fail.
+    fn any_routable(&self) -> bool {
+        self.chain.iter().any(|&p| {
+            self.ep
+                .health
+                .pool(p)
+                .iter()
+                .any(|v| v.state().is_routable())
         })
     }
 
@@ -283,31 +324,63 @@ struct AttemptError {
 /// Handles one request; returns whether the client connection may carry another.
 async fn handle(
     shard: &Shard,
-    ep: &Epoch,
+    ep: &Rc<Epoch>,
     flow: &Flow,
     client: &mut Conn,
     mover: &mut Mover,
     head: &RequestHead,
 ) -> bool {
     let cfg = &ep.settings.config;
-    let bucket = weir_policy::route::bucket_of(
-        head.host(),
-        head.path(),
-        &cfg.appliance.virtual_host_suffixes,
+    let admitted_at = Instant::now();
+    let classified = Rc::new(
+        cfg.classify(&Request {
+            method: head.method.as_str(),
+            host: head.host(),
+            path: head.path(),
+            query: head.query(),
+            authorization: head
+                .header("authorization")
+                .and_then(|v| std::str::from_utf8(v).ok()),
+            client_ip: flow.client.ip(),
+        }),
     );
-    *flow.bucket.borrow_mut() = bucket.clone();
-    let has_key = weir_policy::route::s3_target(
-        head.host(),
-        head.path(),
-        &cfg.appliance.virtual_host_suffixes,
-    )
-    .is_some_and(|t| t.has_key());
-    flow.op
-        .set(weir_policy::route::op_class(head.method.as_str(), has_key, head.query()).as_str());
+    *flow.bucket.borrow_mut() = classified.bucket.clone();
+    flow.op.set(classified.op.as_str());
+    let name = |names: &[std::sync::Arc<str>], i: usize| {
+        names
+            .get(i)
+            .cloned()
+            .unwrap_or_else(|| std::sync::Arc::from("other"))
+    };
+    *flow.tenancy.borrow_mut() = Some((
+        name(&ep.tenant_names, classified.tenant.0),
+        name(&ep.class_names, classified.class.0),
+    ));
+
+    // Admission comes before the body is read: a flood costs weir a head, not a body.
+    let mut waited = Waited::default();
+    let admitted = ep.protect.admit(&classified, &mut waited).await;
+    flow.waited.set(waited);
+    let _ticket = match admitted {
+        Ok(ticket) => ticket,
+        Err(shed) => return shed_request(shard, flow, client, head, shed).await,
+    };
+    let pacer = |dir: Dir| -> Option<Rc<dyn Pacer>> {
+        ep.protect.shapes_bytes(&classified, dir).then(|| {
+            Rc::new(BytePacer {
+                ep: ep.clone(),
+                classified: classified.clone(),
+                dir,
+            }) as Rc<dyn Pacer>
+        })
+    };
+    let (up_pacer, down_pacer) = (pacer(Dir::Up), pacer(Dir::Down));
+    mover.set_pacer(up_pacer.clone());
+
     let mut route = Route {
         shard,
         ep,
-        chain: cfg.route(bucket.as_deref()),
+        chain: &classified.pools,
         tried: Vec::new(),
     };
     ep.retry_budget.borrow_mut().on_request(Instant::now());
@@ -317,7 +390,13 @@ async fn handle(
             if n > 0 && n <= cfg.http.buffered_body_bytes_max as u64 && !head.expect_continue =>
         {
             match read_small_body(ep, client, n as usize).await {
-                Some(b) => ReqBody::Buffered(b),
+                Some(b) => {
+                    // A buffered body skips the relay, so it is charged here.
+                    if let Some(p) = &up_pacer {
+                        charge(p.as_ref(), n).await;
+                    }
+                    ReqBody::Buffered(b)
+                }
                 None => return false, // the client left before sending its body: nothing was sent on
             }
         }
@@ -347,7 +426,26 @@ async fn handle(
     let mut attempt: u32 = 0;
     let mut last: Option<AttemptError> = None;
     let mut throttled_retry_after: Option<Duration> = None;
-    while let Some(node) = route.pick() {
+    loop {
+        let node = match route.pick() {
+            Some(node) => node,
+            // Every routable node is at its concurrency limit: wait in the class queue
+            // for a slot (weighted by class), up to the class's queue timeout.
+            None if attempt == 0 && route.any_routable() => {
+                let deadline = admitted_at + ep.protect.queue_timeout(classified.class);
+                let turn = ep
+                    .protect
+                    .wait_turn(classified.class, deadline, || route.pick())
+                    .await;
+                waited.for_slot = true;
+                flow.waited.set(waited);
+                match turn {
+                    Ok(node) => node,
+                    Err(shed) => return shed_request(shard, flow, client, head, shed).await,
+                }
+            }
+            None => break,
+        };
         attempt += 1;
         if attempt > 1 {
             shard.metrics().upstream_retry();
@@ -426,6 +524,7 @@ async fn handle(
                         return false;
                     }
                 }
+                mover.set_pacer(down_pacer.clone());
                 return relay_response(
                     shard,
                     ep,
@@ -488,15 +587,8 @@ async fn handle(
             }
         }
     }
-    // No attempt at all while some node is routable: every candidate is at its
-    // concurrency limit, which is throttling too.
-    let saturated = attempt == 0
-        && route
-            .chain
-            .iter()
-            .any(|&p| ep.health.pool(p).iter().any(|v| v.state().is_routable()));
     let (status, code, message) = match last.as_ref().map(|e| e.err.kind) {
-        _ if throttled_retry_after.is_some() || saturated => {
+        _ if throttled_retry_after.is_some() => {
             (503, "SlowDown", "Please reduce your request rate.")
         }
         Some(Kind::Timeout) => (
@@ -555,11 +647,61 @@ async fn break_with(
     if let Some(after) = retry_after.or((code == "SlowDown").then_some(Duration::from_secs(1))) {
         // SDKs back off on SlowDown; Retry-After tells them how long.
         if let Some(pos) = head_end(&bytes) {
-            let header = format!("Retry-After: {}\r\n", after.as_secs().max(1));
+            let header = format!("Retry-After: {}\r\n", retry_after_secs(after));
             bytes.splice(pos - 2..pos - 2, header.into_bytes());
         }
     }
     let _ = write_timed(client, &bytes, Duration::from_secs(5)).await;
+}
+
+/// `Retry-After` in whole seconds: rounded up (a client told 0 would retry at once).
+fn retry_after_secs(after: Duration) -> u64 {
+    (after.as_secs_f64().ceil() as u64).max(1)
+}
+
+/// Moves `bytes` of a body's byte budget at the pacer's rate (for bodies that do not
+/// pass the relay).
+async fn charge(pacer: &dyn Pacer, mut bytes: u64) {
+    while bytes > 0 {
+        match pacer.grant(bytes) {
+            Pace::Go(n) => bytes = bytes.saturating_sub(n.max(1)),
+            Pace::Wait(d) => monoio::time::sleep(d).await,
+        }
+    }
+}
+
+/// Answers a request a limit refused with S3 `SlowDown` (503) and `Retry-After`. A
+/// request without a body keeps its connection (SDKs retry on it after the pause);
+/// one with a body closes, since weir did not read the body.
+async fn shed_request(
+    shard: &Shard,
+    flow: &Flow,
+    client: &Conn,
+    head: &RequestHead,
+    shed: Shed,
+) -> bool {
+    flow.shed.set(Some(shed.reason.label()));
+    flow.status.set(503);
+    shard.metrics().request(503);
+    let keep = head.keep_alive
+        && head.minor_version > 0
+        && matches!(head.framing, BodyFraming::None | BodyFraming::Length(0))
+        && !signals::draining();
+    let rid = shard.request_id();
+    let message = "Please reduce your request rate.";
+    let mut bytes = if head.method == Method::Head {
+        s3_error_response_head_only(503, "SlowDown", message, head.path(), &rid, !keep)
+    } else {
+        s3_error_response(503, "SlowDown", message, head.path(), &rid, !keep)
+    };
+    if let Some(pos) = head_end(&bytes) {
+        let header = format!("Retry-After: {}\r\n", retry_after_secs(shed.retry_after));
+        bytes.splice(pos - 2..pos - 2, header.into_bytes());
+    }
+    write_timed(client, &bytes, Duration::from_secs(5))
+        .await
+        .is_ok()
+        && keep
 }
 
 /// Waits until the first chunk-size line of a chunked request body is buffered and checks

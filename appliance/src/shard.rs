@@ -25,6 +25,7 @@ use crate::bus::{Bus, Msg};
 use crate::flows::{AccessLog, Flows};
 use crate::health::{self, Health};
 use crate::metrics::{CoreMetrics, Registry};
+use crate::protect::{self, Protect};
 use crate::proxy;
 use crate::settings::Settings;
 use crate::signals;
@@ -44,6 +45,12 @@ pub struct Epoch {
     pub retry_budget: RefCell<RetryBudget>,
     /// Metric labels of each node, built once per epoch.
     pub node_keys: Vec<Vec<NodeKey>>,
+    /// Tenant names (metric labels), by `TenantId`.
+    pub tenant_names: Vec<Arc<str>>,
+    /// Class names (metric labels), by `ClassId`.
+    pub class_names: Vec<Arc<str>>,
+    /// Caps, token buckets and class queues.
+    pub protect: Protect,
 }
 
 /// A core's state, shared by the connection tasks running on that core.
@@ -134,8 +141,21 @@ impl Shard {
                     .collect()
             })
             .collect();
+        let cfg = &settings.config;
+        let protect = Protect::new(cfg, settings.cores, self.id, Instant::now());
         Epoch {
             id,
+            tenant_names: cfg
+                .tenants
+                .iter()
+                .map(|t| Arc::from(t.name.as_str()))
+                .collect(),
+            class_names: cfg
+                .classes
+                .iter()
+                .map(|c| Arc::from(c.name.as_str()))
+                .collect(),
+            protect,
             settings,
             health,
             inflight,
@@ -161,6 +181,8 @@ impl Shard {
                 let staged = self.staged.borrow_mut().take();
                 match staged {
                     Some(next) if next.id == epoch => {
+                        // Open connections outlive the reload: the new caps count them.
+                        next.protect.carry_connections(&self.epoch().protect);
                         let old = self.epoch.replace(next.clone());
                         old.health.retire();
                         health::spawn_probes(next.health.clone(), next.settings.clone());
@@ -188,6 +210,10 @@ impl Shard {
             }
             Msg::QueryStats(reply) => {
                 let _ = reply.try_send(self.stats.snapshot());
+            }
+            Msg::LimitsReport(reply) => protect::on_report(self, &reply),
+            Msg::LimitsGrant { epoch, keys, caps } => {
+                protect::on_grant(self, epoch, &keys, &caps);
             }
             Msg::Abort { epoch } => {
                 let mut staged = self.staged.borrow_mut();
@@ -242,6 +268,9 @@ pub async fn run(
         inflight: Vec::new(),
         retry_budget: RefCell::new(RetryBudget::for_core(&cfg.upstream, settings.cores)),
         node_keys: Vec::new(),
+        tenant_names: Vec::new(),
+        class_names: Vec::new(),
+        protect: Protect::new(cfg, settings.cores, id, Instant::now()),
     });
     let shard = Rc::new(Shard {
         id,
@@ -274,7 +303,9 @@ pub async fn run(
             }
         });
     }
-    let per_core_connections_max = (cfg.http.connections_max / settings.cores).max(1) as u64;
+    if id == 0 && settings.cores > 1 {
+        monoio::spawn(protect::coordinate(shard.clone(), shard.bus.clone()));
+    }
     for std_listener in listeners {
         let listener = match TcpListener::from_std(std_listener) {
             Ok(l) => l,
@@ -296,8 +327,10 @@ pub async fn run(
                         continue;
                     }
                 };
-                if shard.metrics().connections_active() >= per_core_connections_max {
-                    shard.metrics().connection_refused();
+                // The cheap, early refusal: closed before any byte is read.
+                if let Err(reason) = shard.epoch().protect.connect(peer.ip()) {
+                    let per_client = reason.label() == "client_ip_connections";
+                    shard.metrics().connection_refused(per_client);
                     drop(stream);
                     continue;
                 }
@@ -306,6 +339,9 @@ pub async fn run(
                     shard.metrics().connection_opened();
                     proxy::serve_client(&shard, stream, peer).await;
                     shard.metrics().connection_closed();
+                    // The current epoch's caps hold the connection (carried over at
+                    // every reload since it opened).
+                    shard.epoch().protect.disconnect(peer.ip());
                 });
             }
         });

@@ -4,7 +4,8 @@
 //! snapshot through the bus at scrape time and sums them. So a request costs a few
 //! increments in core-local memory and no cross-core traffic; a scrape costs one message
 //! per core. Label values are bounded: pools and nodes come from the config, ops are
-//! `weir_policy::route::OpClass` names, statuses are classes (`2xx`…).
+//! `weir_policy::route::OpClass` names, statuses are classes (`2xx`…), tenants and
+//! classes are the configured ones (unknown access keys count as the default tenant).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -109,10 +110,73 @@ pub struct Sample {
     pub bytes_down: u64,
 }
 
+/// Labels of a tenant's series.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TenantKey {
+    /// Tenant name.
+    pub tenant: Arc<str>,
+    /// QoS class name.
+    pub class: Arc<str>,
+}
+
+/// One tenant's (in one class) statistics on one core.
+#[derive(Debug, Clone, Default)]
+pub struct TenantStats {
+    /// Requests by status class index 0..5.
+    requests: [u64; 5],
+    /// Requests weir answered `SlowDown` itself, by the limit's label.
+    shed: HashMap<&'static str, u64>,
+    /// Requests that waited for rate-limit tokens.
+    waited_tokens: u64,
+    /// Requests that waited in their class queue for a slot.
+    waited_slot: u64,
+    bytes_up: u64,
+    bytes_down: u64,
+}
+
+impl TenantStats {
+    fn merge(&mut self, other: &TenantStats) {
+        for (a, b) in self.requests.iter_mut().zip(other.requests) {
+            *a += b;
+        }
+        for (k, v) in &other.shed {
+            *self.shed.entry(k).or_default() += v;
+        }
+        self.waited_tokens += other.waited_tokens;
+        self.waited_slot += other.waited_slot;
+        self.bytes_up += other.bytes_up;
+        self.bytes_down += other.bytes_down;
+    }
+}
+
+/// What one finished request contributes to its tenant's series.
+pub struct TenantSample {
+    /// Status answered (0: none, the connection closed).
+    pub status: u16,
+    /// The limit that shed it, if weir answered `SlowDown` itself.
+    pub shed: Option<&'static str>,
+    /// How it waited at admission.
+    pub waited: crate::protect::Waited,
+    /// Request body bytes to the node.
+    pub bytes_up: u64,
+    /// Response body bytes to the client.
+    pub bytes_down: u64,
+}
+
+/// One core's statistics as sent to the metrics thread.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    /// Per node.
+    pub nodes: Vec<(NodeKey, NodeStats)>,
+    /// Per tenant and class.
+    pub tenants: Vec<(TenantKey, TenantStats)>,
+}
+
 /// A core's labeled statistics.
 #[derive(Default)]
 pub struct Stats {
     nodes: RefCell<HashMap<NodeKey, NodeStats>>,
+    tenants: RefCell<HashMap<TenantKey, TenantStats>>,
 }
 
 impl Stats {
@@ -130,25 +194,63 @@ impl Stats {
         n.bytes_down += s.bytes_down;
     }
 
+    /// Records a finished request of tenant `key`.
+    pub fn record_tenant(&self, key: &TenantKey, s: &TenantSample) {
+        let mut tenants = self.tenants.borrow_mut();
+        // Looked up by reference first: the key's Arcs are cloned once per tenant, not
+        // per request.
+        if !tenants.contains_key(key) {
+            tenants.insert(key.clone(), TenantStats::default());
+        }
+        let Some(t) = tenants.get_mut(key) else {
+            return;
+        };
+        if s.status > 0 {
+            t.requests[(s.status / 100).clamp(1, 5) as usize - 1] += 1;
+        }
+        if let Some(reason) = s.shed {
+            *t.shed.entry(reason).or_default() += 1;
+        }
+        t.waited_tokens += u64::from(s.waited.for_tokens);
+        t.waited_slot += u64::from(s.waited.for_slot);
+        t.bytes_up += s.bytes_up;
+        t.bytes_down += s.bytes_down;
+    }
+
     /// A copy of this core's statistics (sent to the metrics thread).
-    pub fn snapshot(&self) -> Vec<(NodeKey, NodeStats)> {
-        self.nodes
-            .borrow()
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect()
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            nodes: self
+                .nodes
+                .borrow()
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            tenants: self
+                .tenants
+                .borrow()
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        }
     }
 }
 
+const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
 /// Sums the cores' snapshots and renders them.
-pub fn render(snapshots: Vec<Vec<(NodeKey, NodeStats)>>, w: &mut String) {
+pub fn render(snapshots: Vec<Snapshot>, w: &mut String) {
     let mut total: std::collections::BTreeMap<NodeKey, NodeStats> = Default::default();
+    let mut tenants: std::collections::BTreeMap<TenantKey, TenantStats> = Default::default();
     for snap in snapshots {
-        for (k, v) in snap {
+        for (k, v) in snap.nodes {
             total.entry(k).or_default().merge(&v);
         }
+        for (k, v) in snap.tenants {
+            tenants.entry(k).or_default().merge(&v);
+        }
     }
-    const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+    render_tenants(&tenants, w);
     header(
         w,
         "weir_node_requests_total",
@@ -212,6 +314,84 @@ pub fn render(snapshots: Vec<Vec<(NodeKey, NodeStats)>>, w: &mut String) {
     }
 }
 
+fn render_tenants(tenants: &std::collections::BTreeMap<TenantKey, TenantStats>, w: &mut String) {
+    // Tenant and class names are validated label-safe (`[A-Za-z0-9_.-]`).
+    let labels = |k: &TenantKey| format!("tenant=\"{}\",class=\"{}\"", k.tenant, k.class);
+    header(
+        w,
+        "weir_tenant_requests_total",
+        "counter",
+        "Requests answered, by tenant, QoS class and status class.",
+    );
+    for (k, v) in tenants {
+        for (i, n) in v.requests.iter().enumerate().filter(|(_, n)| **n > 0) {
+            let _ = writeln!(
+                w,
+                "weir_tenant_requests_total{{{},status=\"{}\"}} {n}",
+                labels(k),
+                CLASSES[i]
+            );
+        }
+    }
+    header(
+        w,
+        "weir_shed_requests_total",
+        "counter",
+        "Requests weir answered SlowDown itself (a limit, cap or queue), by tenant, class and reason.",
+    );
+    for (k, v) in tenants {
+        let mut rows: Vec<_> = v.shed.iter().collect();
+        rows.sort();
+        for (reason, n) in rows {
+            let _ = writeln!(
+                w,
+                "weir_shed_requests_total{{{},reason=\"{reason}\"}} {n}",
+                labels(k)
+            );
+        }
+    }
+    header(
+        w,
+        "weir_queued_requests_total",
+        "counter",
+        "Requests that waited at admission, by tenant, class and what for (tokens = a rate limit, slot = an in-flight cap or a node).",
+    );
+    for (k, v) in tenants {
+        let _ = writeln!(
+            w,
+            "weir_queued_requests_total{{{},reason=\"tokens\"}} {}",
+            labels(k),
+            v.waited_tokens
+        );
+        let _ = writeln!(
+            w,
+            "weir_queued_requests_total{{{},reason=\"slot\"}} {}",
+            labels(k),
+            v.waited_slot
+        );
+    }
+    header(
+        w,
+        "weir_tenant_body_bytes_total",
+        "counter",
+        "Body bytes by tenant, class and direction (upload = to the node).",
+    );
+    for (k, v) in tenants {
+        let _ = writeln!(
+            w,
+            "weir_tenant_body_bytes_total{{{},direction=\"upload\"}} {}",
+            labels(k),
+            v.bytes_up
+        );
+        let _ = writeln!(
+            w,
+            "weir_tenant_body_bytes_total{{{},direction=\"download\"}} {}",
+            labels(k),
+            v.bytes_down
+        );
+    }
+}
+
 fn header(w: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(w, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
@@ -254,7 +434,32 @@ mod tests {
         a.record(key.clone(), &s);
         b.record(key.clone(), &s);
         let mut w = String::new();
+        let tenant = TenantKey {
+            tenant: Arc::from("t1"),
+            class: Arc::from("bulk"),
+        };
+        let ts = TenantSample {
+            status: 503,
+            shed: Some("tenant_rate"),
+            waited: crate::protect::Waited {
+                for_tokens: true,
+                for_slot: false,
+            },
+            bytes_up: 3,
+            bytes_down: 0,
+        };
+        a.record_tenant(&tenant, &ts);
+        b.record_tenant(&tenant, &ts);
         render(vec![a.snapshot(), b.snapshot()], &mut w);
+        for line in [
+            "weir_tenant_requests_total{tenant=\"t1\",class=\"bulk\",status=\"5xx\"} 2\n",
+            "weir_shed_requests_total{tenant=\"t1\",class=\"bulk\",reason=\"tenant_rate\"} 2\n",
+            "weir_queued_requests_total{tenant=\"t1\",class=\"bulk\",reason=\"tokens\"} 2\n",
+            "weir_queued_requests_total{tenant=\"t1\",class=\"bulk\",reason=\"slot\"} 0\n",
+            "weir_tenant_body_bytes_total{tenant=\"t1\",class=\"bulk\",direction=\"upload\"} 6\n",
+        ] {
+            assert!(w.contains(line), "{line} missing in {w}");
+        }
         assert!(
             w.contains(
                 "weir_node_requests_total{pool=\"p\",node=\"n:1\",op=\"read\",status=\"2xx\"} 2\n"

@@ -8,7 +8,7 @@
 use std::cell::Cell;
 use std::io;
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::conn::Conn;
 use crate::error::{Error, Kind, Side};
@@ -83,6 +83,26 @@ impl Moved {
     }
 }
 
+/// Permission to move a shaped body's bytes: the byte budget of a rate-limited transfer.
+/// The relay asks before each quantum and hands back what it could not move, so a capped
+/// transfer moves at the granted rate — spliced bodies too.
+pub trait Pacer {
+    /// How many of `want` bytes may move now (`Go(n)`, `n <= want`), or how long to wait
+    /// before asking again.
+    fn grant(&self, want: u64) -> Pace;
+    /// Bytes granted but not moved.
+    fn unused(&self, bytes: u64);
+}
+
+/// A [`Pacer`]'s answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pace {
+    /// Move up to this many bytes now.
+    Go(u64),
+    /// Move nothing; ask again after this long.
+    Wait(Duration),
+}
+
 /// One endpoint of a relay step: the connection and which side it is.
 pub struct End<'a> {
     /// The connection.
@@ -98,6 +118,7 @@ pub struct Mover {
     copy_buf: Vec<u8>,
     idle_timeout: Duration,
     splice_bytes_min: u64,
+    pacer: Option<Rc<dyn Pacer>>,
 }
 
 impl Mover {
@@ -115,6 +136,34 @@ impl Mover {
             copy_buf: Vec::new(),
             idle_timeout,
             splice_bytes_min,
+            pacer: None,
+        }
+    }
+
+    /// Shapes the bodies moved from now on with `pacer` (`None`: move at full speed).
+    pub fn set_pacer(&mut self, pacer: Option<Rc<dyn Pacer>>) {
+        self.pacer = pacer;
+    }
+
+    /// Waits until the pacer grants some of `want` bytes; all of them without a pacer.
+    async fn paced(&self, want: u64) -> u64 {
+        let Some(pacer) = &self.pacer else {
+            return want;
+        };
+        loop {
+            match pacer.grant(want) {
+                Pace::Go(n) => return n.min(want),
+                Pace::Wait(d) => monoio::time::sleep(d).await,
+            }
+        }
+    }
+
+    /// Returns `granted - used` unused bytes to the pacer.
+    fn unpaced(&self, granted: u64, used: u64) {
+        if let Some(pacer) = &self.pacer {
+            if granted > used {
+                pacer.unused(granted - used);
+            }
         }
     }
 
@@ -222,8 +271,9 @@ impl Mover {
         let mut remaining = len.unwrap_or(u64::MAX);
 
         // Bytes that arrived with the head (or earlier framing) leave from user space.
-        let take = (src.buffered().len() as u64).min(remaining) as usize;
-        if take > 0 {
+        while remaining > 0 && !src.buffered().is_empty() {
+            let want = (src.buffered().len() as u64).min(remaining);
+            let take = self.paced(want).await as usize;
             dst.write_all(&src.buffered()[..take])
                 .await
                 .map_err(|e| Error::from_io(dst_side, &e))?;
@@ -283,17 +333,22 @@ impl Mover {
             self.copy_buf = vec![0; COPY_BUF_BYTES];
         }
         while remaining > 0 {
-            let want = (self.copy_buf.len() as u64).min(remaining) as usize;
+            let want = (self.copy_buf.len() as u64).min(remaining);
+            let granted = self.paced(want).await;
             let n = loop {
-                match sys::recv(src.fd(), &mut self.copy_buf[..want]) {
+                match sys::recv(src.fd(), &mut self.copy_buf[..granted as usize]) {
                     Ok(n) => break n,
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                         self.timed(src_side, src.stream().readable(false)).await?
                     }
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(Error::from_io(src_side, &e)),
+                    Err(e) => {
+                        self.unpaced(granted, 0);
+                        return Err(Error::from_io(src_side, &e));
+                    }
                 }
             };
+            self.unpaced(granted, n as u64);
             if n == 0 {
                 if until_eof {
                     return Ok(());
@@ -332,12 +387,38 @@ impl Mover {
         let capacity = pipe.capacity();
         let mut in_pipe: usize = 0;
         let mut src_eof = false;
+        // A shaped transfer whose budget is spent fills the pipe again only from here on.
+        let mut paused_until: Option<Instant> = None;
         loop {
             let mut progressed = false;
             let mut src_blocked = false;
-            if remaining > 0 && !src_eof && in_pipe < capacity {
-                let want = ((capacity - in_pipe) as u64).min(remaining) as usize;
-                match sys::splice(src.fd(), pipe.write_fd(), want) {
+            if paused_until.is_some_and(|t| Instant::now() >= t) {
+                paused_until = None;
+            }
+            if remaining > 0 && !src_eof && in_pipe < capacity && paused_until.is_none() {
+                let mut want = ((capacity - in_pipe) as u64).min(remaining) as usize;
+                let mut granted = None;
+                if let Some(pacer) = &self.pacer {
+                    match pacer.grant(want as u64) {
+                        Pace::Go(n) => {
+                            want = want.min(n as usize);
+                            granted = Some(want as u64);
+                        }
+                        Pace::Wait(d) => {
+                            paused_until = Some(Instant::now() + d);
+                            want = 0;
+                        }
+                    }
+                }
+                let spliced = if want == 0 {
+                    Err(io::ErrorKind::WouldBlock.into())
+                } else {
+                    sys::splice(src.fd(), pipe.write_fd(), want)
+                };
+                if let Some(g) = granted {
+                    self.unpaced(g, *spliced.as_ref().unwrap_or(&0) as u64);
+                }
+                match spliced {
                     Ok(0) => {
                         if !until_eof {
                             return Err(Error::new(
@@ -356,7 +437,9 @@ impl Mover {
                         remaining -= n as u64;
                         progressed = true;
                     }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => src_blocked = true,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        src_blocked = paused_until.is_none()
+                    }
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => progressed = true,
                     Err(e) => return Err(Error::from_io(src_side, &e)),
                 }
@@ -382,6 +465,8 @@ impl Mover {
             }
             if in_pipe > 0 && dst_blocked {
                 self.timed(dst_side, dst.stream().writable(false)).await?;
+            } else if let Some(until) = paused_until {
+                monoio::time::sleep(until.saturating_duration_since(Instant::now())).await;
             } else if src_blocked {
                 self.timed(src_side, src.stream().readable(false)).await?;
             }

@@ -154,9 +154,14 @@ where
 /// curl 7.88 sends no `x-amz-content-sha256`, which S3 servers require; it signs the one we
 /// add (`UNSIGNED-PAYLOAD`, so a body of unknown length can stream).
 pub fn curl_sigv4() -> Command {
+    curl_sigv4_as(ACCESS_KEY, SECRET_KEY)
+}
+
+/// [`curl_sigv4`] signing with another identity.
+pub fn curl_sigv4_as(access_key: &str, secret_key: &str) -> Command {
     let mut cmd = Command::new(crate::tools::curl());
     cmd.args(["-sS", "--aws-sigv4", "aws:amz:us-east-1:s3", "--user"])
-        .arg(format!("{ACCESS_KEY}:{SECRET_KEY}"))
+        .arg(format!("{access_key}:{secret_key}"))
         .args(["-H", "x-amz-content-sha256: UNSIGNED-PAYLOAD"]);
     for var in SCRUBBED_ENV {
         cmd.env_remove(var);

@@ -40,5 +40,9 @@ pub mod weir;
 pub const ACCESS_KEY: &str = "WEIRTESTACCESSKEY000";
 /// Secret key that goes with [`ACCESS_KEY`].
 pub const SECRET_KEY: &str = "weir-test-secret-key-0000000000000000000";
+/// A second identity SeaweedFS accepts: a tenant of its own in the protection tests.
+pub const FLOOD_ACCESS_KEY: &str = "WEIRTESTFLOODKEY0000";
+/// Secret key that goes with [`FLOOD_ACCESS_KEY`].
+pub const FLOOD_SECRET_KEY: &str = "weir-test-flood-secret-00000000000000000";
 /// Region the clients sign for.
 pub const REGION: &str = "us-east-1";

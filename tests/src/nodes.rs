@@ -10,7 +10,7 @@
 use crate::clients::curl_sigv4;
 use crate::data::SeedObject;
 use crate::process::Proc;
-use crate::{ACCESS_KEY, SECRET_KEY};
+use crate::{ACCESS_KEY, FLOOD_ACCESS_KEY, FLOOD_SECRET_KEY, SECRET_KEY};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -116,6 +116,10 @@ impl Seaweed {
                 "identities": [{
                     "name": "weir-tests",
                     "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
+                    "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+                }, {
+                    "name": "weir-tests-flood",
+                    "credentials": [{"accessKey": FLOOD_ACCESS_KEY, "secretKey": FLOOD_SECRET_KEY}],
                     "actions": ["Admin", "Read", "Write", "List", "Tagging"],
                 }]
             })

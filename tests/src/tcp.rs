@@ -23,6 +23,9 @@ pub struct Counters {
     bytes_in: AtomicU64,
     bytes_out: AtomicU64,
     captured: Mutex<Vec<Vec<u8>>>,
+    /// Every request line seen on any connection, in arrival order (for streams of
+    /// body-less requests, where each head starts with one).
+    request_lines: Mutex<Vec<String>>,
 }
 
 impl Counters {
@@ -40,6 +43,28 @@ impl Counters {
         let kept = &mut captured[id];
         let room = CAPTURE_BYTES_MAX.saturating_sub(kept.len());
         kept.extend_from_slice(&bytes[..bytes.len().min(room)]);
+    }
+
+    /// Collects the request lines of a connection's inbound bytes; `line` carries a
+    /// partial line between reads (bounded: long lines are not request lines).
+    fn scan_lines(&self, line: &mut Vec<u8>, bytes: &[u8]) {
+        for &b in bytes {
+            if b != b'\n' {
+                if line.len() < 16 * 1024 {
+                    line.push(b);
+                }
+                continue;
+            }
+            let text = String::from_utf8_lossy(line);
+            let text = text.trim_end_matches('\r');
+            if is_request_line(text) {
+                self.request_lines
+                    .lock()
+                    .expect("request lines lock")
+                    .push(text.to_string());
+            }
+            line.clear();
+        }
     }
 
     /// The first bytes (up to 64 KiB) each connection sent, in accept order.
@@ -78,17 +103,24 @@ impl Counters {
         for bytes in self.captured() {
             for line in String::from_utf8_lossy(&bytes).split('\n') {
                 let line = line.trim_end_matches('\r');
-                let words: Vec<&str> = line.split(' ').collect();
-                let looks_like_request = words.len() == 3
-                    && !words[0].is_empty()
-                    && words[0].bytes().all(|b| b.is_ascii_uppercase())
-                    && words[2].starts_with("HTTP/");
-                if looks_like_request && !is_health_probe(line) {
+                if is_request_line(line) && !is_health_probe(line) {
                     lines.push(line.to_string());
                 }
             }
         }
         lines
+    }
+
+    /// Request lines (`METHOD target HTTP/x`, not health probes) seen over the whole of
+    /// every connection so far whose target contains `needle`. Exact for body-less
+    /// requests (GET, HEAD); a body could contain a line that looks like one.
+    pub fn requests_matching(&self, needle: &str) -> usize {
+        self.request_lines
+            .lock()
+            .expect("request lines lock")
+            .iter()
+            .filter(|l| !is_health_probe(l) && l.contains(needle))
+            .count()
     }
 
     /// Connections accepted so far.
@@ -103,6 +135,15 @@ impl Counters {
     pub fn bytes_out(&self) -> u64 {
         self.bytes_out.load(Ordering::SeqCst)
     }
+}
+
+/// Whether a line looks like an HTTP request line (`METHOD target HTTP/x`).
+fn is_request_line(line: &str) -> bool {
+    let words: Vec<&str> = line.split(' ').collect();
+    words.len() == 3
+        && !words[0].is_empty()
+        && words[0].bytes().all(|b| b.is_ascii_uppercase())
+        && words[2].starts_with("HTTP/")
 }
 
 /// Whether a request line is one of weir's active health probes (the default "generic"
@@ -289,6 +330,7 @@ fn pipe(
     };
     std::thread::spawn(move || {
         let mut buf = vec![0u8; 256 * 1024];
+        let mut line: Vec<u8> = Vec::new();
         loop {
             let n = match from.read(&mut buf) {
                 Ok(0) | Err(_) => break,
@@ -301,6 +343,7 @@ fn pipe(
                 Some(id) => {
                     c.bytes_in.fetch_add(n as u64, Ordering::SeqCst);
                     c.capture(id, &buf[..n]);
+                    c.scan_lines(&mut line, &buf[..n]);
                 }
                 None => {
                     c.bytes_out.fetch_add(n as u64, Ordering::SeqCst);

@@ -98,6 +98,8 @@ pub struct WeirConfig {
     pub pools: Vec<PoolConfig>,
     /// `[[route]]` tables, each as its TOML lines (`bucket = "*"`, `pools = ["a", "b"]`).
     pub routes: Vec<Vec<String>>,
+    /// TOML appended as is (`[limits]`, `[[tenant]]`, `[[class]]`, `[defaults]`, …).
+    pub extra: String,
 }
 
 impl WeirConfig {
@@ -114,7 +116,15 @@ impl WeirConfig {
             upstream: Vec::new(),
             pools: Vec::new(),
             routes: Vec::new(),
+            extra: String::new(),
         }
+    }
+
+    /// Appends raw TOML (tables after the pools and routes).
+    pub fn extra(mut self, toml: &str) -> WeirConfig {
+        self.extra.push('\n');
+        self.extra.push_str(toml);
+        self
     }
 
     /// Adds an `[upstream]` line.
@@ -194,6 +204,7 @@ impl WeirConfig {
                 toml.push('\n');
             }
         }
+        toml.push_str(&self.extra);
         toml
     }
 }

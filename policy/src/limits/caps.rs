@@ -329,6 +329,27 @@ impl Caps {
         }
     }
 
+    /// Takes over the client connections that `old` (this core's caps of the previous
+    /// config epoch) holds: connections outlive a reload, so the new caps must count
+    /// them — or a reload would let the caps be exceeded — and release them at close.
+    pub fn carry_connections(&mut self, old: &Caps) {
+        self.connections.in_use = old.connections.in_use;
+        let Some(max) = self.client_ip_max else {
+            return;
+        };
+        let (cores, core) = (self.cores, self.core);
+        for (ip, held) in old.client_ips.iter().filter(|(_, c)| c.in_use > 0) {
+            if self.client_ips.len() >= self.client_ips_max {
+                break;
+            }
+            let entry = self
+                .client_ips
+                .entry(*ip)
+                .or_insert_with(|| CapShare::new(max, cores, core));
+            entry.in_use = held.in_use;
+        }
+    }
+
     /// A request of `tenant` starts: admitted by the tenant's in-flight cap, or refused
     /// (queue it or answer `SlowDown`).
     pub fn start_request(&mut self, tenant: TenantId) -> Result<(), RejectReason> {

@@ -377,6 +377,33 @@ fn connection_caps_global_and_per_client() {
 }
 
 #[test]
+fn a_reload_carries_open_connections_over() {
+    let cfg = config(CAPS);
+    let mut old = Caps::new(&cfg, 1, 0);
+    let a: IpAddr = "10.0.0.1".parse().unwrap();
+    let b: IpAddr = "10.0.0.2".parse().unwrap();
+    for ip in [a, a, b] {
+        assert_eq!(old.connect(ip), Ok(()));
+    }
+    let mut new = Caps::new(&cfg, 1, 0);
+    new.carry_connections(&old);
+    assert_eq!(new.connections(), 3);
+    assert_eq!(
+        new.connect(a),
+        Err(RejectReason::Cap(CapScope::ClientIpConnections)),
+        "a's two connections still count after the reload"
+    );
+    assert_eq!(new.connect(b), Ok(()));
+    assert_eq!(
+        new.connect(b),
+        Err(RejectReason::Cap(CapScope::Connections))
+    );
+    // Connections opened before the reload close on the new caps.
+    new.disconnect(a);
+    assert_eq!(new.connect(a), Ok(()));
+}
+
+#[test]
 fn tenant_and_node_inflight_caps() {
     let cfg = config(CAPS);
     let mut caps = Caps::new(&cfg, 1, 0);

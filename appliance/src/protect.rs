@@ -1,0 +1,412 @@
+//! Protecting the storage on one core: the caps, token buckets, class queues and byte
+//! pacing of `weir_policy::limits` and `weir_policy::qos`, driven for real requests, and
+//! the cross-core rebalance of their shares.
+//!
+//! The decisions are policy's; this module holds the per-core state of one config epoch,
+//! makes requests wait (for their tokens, or in their class's queue for a slot), and moves
+//! usage reports and grants between cores. A request's way (docs/limits.md):
+//!
+//! 1. accept: [`Protect::connect`] — the global and per-client-IP connection caps;
+//! 2. [`Protect::admit`]: the tenant's in-flight cap (wait in the class queue for a slot)
+//!    and the token buckets (wait for reserved tokens, or `SlowDown`);
+//! 3. the balancer only picks nodes with room under `node_inflight_max`; with every
+//!    routable node full, the request waits in its class queue ([`Protect::wait_turn`]);
+//! 4. bodies of rate-limited transfers move in quanta the byte buckets grant
+//!    ([`BytePacer`]).
+//!
+//! Whoever frees a slot wakes the class queue's next request (weighted fair queueing over
+//! the classes); every waiter also looks again every few milliseconds, since room can
+//! also come from a rebalance or a node's concurrency limit growing.
+
+use std::cell::{Cell, RefCell};
+use std::net::IpAddr;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use weir_io::relay::{Pace, Pacer};
+use weir_policy::classify::Classified;
+use weir_policy::config::{ClassId, Config};
+use weir_policy::limits::{
+    rebalance_cap_keys, rebalance_keys, Admit, ByteGrant, CapGrant, CapReport, Caps, Dir, KeyGrant,
+    KeyUsage, Limiter, RejectReason,
+};
+use weir_policy::qos::Scheduler;
+
+use crate::bus::{Bus, Msg};
+use crate::shard::{Epoch, Shard};
+
+/// How often a queued request looks for room by itself (room can come from a rebalance
+/// or a node's concurrency limit growing, which wake nobody).
+const QUEUE_POLL: Duration = Duration::from_millis(10);
+/// `Retry-After` for refusals that do not come with their own (queue full or timed out):
+/// the header has whole seconds, and 0 invites an instant retry.
+const RETRY_AFTER_QUEUE: Duration = Duration::from_secs(1);
+/// How long the coordinator waits for every core's report before skipping a round.
+const ROUND_TIMEOUT: Duration = Duration::from_millis(200);
+
+/// Why a request is refused with `SlowDown`, and when it may come back.
+#[derive(Debug, Clone, Copy)]
+pub struct Shed {
+    /// Which limit refused (a metric label).
+    pub reason: RejectReason,
+    /// For the `Retry-After` header (whole seconds, at least 1).
+    pub retry_after: Duration,
+}
+
+/// How a request got past admission, for metrics and the access log.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Waited {
+    /// It waited for tokens of a rate limit.
+    pub for_tokens: bool,
+    /// It waited in its class queue for a slot (tenant in-flight cap, or a node).
+    pub for_slot: bool,
+}
+
+/// One core's protection state for one config epoch.
+pub struct Protect {
+    limiter: RefCell<Limiter>,
+    caps: RefCell<Caps>,
+    /// Requests waiting for a slot, by class, served by weight.
+    queue: RefCell<Scheduler<flume::Sender<()>>>,
+    /// Requests waiting for reserved tokens, by class (they count against `queue_max`).
+    waiting_tokens: Vec<Cell<usize>>,
+    queue_max: Vec<usize>,
+    queue_timeout: Vec<Duration>,
+}
+
+impl Protect {
+    /// Core `core`'s (of `cores`) protection state for `config`: every share even, every
+    /// bucket full.
+    pub fn new(config: &Config, cores: usize, core: usize, now: Instant) -> Self {
+        Protect {
+            limiter: RefCell::new(Limiter::new(config, cores, now)),
+            caps: RefCell::new(Caps::new(config, cores, core)),
+            queue: RefCell::new(Scheduler::new(&config.classes)),
+            waiting_tokens: config.classes.iter().map(|_| Cell::new(0)).collect(),
+            queue_max: config.classes.iter().map(|c| c.queue_max).collect(),
+            queue_timeout: config.classes.iter().map(|c| c.queue_timeout).collect(),
+        }
+    }
+
+    /// Takes over the previous epoch's open client connections (they outlive a reload).
+    pub fn carry_connections(&self, old: &Protect) {
+        self.caps.borrow_mut().carry_connections(&old.caps.borrow());
+    }
+
+    /// A new client connection: `Err` means close it at once.
+    pub fn connect(&self, ip: IpAddr) -> Result<(), RejectReason> {
+        self.caps.borrow_mut().connect(ip)
+    }
+
+    /// A client connection admitted by [`Protect::connect`] (on this or an earlier epoch
+    /// of this core) closed.
+    pub fn disconnect(&self, ip: IpAddr) {
+        self.caps.borrow_mut().disconnect(ip);
+    }
+
+    /// Admits a request: its tenant's in-flight cap (waiting in its class queue for a
+    /// slot) and every token bucket that applies (waiting for reserved tokens). The
+    /// returned ticket holds the tenant slot until dropped.
+    pub async fn admit<'a>(
+        &'a self,
+        c: &Classified,
+        waited: &mut Waited,
+    ) -> Result<Ticket<'a>, Shed> {
+        let deadline = Instant::now() + self.queue_timeout(c.class);
+        if self.caps.borrow_mut().start_request(c.tenant).is_err() {
+            waited.for_slot = true;
+            let tenant = c.tenant;
+            self.wait_turn(c.class, deadline, || {
+                self.caps.borrow_mut().start_request(tenant).ok()
+            })
+            .await?;
+        }
+        let ticket = Ticket {
+            protect: self,
+            tenant: c.tenant,
+        };
+        let admit = self
+            .limiter
+            .borrow_mut()
+            .admit(c, c.client_ip, Instant::now());
+        match admit {
+            Admit::Go => {}
+            Admit::Reject {
+                reason,
+                retry_after,
+            } => {
+                return Err(Shed {
+                    reason,
+                    retry_after,
+                })
+            }
+            Admit::Wait { until, class } => {
+                let waiting = &self.waiting_tokens[class.0];
+                if self.queued(class) >= self.queue_max[class.0] {
+                    self.limiter
+                        .borrow_mut()
+                        .refund_request(c, c.client_ip, Instant::now());
+                    return Err(Shed {
+                        reason: RejectReason::QueueFull,
+                        retry_after: RETRY_AFTER_QUEUE,
+                    });
+                }
+                waited.for_tokens = true;
+                waiting.set(waiting.get() + 1);
+                monoio::time::sleep(until.saturating_duration_since(Instant::now())).await;
+                waiting.set(waiting.get() - 1);
+            }
+        }
+        Ok(ticket)
+    }
+
+    /// Waits in `class`'s queue until `take` finds room (it is tried on every wake-up and
+    /// every few milliseconds), or refuses: `queue_full` when the class queue is full,
+    /// `queue_timeout` past `deadline`.
+    pub async fn wait_turn<T>(
+        &self,
+        class: ClassId,
+        deadline: Instant,
+        mut take: impl FnMut() -> Option<T>,
+    ) -> Result<T, Shed> {
+        let shed = |reason| Shed {
+            reason,
+            retry_after: RETRY_AFTER_QUEUE,
+        };
+        let mut ticket: Option<flume::Receiver<()>> = None;
+        loop {
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(shed(RejectReason::QueueTimeout));
+            }
+            let rx = match ticket.take() {
+                Some(rx) => rx,
+                None => {
+                    if self.queued(class) >= self.queue_max.get(class.0).copied().unwrap_or(0) {
+                        return Err(shed(RejectReason::QueueFull));
+                    }
+                    let (tx, rx) = flume::bounded(1);
+                    if self.queue.borrow_mut().push(class, tx, deadline).is_err() {
+                        return Err(shed(RejectReason::QueueFull));
+                    }
+                    rx
+                }
+            };
+            let tick = deadline.saturating_duration_since(now).min(QUEUE_POLL);
+            // Woken (our turn) or not: look for room; a waiter that was not woken keeps
+            // its place in the queue.
+            let woken = matches!(
+                monoio::time::timeout(tick, rx.recv_async()).await,
+                Ok(Ok(()))
+            );
+            if let Some(t) = take() {
+                return Ok(t);
+            }
+            if !woken {
+                ticket = Some(rx);
+            }
+        }
+    }
+
+    /// A slot was freed: the next waiter (by class weight) looks for room.
+    pub fn wake_one(&self) {
+        let mut queue = self.queue.borrow_mut();
+        if queue.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        // Expired entries' owners time out by themselves.
+        drop(queue.expire(now));
+        while let Some(tx) = queue.pop(now) {
+            // A waiter that left (found room on its own, or gave up) has dropped its end.
+            if tx.try_send(()).is_ok() {
+                return;
+            }
+        }
+    }
+
+    /// Requests of `class` waiting on this core (for tokens or a slot).
+    fn queued(&self, class: ClassId) -> usize {
+        self.queue.borrow().len(class) + self.waiting_tokens.get(class.0).map_or(0, Cell::get)
+    }
+
+    /// How long a request of `class` may wait at admission in all.
+    pub fn queue_timeout(&self, class: ClassId) -> Duration {
+        self.queue_timeout
+            .get(class.0)
+            .copied()
+            .unwrap_or(Duration::ZERO)
+    }
+
+    /// Whether node `node` of `pool` has room under `node_inflight_max` on this core.
+    pub fn node_has_room(&self, pool: usize, node: usize) -> bool {
+        self.caps.borrow().node_has_room(pool, node)
+    }
+
+    /// A request is sent to a node (the balancer checked its room).
+    pub fn start_node(&self, pool: usize, node: usize) {
+        // Room was checked by the pick on this same turn of the executor, so this cannot
+        // fail; a refusal would only mean the cap counts one request more.
+        let _ = self.caps.borrow_mut().start_node(pool, node);
+    }
+
+    /// A request is done with a node.
+    pub fn end_node(&self, pool: usize, node: usize) {
+        self.caps.borrow_mut().end_node(pool, node);
+        self.wake_one();
+    }
+
+    /// Whether bodies of `c` in `dir` are rate-limited (and must be paced).
+    pub fn shapes_bytes(&self, c: &Classified, dir: Dir) -> bool {
+        self.limiter.borrow().shapes_bytes(c, dir)
+    }
+
+    /// This core's usage report for the coordinator.
+    fn report(&self) -> (Vec<KeyUsage>, Vec<CapReport>) {
+        let keys = self.limiter.borrow_mut().usage(Instant::now());
+        let caps = self.caps.borrow().usage();
+        (keys, caps)
+    }
+
+    /// Takes the coordinator's grants.
+    fn apply(&self, keys: &[KeyGrant], caps: &[CapGrant]) {
+        self.limiter.borrow_mut().apply(keys, Instant::now());
+        self.caps.borrow_mut().apply(caps);
+        // Grown shares may have room for waiters.
+        self.wake_one();
+    }
+}
+
+/// A request's tenant slot; dropping it frees the slot and wakes the next waiter.
+pub struct Ticket<'a> {
+    protect: &'a Protect,
+    tenant: weir_policy::config::TenantId,
+}
+
+impl Drop for Ticket<'_> {
+    fn drop(&mut self) {
+        self.protect.caps.borrow_mut().end_request(self.tenant);
+        self.protect.wake_one();
+    }
+}
+
+/// Paces one direction of one request's body by the byte buckets that apply to it.
+pub struct BytePacer {
+    /// The epoch the request runs on (its limiter).
+    pub ep: Rc<Epoch>,
+    /// The request's classification.
+    pub classified: Rc<Classified>,
+    /// Which body.
+    pub dir: Dir,
+}
+
+impl Pacer for BytePacer {
+    fn grant(&self, want: u64) -> Pace {
+        let grant = self.ep.protect.limiter.borrow_mut().bytes(
+            &self.classified,
+            self.dir,
+            want,
+            Instant::now(),
+        );
+        match grant {
+            ByteGrant::Go(n) => Pace::Go(n),
+            ByteGrant::Wait(d) => Pace::Wait(d),
+        }
+    }
+
+    fn unused(&self, bytes: u64) {
+        self.ep.protect.limiter.borrow_mut().return_bytes(
+            &self.classified,
+            self.dir,
+            bytes,
+            Instant::now(),
+        );
+    }
+}
+
+/// One core's answer to a rebalance round.
+pub struct Report {
+    /// Reporting core.
+    pub core: usize,
+    /// The config epoch the report was made on (shares are per epoch).
+    pub epoch: u64,
+    /// Rate limits.
+    pub keys: Vec<KeyUsage>,
+    /// Caps.
+    pub caps: Vec<CapReport>,
+}
+
+/// Answers the coordinator's round on `shard` (from its inbox task).
+pub fn on_report(shard: &Shard, reply: &flume::Sender<Report>) {
+    let ep = shard.epoch();
+    let (keys, caps) = ep.protect.report();
+    let _ = reply.try_send(Report {
+        core: shard.id,
+        epoch: ep.id,
+        keys,
+        caps,
+    });
+}
+
+/// Applies the coordinator's grants for `epoch` on `shard`, unless it has moved on.
+pub fn on_grant(shard: &Shard, epoch: u64, keys: &[KeyGrant], caps: &[CapGrant]) {
+    let ep = shard.epoch();
+    if ep.id == epoch {
+        ep.protect.apply(keys, caps);
+    }
+}
+
+/// The coordinator (runs on core 0): every `rebalance_interval` it asks every core for
+/// its usage, computes the new shares (pure, `weir_policy::limits`) and sends each core
+/// its grants. A core reports for the next round only after applying this round's
+/// grants (its inbox is FIFO and the next question comes after the grants), so a round
+/// never counts room twice. A round where some core does not answer in time, or the
+/// cores are on different config epochs (a reload in progress), changes nothing.
+pub async fn coordinate(shard: Rc<Shard>, bus: Bus) {
+    let cores = bus.cores();
+    let (tx, rx) = flume::bounded::<Report>(cores);
+    loop {
+        let interval = shard.epoch().settings.config.limits.rebalance_interval;
+        monoio::time::sleep(interval).await;
+        // Answers of a skipped round must not count in this one.
+        while rx.try_recv().is_ok() {}
+        let mut asked = 0;
+        for core in 0..cores {
+            if bus.send(core, Msg::LimitsReport(tx.clone())) {
+                asked += 1;
+            }
+        }
+        let mut reports: Vec<Option<Report>> = (0..cores).map(|_| None).collect();
+        let deadline = Instant::now() + ROUND_TIMEOUT;
+        let mut got = 0;
+        while got < asked {
+            let wait = deadline.saturating_duration_since(Instant::now());
+            match monoio::time::timeout(wait, rx.recv_async()).await {
+                Ok(Ok(r)) => {
+                    let core = r.core;
+                    if let Some(slot) = reports.get_mut(core) {
+                        *slot = Some(r);
+                        got += 1;
+                    }
+                }
+                _ => break,
+            }
+        }
+        let Some(reports) = reports.into_iter().collect::<Option<Vec<Report>>>() else {
+            continue;
+        };
+        let epoch = reports[0].epoch;
+        if reports.iter().any(|r| r.epoch != epoch) {
+            continue;
+        }
+        let (keys, caps): (Vec<_>, Vec<_>) = reports.into_iter().map(|r| (r.keys, r.caps)).unzip();
+        let key_grants = rebalance_keys(&keys);
+        let cap_grants = rebalance_cap_keys(&caps);
+        for (core, (keys, caps)) in key_grants.into_iter().zip(cap_grants).enumerate() {
+            if keys.is_empty() && caps.is_empty() {
+                continue;
+            }
+            bus.send(core, Msg::LimitsGrant { epoch, keys, caps });
+        }
+    }
+}
