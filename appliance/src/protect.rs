@@ -14,9 +14,13 @@
 //! 4. bodies of rate-limited transfers move in quanta the byte buckets grant
 //!    ([`BytePacer`]).
 //!
-//! Whoever frees a slot wakes the class queue's next request (weighted fair queueing over
-//! the classes); every waiter also looks again every few milliseconds, since room can
-//! also come from a rebalance or a node's concurrency limit growing.
+//! Slots are handed over in queue order: whoever frees one wakes the next waiter (weighted
+//! fair queueing over the classes, `weir_policy::qos`), and while anyone waits for a node,
+//! newcomers queue behind them instead of taking a slot first — so under contention the
+//! classes are served in proportion to their weights. Room can also appear without a
+//! release (a rebalance grants a bigger share, a node's concurrency limit grows), so each
+//! core also wakes its next waiter every few milliseconds ([`tick`]). A woken waiter
+//! that finds no room goes to the back of its class queue.
 
 use std::cell::{Cell, RefCell};
 use std::net::IpAddr;
@@ -35,14 +39,23 @@ use weir_policy::qos::Scheduler;
 use crate::bus::{Bus, Msg};
 use crate::shard::{Epoch, Shard};
 
-/// How often a queued request looks for room by itself (room can come from a rebalance
-/// or a node's concurrency limit growing, which wake nobody).
-const QUEUE_POLL: Duration = Duration::from_millis(10);
+/// How often each core wakes its next waiters without a release (room can come from a
+/// rebalance or a node's concurrency limit growing, which wake nobody).
+const QUEUE_TICK: Duration = Duration::from_millis(10);
 /// `Retry-After` for refusals that do not come with their own (queue full or timed out):
 /// the header has whole seconds, and 0 invites an instant retry.
 const RETRY_AFTER_QUEUE: Duration = Duration::from_secs(1);
 /// How long the coordinator waits for every core's report before skipping a round.
 const ROUND_TIMEOUT: Duration = Duration::from_millis(200);
+
+/// What a queued request waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Slot {
+    /// Room under its tenant's `inflight_max`.
+    Tenant,
+    /// A node with room (its concurrency limit and `node_inflight_max`).
+    Node,
+}
 
 /// Why a request is refused with `SlowDown`, and when it may come back.
 #[derive(Debug, Clone, Copy)]
@@ -66,8 +79,10 @@ pub struct Waited {
 pub struct Protect {
     limiter: RefCell<Limiter>,
     caps: RefCell<Caps>,
-    /// Requests waiting for a slot, by class, served by weight.
-    queue: RefCell<Scheduler<flume::Sender<()>>>,
+    /// Requests waiting for a tenant in-flight slot, by class, served by weight.
+    tenant_queue: RefCell<Scheduler<flume::Sender<()>>>,
+    /// Requests waiting for a node, by class, served by weight.
+    node_queue: RefCell<Scheduler<flume::Sender<()>>>,
     /// Requests waiting for reserved tokens, by class (they count against `queue_max`).
     waiting_tokens: Vec<Cell<usize>>,
     queue_max: Vec<usize>,
@@ -81,7 +96,8 @@ impl Protect {
         Protect {
             limiter: RefCell::new(Limiter::new(config, cores, now)),
             caps: RefCell::new(Caps::new(config, cores, core)),
-            queue: RefCell::new(Scheduler::new(&config.classes)),
+            tenant_queue: RefCell::new(Scheduler::new(&config.classes)),
+            node_queue: RefCell::new(Scheduler::new(&config.classes)),
             waiting_tokens: config.classes.iter().map(|_| Cell::new(0)).collect(),
             queue_max: config.classes.iter().map(|c| c.queue_max).collect(),
             queue_timeout: config.classes.iter().map(|c| c.queue_timeout).collect(),
@@ -116,7 +132,7 @@ impl Protect {
         if self.caps.borrow_mut().start_request(c.tenant).is_err() {
             waited.for_slot = true;
             let tenant = c.tenant;
-            self.wait_turn(c.class, deadline, || {
+            self.wait_turn(Slot::Tenant, c.class, deadline, || {
                 self.caps.borrow_mut().start_request(tenant).ok()
             })
             .await?;
@@ -160,11 +176,12 @@ impl Protect {
         Ok(ticket)
     }
 
-    /// Waits in `class`'s queue until `take` finds room (it is tried on every wake-up and
-    /// every few milliseconds), or refuses: `queue_full` when the class queue is full,
-    /// `queue_timeout` past `deadline`.
+    /// Waits in `class`'s queue for `slot` until `take` finds room when woken, or
+    /// refuses: `queue_full` when the class queue is full, `queue_timeout` past
+    /// `deadline`.
     pub async fn wait_turn<T>(
         &self,
+        slot: Slot,
         class: ClassId,
         deadline: Instant,
         mut take: impl FnMut() -> Option<T>,
@@ -173,44 +190,49 @@ impl Protect {
             reason,
             retry_after: RETRY_AFTER_QUEUE,
         };
-        let mut ticket: Option<flume::Receiver<()>> = None;
         loop {
             let now = Instant::now();
             if now >= deadline {
                 return Err(shed(RejectReason::QueueTimeout));
             }
-            let rx = match ticket.take() {
-                Some(rx) => rx,
-                None => {
-                    if self.queued(class) >= self.queue_max.get(class.0).copied().unwrap_or(0) {
-                        return Err(shed(RejectReason::QueueFull));
-                    }
-                    let (tx, rx) = flume::bounded(1);
-                    if self.queue.borrow_mut().push(class, tx, deadline).is_err() {
-                        return Err(shed(RejectReason::QueueFull));
-                    }
-                    rx
-                }
-            };
-            let tick = deadline.saturating_duration_since(now).min(QUEUE_POLL);
-            // Woken (our turn) or not: look for room; a waiter that was not woken keeps
-            // its place in the queue.
-            let woken = matches!(
-                monoio::time::timeout(tick, rx.recv_async()).await,
-                Ok(Ok(()))
-            );
+            if self.queued(class) >= self.queue_max.get(class.0).copied().unwrap_or(0) {
+                return Err(shed(RejectReason::QueueFull));
+            }
+            let (tx, rx) = flume::bounded(1);
+            if self
+                .queue(slot)
+                .borrow_mut()
+                .push(class, tx, deadline)
+                .is_err()
+            {
+                return Err(shed(RejectReason::QueueFull));
+            }
+            let woken = monoio::time::timeout(deadline - now, rx.recv_async()).await;
+            if !matches!(woken, Ok(Ok(()))) {
+                // Past the deadline; the queue entry is dropped when it is reached.
+                return Err(shed(RejectReason::QueueTimeout));
+            }
             if let Some(t) = take() {
                 return Ok(t);
-            }
-            if !woken {
-                ticket = Some(rx);
             }
         }
     }
 
-    /// A slot was freed: the next waiter (by class weight) looks for room.
-    pub fn wake_one(&self) {
-        let mut queue = self.queue.borrow_mut();
+    /// Whether requests wait for a node on this core: a newcomer then queues behind them.
+    pub fn nodes_contended(&self) -> bool {
+        !self.node_queue.borrow().is_empty()
+    }
+
+    fn queue(&self, slot: Slot) -> &RefCell<Scheduler<flume::Sender<()>>> {
+        match slot {
+            Slot::Tenant => &self.tenant_queue,
+            Slot::Node => &self.node_queue,
+        }
+    }
+
+    /// A `slot` was freed: the next waiter for it (by class weight) looks for room.
+    pub fn wake_one(&self, slot: Slot) {
+        let mut queue = self.queue(slot).borrow_mut();
         if queue.is_empty() {
             return;
         }
@@ -218,7 +240,7 @@ impl Protect {
         // Expired entries' owners time out by themselves.
         drop(queue.expire(now));
         while let Some(tx) = queue.pop(now) {
-            // A waiter that left (found room on its own, or gave up) has dropped its end.
+            // A waiter that left (timed out) has dropped its end.
             if tx.try_send(()).is_ok() {
                 return;
             }
@@ -227,7 +249,9 @@ impl Protect {
 
     /// Requests of `class` waiting on this core (for tokens or a slot).
     fn queued(&self, class: ClassId) -> usize {
-        self.queue.borrow().len(class) + self.waiting_tokens.get(class.0).map_or(0, Cell::get)
+        self.tenant_queue.borrow().len(class)
+            + self.node_queue.borrow().len(class)
+            + self.waiting_tokens.get(class.0).map_or(0, Cell::get)
     }
 
     /// How long a request of `class` may wait at admission in all.
@@ -253,7 +277,7 @@ impl Protect {
     /// A request is done with a node.
     pub fn end_node(&self, pool: usize, node: usize) {
         self.caps.borrow_mut().end_node(pool, node);
-        self.wake_one();
+        self.wake_one(Slot::Node);
     }
 
     /// Whether bodies of `c` in `dir` are rate-limited (and must be paced).
@@ -273,7 +297,8 @@ impl Protect {
         self.limiter.borrow_mut().apply(keys, Instant::now());
         self.caps.borrow_mut().apply(caps);
         // Grown shares may have room for waiters.
-        self.wake_one();
+        self.wake_one(Slot::Tenant);
+        self.wake_one(Slot::Node);
     }
 }
 
@@ -286,7 +311,7 @@ pub struct Ticket<'a> {
 impl Drop for Ticket<'_> {
     fn drop(&mut self) {
         self.protect.caps.borrow_mut().end_request(self.tenant);
-        self.protect.wake_one();
+        self.protect.wake_one(Slot::Tenant);
     }
 }
 
@@ -321,6 +346,17 @@ impl Pacer for BytePacer {
             bytes,
             Instant::now(),
         );
+    }
+}
+
+/// Wakes each queue's next waiter every few milliseconds on `shard`, for room that no
+/// release announces (runs for the life of the shard).
+pub async fn tick(shard: Rc<Shard>) {
+    loop {
+        monoio::time::sleep(QUEUE_TICK).await;
+        let ep = shard.epoch();
+        ep.protect.wake_one(Slot::Tenant);
+        ep.protect.wake_one(Slot::Node);
     }
 }
 

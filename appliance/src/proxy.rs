@@ -46,7 +46,7 @@ use weir_policy::retry::{may_retry, BodyState, Failure};
 use crate::bus::NodeId;
 use crate::flows::Flow;
 use crate::metrics::Direction;
-use crate::protect::{BytePacer, Protect, Shed, Waited};
+use crate::protect::{BytePacer, Protect, Shed, Slot, Waited};
 use crate::shard::{Epoch, Shard};
 use crate::signals;
 
@@ -427,7 +427,9 @@ async fn handle(
     let mut last: Option<AttemptError> = None;
     let mut throttled_retry_after: Option<Duration> = None;
     loop {
-        let node = match route.pick() {
+        // While others wait for a node, a newcomer queues behind them (by class weight).
+        let contended = attempt == 0 && ep.protect.nodes_contended();
+        let node = match if contended { None } else { route.pick() } {
             Some(node) => node,
             // Every routable node is at its concurrency limit: wait in the class queue
             // for a slot (weighted by class), up to the class's queue timeout.
@@ -435,7 +437,7 @@ async fn handle(
                 let deadline = admitted_at + ep.protect.queue_timeout(classified.class);
                 let turn = ep
                     .protect
-                    .wait_turn(classified.class, deadline, || route.pick())
+                    .wait_turn(Slot::Node, classified.class, deadline, || route.pick())
                     .await;
                 waited.for_slot = true;
                 flow.waited.set(waited);

@@ -303,6 +303,7 @@ pub async fn run(
             }
         });
     }
+    monoio::spawn(protect::tick(shard.clone()));
     if id == 0 && settings.cores > 1 {
         monoio::spawn(protect::coordinate(shard.clone(), shard.bus.clone()));
     }

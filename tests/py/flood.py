@@ -9,9 +9,11 @@ boto3 presigns the GET (SigV4 query auth, X-Amz-Credential names the flood's acc
 which is how weir classifies it); the requests are sent as a presigned URL is by any
 HTTP client. Request i starts at t0 + i / R on whichever connection is free.
 
-Prints one JSON line: {"requests", "by_status": {"200": n, "503": n, ...},
+No request starts after T seconds (a request still waiting then finishes). Prints one
+JSON line: {"requests", "by_status": {"200": n, "503": n, ...},
 "slow_down_with_retry_after", "slow_down_body" (one 503 body), "errors" (connection
-failures), "seconds" (first start to last answer)}.
+failures), "seconds" (first start to last answer), "ok_per_second" (200 answers by the
+whole second after the first start in which they completed)}.
 """
 
 import argparse
@@ -75,6 +77,7 @@ async def main():
     total = int(args.rate * args.seconds)
     out = {"requests": 0, "by_status": {}, "slow_down_with_retry_after": 0,
            "slow_down_body": None, "errors": 0}
+    ok_per_second = {}
     next_index = 0
     t0 = time.monotonic() + 0.5
 
@@ -83,7 +86,7 @@ async def main():
         conn = None
         while True:
             i = next_index
-            if i >= total:
+            if i >= total or time.monotonic() >= t0 + args.seconds:
                 break
             next_index += 1
             delay = t0 + i / args.rate - time.monotonic()
@@ -103,6 +106,9 @@ async def main():
             out["requests"] += 1
             key = str(status)
             out["by_status"][key] = out["by_status"].get(key, 0) + 1
+            if status == 200:
+                second = int(time.monotonic() - t0)
+                ok_per_second[second] = ok_per_second.get(second, 0) + 1
             if status == 503:
                 if headers.get("retry-after", "").isdigit() and int(headers["retry-after"]) >= 1:
                     out["slow_down_with_retry_after"] += 1
@@ -116,6 +122,7 @@ async def main():
 
     await asyncio.gather(*(worker() for _ in range(args.connections)))
     out["seconds"] = time.monotonic() - t0
+    out["ok_per_second"] = [ok_per_second.get(i, 0) for i in range(int(out["seconds"]) + 1)]
     print(json.dumps(out))
 
 
