@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use monoio::net::TcpStream;
-use weir_io::conn::{head_end, Conn};
+use weir_io::conn::Conn;
 use weir_io::http::{parse_response, BodyFraming, HeadLimits, Method};
 
 /// How much of a probe response body is read to look for the configured text.
@@ -60,7 +60,7 @@ async fn probe_inner(addr: SocketAddr, method: &str, path: &str) -> Result<Probe
                 break head;
             }
             Ok(Some((_, used))) => conn.consume(used), // informational: the answer follows
-            Ok(None) => match conn.read_head_bytes(head_end).await {
+            Ok(None) => match conn.read_head().await {
                 Ok(0) => return Err("closed before answering".into()),
                 Ok(_) => {}
                 Err(e) => return Err(format!("read: {e}")),

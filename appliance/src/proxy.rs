@@ -178,7 +178,7 @@ async fn read_request(ep: &Epoch, client: &mut Conn) -> Incoming {
             None => http.client_idle_timeout,
             Some(d) => d.saturating_duration_since(Instant::now()),
         };
-        match monoio::time::timeout(wait, client.read_head_bytes(head_end)).await {
+        match monoio::time::timeout(wait, client.read_head()).await {
             Err(_) if deadline.is_some() => return Incoming::Reject(HeadError::request_timeout()),
             Err(_) | Ok(Ok(0)) => return Incoming::Closed,
             Ok(Ok(_)) => {}
@@ -937,7 +937,7 @@ async fn read_response_head(
             }
         }
         let wait = deadline.saturating_duration_since(Instant::now());
-        match monoio::time::timeout(wait, upstream.read_head_bytes(head_end)).await {
+        match monoio::time::timeout(wait, upstream.read_head()).await {
             Err(_) => {
                 return Err(Error::new(
                     Side::Upstream,
@@ -1030,6 +1030,24 @@ async fn relay_response(
     } else {
         write_response_head(&resp, close_client, &mut out);
     }
+    // A small body that arrived with the head goes out with it, in one send.
+    let mut delivered: u64 = 0;
+    if let BodyFraming::Length(n) = resp.framing {
+        if n > 0 && upstream.buffered().len() as u64 >= n && !mover.is_paced() {
+            let n = n as usize;
+            out.extend_from_slice(&upstream.buffered()[..n]);
+            upstream.consume(n);
+            flow.down.record_copied(n as u64);
+            delivered = n as u64;
+            shard.metrics().body(
+                Direction::Download,
+                weir_io::relay::MovedCounts {
+                    spliced: 0,
+                    copied: n as u64,
+                },
+            );
+        }
+    }
     shard.metrics().request(resp.status);
     flow.status.set(resp.status);
     if write_timed(client, &out, ep.settings.config.upstream.io_timeout)
@@ -1040,7 +1058,6 @@ async fn relay_response(
         return false;
     }
     let resume = resumable(head, &resp);
-    let mut delivered: u64 = 0;
     let mut resumes: u32 = 0;
     let result = loop {
         let before = flow.down.counts();

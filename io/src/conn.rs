@@ -95,33 +95,31 @@ impl Conn {
         }
     }
 
-    /// Reads the next message head so that, when the head and the start of a body arrive
-    /// together, only the head is consumed: the body bytes stay in the socket to be
-    /// spliced. It peeks first; when the peeked bytes hold a complete head (`head_len`
-    /// finds its end) exactly that much is read, otherwise everything is read as usual
-    /// (peeking again would spin on a socket that stays readable).
-    pub async fn read_head_bytes(
-        &mut self,
-        head_len: impl Fn(&[u8]) -> Option<usize>,
-    ) -> io::Result<usize> {
+    /// Reads the start of the next message (a request on a keep-alive connection, or
+    /// the response to a request just sent). Such a message is usually not there yet, so
+    /// this waits for readiness first instead of paying a failed `recv` each time. What
+    /// arrived is read whole: the head, and body bytes that came with it (at most the
+    /// buffer, a few KiB), which then leave from user space — a small response moves in
+    /// one `recv` and one `send`, and the rest of a large body stays in the socket for
+    /// `splice`. Bytes already buffered (pipelined) are used first.
+    pub async fn read_head(&mut self) -> io::Result<usize> {
         if self.start != self.end {
             return self.read_more().await;
         }
         self.start = 0;
         self.end = 0;
         loop {
-            match sys::peek(self.fd(), &mut self.buf[..]) {
-                Ok(0) => return Ok(0),
+            self.stream.readable(false).await?;
+            match sys::recv(self.fd(), &mut self.buf[..]) {
                 Ok(n) => {
-                    let take = head_len(&self.buf[..n]).unwrap_or(n);
-                    let got = sys::recv(self.fd(), &mut self.buf[..take])?;
-                    self.end = got;
-                    return Ok(got);
+                    self.end = n;
+                    return Ok(n);
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.stream.readable(false).await?
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                    ) => {}
                 Err(e) => return Err(e),
             }
         }

@@ -78,6 +78,12 @@ impl Moved {
         self.spliced.set(self.spliced.get() + n);
     }
 
+    /// Counts `n` bytes the caller moved itself through user space (e.g. a small body
+    /// sent together with its head).
+    pub fn record_copied(&self, n: u64) {
+        self.add_copied(n);
+    }
+
     fn add_copied(&self, n: u64) {
         self.copied.set(self.copied.get() + n);
     }
@@ -143,6 +149,11 @@ impl Mover {
     /// Shapes the bodies moved from now on with `pacer` (`None`: move at full speed).
     pub fn set_pacer(&mut self, pacer: Option<Rc<dyn Pacer>>) {
         self.pacer = pacer;
+    }
+
+    /// Whether bodies are shaped by a pacer (and must move through the relay).
+    pub fn is_paced(&self) -> bool {
+        self.pacer.is_some()
     }
 
     /// Waits until the pacer grants some of `want` bytes; all of them without a pacer.

@@ -1,6 +1,7 @@
 //! A 1 GiB object through weir, and the zero-copy proof (CORRECTIONS 7: measured, not
 //! self-reported): strace counts the bytes weir moved with splice(2) while it relays a 1 GiB
-//! GET, in `body_path = "splice"` (≥ 1 GiB each way through pipes) and in the forced
+//! GET, in `body_path = "splice"` (≥ 1 GiB each way through pipes, less the few KiB that
+//! arrive with the response head and leave from user space) and in the forced
 //! `"copy"` mode (≈ 0), with the body's SHA-256 right in both. CPU seconds per GB of weir
 //! (from /proc/PID/stat) are printed for both modes next to the storage node's own, not
 //! asserted: speed goals live in bench/.
@@ -19,6 +20,9 @@ use weir_tests::strace::parse_splice_trace_file;
 use weir_tests::weir::{cpu_seconds, BodyPath, Weir, WeirConfig};
 
 const GIB: u64 = 1 << 30;
+/// Body bytes that may arrive with a head and so leave from user space: one read buffer
+/// (`header_bytes_max` + 1 KiB at most; the tests use 16 KiB heads).
+const HEAD_READ_MAX: u64 = 32 * 1024;
 const MIB: u64 = 1 << 20;
 
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -159,8 +163,10 @@ fn one_gib_put_and_get_through_weir() {
     weir.assert_running();
     let splice = weir.metric_sum("weir_body_bytes_total", |l| l.contains("path=\"splice\""));
     println!("weir_body_bytes_total{{path=\"splice\"}} = {splice}");
+    // All but the body bytes that arrived with each head (they leave from user space,
+    // at most one read buffer: 16 KiB here).
     assert!(
-        splice >= (2 * GIB) as f64,
+        splice >= (2 * (GIB - HEAD_READ_MAX)) as f64,
         "weir reports {splice} spliced bytes for a 1 GiB PUT + GET"
     );
 }
@@ -217,12 +223,12 @@ fn one_gib_get_is_spliced_not_copied() {
         match mode {
             BodyPath::Splice => {
                 assert!(
-                    t.socket_to_pipe >= GIB,
+                    t.socket_to_pipe >= GIB - HEAD_READ_MAX,
                     "splice mode: only {} bytes socket→pipe by splice(2)",
                     t.socket_to_pipe
                 );
                 assert!(
-                    t.pipe_to_socket >= GIB,
+                    t.pipe_to_socket >= GIB - HEAD_READ_MAX,
                     "splice mode: only {} bytes pipe→socket by splice(2)",
                     t.pipe_to_socket
                 );
@@ -261,7 +267,7 @@ fn one_gib_get_is_spliced_not_copied() {
         };
         println!("{label}: weir_body_bytes_total on its own path {own}, on the other {other}");
         assert!(
-            own >= GIB as f64 && other < MIB as f64,
+            own >= (GIB - HEAD_READ_MAX) as f64 && other < MIB as f64,
             "{label}: weir's body-path counters {own} / {other}"
         );
         rows.push((
