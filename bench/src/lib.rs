@@ -1,12 +1,13 @@
 //! weir-bench: the tools that load and check weir from the outside — a storage-node
 //! simulator with fault injection (`sim`), a verifying load generator (`load`), and the
 //! pieces they share (the synthetic object pattern, range resolution, a latency histogram,
-//! a strict chunked decoder and a one-shot HTTP client), and the comparison runner against
+//! a strict chunked decoder, a one-shot HTTP client and unsigned access keys (`auth`)), and the comparison runner against
 //! HAProxy, nginx and Envoy (`runner`).
 //!
 //! Nothing here is used by the appliance at run time, and nothing here uses weir's own
 //! codec: the bench checks weir, so it must not share weir's bugs.
 
+pub mod auth;
 pub mod hist;
 pub mod http;
 pub mod load;

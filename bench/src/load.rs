@@ -104,6 +104,13 @@ pub struct LoadConfig {
     /// (computed once per key at start: ~0.1 s per 64 MiB key), so a body changed on the
     /// way counts as a mismatch.
     pub check_put_etag: bool,
+    /// Send every request as if SigV4-signed by this access key id: an `Authorization`
+    /// header with a dummy signature (see [`crate::auth`]), which is enough for weir to
+    /// put the request in that key's tenant. Nothing is actually signed.
+    pub access_key: Option<String>,
+    /// 503s are expected (a flood beyond a limit): still counted (`status`, `status_503`),
+    /// but not printed as a connection's first failure.
+    pub quiet_503: bool,
 }
 
 impl LoadConfig {
@@ -124,6 +131,8 @@ impl LoadConfig {
             io_buf_bytes: IO_BUF_BYTES_DEFAULT,
             tick_interval: Duration::from_secs(1),
             check_put_etag: false,
+            access_key: None,
+            quiet_503: false,
         }
     }
 
@@ -142,8 +151,11 @@ pub struct ErrorCounts {
     pub timeout: u64,
     /// Reset, EOF before the body ended, or a malformed response.
     pub io: u64,
-    /// An unexpected status (5xx, 4xx, 200 for a range…).
+    /// An unexpected status (5xx, 4xx, 200 for a range…); 503s included.
     pub status: u64,
+    /// Of `status`: answers 503 (S3 `SlowDown`, or a proxy's own 503). Not added to
+    /// [`ErrorCounts::total`] a second time.
+    pub status_503: u64,
     /// A body byte differed from the pattern (or a wrong length / Content-Range).
     pub mismatch: u64,
 }
@@ -154,11 +166,13 @@ impl ErrorCounts {
         self.connect + self.timeout + self.io + self.status + self.mismatch
     }
 
-    fn add(&mut self, other: &ErrorCounts) {
+    /// Adds `other`'s counts to these.
+    pub fn add(&mut self, other: &ErrorCounts) {
         self.connect += other.connect;
         self.timeout += other.timeout;
         self.io += other.io;
         self.status += other.status;
+        self.status_503 += other.status_503;
         self.mismatch += other.mismatch;
     }
 
@@ -168,6 +182,10 @@ impl ErrorCounts {
             ErrorKind::Timeout => self.timeout += 1,
             ErrorKind::Io => self.io += 1,
             ErrorKind::Status => self.status += 1,
+            ErrorKind::Status503 => {
+                self.status += 1;
+                self.status_503 += 1;
+            }
             ErrorKind::Mismatch => self.mismatch += 1,
         }
     }
@@ -262,7 +280,7 @@ impl Summary {
         let ms = |us: u64| us as f64 / 1000.0;
         format!(
             "total {} bytes ({}) in {:.2}s: {:.3} GB/s, {:.1} req/s, {} requests\n\
-             errors {} (connect {}, timeout {}, io {}, status {}, mismatch {})\n\
+             errors {} (connect {}, timeout {}, io {}, status {} of which 503 {}, mismatch {})\n\
              latency ms: p50 {:.3}  p99 {:.3}  p999 {:.3}  max {:.3}  mean {:.3}\n\
              first byte ms: p50 {:.3}  p99 {:.3}  p999 {:.3}",
             self.bytes,
@@ -276,6 +294,7 @@ impl Summary {
             self.errors.timeout,
             self.errors.io,
             self.errors.status,
+            self.errors.status_503,
             self.errors.mismatch,
             ms(self.latency_us.quantile(0.5)),
             ms(self.latency_us.quantile(0.99)),
@@ -301,7 +320,7 @@ impl Summary {
             )
         };
         format!(
-            "{{\"elapsed_s\":{:.3},\"bytes\":{},\"gbps\":{:.4},\"requests\":{},\"req_per_s\":{:.1},\"errors\":{},\"errors_by_kind\":{{\"connect\":{},\"timeout\":{},\"io\":{},\"status\":{},\"mismatch\":{}}},\"latency_us\":{},\"ttfb_us\":{}}}",
+            "{{\"elapsed_s\":{:.3},\"bytes\":{},\"gbps\":{:.4},\"requests\":{},\"req_per_s\":{:.1},\"errors\":{},\"errors_by_kind\":{{\"connect\":{},\"timeout\":{},\"io\":{},\"status\":{},\"status_503\":{},\"mismatch\":{}}},\"latency_us\":{},\"ttfb_us\":{}}}",
             self.elapsed.as_secs_f64(),
             self.bytes,
             self.gbps(),
@@ -312,6 +331,7 @@ impl Summary {
             self.errors.timeout,
             self.errors.io,
             self.errors.status,
+            self.errors.status_503,
             self.errors.mismatch,
             hist(&self.latency_us),
             hist(&self.ttfb_us)
@@ -496,6 +516,8 @@ enum ErrorKind {
     Timeout,
     Io,
     Status,
+    /// A 503 (counted as `status` and `status_503`).
+    Status503,
     Mismatch,
 }
 
@@ -552,6 +574,8 @@ struct Worker {
     ttfb_us: Histogram,
     /// First failure detail, printed once per connection for diagnosis.
     first_failure: Option<String>,
+    /// Header lines of the dummy SigV4 signature (empty without an access key).
+    auth_lines: String,
 }
 
 impl Worker {
@@ -564,6 +588,11 @@ impl Worker {
         put_etags: Arc<HashMap<String, String>>,
     ) -> Self {
         let buf_bytes = config.io_buf_bytes.max(RESPONSE_HEAD_BYTES_MAX * 2);
+        let auth_lines = config
+            .access_key
+            .as_deref()
+            .map(crate::auth::sigv4_header_lines)
+            .unwrap_or_default();
         Self {
             id,
             config,
@@ -580,6 +609,7 @@ impl Worker {
             latency_us: Histogram::new(),
             ttfb_us: Histogram::new(),
             first_failure: None,
+            auth_lines,
         }
     }
 
@@ -658,7 +688,9 @@ impl Worker {
         if failure.kind == ErrorKind::Mismatch {
             self.counters.mismatches.fetch_add(1, Relaxed);
         }
-        if self.first_failure.is_none() {
+        if self.first_failure.is_none()
+            && !(self.config.quiet_503 && failure.kind == ErrorKind::Status503)
+        {
             self.first_failure = Some(format!("{:?}: {}", failure.kind, failure.detail));
         }
     }
@@ -742,9 +774,10 @@ impl Worker {
         let deadline = began + self.config.timeout_for(len_bytes);
         self.arm_deadline(deadline)?;
         let request = format!(
-            "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: weir-load\r\n{range_header}\r\n",
+            "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: weir-load\r\n{}{range_header}\r\n",
             family.path(index),
-            self.host(target)
+            self.host(target),
+            self.auth_lines
         );
         self.stream()?
             .write_all(request.as_bytes())
@@ -798,9 +831,10 @@ impl Worker {
             ""
         };
         let request = format!(
-            "PUT {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: weir-load\r\nContent-Length: {size}\r\nContent-Type: application/octet-stream\r\n{expect}\r\n",
+            "PUT {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: weir-load\r\nContent-Length: {size}\r\nContent-Type: application/octet-stream\r\n{}{expect}\r\n",
             family.path(index),
-            self.host(target)
+            self.host(target),
+            self.auth_lines
         );
         self.stream()?
             .write_all(request.as_bytes())
@@ -851,6 +885,11 @@ impl Worker {
     /// Reads an error response's body (if small and framed) so the connection survives.
     fn unexpected_status(&mut self, head: &ResponseHead, deadline: Instant) -> Failure {
         let detail = format!("status {}", head.status);
+        let kind = if head.status == 503 {
+            ErrorKind::Status503
+        } else {
+            ErrorKind::Status
+        };
         let reusable = !head.close
             && head
                 .content_length
@@ -859,7 +898,7 @@ impl Worker {
                 .skip_body(head.content_length.unwrap_or(0), deadline)
                 .is_ok();
         Failure {
-            kind: ErrorKind::Status,
+            kind,
             reusable,
             detail,
         }

@@ -373,3 +373,40 @@ fn load_generator_verifies_gets_and_puts() {
     let summary = load::run(&config, |_| {}).unwrap();
     assert!(summary.errors.mismatch > 0, "{}", summary.human());
 }
+
+#[test]
+fn requests_are_counted_by_access_key() {
+    let nodes = nodes();
+    let mut config = LoadConfig::new(
+        vec![nodes[0].addr()],
+        vec![Synthetic::parse("t/small-:4KiB:1").unwrap()],
+    );
+    config.connections = 2;
+    config.duration = Duration::from_millis(300);
+    config.access_key = Some("FLOODKEY0000EXAMPLE1".into());
+    let summary = load::run(&config, |_| {}).unwrap();
+    assert_eq!(summary.errors.total(), 0, "{}", summary.human());
+    // Unsigned requests and a presigned one count in `requests` only where they carry a key.
+    let r = request(nodes[0].addr(), "GET", "/t/small-0", &[], b"", TIMEOUT).unwrap();
+    assert_eq!(r.status, 200);
+    let r = request(
+        nodes[0].addr(),
+        "GET",
+        "/t/small-0?X-Amz-Credential=PRESIGNED%2F20260101%2Fus-east-1%2Fs3%2Faws4_request",
+        &[],
+        b"",
+        TIMEOUT,
+    )
+    .unwrap();
+    assert_eq!(r.status, 200);
+    let stats = nodes[0].stats();
+    assert_eq!(stats.requests_of("FLOODKEY0000EXAMPLE1"), summary.requests);
+    assert_eq!(stats.requests_of("PRESIGNED"), 1);
+    assert_eq!(stats.requests, summary.requests + 2);
+    // The control API says the same.
+    let json = request(nodes[0].addr(), "GET", "/_sim/stats", &[], b"", TIMEOUT)
+        .unwrap()
+        .text();
+    let parsed = weir_bench::SimStats::from_json(&json).unwrap();
+    assert_eq!(parsed.requests_of("FLOODKEY0000EXAMPLE1"), summary.requests);
+}

@@ -1,14 +1,17 @@
 //! weir-bench-run: the comparison runner of issue 6. Starts three simulator nodes, weir
 //! (bare and with its protection on), HAProxy, nginx and Envoy in front of them, drives
 //! the same workloads at each (and straight at the nodes) in interleaved rounds, records
-//! every proxy's CPU-seconds and peak RSS, runs a node-kill failover per target, and
-//! writes `bench/results/<scenario>.md` + `.svg` and `bench/results/README.md`.
+//! every proxy's CPU-seconds and peak RSS, measures a streaming tenant beside a flooding
+//! one (noisy neighbour), runs a node-kill failover per target, and writes
+//! `bench/results/<scenario>.md` + `.svg` and (after a run of every scenario)
+//! `bench/results/README.md`.
 //!
 //! Run from the repository root after `scripts/bench-deps.sh` and
 //! `cargo build --profile ci -p weir -p weir-bench`:
 //!
 //!   target/ci/weir-bench-run --weir target/ci/weir
-//!   target/ci/weir-bench-run --smoke            # ~1.5 minutes, results under bench/results/raw/smoke
+//!   target/ci/weir-bench-run --smoke            # ~3 minutes, results under bench/results/raw/smoke
+//!   target/ci/weir-bench-run --scenarios noisy-neighbour
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -18,12 +21,13 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use weir_bench::load::{self, ErrorCounts, LoadConfig, Op};
+use weir_bench::runner::noisy::{self, NoisyRun, Phase, TenantCounters};
 use weir_bench::runner::peers::{self, Binaries, Kind, Target};
 use weir_bench::runner::procs::{self, CpuSnapshot, Managed};
 use weir_bench::runner::report::{self, RunMeta};
 use weir_bench::runner::{FailoverRun, Measurement, Scenario, FAILOVER_BIN_S};
 use weir_bench::units::parse_duration;
-use weir_bench::{http, Synthetic};
+use weir_bench::{http, SimStats, Synthetic};
 
 /// Simulator nodes behind every proxy.
 const NODES: usize = 3;
@@ -75,11 +79,13 @@ struct Cli {
     /// Load duration of one cell.
     #[arg(long, default_value = "5s")]
     duration: String,
-    /// Scenarios to run (comma-separated): large-get, small-get, large-put, failover.
+    /// Scenarios to run (comma-separated): large-get, small-get, large-put,
+    /// noisy-neighbour, failover. bench/results/README.md (the index) is rewritten only
+    /// by a run of all of them; a partial run leaves its index in the raw folder.
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "large-get,small-get,large-put,failover"
+        default_value = "large-get,small-get,large-put,noisy-neighbour,failover"
     )]
     scenarios: Vec<String>,
     /// Targets (comma-separated): direct, weir, weir-protected, haproxy, nginx, envoy.
@@ -96,6 +102,9 @@ struct Cli {
     /// ~0.3 CPU-s/GB on the same cores).
     #[arg(long)]
     verify_large: bool,
+    /// Length of each noisy-neighbour phase (training alone, then beside the flood).
+    #[arg(long, default_value = "8s")]
+    noisy_duration: String,
     /// Failover run length and kill time.
     #[arg(long, default_value = "12s")]
     failover_duration: String,
@@ -110,7 +119,8 @@ struct Cli {
     #[arg(long, default_value = "bench/results")]
     out: PathBuf,
     /// A quick run that keeps the harness from rotting: 1 round of 1 s cells, 1 and 16
-    /// streams, a short failover; pages go to bench/results/raw/smoke unless --out is set.
+    /// streams, 2 s noisy-neighbour phases, a short failover; pages go to
+    /// bench/results/raw/smoke unless --out is set.
     #[arg(long)]
     smoke: bool,
 }
@@ -149,6 +159,7 @@ fn main() -> Result<()> {
         cli.rounds = 1;
         cli.duration = "1s".into();
         cli.streams = vec![1, 16];
+        cli.noisy_duration = "2s".into();
         cli.failover_duration = "5s".into();
         cli.failover_kill_at = "2s".into();
         cli.failover_recover = "5s".into();
@@ -175,6 +186,7 @@ fn main() -> Result<()> {
     kinds.sort();
     kinds.dedup();
     let duration = parse_duration(&cli.duration)?;
+    let noisy_duration = parse_duration(&cli.noisy_duration)?;
     let started_utc = utc_now();
     let started = Instant::now();
 
@@ -263,6 +275,7 @@ fn main() -> Result<()> {
         rounds: bench.cli.rounds,
         duration_s: duration.as_secs_f64(),
         verify_large: bench.cli.verify_large,
+        noisy_duration_s: noisy_duration.as_secs_f64(),
         kinds: kinds.clone(),
         ..RunMeta::default()
     };
@@ -276,6 +289,7 @@ fn main() -> Result<()> {
     if bench.limits_on {
         bench.note_whether_limits_apply();
     }
+    meta.limits_on = bench.limits_on;
 
     // The timed rounds.
     let cells = cells(&bench.cli, &scenarios)?;
@@ -310,6 +324,44 @@ fn main() -> Result<()> {
                             round + 1
                         );
                         println!("[{done:>3}/{total_cells}] {note}");
+                        bench.notes.push(note);
+                    }
+                }
+                std::thread::sleep(SETTLE);
+            }
+        }
+    }
+
+    // Noisy neighbour: per round, every target once (order rotated), each run two phases.
+    let mut noisy_runs: Vec<NoisyRun> = Vec::new();
+    if scenarios.contains(&Scenario::NoisyNeighbour) {
+        meta.noisy_load_before = procs::load_average();
+        let n = bench.targets.len();
+        let total = n * bench.cli.rounds;
+        let mut done = 0;
+        for round in 0..bench.cli.rounds {
+            for position in 0..n {
+                let index = (position + round) % n;
+                done += 1;
+                match bench.noisy(index, round, position, noisy_duration) {
+                    Ok(run) => {
+                        println!(
+                            "[{done:>3}/{total}] round {} noisy-neighbour {:<14} {}",
+                            round + 1,
+                            run.kind.name(),
+                            noisy_line(&run)
+                        );
+                        use std::io::Write as _;
+                        writeln!(bench.records, "{}", run.to_json())?;
+                        noisy_runs.push(run);
+                    }
+                    Err(err) => {
+                        let note = format!(
+                            "noisy-neighbour {} round {}: not measured: {err:#}",
+                            bench.targets[index].kind.name(),
+                            round + 1
+                        );
+                        println!("[{done:>3}/{total}] {note}");
                         bench.notes.push(note);
                     }
                 }
@@ -360,6 +412,7 @@ fn main() -> Result<()> {
         &scenarios,
         &cells,
         &measurements,
+        &noisy_runs,
         &failover_runs,
     )?;
     println!(
@@ -384,6 +437,23 @@ fn progress_line(m: &Measurement) -> String {
         }
     }
     line.push_str(&format!("  errors {}", m.summary.errors.total()));
+    line
+}
+
+fn noisy_line(run: &NoisyRun) -> String {
+    let b = &run.beside;
+    let mut line = format!(
+        "training {:>5.2} GB/s alone, {:>5.2} beside the flood ({:.0}%); flood {:>6.0} req/s answered, {:>6.0}/s at the nodes, 503s {}",
+        run.alone.training_gbps(),
+        b.training_gbps(),
+        run.kept().unwrap_or(f64::NAN) * 100.0,
+        b.flood_client_per_s().unwrap_or(f64::NAN),
+        b.flood_at_nodes_per_s().unwrap_or(f64::NAN),
+        b.flood.as_ref().map_or(0, |f| f.errors.status_503),
+    );
+    if let (Some(a), Some(c)) = (run.alone.proxy_cpu_s, b.proxy_cpu_s) {
+        line.push_str(&format!("; proxy {a:.1} / {c:.1} CPU-s"));
+    }
     line
 }
 
@@ -433,7 +503,7 @@ fn cells(cli: &Cli, scenarios: &[Scenario]) -> Result<Vec<Cell>> {
                 op: Op::Put,
                 verify: true,
             }),
-            Scenario::Failover => {}
+            Scenario::NoisyNeighbour | Scenario::Failover => {}
         }
     }
     Ok(out)
@@ -544,11 +614,13 @@ impl Bench {
         };
         let (ok, message) = check(true)?;
         if ok {
-            self.notes.push(
-                "weir-protected ran with tenant and class limits that are never hit \
-                 (bench/peers/weir-limits.toml)."
-                    .into(),
-            );
+            self.notes.push(format!(
+                "weir-protected ran with the tenant and class limits of \
+                 bench/peers/weir-limits.toml: far above the load of every scenario (which \
+                 sends no access key) except noisy-neighbour, whose flood tenant is held to \
+                 {:.0} requests/s.",
+                noisy::FLOOD_LIMIT_PER_S
+            ));
             return Ok(true);
         }
         let (bare_ok, bare_message) = check(false)?;
@@ -663,6 +735,142 @@ impl Bench {
         })
     }
 
+    /// One noisy-neighbour run: training alone, then training beside the flood, for
+    /// `duration` each.
+    fn noisy(
+        &mut self,
+        target: usize,
+        round: usize,
+        position: usize,
+        duration: Duration,
+    ) -> Result<NoisyRun> {
+        self.alive(target)?;
+        let addrs = self.targets[target].addrs.clone();
+        let mut training = LoadConfig::new(addrs.clone(), vec![Synthetic::parse(LARGE_KEYS)?]);
+        training.connections = noisy::TRAINING_STREAMS;
+        training.duration = duration;
+        training.verify = self.cli.verify_large;
+        training.timeout_base = Duration::from_secs(10);
+        training.access_key = Some(noisy::TRAINING_ACCESS_KEY.into());
+        let mut flood = LoadConfig::new(addrs, vec![Synthetic::parse(SMALL_KEYS)?]);
+        flood.connections = noisy::FLOOD_CONNECTIONS;
+        flood.duration = duration;
+        flood.verify = true;
+        flood.timeout_base = Duration::from_secs(10);
+        flood.access_key = Some(noisy::FLOOD_ACCESS_KEY.into());
+        flood.quiet_503 = true;
+        let alone = self.noisy_phase(target, &training, None)?;
+        std::thread::sleep(SETTLE);
+        let beside = self.noisy_phase(target, &training, Some(&flood))?;
+        self.alive(target)?;
+        Ok(NoisyRun {
+            kind: self.targets[target].kind,
+            round,
+            position,
+            alone,
+            beside,
+        })
+    }
+
+    /// The training load (and the flood beside it, if given) with the proxy's and the
+    /// simulators' CPU, the nodes' per-key request counts and weir's tenant counters
+    /// around it.
+    fn noisy_phase(
+        &mut self,
+        target: usize,
+        training: &LoadConfig,
+        flood: Option<&LoadConfig>,
+    ) -> Result<Phase> {
+        let kind = self.targets[target].kind;
+        let has_process = self.targets[target].process.is_some();
+        let pids = self.targets[target].pids();
+        let sim_pids = self.sim_pids();
+        // Only weir-protected has a metrics listener (and the tenants).
+        let weir_metrics = (kind == Kind::WeirProtected).then(|| {
+            SocketAddr::new(
+                self.targets[target].addrs[0].ip(),
+                self.targets[target].addrs[0].port() + 1,
+            )
+        });
+        let nodes_before = self.node_stats()?;
+        let weir_before = weir_metrics.map(scrape_flood).transpose()?;
+        let load_average = procs::load_average();
+        let proxy_before = CpuSnapshot::take(&pids);
+        let sims_before = CpuSnapshot::take(&sim_pids);
+        let client_before = procs::self_cpu_seconds();
+        let started = Instant::now();
+        let (training_summary, flood_summary) = std::thread::scope(|scope| {
+            let flood_thread = flood.map(|config| {
+                std::thread::Builder::new()
+                    .name("flood".into())
+                    .spawn_scoped(scope, move || load::run(config, |_| {}))
+            });
+            let training_summary = load::run(training, |_| {});
+            let flood_summary = match flood_thread {
+                None => Ok(None),
+                Some(Err(err)) => Err(anyhow::Error::from(err).context("spawn the flood")),
+                Some(Ok(handle)) => match handle.join() {
+                    Ok(result) => result.map(Some),
+                    Err(_) => Err(anyhow::anyhow!("the flood load panicked")),
+                },
+            };
+            (training_summary, flood_summary)
+        });
+        let wall_s = started.elapsed().as_secs_f64();
+        let client_cpu_s = procs::self_cpu_seconds() - client_before;
+        let proxy_cpu_s = CpuSnapshot::take(&pids).seconds_since(&proxy_before);
+        let sims_cpu_s = CpuSnapshot::take(&sim_pids).seconds_since(&sims_before);
+        let training_summary = training_summary.context("training load")?;
+        let flood_summary = flood_summary.context("flood load")?;
+        let nodes_after = self.node_stats()?;
+        let weir_flood = match (weir_metrics, weir_before) {
+            (Some(addr), Some(before)) if flood.is_some() => {
+                Some(scrape_flood(addr)?.since(&before))
+            }
+            _ => None,
+        };
+        let delta = |key: &str| -> u64 {
+            nodes_after
+                .iter()
+                .zip(&nodes_before)
+                .map(|(after, before)| {
+                    after
+                        .requests_of(key)
+                        .saturating_sub(before.requests_of(key))
+                })
+                .sum()
+        };
+        Ok(Phase {
+            training: training_summary,
+            flood: flood_summary,
+            proxy_cpu_s: has_process.then_some(proxy_cpu_s),
+            sims_cpu_s,
+            client_cpu_s,
+            load_average,
+            wall_s,
+            training_at_nodes: delta(noisy::TRAINING_ACCESS_KEY),
+            flood_at_nodes: delta(noisy::FLOOD_ACCESS_KEY),
+            weir_flood,
+        })
+    }
+
+    /// Every simulator node's counters (`GET /_sim/stats`; not counted as a request).
+    fn node_stats(&self) -> Result<Vec<SimStats>> {
+        self.node_addrs
+            .iter()
+            .map(|&addr| {
+                let response =
+                    http::request(addr, "GET", "/_sim/stats", &[], b"", Duration::from_secs(5))
+                        .with_context(|| format!("stats of node {addr}"))?;
+                if response.status != 200 {
+                    bail!("stats of node {addr}: status {}", response.status);
+                }
+                SimStats::from_json(&response.text())
+                    .with_context(|| format!("stats of node {addr}"))
+            })
+            .collect()
+    }
+
     /// A short verifying load: GETs of both sizes with every byte checked, then PUTs
     /// with every ETag checked.
     fn correctness(&mut self, target: usize) -> Result<(ErrorCounts, u64)> {
@@ -694,6 +902,7 @@ impl Bench {
             (&mut errors.timeout, put_summary.errors.timeout),
             (&mut errors.io, put_summary.errors.io),
             (&mut errors.status, put_summary.errors.status),
+            (&mut errors.status_503, put_summary.errors.status_503),
             (&mut errors.mismatch, put_summary.errors.mismatch),
         ] {
             *sum += add;
@@ -793,12 +1002,26 @@ impl Bench {
     }
 }
 
+/// weir's counters for the flood tenant, from its `/metrics`.
+fn scrape_flood(metrics: SocketAddr) -> Result<TenantCounters> {
+    let response = http::request(metrics, "GET", "/metrics", &[], b"", Duration::from_secs(5))
+        .with_context(|| format!("scrape {metrics}"))?;
+    if response.status != 200 {
+        bail!("scrape {metrics}: status {}", response.status);
+    }
+    Ok(TenantCounters::scrape(
+        &response.text(),
+        noisy::FLOOD_TENANT,
+    ))
+}
+
 fn write_pages(
     bench: &Bench,
     meta: &RunMeta,
     scenarios: &[Scenario],
     cells: &[Cell],
     measurements: &[Measurement],
+    noisy_runs: &[NoisyRun],
     failover_runs: &[FailoverRun],
 ) -> Result<()> {
     let out = &bench.cli.out;
@@ -820,6 +1043,7 @@ fn write_pages(
                 report::throughput_page(meta, scenario, &labels, &mine)
             }
             Scenario::SmallGet => report::small_get_page(meta, &labels, &mine),
+            Scenario::NoisyNeighbour => report::noisy_page(meta, noisy_runs),
             Scenario::Failover => report::failover_page(meta, failover_runs),
         };
         std::fs::write(out.join(format!("{}.md", scenario.name())), md)?;
@@ -827,17 +1051,26 @@ fn write_pages(
         pages.push((scenario, scenario.name().to_string()));
     }
     let left_out: Vec<String> = LEFT_OUT.iter().map(|s| s.to_string()).collect();
-    std::fs::write(
-        out.join("README.md"),
-        report::index_page(meta, &pages, &left_out),
-    )?;
+    let index = report::index_page(meta, &pages, &left_out);
+    // The index describes one run of everything; a run of some scenarios must not replace
+    // it with a page that lists only those (their pages above are self-contained).
+    if Scenario::ALL.iter().all(|s| scenarios.contains(s)) {
+        std::fs::write(out.join("README.md"), index)?;
+    } else {
+        let path = bench.run_dir.join("index.md");
+        std::fs::write(&path, index)?;
+        println!(
+            "weir-bench-run: not every scenario ran, so {} is left as it was; this run's \
+             index is {}",
+            out.join("README.md").display(),
+            path.display()
+        );
+    }
     Ok(())
 }
 
 /// Parts of issue 6 this runner does not measure yet (listed on the index page).
 const LEFT_OUT: &[&str] = &[
-    "Noisy neighbour (flood tenant beside a streaming tenant, weir with limits vs peers): \
-     needs weir's tenant limits (in progress) and a second, SigV4-signing tenant in weir-load.",
     "A real cluster (SeaweedFS with 3 S3 gateways behind each proxy).",
     "10k concurrent idle client connections on 2 cores with ≤ 64 KiB user memory each.",
     "Profiles (perf, callgrind instruction counts) of the cells where weir falls short.",

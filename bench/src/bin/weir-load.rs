@@ -44,6 +44,11 @@ struct Cli {
     /// Host header to send (default: the target address).
     #[arg(long)]
     host: Option<String>,
+    /// Send every request as SigV4-signed by this access key id (an Authorization header
+    /// with a dummy signature and a fixed date: enough for weir to pick the key's tenant;
+    /// nothing is signed, so only a target that does not verify signatures accepts it).
+    #[arg(long)]
+    access_key: Option<String>,
     /// Fixed part of the per-request timeout; a further size / 20 MB/s is added.
     #[arg(long, default_value = "10s")]
     timeout: String,
@@ -86,16 +91,31 @@ fn main() -> Result<()> {
     config.verify = !cli.no_verify;
     config.expect_continue = cli.expect_continue;
     config.host = cli.host.clone();
+    if let Some(key) = &cli.access_key {
+        if key.is_empty()
+            || key
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control() || "/,=:".contains(c))
+        {
+            bail!("--access-key {key:?}: an access key id has no spaces, / , = or :");
+        }
+    }
+    config.access_key = cli.access_key.clone();
     config.timeout_base = parse_duration(&cli.timeout)?;
     config.io_buf_bytes = usize::try_from(parse_size_bytes(&cli.buf)?).context("--buf")?;
 
     eprintln!(
-        "weir-load: {} connection(s) to {} for {:.1}s, op {}, verify {}",
+        "weir-load: {} connection(s) to {} for {:.1}s, op {}, verify {}{}",
         config.connections,
         cli.target.join(","),
         config.duration.as_secs_f64(),
         cli.op,
-        config.verify
+        config.verify,
+        config
+            .access_key
+            .as_deref()
+            .map(|k| format!(", access key {k}"))
+            .unwrap_or_default()
     );
     let summary = load::run(&config, |tick| eprintln!("{}", tick.line()))?;
     if cli.json {

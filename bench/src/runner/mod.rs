@@ -7,11 +7,13 @@
 //! - `peers`: the targets and their configuration templates (`bench/peers/`);
 //! - `stats`: medians and min–max spreads;
 //! - `svg`: the plots;
-//! - `report`: the result pages.
+//! - `report`: the result pages;
+//! - `noisy`: the noisy-neighbour scenario's records (two tenants, per-key node counts).
 //!
 //! The binary (`src/bin/weir-bench-run.rs`) drives the rounds; everything here is the
 //! vocabulary it records results in.
 
+pub mod noisy;
 pub mod peers;
 pub mod procs;
 pub mod report;
@@ -30,16 +32,20 @@ pub enum Scenario {
     SmallGet,
     /// 64 MiB PUTs on 16 streams: GB/s and CPU-s/GB.
     LargePut,
+    /// 16 streams of 64 MiB GETs (one tenant) alone and beside a flood of 4 KiB GETs on
+    /// 256 connections (another tenant).
+    NoisyNeighbour,
     /// 64 MiB GETs on 16 streams while one of three nodes is SIGKILLed.
     Failover,
 }
 
 impl Scenario {
     /// Every scenario, in run order.
-    pub const ALL: [Scenario; 4] = [
+    pub const ALL: [Scenario; 5] = [
         Scenario::LargeGet,
         Scenario::SmallGet,
         Scenario::LargePut,
+        Scenario::NoisyNeighbour,
         Scenario::Failover,
     ];
 
@@ -49,6 +55,7 @@ impl Scenario {
             Scenario::LargeGet => "large-get",
             Scenario::SmallGet => "small-get",
             Scenario::LargePut => "large-put",
+            Scenario::NoisyNeighbour => "noisy-neighbour",
             Scenario::Failover => "failover",
         }
     }
@@ -67,6 +74,9 @@ impl Scenario {
             Scenario::LargeGet => "Large GET: 64 MiB objects",
             Scenario::SmallGet => "Small GET: 4 KiB objects",
             Scenario::LargePut => "Large PUT: 64 MiB objects, 16 streams",
+            Scenario::NoisyNeighbour => {
+                "Noisy neighbour: 64 MiB GET streams beside a 4 KiB GET flood"
+            }
             Scenario::Failover => {
                 "Failover under load: 16 x 64 MiB GET streams, one of 3 nodes SIGKILLed"
             }
@@ -267,7 +277,12 @@ pub fn show_errors(errors: &ErrorCounts) -> String {
     let parts: Vec<String> = kinds
         .iter()
         .filter(|(_, n)| *n > 0)
-        .map(|(name, n)| format!("{name} {n}"))
+        .map(|(name, n)| match *name {
+            "status" if errors.status_503 > 0 => {
+                format!("status {n}, of which 503 {}", errors.status_503)
+            }
+            _ => format!("{name} {n}"),
+        })
         .collect();
     format!("{total} ({})", parts.join(", "))
 }
@@ -327,5 +342,11 @@ mod tests {
         e.io = 3;
         e.timeout = 2;
         assert_eq!(show_errors(&e), "5 (timeout 2, io 3)");
+        e.status = 4;
+        e.status_503 = 3;
+        assert_eq!(
+            show_errors(&e),
+            "9 (timeout 2, io 3, status 4, of which 503 3)"
+        );
     }
 }

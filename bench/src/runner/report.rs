@@ -4,6 +4,7 @@
 
 use std::fmt::Write;
 
+use super::noisy::{self, NoisyRun, Phase};
 use super::peers::Kind;
 use super::stats::{decimals_for, ratio, show, Spread};
 use super::svg::{self, BarPanel, LinePanel, Panel, Series};
@@ -31,6 +32,12 @@ pub struct RunMeta {
     pub duration_s: f64,
     /// Whether large GET bodies were checked byte by byte in the timed cells.
     pub verify_large: bool,
+    /// Load duration of each noisy-neighbour phase, seconds.
+    pub noisy_duration_s: f64,
+    /// 1-minute load average just before the first noisy-neighbour run.
+    pub noisy_load_before: f64,
+    /// Whether weir-protected ran with bench/peers/weir-limits.toml (the flood's limit).
+    pub limits_on: bool,
     /// Targets that ran, in table order.
     pub kinds: Vec<Kind>,
     /// Things to know (protection features left out, targets that died, ...).
@@ -130,7 +137,12 @@ fn header(out: &mut String, meta: &RunMeta, title: &str) {
 
 fn footer(out: &mut String, meta: &RunMeta, measurements: &[&Measurement]) {
     let loads: Vec<f64> = measurements.iter().map(|m| m.load_average).collect();
-    if let Some(load) = Spread::of(&loads) {
+    footer_with_loads(out, meta, &loads);
+}
+
+/// The footer, given the load averages at the start of every cell (or phase).
+fn footer_with_loads(out: &mut String, meta: &RunMeta, loads: &[f64]) {
+    if let Some(load) = Spread::of(loads) {
         let _ = writeln!(
             out,
             "\nThe machine was shared: 1-minute load average {:.1}–{:.1} (median {:.1}) \
@@ -665,6 +677,312 @@ pub fn failover_page(meta: &RunMeta, runs: &[FailoverRun]) -> (String, String) {
                 })
             })
             .collect::<Vec<_>>(),
+    );
+    (out, plot)
+}
+
+/// The noisy-neighbour page: training throughput alone and beside the flood, the flood
+/// that reached the nodes, per target.
+pub fn noisy_page(meta: &RunMeta, runs: &[NoisyRun]) -> (String, String) {
+    let kinds: Vec<Kind> = meta
+        .kinds
+        .iter()
+        .copied()
+        .filter(|k| runs.iter().any(|r| r.kind == *k))
+        .collect();
+    let of_kind =
+        |kind: Kind| -> Vec<&NoisyRun> { runs.iter().filter(|r| r.kind == kind).collect() };
+    let spread_of = |rs: &[&NoisyRun], f: &dyn Fn(&NoisyRun) -> Option<f64>| -> Option<Spread> {
+        Spread::of(&rs.iter().filter_map(|r| f(r)).collect::<Vec<_>>())
+    };
+    let alone_gbps = |r: &NoisyRun| Some(r.alone.training_gbps());
+    let beside_gbps = |r: &NoisyRun| Some(r.beside.training_gbps());
+    let kept = |r: &NoisyRun| r.kept();
+    let at_nodes = |r: &NoisyRun| r.beside.flood_at_nodes_per_s();
+    let flood_client = |r: &NoisyRun| r.beside.flood_client_per_s();
+    let flood_503 = |r: &NoisyRun| r.beside.flood.as_ref().map(|f| f.errors.status_503 as f64);
+    let cpu = |p: &Phase| p.proxy_cpu_s;
+
+    let mut page_meta = meta.clone();
+    page_meta.duration_s = meta.noisy_duration_s;
+    let mut out = String::new();
+    header(&mut out, &page_meta, Scenario::NoisyNeighbour.title());
+    let _ = writeln!(
+        out,
+        "Three simulator nodes. Per target and round, two phases of {:.0} s: the **training** \
+         tenant alone ({} connections GETting 64 MiB objects, access key `{}`), then the same \
+         training load beside a **flood** tenant ({} connections GETting 4 KiB objects back to \
+         back, every byte checked, access key `{}`, ignoring `Retry-After`). Each request carries \
+         a SigV4 `Authorization` header with a dummy signature (weir reads the key id, nothing \
+         verifies it). weir-protected holds the flood tenant to {:.0} requests/s \
+         (`bench/peers/weir-limits.toml`; training is unlimited); weir (bare), HAProxy, nginx \
+         and Envoy have no per-tenant limits and forward everything. \"At the nodes\" is \
+         counted by the simulators per access key, so health checks and the other tenant are \
+         not in it.\n",
+        meta.noisy_duration_s,
+        noisy::TRAINING_STREAMS,
+        noisy::TRAINING_ACCESS_KEY,
+        noisy::FLOOD_CONNECTIONS,
+        noisy::FLOOD_ACCESS_KEY,
+        noisy::FLOOD_LIMIT_PER_S
+    );
+    if !meta.limits_on && kinds.contains(&Kind::WeirProtected) {
+        let _ = writeln!(
+            out,
+            "**weir-protected ran without the limits file here** (this weir rejected it; see \
+             the notes), so it had no flood limit either.\n"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "| target | training GB/s alone | training GB/s beside the flood | kept (beside ÷ alone) | flood req/s answered | flood req/s at the nodes | flood 503s per run | proxy CPU-s alone / beside | errors training / flood |"
+    );
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|");
+    for &kind in &kinds {
+        let rs = of_kind(kind);
+        let cpu_alone = spread_of(&rs, &|r| cpu(&r.alone));
+        let cpu_beside = spread_of(&rs, &|r| cpu(&r.beside));
+        let mut training_errors = ErrorCounts::default();
+        let mut flood_errors = ErrorCounts::default();
+        for r in &rs {
+            training_errors.add(&r.alone.training.errors);
+            training_errors.add(&r.beside.training.errors);
+            if let Some(f) = &r.beside.flood {
+                flood_errors.add(&f.errors);
+            }
+        }
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} / {} |",
+            kind.name(),
+            show(spread_of(&rs, &alone_gbps), 2),
+            show(spread_of(&rs, &beside_gbps), 2),
+            show(spread_of(&rs, &kept), 2),
+            show(spread_of(&rs, &flood_client), 0),
+            show(spread_of(&rs, &at_nodes), 0),
+            show(spread_of(&rs, &flood_503), 0),
+            match (cpu_alone, cpu_beside) {
+                (Some(a), Some(b)) => format!("{:.1} / {}", a.median, b.show(1)),
+                _ => "—".into(),
+            },
+            show_errors(&training_errors),
+            show_errors(&flood_errors),
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\n\"kept\" is the median (min–max) of each round's ratio. Proxy CPU-s are per phase \
+         (alone: median; beside: median and range). Errors are summed over all rounds; a \
+         flood 503 is counted as a status error (the flood does not back off).\n"
+    );
+
+    // The limit, checked at the storage (CORRECTIONS 8: rate × T + burst ± 5%).
+    if let Some(rs) = Some(of_kind(Kind::WeirProtected)).filter(|rs| !rs.is_empty()) {
+        let _ = writeln!(out, "## weir-protected: the flood's limit at the nodes\n");
+        let _ = writeln!(
+            out,
+            "| round | flood run s | flood requests at the nodes | allowed ({:.0}/s × s + {:.0}) | ÷ allowed | weir: flood requests / waited / shed (SlowDown) |",
+            noisy::FLOOD_LIMIT_PER_S,
+            noisy::FLOOD_LIMIT_EXTRA
+        );
+        let _ = writeln!(out, "|---|---|---|---|---|---|");
+        for r in &rs {
+            let b = &r.beside;
+            let elapsed = b.flood.as_ref().map_or(0.0, |f| f.elapsed.as_secs_f64());
+            let allowed = b.flood_allowed().unwrap_or(f64::NAN);
+            let weir = b.weir_flood.as_ref().map_or_else(
+                || "—".to_string(),
+                |c| format!("{:.0} / {:.0} / {:.0}", c.requests, c.queued, c.shed),
+            );
+            let _ = writeln!(
+                out,
+                "| {} | {elapsed:.2} | {} | {allowed:.0} | {:.3} | {weir} |",
+                r.round + 1,
+                b.flood_at_nodes,
+                b.flood_at_nodes as f64 / allowed,
+            );
+        }
+        let _ = writeln!(
+            out,
+            "\n\"allowed\" is the rate over the flood's run (until its last answer) plus the \
+             100 ms burst and one request per core that docs/limits.md allows. weir's counts \
+             are from its `/metrics` before and after the phase (`weir_tenant_requests_total`, \
+             `weir_queued_requests_total`, `weir_shed_requests_total` for tenant \"{}\").\n",
+            noisy::FLOOD_TENANT
+        );
+    }
+
+    // What this shows, from the numbers above.
+    let _ = writeln!(out, "## What this shows\n");
+    let median = |kind: Kind, f: &dyn Fn(&NoisyRun) -> Option<f64>| {
+        spread_of(&of_kind(kind), f).map(|s| s.median)
+    };
+    let others: Vec<Kind> = kinds
+        .iter()
+        .copied()
+        .filter(|k| *k != Kind::WeirProtected)
+        .collect();
+    let list = |f: &dyn Fn(&NoisyRun) -> Option<f64>, fmt: &dyn Fn(f64) -> String| -> String {
+        others
+            .iter()
+            .filter_map(|&k| median(k, f).map(|v| format!("{} {}", k.name(), fmt(v))))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let pct = |v: f64| format!("{:.0}%", v * 100.0);
+    let per_s = |v: f64| format!("{v:.0}/s");
+    match (
+        median(Kind::WeirProtected, &kept),
+        median(Kind::WeirProtected, &at_nodes),
+    ) {
+        (Some(k), Some(n)) => {
+            let kept_range = |kind: Kind| {
+                spread_of(&of_kind(kind), &kept).map(|s| {
+                    format!(
+                        "{:.0}% ({:.0}–{:.0}%)",
+                        s.median * 100.0,
+                        s.min * 100.0,
+                        s.max * 100.0
+                    )
+                })
+            };
+            let _ = writeln!(
+                out,
+                "- Beside the flood, training through weir-protected kept {} of its \
+                 throughput alone (median of the rounds' ratios, min–max in parentheses); \
+                 through the others: {}. (Medians of the phases themselves: {:.2} GB/s \
+                 alone, {:.2} GB/s beside the flood; they come from different rounds.)",
+                kept_range(Kind::WeirProtected).unwrap_or_else(|| pct(k)),
+                others
+                    .iter()
+                    .filter_map(|&o| kept_range(o).map(|r| format!("{} {r}", o.name())))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                median(Kind::WeirProtected, &alone_gbps).unwrap_or(f64::NAN),
+                median(Kind::WeirProtected, &beside_gbps).unwrap_or(f64::NAN),
+            );
+            let _ = writeln!(
+                out,
+                "- The nodes received flood requests at {} through weir-protected (limit \
+                 {:.0}/s); through the others: {}.",
+                per_s(n),
+                noisy::FLOOD_LIMIT_PER_S,
+                list(&at_nodes, &per_s)
+            );
+            let weir_counts: Vec<&noisy::TenantCounters> = of_kind(Kind::WeirProtected)
+                .into_iter()
+                .filter_map(|r| r.beside.weir_flood.as_ref())
+                .collect();
+            if !weir_counts.is_empty() {
+                let requests: f64 = weir_counts.iter().map(|c| c.requests).sum();
+                let shed: f64 = weir_counts.iter().map(|c| c.shed).sum();
+                let queued: f64 = weir_counts.iter().map(|c| c.queued).sum();
+                let _ = writeln!(
+                    out,
+                    "- Over all rounds weir counted {requests:.0} flood requests: {:.0} went \
+                     on to a node ({queued:.0} waited for their tokens first) and {shed:.0} \
+                     ({:.0}%) were answered SlowDown (503 with Retry-After). This flood ignores \
+                     Retry-After and asks again at once on the same connection, so through \
+                     weir-protected it got {} answers; through the others it got {} \
+                     answers, all of them objects.",
+                    requests - shed,
+                    if requests > 0.0 {
+                        shed * 100.0 / requests
+                    } else {
+                        0.0
+                    },
+                    median(Kind::WeirProtected, &flood_client).map_or("—".into(), per_s),
+                    list(&flood_client, &per_s)
+                );
+            }
+        }
+        _ => {
+            let _ = writeln!(out, "- weir-protected was not measured in this run.");
+        }
+    }
+    let _ = writeln!(
+        out,
+        "- Everything shares 2 cores: the client (both tenants), three simulators and the \
+         proxy. The flood costs CPU wherever it is answered — at the proxy for every request, \
+         and for those let through also at the nodes and in the client's body checks — and \
+         that CPU comes out of training's throughput. \"Kept\" measures the whole machine's \
+         answer to the flood, of which the proxy is one part; direct has no proxy, but lets \
+         the whole flood reach the nodes."
+    );
+
+    let _ = writeln!(
+        out,
+        "\nThe load averages below include this scenario's own threads: the flood's 256 \
+         client threads (and, direct, as many simulator threads) count as runnable while \
+         they wait for the CPU. Just before the first run the 1-minute load average was \
+         {:.1}.",
+        meta.noisy_load_before
+    );
+    let loads: Vec<f64> = runs
+        .iter()
+        .flat_map(|r| [r.alone.load_average, r.beside.load_average])
+        .collect();
+    footer_with_loads(&mut out, meta, &loads);
+
+    let series_of = |ks: &[Kind]| series(ks);
+    let proxies: Vec<Kind> = kinds
+        .iter()
+        .copied()
+        .filter(|k| *k != Kind::Direct)
+        .collect();
+    let plot = svg::render(
+        Scenario::NoisyNeighbour.title(),
+        &format!(
+            "median of {} rounds, whiskers min–max; {:.0} s per phase; {}; weir {}",
+            meta.rounds, meta.noisy_duration_s, meta.started_utc, meta.weir_label
+        ),
+        &[
+            Panel::Bars(BarPanel {
+                title: "Training throughput (higher is better)".into(),
+                y_label: "GB/s (10^9 B/s)".into(),
+                groups: vec!["training alone".into(), "beside the flood".into()],
+                series: series_of(&kinds),
+                values: vec![
+                    kinds
+                        .iter()
+                        .map(|&k| spread_of(&of_kind(k), &alone_gbps))
+                        .collect(),
+                    kinds
+                        .iter()
+                        .map(|&k| spread_of(&of_kind(k), &beside_gbps))
+                        .collect(),
+                ],
+            }),
+            Panel::Bars(BarPanel {
+                title: format!(
+                    "Flood requests reaching the nodes (weir-protected's limit: {:.0}/s)",
+                    noisy::FLOOD_LIMIT_PER_S
+                ),
+                y_label: "requests/s".into(),
+                groups: vec!["flood at the nodes".into()],
+                series: series_of(&kinds),
+                values: vec![kinds
+                    .iter()
+                    .map(|&k| spread_of(&of_kind(k), &at_nodes))
+                    .collect()],
+            }),
+            Panel::Bars(BarPanel {
+                title: "Proxy CPU during the phase (seconds)".into(),
+                y_label: "CPU-seconds".into(),
+                groups: vec!["training alone".into(), "beside the flood".into()],
+                series: series_of(&proxies),
+                values: vec![
+                    proxies
+                        .iter()
+                        .map(|&k| spread_of(&of_kind(k), &|r| cpu(&r.alone)))
+                        .collect(),
+                    proxies
+                        .iter()
+                        .map(|&k| spread_of(&of_kind(k), &|r| cpu(&r.beside)))
+                        .collect(),
+                ],
+            }),
+        ],
     );
     (out, plot)
 }

@@ -469,6 +469,9 @@ impl Conn {
             return Ok(Next::Close);
         }
         self.node.stats.requests.fetch_add(1, Relaxed);
+        if let Some(key) = crate::auth::access_key(head.header("authorization"), &query) {
+            self.node.stats.count_access_key(&key);
+        }
         let expect_continue = has_token(head.header("expect"), "100-continue");
         let faults = self.node.faults.load();
         if faults.slowdown_ratio > 0.0 && self.roll() < faults.slowdown_ratio {

@@ -12,7 +12,7 @@
 mod conn;
 pub mod store;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::{SocketAddr, TcpListener};
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
@@ -29,6 +29,11 @@ use store::Object;
 const CONN_STACK_BYTES: usize = 256 * 1024;
 /// Listen backlog of a node.
 const LISTEN_BACKLOG: i32 = 1024;
+/// Distinct access keys counted per node; requests of further keys (and of keys with
+/// characters other than `A-Z a-z 0-9 . _ -`) count under [`OTHER_ACCESS_KEYS`].
+const ACCESS_KEYS_COUNTED_MAX: usize = 64;
+/// Where requests of keys beyond [`ACCESS_KEYS_COUNTED_MAX`] or with odd characters count.
+pub const OTHER_ACCESS_KEYS: &str = "(other)";
 
 /// Fault knobs of one node; the default is a healthy node.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -172,13 +177,22 @@ pub struct SimStats {
     pub responses_5xx: u64,
     /// Bodies cut by a stall or reset fault (or by `down` mid-body).
     pub bodies_cut: u64,
+    /// Of `requests`: those that carried an access key id (SigV4/SigV2 `Authorization` or
+    /// a presigned query), by key. Requests without a key are not in here.
+    pub requests_by_access_key: BTreeMap<String, u64>,
 }
 
 impl SimStats {
     /// The counters as a JSON object.
     pub fn to_json(&self) -> String {
+        // Counted keys are of A-Z a-z 0-9 . _ - (or the "(other)" bucket): no escaping.
+        let by_key: Vec<String> = self
+            .requests_by_access_key
+            .iter()
+            .map(|(key, n)| format!("\"{key}\":{n}"))
+            .collect();
         format!(
-            "{{\"requests\":{},\"bytes_in\":{},\"bytes_out\":{},\"connections\":{},\"connections_active\":{},\"refused\":{},\"responses_2xx\":{},\"responses_4xx\":{},\"responses_5xx\":{},\"bodies_cut\":{}}}",
+            "{{\"requests\":{},\"bytes_in\":{},\"bytes_out\":{},\"connections\":{},\"connections_active\":{},\"refused\":{},\"responses_2xx\":{},\"responses_4xx\":{},\"responses_5xx\":{},\"bodies_cut\":{},\"requests_by_access_key\":{{{}}}}}",
             self.requests,
             self.bytes_in,
             self.bytes_out,
@@ -188,8 +202,136 @@ impl SimStats {
             self.responses_2xx,
             self.responses_4xx,
             self.responses_5xx,
-            self.bodies_cut
+            self.bodies_cut,
+            by_key.join(",")
         )
+    }
+
+    /// Reads back what [`SimStats::to_json`] wrote (`GET /_sim/stats` of a simulator in
+    /// another process). Unknown numeric fields are ignored; a missing field reads as 0.
+    pub fn from_json(text: &str) -> Result<SimStats> {
+        let mut stats = SimStats::default();
+        let mut p = JsonCursor::new(text);
+        p.expect(b'{')?;
+        if p.eat(b'}') {
+            return Ok(stats);
+        }
+        loop {
+            let name = p.string()?;
+            p.expect(b':')?;
+            if name == "requests_by_access_key" {
+                p.expect(b'{')?;
+                if !p.eat(b'}') {
+                    loop {
+                        let key = p.string()?;
+                        p.expect(b':')?;
+                        let n = p.number()?;
+                        stats.requests_by_access_key.insert(key, n);
+                        if p.eat(b'}') {
+                            break;
+                        }
+                        p.expect(b',')?;
+                    }
+                }
+            } else {
+                let n = p.number()?;
+                let mut ignored = 0;
+                let field = match name.as_str() {
+                    "requests" => &mut stats.requests,
+                    "bytes_in" => &mut stats.bytes_in,
+                    "bytes_out" => &mut stats.bytes_out,
+                    "connections" => &mut stats.connections,
+                    "connections_active" => &mut stats.connections_active,
+                    "refused" => &mut stats.refused,
+                    "responses_2xx" => &mut stats.responses_2xx,
+                    "responses_4xx" => &mut stats.responses_4xx,
+                    "responses_5xx" => &mut stats.responses_5xx,
+                    "bodies_cut" => &mut stats.bodies_cut,
+                    _ => &mut ignored,
+                };
+                *field = n;
+            }
+            if p.eat(b'}') {
+                return Ok(stats);
+            }
+            p.expect(b',')?;
+        }
+    }
+
+    /// Requests of `key` (0 when none came).
+    pub fn requests_of(&self, key: &str) -> u64 {
+        self.requests_by_access_key.get(key).copied().unwrap_or(0)
+    }
+}
+
+/// Just enough of a JSON reader for the simulator's flat stats object: strings without
+/// escapes, unsigned integers, `{ } : ,` and whitespace.
+struct JsonCursor<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> JsonCursor<'a> {
+    fn new(text: &'a str) -> Self {
+        Self {
+            bytes: text.as_bytes(),
+            at: 0,
+        }
+    }
+
+    fn skip_space(&mut self) {
+        while self.at < self.bytes.len() && self.bytes[self.at].is_ascii_whitespace() {
+            self.at += 1;
+        }
+    }
+
+    fn eat(&mut self, byte: u8) -> bool {
+        self.skip_space();
+        if self.bytes.get(self.at) == Some(&byte) {
+            self.at += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn expect(&mut self, byte: u8) -> Result<()> {
+        if !self.eat(byte) {
+            bail!(
+                "stats JSON: expected {:?} at byte {}",
+                byte as char,
+                self.at
+            );
+        }
+        Ok(())
+    }
+
+    fn string(&mut self) -> Result<String> {
+        self.expect(b'"')?;
+        let start = self.at;
+        while self.at < self.bytes.len() && self.bytes[self.at] != b'"' {
+            if self.bytes[self.at] == b'\\' {
+                bail!("stats JSON: escapes are not expected (byte {})", self.at);
+            }
+            self.at += 1;
+        }
+        if self.at == self.bytes.len() {
+            bail!("stats JSON: unterminated string");
+        }
+        let text = std::str::from_utf8(&self.bytes[start..self.at])?.to_string();
+        self.at += 1;
+        Ok(text)
+    }
+
+    fn number(&mut self) -> Result<u64> {
+        self.skip_space();
+        let start = self.at;
+        while self.at < self.bytes.len() && self.bytes[self.at].is_ascii_digit() {
+            self.at += 1;
+        }
+        std::str::from_utf8(&self.bytes[start..self.at])?
+            .parse()
+            .with_context(|| format!("stats JSON: expected a number at byte {start}"))
     }
 }
 
@@ -205,6 +347,8 @@ struct StatCells {
     responses_4xx: AtomicU64,
     responses_5xx: AtomicU64,
     bodies_cut: AtomicU64,
+    /// Requests by access key id (bounded: see [`ACCESS_KEYS_COUNTED_MAX`]).
+    by_access_key: Mutex<HashMap<String, u64>>,
 }
 
 impl StatCells {
@@ -220,7 +364,38 @@ impl StatCells {
             responses_4xx: self.responses_4xx.load(Relaxed),
             responses_5xx: self.responses_5xx.load(Relaxed),
             bodies_cut: self.bodies_cut.load(Relaxed),
+            requests_by_access_key: self
+                .by_access_key
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .iter()
+                .map(|(k, n)| (k.clone(), *n))
+                .collect(),
         }
+    }
+
+    /// Counts one request of `key`.
+    fn count_access_key(&self, key: &str) {
+        let plain = !key.is_empty()
+            && key.len() <= 128
+            && key
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+        let mut map = self
+            .by_access_key
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if plain {
+            if let Some(n) = map.get_mut(key) {
+                *n += 1;
+                return;
+            }
+            if map.len() < ACCESS_KEYS_COUNTED_MAX {
+                map.insert(key.to_string(), 1);
+                return;
+            }
+        }
+        *map.entry(OTHER_ACCESS_KEYS.to_string()).or_insert(0) += 1;
     }
 }
 
@@ -411,6 +586,53 @@ fn accept_loop(node: Arc<Node>, listener: TcpListener) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stats_json_round_trips() {
+        let cells = StatCells::default();
+        cells.requests.store(7, Relaxed);
+        cells.bytes_out.store(1 << 40, Relaxed);
+        cells.responses_5xx.store(2, Relaxed);
+        for _ in 0..3 {
+            cells.count_access_key("TRAINKEY0000EXAMPLE1");
+        }
+        cells.count_access_key("FLOODKEY0000EXAMPLE1");
+        cells.count_access_key("odd\"key");
+        let stats = cells.snapshot();
+        assert_eq!(stats.requests_of("TRAINKEY0000EXAMPLE1"), 3);
+        assert_eq!(stats.requests_of("FLOODKEY0000EXAMPLE1"), 1);
+        assert_eq!(stats.requests_of(OTHER_ACCESS_KEYS), 1);
+        assert_eq!(stats.requests_of("nobody"), 0);
+        let json = stats.to_json();
+        assert_eq!(SimStats::from_json(&json).unwrap(), stats, "{json}");
+        assert_eq!(
+            SimStats::from_json(&SimStats::default().to_json()).unwrap(),
+            SimStats::default()
+        );
+        // Fields of a newer simulator are skipped; whitespace is allowed.
+        let newer = SimStats::from_json(
+            "{ \"requests\": 5, \"future\": 9, \"requests_by_access_key\": { \"K\": 2 } }",
+        )
+        .unwrap();
+        assert_eq!((newer.requests, newer.requests_of("K")), (5, 2));
+        assert!(SimStats::from_json("{\"requests\":-1}").is_err());
+        assert!(SimStats::from_json("{\"requests\":1").is_err());
+    }
+
+    #[test]
+    fn access_key_counts_are_bounded() {
+        let cells = StatCells::default();
+        for i in 0..ACCESS_KEYS_COUNTED_MAX + 10 {
+            cells.count_access_key(&format!("KEY{i}"));
+        }
+        let stats = cells.snapshot();
+        assert_eq!(
+            stats.requests_by_access_key.len(),
+            ACCESS_KEYS_COUNTED_MAX + 1
+        );
+        assert_eq!(stats.requests_of(OTHER_ACCESS_KEYS), 10);
+        assert_eq!(stats.requests_of("KEY0"), 1);
+    }
 
     #[test]
     fn fault_queries() {
