@@ -1,6 +1,7 @@
 //! weir's decisions: configuration schema and validation, request classification and
 //! routing, node health, balancing across failover chains, throttling (AIMD), retries,
-//! mid-body resume, and protecting the storage (token buckets, caps, QoS queues).
+//! mid-body resume, protecting the storage (token buckets, caps, QoS queues), and SigV4
+//! verification and re-signing.
 //!
 //! This crate is pure by design (DESIGN.md §1): it does no I/O, never reads the clock and
 //! spawns nothing. Time and randomness are passed in by the caller (the appliance), so every
@@ -23,5 +24,6 @@ pub mod rand;
 pub mod resume;
 pub mod retry;
 pub mod route;
+pub mod sigv4;
 
 mod dns;
