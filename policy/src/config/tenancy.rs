@@ -170,7 +170,7 @@ impl Default for Limits {
             rebalance_interval: Duration::from_millis(5),
             table_entries_max: 65_536,
             burst: BURST_DEFAULT,
-            quantum_bytes_max: 256 << 10,
+            quantum_bytes_max: 1 << 20,
         }
     }
 }
