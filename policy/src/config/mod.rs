@@ -6,6 +6,7 @@
 //! The commented reference file is `appliance/examples/weir.toml`.
 
 mod addr;
+mod auth;
 mod error;
 mod raw;
 mod tenancy;
@@ -29,6 +30,10 @@ use toml::de::DeTable;
 pub use crate::health::HealthParams;
 pub use crate::route::BucketGlob;
 pub use addr::{NodeAddr, NodeAddrError};
+pub use auth::{
+    parse_secrets, Auth, AuthMode, PoolCredentials, Secret, SecretSource, Secrets,
+    SECRETS_FILE_BYTES_MAX,
+};
 pub use error::ConfigError;
 pub use tenancy::{
     Class, ClassId, Limits, RateLimit, Rule, Tenant, TenantId, DEFAULT_CLASS_NAME,
@@ -67,6 +72,8 @@ pub struct Config {
     pub rules: Vec<Rule>,
     /// `[limits]`: caps, per-client-IP and per-bucket rates, rebalancing.
     pub limits: Limits,
+    /// `[auth]`: signature verification at the edge.
+    pub auth: Auth,
     /// Access key id → tenant, for classification (built from the tenants' keys).
     access_keys: HashMap<String, TenantId>,
 }
@@ -179,6 +186,9 @@ pub struct Pool {
     pub min_active: usize,
     /// Probe shape, hysteresis and slow start (the pool's `slow_start` key lives here).
     pub health: HealthParams,
+    /// The identity requests are re-signed with for this pool's nodes (their Host too);
+    /// `None` = forwarded as the client signed them.
+    pub credentials: Option<PoolCredentials>,
 }
 
 /// `[[route]]`: buckets matching a glob go to a chain of pools.

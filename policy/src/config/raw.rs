@@ -7,6 +7,7 @@
 use serde::de::IgnoredAny;
 use serde::Deserialize;
 
+use super::auth::{RawAuth, RawCredentials};
 use super::units::{ConfigDuration, ConfigSize};
 use super::BodyPath;
 use crate::health::{HealthPreset, ProbeMethod};
@@ -36,6 +37,8 @@ pub(crate) struct RawConfig {
     pub(crate) class: Vec<RawClass>,
     #[serde(default)]
     pub(crate) rule: Vec<RawRule>,
+    #[serde(default)]
+    pub(crate) auth: RawAuth,
 }
 
 /// `[appliance]`.
@@ -97,6 +100,8 @@ pub(crate) struct RawPool {
     pub(crate) slow_start: Option<ConfigDuration>,
     #[serde(default)]
     pub(crate) health: RawHealth,
+    /// The identity weir re-signs with for this pool (issue 9).
+    pub(crate) credentials: Option<RawCredentials>,
 }
 
 /// A pool's `health` table: probe shape (from a preset, keys override) and thresholds.

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::ops::RangeInclusive;
 use std::time::Duration;
 
+use super::auth;
 use super::error::{Invalid, KeyPath};
 use super::raw::{
     RawAppliance, RawConfig, RawExpectStatus, RawHealth, RawHttp, RawPool, RawRoute, RawUpstream,
@@ -78,7 +79,14 @@ const PROBE_PATH_LEN_MAX: usize = 1024;
 /// which would turn `[[appliance]]` into a baffling "expected usize" error.
 pub(crate) fn shape(root: &DeTable<'_>) -> Result<(), Invalid> {
     let path = KeyPath::root();
-    for name in ["appliance", "http", "upstream", "limits", "defaults"] {
+    for name in [
+        "appliance",
+        "http",
+        "upstream",
+        "limits",
+        "defaults",
+        "auth",
+    ] {
         if let Some(value) = root.get(name) {
             expect_table(&path.key(name), value.get_ref(), "a table")?;
         }
@@ -88,10 +96,10 @@ pub(crate) fn shape(root: &DeTable<'_>) -> Result<(), Invalid> {
             continue;
         };
         // The table-valued key inside each item that serde would also take as a sequence.
-        let inner = match name {
-            "pool" => Some("health"),
-            "tenant" | "class" | "rule" => Some("rate"),
-            _ => None,
+        let inner: &[&str] = match name {
+            "pool" => &["health", "credentials"],
+            "tenant" | "class" | "rule" => &["rate"],
+            _ => &[],
         };
         let DeValue::Array(items) = value.get_ref() else {
             return Err(Invalid::new(
@@ -105,9 +113,11 @@ pub(crate) fn shape(root: &DeTable<'_>) -> Result<(), Invalid> {
         for (i, item) in items.iter().enumerate() {
             let item_path = path.key(name).index(i);
             expect_table(&item_path, item.get_ref(), "a table")?;
-            if let (Some(inner), DeValue::Table(table)) = (inner, item.get_ref()) {
-                if let Some(value) = table.get(inner) {
-                    expect_table(&item_path.key(inner), value.get_ref(), "a table")?;
+            if let DeValue::Table(table) = item.get_ref() {
+                for inner in inner {
+                    if let Some(value) = table.get(*inner) {
+                        expect_table(&item_path.key(inner), value.get_ref(), "a table")?;
+                    }
                 }
             }
         }
@@ -169,6 +179,7 @@ pub(crate) fn config(raw: RawConfig) -> Result<Config, Invalid> {
     )?;
     // One value, two spellings: code reading either field sees the same cap.
     http.connections_max = limits.connections_max;
+    let auth = auth::auth(&root.key("auth"), raw.auth)?;
     Ok(Config {
         appliance,
         http,
@@ -181,6 +192,7 @@ pub(crate) fn config(raw: RawConfig) -> Result<Config, Invalid> {
         default_class,
         rules,
         limits,
+        auth,
         access_keys,
     })
 }
@@ -521,12 +533,17 @@ fn pools(path: &KeyPath, raw: Vec<RawPool>) -> Result<Vec<Pool>, Invalid> {
             .map_or(HealthParams::default().slow_start, |ConfigDuration(d)| d);
         let mut health = health(&pool_path.key("health"), raw_pool.health)?;
         health.slow_start = slow_start;
+        let credentials = raw_pool
+            .credentials
+            .map(|c| auth::credentials(&pool_path.key("credentials"), c))
+            .transpose()?;
         pools.push(Pool {
             name,
             nodes,
             priority,
             min_active,
             health,
+            credentials,
         });
     }
     Ok(pools)
