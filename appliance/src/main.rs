@@ -12,6 +12,7 @@ use clap::{Parser, Subcommand};
 mod bus;
 mod flows;
 mod health;
+mod identity;
 mod metrics;
 mod probe;
 mod protect;

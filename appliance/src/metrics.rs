@@ -22,6 +22,33 @@ pub const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 /// Statuses weir itself answers when it rejects a request before any node sees it.
 pub const REJECT_STATUSES: [u16; 9] = [400, 408, 411, 413, 417, 431, 501, 505, 0];
 
+/// `reason` labels of `weir_auth_failures_total`: every `SigV4Error::metric_reason`,
+/// then the edge's own refusals (`crate::identity`). Unknown reasons count as `other`.
+pub const AUTH_FAILURE_REASONS: [&str; 22] = [
+    "header_malformed",
+    "query_malformed",
+    "unsupported_algorithm",
+    "multiple_auth",
+    "unsigned",
+    "unknown_key",
+    "bad_signature",
+    "bad_chunk_signature",
+    "skewed",
+    "expired",
+    "not_yet_valid",
+    "missing_date",
+    "headers_not_signed",
+    "missing_content_sha256",
+    "invalid_content_sha256",
+    "invalid_uri",
+    "malformed_chunk",
+    "unsignable",
+    "security_token",
+    "streaming_resign",
+    "virtual_host_resign",
+    "other",
+];
+
 /// Direction of a body: `upload` is client → node, `download` node → client.
 #[derive(Clone, Copy)]
 pub enum Direction {
@@ -52,6 +79,8 @@ pub struct CoreMetrics {
     access_log_dropped: AtomicU64,
     /// [0 = resumed, 1 = resume failed]
     resumes: [AtomicU64; 2],
+    /// By `AUTH_FAILURE_REASONS` index.
+    auth_failures: [AtomicU64; AUTH_FAILURE_REASONS.len()],
 }
 
 /// Single-writer increment: the owning core is the only writer, so load+store is exact and
@@ -76,6 +105,16 @@ impl CoreMetrics {
     /// Counts a throttle answer (`503 SlowDown`, `429`) from a node.
     pub fn throttled(&self) {
         bump(&self.throttled, 1);
+    }
+
+    /// Counts a request refused at the edge by identity (`reason`: a label of
+    /// [`AUTH_FAILURE_REASONS`]).
+    pub fn auth_failure(&self, reason: &str) {
+        let idx = AUTH_FAILURE_REASONS
+            .iter()
+            .position(|r| *r == reason)
+            .unwrap_or(AUTH_FAILURE_REASONS.len() - 1);
+        bump(&self.auth_failures[idx], 1);
     }
 
     /// Counts a mid-body GET resume attempt by outcome.
@@ -272,6 +311,16 @@ impl Registry {
         for (i, outcome) in ["resumed", "failed"].iter().enumerate() {
             let v = self.sum(|c| &c.resumes[i]);
             let _ = writeln!(w, "weir_resumes_total{{outcome=\"{outcome}\"}} {v}");
+        }
+        family(
+            w,
+            "weir_auth_failures_total",
+            "counter",
+            "Requests refused at the edge by identity (auth.mode = verify, or a request a pool's credentials cannot re-sign), by reason; none reached a node.",
+        );
+        for (i, reason) in AUTH_FAILURE_REASONS.iter().enumerate() {
+            let v = self.sum(|c| &c.auth_failures[i]);
+            let _ = writeln!(w, "weir_auth_failures_total{{reason=\"{reason}\"}} {v}");
         }
         let simple: [Simple; 9] = [
             (

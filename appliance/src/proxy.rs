@@ -2,10 +2,14 @@
 //!
 //! 1. read the head under its deadline and size cap, parse it strictly (`weir_io::http`);
 //!    a rejected request is answered with an S3 XML error and never reaches a node;
+//!    with `auth.mode = "verify"` its SigV4 signature is checked next (`identity`), and a
+//!    forged, unknown-key or skewed request is answered here too;
 //! 2. route: bucket → the route's chain of pools (`weir_policy`), pick a node across the
 //!    chain (health, priority groups, AIMD limits, in-flight × latency, slow start);
 //! 3. take a pooled keep-alive connection to the node (or open one) and forward the head
-//!    byte for byte (SigV4 signs Host and most headers, so nothing signed is rewritten);
+//!    byte for byte (SigV4 signs Host and most headers, so nothing signed is rewritten) —
+//!    or, when the node's pool has `credentials`, re-signed for that pool and node
+//!    (`identity::resign`, per attempt and per resume);
 //! 4. relay the request body (small ones buffered so they can be replayed, large ones
 //!    spliced; `Expect: 100-continue` waits for the node's 100 before pulling the body);
 //! 5. relay the response head and body (spliced), then return both connections for reuse
@@ -22,7 +26,7 @@
 use std::cell::Cell;
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use monoio::net::TcpStream;
 use weir_io::conn::{head_end, Conn};
@@ -45,6 +49,7 @@ use weir_policy::retry::{may_retry, BodyState, Failure};
 
 use crate::bus::NodeId;
 use crate::flows::Flow;
+use crate::identity;
 use crate::metrics::Direction;
 use crate::protect::{BytePacer, Protect, Shed, Slot, Waited};
 use crate::shard::{Epoch, Shard};
@@ -332,6 +337,11 @@ async fn handle(
 ) -> bool {
     let cfg = &ep.settings.config;
     let admitted_at = Instant::now();
+    // Identity first (auth.mode = verify): a request that is not signed by a tenant's
+    // key is answered here and costs no admission slot, no body read, no node.
+    if let Err(refusal) = identity::verify(&ep.settings, &ep.keys, head, SystemTime::now()) {
+        return refuse(shard, flow, client, head, &refusal).await;
+    }
     let classified = Rc::new(
         cfg.classify(&Request {
             method: head.method.as_str(),
@@ -356,6 +366,12 @@ async fn handle(
         name(&ep.tenant_names, classified.tenant.0),
         name(&ep.class_names, classified.class.0),
     ));
+
+    // A request a pool of its chain must re-sign, but cannot, is refused before any
+    // node hears of it (rather than forwarded with a signature the node rejects).
+    if let Err(refusal) = identity::check_resignable(&ep.settings, &classified.pools, head) {
+        return refuse(shard, flow, client, head, &refusal).await;
+    }
 
     // Admission comes before the body is read: a flood costs weir a head, not a body.
     let mut waited = Waited::default();
@@ -457,20 +473,42 @@ async fn handle(
         let addr = ep.settings.nodes[node.pool][node.node];
         flow.nodes.borrow_mut().push(addr);
         flow.served_by.set(Some((node.pool, node.node)));
-        let sent_at = Instant::now();
-        match send_request(
-            shard,
-            ep,
-            flow,
-            client,
-            mover,
+        // Re-signed per attempt: failover to another pool signs as that pool.
+        let resigned: Vec<u8>;
+        let bytes: &[u8] = match identity::resigned_bytes(
+            &ep.settings,
+            &ep.keys,
+            node.pool,
+            node.node,
             head,
-            &head_bytes,
-            &body,
-            addr,
-        )
-        .await
-        {
+            SystemTime::now(),
+        ) {
+            Ok(None) => &head_bytes,
+            Ok(Some(mut b)) => {
+                if let ReqBody::Buffered(body) = &body {
+                    b.extend_from_slice(body);
+                }
+                resigned = b;
+                &resigned
+            }
+            Err(e) => {
+                tracing::error!(pool = node.pool, error = %e, "cannot re-sign the request");
+                flow.status.set(500);
+                break_with(
+                    shard,
+                    client,
+                    500,
+                    "InternalError",
+                    "weir could not sign the request for its storage",
+                    head.path(),
+                    None,
+                )
+                .await;
+                return false;
+            }
+        };
+        let sent_at = Instant::now();
+        match send_request(shard, ep, flow, client, mover, head, bytes, &body, addr).await {
             Ok(Sent {
                 resp,
                 mut upstream,
@@ -670,6 +708,55 @@ async fn charge(pacer: &dyn Pacer, mut bytes: u64) {
             Pace::Wait(d) => monoio::time::sleep(d).await,
         }
     }
+}
+
+/// Answers a request refused at the edge by identity (verification failed, or a pool
+/// cannot re-sign it) and counts it; no node saw it. A request without a body keeps its
+/// connection; one with a body closes, since weir did not read the body.
+async fn refuse(
+    shard: &Shard,
+    flow: &Flow,
+    client: &Conn,
+    head: &RequestHead,
+    refusal: &identity::Refusal,
+) -> bool {
+    tracing::debug!(
+        reason = refusal.reason,
+        code = refusal.code,
+        target = %head.path(),
+        "request refused at the edge"
+    );
+    shard.metrics().auth_failure(refusal.reason);
+    shard.metrics().request(refusal.status);
+    flow.status.set(refusal.status);
+    let keep = head.keep_alive
+        && head.minor_version > 0
+        && matches!(head.framing, BodyFraming::None | BodyFraming::Length(0))
+        && !signals::draining();
+    let rid = shard.request_id();
+    let bytes = if head.method == Method::Head {
+        s3_error_response_head_only(
+            refusal.status,
+            refusal.code,
+            &refusal.message,
+            head.path(),
+            &rid,
+            !keep,
+        )
+    } else {
+        s3_error_response(
+            refusal.status,
+            refusal.code,
+            &refusal.message,
+            head.path(),
+            &rid,
+            !keep,
+        )
+    };
+    write_timed(client, &bytes, Duration::from_secs(5))
+        .await
+        .is_ok()
+        && keep
 }
 
 /// Answers a request a limit refused with S3 `SlowDown` (503) and `Retry-After`. A
@@ -1151,38 +1238,7 @@ async fn resume_from_another(
 ) -> Option<(NodeId, Conn)> {
     let cfg = &ep.settings.config;
     let text = |name: &str| head.header(name).and_then(|v| std::str::from_utf8(v).ok());
-    let signed = signed_headers(text("authorization"), head.query());
-    let plan = plan_resume(
-        text("range"),
-        &signed,
-        first.status,
-        first.content_range.as_deref(),
-        first.length,
-        delivered,
-    );
-    let (start, end) =
-        plan.expected_window(first.status, first.content_range.as_deref(), first.length)?;
-    let mut resumed = head.clone();
-    match &plan {
-        ResumePlan::Rewrite { range } => {
-            resumed.headers.retain(|h| !h.is("range"));
-            resumed
-                .headers
-                .push(Header::new("Range", range.as_bytes().to_vec()));
-        }
-        ResumePlan::ResendSkip { .. } => {}
-        ResumePlan::Impossible(why) => {
-            tracing::info!(why, "GET cannot be resumed");
-            return None;
-        }
-    }
-    if may_add_if_match(&signed) && resumed.header("if-match").is_none() {
-        resumed
-            .headers
-            .push(Header::new("If-Match", first.etag.as_bytes().to_vec()));
-    }
-    let mut bytes = Vec::with_capacity(1024);
-    write_request_head(&resumed, &mut bytes);
+    let client_signed = signed_headers(text("authorization"), head.query());
     let limits = HeadLimits {
         header_bytes_max: cfg.http.header_bytes_max,
         headers_count_max: cfg.http.headers_count_max,
@@ -1190,6 +1246,61 @@ async fn resume_from_another(
     for _ in 0..cfg.upstream.attempts_max {
         let node = route.pick()?;
         route.exclude(node);
+        // A pool that re-signs signs whatever is sent: the client's signed headers do
+        // not bind the resumed request, so `Range` can be rewritten (CORRECTIONS 2).
+        let signed: &[String] = if identity::resigns(&ep.settings, node.pool) {
+            &[]
+        } else {
+            &client_signed
+        };
+        let plan = plan_resume(
+            text("range"),
+            signed,
+            first.status,
+            first.content_range.as_deref(),
+            first.length,
+            delivered,
+        );
+        if let ResumePlan::Impossible(why) = &plan {
+            tracing::info!(why, "GET cannot be resumed on this node");
+            continue;
+        }
+        let Some((start, end)) =
+            plan.expected_window(first.status, first.content_range.as_deref(), first.length)
+        else {
+            continue;
+        };
+        let mut resumed = head.clone();
+        if let ResumePlan::Rewrite { range } = &plan {
+            resumed.headers.retain(|h| !h.is("range"));
+            resumed
+                .headers
+                .push(Header::new("Range", range.as_bytes().to_vec()));
+        }
+        if may_add_if_match(signed) && resumed.header("if-match").is_none() {
+            resumed
+                .headers
+                .push(Header::new("If-Match", first.etag.as_bytes().to_vec()));
+        }
+        let bytes = match identity::resigned_bytes(
+            &ep.settings,
+            &ep.keys,
+            node.pool,
+            node.node,
+            &resumed,
+            SystemTime::now(),
+        ) {
+            Ok(Some(b)) => b,
+            Ok(None) => {
+                let mut b = Vec::with_capacity(1024);
+                write_request_head(&resumed, &mut b);
+                b
+            }
+            Err(e) => {
+                tracing::error!(pool = node.pool, error = %e, "cannot re-sign the resume");
+                continue;
+            }
+        };
         let addr = ep.settings.nodes[node.pool][node.node];
         let Ok(checkout) = shard.upstream.checkout(addr, Instant::now()).await else {
             ep.health

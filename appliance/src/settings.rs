@@ -1,10 +1,15 @@
 //! The validated config plus what the appliance resolved from it at load time (node
-//! addresses, core count). Built once per load; shards hold it read-only.
+//! addresses, core count, the secrets the config names). Built once per load — start-up
+//! and every reload, so rotated secrets are picked up — and held read-only by shards.
 
+use std::io::Read as _;
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
-use weir_policy::config::Config;
+use weir_policy::config::{
+    parse_secrets, AuthMode, Config, Secret, SecretSource, Secrets, SECRETS_FILE_BYTES_MAX,
+};
 
 /// Config as the shards use it.
 pub struct Settings {
@@ -14,6 +19,21 @@ pub struct Settings {
     pub nodes: Vec<Vec<SocketAddr>>,
     /// Number of shards (cores) running.
     pub cores: usize,
+    /// Tenants' secrets by access key (`auth.secrets_file`); empty when auth is off.
+    pub tenant_secrets: Secrets,
+    /// Each pool's re-signing identity (`credentials`, secret resolved), by pool index.
+    pub pool_identities: Vec<Option<PoolIdentity>>,
+}
+
+/// A pool's identity with its secret read.
+#[derive(Debug, Clone)]
+pub struct PoolIdentity {
+    /// The pool's access key id.
+    pub access_key: String,
+    /// Its secret.
+    pub secret: Secret,
+    /// The region its nodes expect.
+    pub region: String,
 }
 
 impl Settings {
@@ -23,7 +43,58 @@ impl Settings {
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         let origin = path.display().to_string();
         let config = Config::from_toml_str(&text, &origin).map_err(|e| anyhow::anyhow!("{e}"))?;
-        Settings::resolve(config)
+        let base = path.parent().unwrap_or(Path::new("."));
+        let mut settings = Settings::resolve(config)?;
+        settings.load_secrets(base)?;
+        Ok(settings)
+    }
+
+    /// Reads the secrets the config names: the tenants' file (when auth verifies) and
+    /// each pool's `secret_file`. Relative paths are taken from the config's folder.
+    /// Messages name the file and line, never a secret.
+    fn load_secrets(&mut self, base: &Path) -> anyhow::Result<()> {
+        let auth = &self.config.auth;
+        if auth.mode == AuthMode::Verify {
+            if let Some(file) = &auth.secrets_file {
+                let path = resolve_path(base, file);
+                let text = read_secret_file(&path)?;
+                self.tenant_secrets = parse_secrets(&text, &path.display().to_string())
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                tracing::info!(
+                    keys = self.tenant_secrets.len(),
+                    file = %path.display(),
+                    "tenant secrets loaded"
+                );
+            }
+        }
+        let mut identities = Vec::with_capacity(self.config.pools.len());
+        for pool in &self.config.pools {
+            let Some(creds) = &pool.credentials else {
+                identities.push(None);
+                continue;
+            };
+            let secret = match &creds.secret {
+                SecretSource::Inline(s) => s.clone(),
+                SecretSource::File(file) => {
+                    let path = resolve_path(base, file);
+                    let text = read_secret_file(&path)?;
+                    Secret::new(text.trim()).map_err(|why| {
+                        anyhow::anyhow!(
+                            "{}: pool {:?} credentials.secret_file: {why}",
+                            path.display(),
+                            pool.name
+                        )
+                    })?
+                }
+            };
+            identities.push(Some(PoolIdentity {
+                access_key: creds.access_key.clone(),
+                secret,
+                region: creds.region.clone(),
+            }));
+        }
+        self.pool_identities = identities;
+        Ok(())
     }
 
     /// Resolves node names and the core count.
@@ -52,10 +123,37 @@ impl Settings {
         } else {
             config.appliance.cores
         };
+        let pool_identities = vec![None; config.pools.len()];
         Ok(Settings {
             config,
             nodes,
             cores,
+            tenant_secrets: Secrets::new(),
+            pool_identities,
         })
     }
+}
+
+fn resolve_path(base: &Path, file: &Path) -> PathBuf {
+    if file.is_absolute() {
+        file.to_path_buf()
+    } else {
+        base.join(file)
+    }
+}
+
+/// Reads a secrets file, bounded in size.
+fn read_secret_file(path: &Path) -> anyhow::Result<String> {
+    let file = std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut text = String::new();
+    file.take(SECRETS_FILE_BYTES_MAX + 1)
+        .read_to_string(&mut text)
+        .with_context(|| format!("reading {}", path.display()))?;
+    if text.len() as u64 > SECRETS_FILE_BYTES_MAX {
+        bail!(
+            "{}: larger than {SECRETS_FILE_BYTES_MAX} bytes",
+            path.display()
+        );
+    }
+    Ok(text)
 }

@@ -51,6 +51,9 @@ pub struct Epoch {
     pub class_names: Vec<Arc<str>>,
     /// Caps, token buckets and class queues.
     pub protect: Protect,
+    /// Derived SigV4 signing keys (tenants' and pools'), per epoch so a reload that
+    /// rotates a secret drops the old keys.
+    pub keys: crate::identity::KeyCache,
 }
 
 /// A core's state, shared by the connection tasks running on that core.
@@ -145,6 +148,7 @@ impl Shard {
         let protect = Protect::new(cfg, settings.cores, self.id, Instant::now());
         Epoch {
             id,
+            keys: crate::identity::KeyCache::default(),
             tenant_names: cfg
                 .tenants
                 .iter()
@@ -271,6 +275,7 @@ pub async fn run(
         tenant_names: Vec::new(),
         class_names: Vec::new(),
         protect: Protect::new(cfg, settings.cores, id, Instant::now()),
+        keys: crate::identity::KeyCache::default(),
     });
     let shard = Rc::new(Shard {
         id,

@@ -1,0 +1,267 @@
+//! Identity at the edge (issue 9, `docs/identity.md`): verifying clients' SigV4
+//! signatures against the tenants' secrets, and re-signing what goes to a pool that has
+//! `credentials` of its own. The rules live in `weir_policy::sigv4`; this module owns the
+//! secrets (from [`Settings`]), the clock, and the per-core cache of derived keys.
+//!
+//! Driven by `proxy::handle` once per request (verify, before admission: a forged
+//! request costs weir a head and an HMAC, never a node's time) and once per attempt or
+//! resume (re-sign for the pool of the node picked, so failover to a site with other
+//! credentials works).
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::time::SystemTime;
+
+use weir_io::http::{write_request_head, Header, RequestHead};
+use weir_policy::config::AuthMode;
+use weir_policy::sigv4::{
+    self, strip_presigned_params, Identity, KeyLookup, PayloadHash, RequestParts, Scope,
+    SigV4Error, SigningKey,
+};
+
+use crate::settings::Settings;
+
+/// Derived keys kept per core before the cache starts over (a key is one day's, for
+/// one access key and region: a handful per tenant).
+const CACHED_KEYS_MAX: usize = 4096;
+
+/// Headers a client's signature brings that the re-signed request replaces.
+const REPLACED: [&str; 5] = [
+    "authorization",
+    "x-amz-date",
+    "x-amz-security-token",
+    "host",
+    "x-amz-content-sha256",
+];
+
+/// Client-signed headers worth keeping covered by the new signature (beyond `host` and
+/// every `x-amz-*`, which are always signed).
+const EXTRA_SIGNED: [&str; 1] = ["content-md5"];
+
+/// A request refused at the edge: what the client is answered and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// HTTP status.
+    pub status: u16,
+    /// S3 error code.
+    pub code: &'static str,
+    /// Human-readable message.
+    pub message: String,
+    /// `reason` label of `weir_auth_failures_total`.
+    pub reason: &'static str,
+}
+
+impl From<SigV4Error> for Refusal {
+    fn from(e: SigV4Error) -> Self {
+        let (status, code) = e.s3_status();
+        Refusal {
+            status,
+            code,
+            message: e.to_string(),
+            reason: e.metric_reason(),
+        }
+    }
+}
+
+/// One core's derived signing keys, for tenants and for pools (kept apart: a tenant and
+/// a pool may use the same access key id with different secrets). Lives in the epoch,
+/// so a reload that changes a secret starts with an empty cache.
+#[derive(Default)]
+pub struct KeyCache {
+    tenants: RefCell<HashMap<(String, Scope), SigningKey>>,
+    pools: RefCell<HashMap<(usize, Scope), SigningKey>>,
+}
+
+/// [`KeyLookup`] over the tenants' secrets, through the cache.
+struct TenantKeys<'a> {
+    settings: &'a Settings,
+    cache: &'a KeyCache,
+}
+
+impl KeyLookup for TenantKeys<'_> {
+    fn signing_key(&mut self, access_key: &str, scope: &Scope) -> Option<SigningKey> {
+        let mut cache = self.cache.tenants.borrow_mut();
+        let id = (access_key.to_owned(), scope.clone());
+        if let Some(key) = cache.get(&id) {
+            return Some(key.clone());
+        }
+        let secret = self.settings.tenant_secrets.get(access_key)?;
+        let key = SigningKey::derive(secret.expose(), scope.clone());
+        if cache.len() >= CACHED_KEYS_MAX {
+            cache.clear();
+        }
+        cache.insert(id, key.clone());
+        Some(key)
+    }
+}
+
+fn parts(head: &RequestHead) -> RequestParts<'_, impl sigv4::HeaderIter<'_>> {
+    RequestParts::new(
+        head.method.as_str(),
+        &head.target,
+        head.headers
+            .iter()
+            .map(|h| (h.name.as_bytes(), h.value.as_slice())),
+    )
+}
+
+/// Verifies the request's signature when `auth.mode = "verify"`; `Ok` when auth is off.
+pub fn verify(
+    settings: &Settings,
+    cache: &KeyCache,
+    head: &RequestHead,
+    now: SystemTime,
+) -> Result<(), Refusal> {
+    let auth = &settings.config.auth;
+    if auth.mode == AuthMode::Off {
+        return Ok(());
+    }
+    let mut keys = TenantKeys { settings, cache };
+    let verified = sigv4::verify(&parts(head), &mut keys, now, auth.skew_max)?;
+    // weir holds long-term keys only: a session token names credentials it cannot check.
+    if verified.security_token.is_some() {
+        return Err(Refusal {
+            status: 403,
+            code: "InvalidToken",
+            message: "temporary credentials (x-amz-security-token) are not accepted here".into(),
+            reason: "security_token",
+        });
+    }
+    Ok(())
+}
+
+/// Whether requests to `pool` are re-signed.
+pub fn resigns(settings: &Settings, pool: usize) -> bool {
+    settings
+        .pool_identities
+        .get(pool)
+        .is_some_and(Option::is_some)
+}
+
+/// Why a request cannot be re-signed for a pool of `chain`, checked before any node
+/// hears of it: chunk signatures weir does not recompute yet, and virtual-host
+/// addressing (the node's Host would lose the bucket).
+pub fn check_resignable(
+    settings: &Settings,
+    chain: &[usize],
+    head: &RequestHead,
+) -> Result<(), Refusal> {
+    if !chain.iter().any(|&p| resigns(settings, p)) {
+        return Ok(());
+    }
+    let streaming_signed = head
+        .header("x-amz-content-sha256")
+        .and_then(|v| PayloadHash::parse(v).ok())
+        .is_some_and(|p| p.has_chunk_signatures());
+    if streaming_signed {
+        return Err(Refusal {
+            status: 501,
+            code: "NotImplemented",
+            message: "streaming-signed uploads (STREAMING-AWS4-HMAC-SHA256-PAYLOAD) cannot be \
+                      re-signed for this bucket's storage yet; send UNSIGNED-PAYLOAD or the \
+                      body's SHA-256"
+                .into(),
+            reason: "streaming_resign",
+        });
+    }
+    let suffixes = &settings.config.appliance.virtual_host_suffixes;
+    let host = head.host().unwrap_or("").to_ascii_lowercase();
+    let host = host.rsplit_once(':').map_or(host.as_str(), |(h, _)| h);
+    if suffixes
+        .iter()
+        .any(|s| host.len() > s.len() && host.ends_with(s.as_str()))
+    {
+        return Err(Refusal {
+            status: 501,
+            code: "NotImplemented",
+            message: "virtual-host addressing cannot be re-signed for this bucket's storage \
+                      yet; use path-style requests"
+                .into(),
+            reason: "virtual_host_resign",
+        });
+    }
+    Ok(())
+}
+
+/// The head to send to node `node` of `pool`, re-signed for the pool's identity and the
+/// node's Host; `None` when the pool has no credentials (send the client's head as is).
+/// The client's `Authorization`, presigned query parameters and session token are
+/// dropped; its declared `x-amz-content-sha256` is kept, so the body moves unchanged.
+pub fn resign(
+    settings: &Settings,
+    cache: &KeyCache,
+    pool: usize,
+    node: usize,
+    head: &RequestHead,
+    now: SystemTime,
+) -> Result<Option<RequestHead>, SigV4Error> {
+    let Some(identity) = settings.pool_identities.get(pool).and_then(Option::as_ref) else {
+        return Ok(None);
+    };
+    let host = settings.config.pools[pool].nodes[node].to_string();
+    let mut out = head.clone();
+    let (path, query) = head.target.split_once('?').unwrap_or((&head.target, ""));
+    let query = strip_presigned_params(query);
+    out.target = if query.is_empty() {
+        path.to_owned()
+    } else {
+        format!("{path}?{query}")
+    };
+    out.headers
+        .retain(|h| !REPLACED[..4].iter().any(|name| h.is(name)));
+    let time = sigv4::Timestamp::from_system_time(now)
+        .ok_or(SigV4Error::Unsignable("time outside years 1970..=9999"))?;
+    let scope = Scope::new(time.date(), identity.region.clone(), "s3");
+    let key = {
+        let mut keys = cache.pools.borrow_mut();
+        let id = (pool, scope.clone());
+        match keys.get(&id) {
+            Some(k) => k.clone(),
+            None => {
+                let k = SigningKey::derive(identity.secret.expose(), scope);
+                if keys.len() >= CACHED_KEYS_MAX {
+                    keys.clear();
+                }
+                keys.insert(id, k.clone());
+                k
+            }
+        }
+    };
+    let signed = sigv4::sign(
+        &parts(&out),
+        &Identity {
+            access_key: &identity.access_key,
+            key: &key,
+        },
+        &host,
+        &EXTRA_SIGNED,
+        now,
+    )?;
+    out.headers.retain(|h| !h.is(REPLACED[4]));
+    for (i, (name, value)) in signed.headers().into_iter().enumerate() {
+        let header = Header::new(name, value.as_bytes().to_vec());
+        if i == 0 {
+            out.headers.insert(0, header);
+        } else {
+            out.headers.push(header);
+        }
+    }
+    Ok(Some(out))
+}
+
+/// [`resign`], serialised: the head bytes to write to the node, or `None` to send the
+/// client's.
+pub fn resigned_bytes(
+    settings: &Settings,
+    cache: &KeyCache,
+    pool: usize,
+    node: usize,
+    head: &RequestHead,
+    now: SystemTime,
+) -> Result<Option<Vec<u8>>, SigV4Error> {
+    Ok(resign(settings, cache, pool, node, head, now)?.map(|h| {
+        let mut bytes = Vec::with_capacity(1024);
+        write_request_head(&h, &mut bytes);
+        bytes
+    }))
+}
