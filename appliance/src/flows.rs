@@ -3,9 +3,9 @@
 //! admin `/flows` endpoint reads each core's live flows through a message, and when the
 //! request ends its flow becomes one JSON line of the access log.
 //!
-//! The access log never blocks the data path: lines go into a bounded channel to a writer
-//! thread; a line that does not fit is dropped and counted
-//! (`weir_access_log_dropped_total`).
+//! The access log never blocks the data path: each core appends lines to a bounded
+//! buffer of its own, which a writer thread collects every 50 ms; a line that does not fit
+//! is dropped and counted (`weir_access_log_dropped_total`).
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -258,15 +258,34 @@ impl Flows {
     }
 }
 
-/// Where access-log lines go.
+/// How often the writer collects the cores' lines: the data path never wakes it, so a
+/// line reaches the file within about this long.
+const LOG_FLUSH_INTERVAL: Duration = Duration::from_millis(50);
+/// Average line size assumed when turning `access_log_lines_max` into a per-core byte
+/// bound.
+const LOG_LINE_BYTES: usize = 512;
+
+/// One core's pending lines (only that core appends; the writer takes them).
+type CoreBuf = Arc<std::sync::Mutex<String>>;
+
+/// Where access-log lines go. Each core appends its lines to a buffer of its own (an
+/// uncontended lock, taken by the writer only every 50 ms) instead of handing every line
+/// to the writer thread: waking a thread per request cost more than the rest of the
+/// logging (10% of weir's CPU at 16k small GETs/s).
 #[derive(Clone)]
 pub struct AccessLog {
-    tx: flume::Sender<String>,
+    cores: Arc<std::sync::Mutex<Vec<CoreBuf>>>,
+    bytes_max: usize,
+}
+
+thread_local! {
+    /// This thread's buffer, once it logged a line.
+    static CORE_BUF: std::cell::RefCell<Option<CoreBuf>> = const { std::cell::RefCell::new(None) };
 }
 
 impl AccessLog {
-    /// Starts the writer thread for `target` (`"stdout"` or a file path, appended to),
-    /// buffering at most `lines_max` lines.
+    /// Starts the writer thread for `target` (`"stdout"` or a file path, appended to);
+    /// each core holds at most about `lines_max` lines between two collections.
     pub fn start(target: &str, lines_max: usize) -> std::io::Result<AccessLog> {
         let mut out: Box<dyn Write + Send> = if target == "stdout" {
             Box::new(std::io::stdout())
@@ -278,34 +297,55 @@ impl AccessLog {
                     .open(target)?,
             )
         };
-        let (tx, rx) = flume::bounded::<String>(lines_max);
+        let cores: Arc<std::sync::Mutex<Vec<CoreBuf>>> = Arc::default();
+        let collect = cores.clone();
         std::thread::Builder::new()
             .name("weir-access-log".into())
-            .spawn(move || {
-                let mut buf = Vec::with_capacity(64 * 1024);
-                while let Ok(line) = rx.recv() {
-                    buf.extend_from_slice(line.as_bytes());
-                    buf.push(b'\n');
-                    // Batch whatever is queued into one write.
-                    while let Ok(line) = rx.try_recv() {
-                        buf.extend_from_slice(line.as_bytes());
-                        buf.push(b'\n');
-                        if buf.len() > 60 * 1024 {
-                            break;
-                        }
-                    }
-                    if out.write_all(&buf).and_then(|_| out.flush()).is_err() {
-                        // A full disk must not stop the data path; lines are lost, not queued.
-                    }
-                    buf.clear();
+            .spawn(move || loop {
+                std::thread::sleep(LOG_FLUSH_INTERVAL);
+                let bufs: Vec<CoreBuf> = match collect.lock() {
+                    Ok(list) => list.clone(),
+                    Err(_) => return,
+                };
+                for buf in bufs {
+                    let text = match buf.lock() {
+                        Ok(mut b) if !b.is_empty() => std::mem::take(&mut *b),
+                        _ => continue,
+                    };
+                    // A full disk must not stop the data path; lines are lost, not queued.
+                    let _ = out.write_all(text.as_bytes());
                 }
+                let _ = out.flush();
             })?;
-        Ok(AccessLog { tx })
+        Ok(AccessLog {
+            cores,
+            bytes_max: lines_max.max(1).saturating_mul(LOG_LINE_BYTES),
+        })
     }
 
-    /// Queues a line; false when the buffer is full (the line is dropped).
-    pub fn log(&self, line: String) -> bool {
-        self.tx.try_send(line).is_ok()
+    /// Queues a line from this core; false when the core's buffer is full (the line is
+    /// dropped: the writer is behind).
+    pub fn log(&self, line: impl AsRef<str>) -> bool {
+        let line = line.as_ref();
+        CORE_BUF.with(|slot| {
+            let mut slot = slot.borrow_mut();
+            let buf = slot.get_or_insert_with(|| {
+                let buf = CoreBuf::default();
+                if let Ok(mut list) = self.cores.lock() {
+                    list.push(buf.clone());
+                }
+                buf
+            });
+            let Ok(mut b) = buf.lock() else {
+                return false;
+            };
+            if b.len() + line.len() >= self.bytes_max {
+                return false;
+            }
+            b.push_str(line);
+            b.push('\n');
+            true
+        })
     }
 }
 

@@ -298,12 +298,15 @@ impl Weir {
         self.access_log.as_deref()
     }
 
-    /// The access log's lines so far, parsed (panics on a line that is not JSON).
+    /// The access log's lines so far, parsed (panics on a line that is not JSON). weir's
+    /// writer collects the cores' lines every 50 ms, so this first waits a little longer
+    /// than that: a request that just finished is in the file.
     pub fn access_log(&self) -> Vec<serde_json::Value> {
         let path = self
             .access_log
             .as_ref()
             .expect("weir started without access log");
+        std::thread::sleep(Duration::from_millis(150));
         let text = std::fs::read_to_string(path).unwrap_or_default();
         text.lines()
             .filter(|l| !l.trim().is_empty())
