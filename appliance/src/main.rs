@@ -85,6 +85,10 @@ fn check(path: &std::path::Path) -> anyhow::Result<()> {
 
 fn run(path: &std::path::Path) -> anyhow::Result<()> {
     weir_io::sys::ignore_sigpipe();
+    match weir_io::sys::raise_nofile_limit() {
+        Ok(n) => tracing::info!(open_files_max = n, "open-file limit"),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
+    }
     signals::block();
     let settings = Arc::new(Settings::load(path)?);
     let driver = Driver::detect();
