@@ -71,9 +71,26 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
 {
+    run_py_as((ACCESS_KEY, SECRET_KEY), script, args, scratch, timeout)
+}
+
+/// [`run_py`] with the client signing as `keys` (access key, secret).
+pub fn run_py_as<I, S>(
+    keys: (&str, &str),
+    script: &str,
+    args: I,
+    scratch: &Path,
+    timeout: Duration,
+) -> serde_json::Value
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
     let mut cmd = Command::new(crate::tools::python());
     cmd.arg(py_dir().join(script)).args(args);
     aws_env(&mut cmd, scratch);
+    cmd.env("AWS_ACCESS_KEY_ID", keys.0)
+        .env("AWS_SECRET_ACCESS_KEY", keys.1);
     let stdout = run_checked(&format!("python {script}"), &mut cmd, timeout);
     let text = String::from_utf8_lossy(&stdout);
     let last = text

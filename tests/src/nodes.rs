@@ -26,13 +26,19 @@ pub struct S3sFs {
 impl S3sFs {
     /// Starts s3s-fs on a free port with data in `dir/<name>-data`, log `dir/<name>.log`.
     pub fn start(dir: &Path, name: &str) -> S3sFs {
+        S3sFs::start_with_keys(dir, name, ACCESS_KEY, SECRET_KEY)
+    }
+
+    /// [`S3sFs::start`] accepting only `access_key`/`secret_key` (a site with an identity
+    /// of its own, for the identity tests).
+    pub fn start_with_keys(dir: &Path, name: &str, access_key: &str, secret_key: &str) -> S3sFs {
         let data = dir.join(format!("{name}-data"));
         std::fs::create_dir_all(&data).expect("create s3s-fs data dir");
         let addr = crate::ports::free_addr();
         let mut cmd = Command::new(crate::tools::s3s_fs());
         cmd.args(["--host", "127.0.0.1", "--port"])
             .arg(addr.port().to_string())
-            .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
+            .args(["--access-key", access_key, "--secret-key", secret_key])
             .arg(&data)
             .env("RUST_LOG", "warn");
         let mut proc = Proc::spawn(name, &mut cmd, &dir.join(format!("{name}.log")));
@@ -73,10 +79,29 @@ impl S3sFs {
 /// `tests/py/seed.py`), checking each upload's size and ETag. Returns the manifest file the
 /// read suite takes.
 pub fn seed(endpoints: &[String], bucket: &str, objects: &[SeedObject], scratch: &Path) -> PathBuf {
+    seed_as(
+        endpoints,
+        bucket,
+        objects,
+        scratch,
+        (ACCESS_KEY, SECRET_KEY),
+    )
+}
+
+/// [`seed`] signing as `keys` (access key, secret): for nodes started with
+/// [`S3sFs::start_with_keys`].
+pub fn seed_as(
+    endpoints: &[String],
+    bucket: &str,
+    objects: &[SeedObject],
+    scratch: &Path,
+    keys: (&str, &str),
+) -> PathBuf {
     let manifest = scratch.join(format!("seed-manifest-{bucket}.json"));
     std::fs::write(&manifest, crate::data::manifest_json(objects)).expect("write manifest");
     for endpoint in endpoints {
-        let report = crate::clients::run_py(
+        let report = crate::clients::run_py_as(
+            keys,
             "seed.py",
             [
                 "--endpoint",

@@ -1,0 +1,430 @@
+//! Identity at the edge (issue 9) with real parts: two s3s-fs "sites" that each accept
+//! only their own key pair, weir verifying clients against a tenant secrets file
+//! (`[auth] mode = "verify"`) and re-signing every request for the site that serves it
+//! (`credentials` per pool). The client only ever knows the tenant key
+//! ([`weir_tests::ACCESS_KEY`]); a request weir forwarded unchanged would fail at either
+//! site with `InvalidAccessKeyId`, so every 2xx here proves a re-signature.
+//!
+//! Each site sits behind a counting [`Relay`], so "never touched storage" is a count of
+//! request lines the node saw.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use weir_tests::clients::{self, boto3_suite, curl_sigv4, curl_sigv4_as};
+use weir_tests::data::{self, Scratch, SeedObject};
+use weir_tests::nodes::{self, S3sFs};
+use weir_tests::tcp::Relay;
+use weir_tests::transfer::Transfer;
+use weir_tests::weir::{PoolConfig, Weir, WeirConfig};
+use weir_tests::{ACCESS_KEY, SECRET_KEY};
+
+const MIB: u64 = 1 << 20;
+
+/// Site A's identity (priority 0).
+const SITE_A_KEY: (&str, &str) = (
+    "SITEAACCESSKEY000001",
+    "site-a-secret-key-00000000000000000000000",
+);
+/// Site B's identity (priority 1), in a `secret_file`.
+const SITE_B_KEY: (&str, &str) = (
+    "SITEBACCESSKEY000002",
+    "site-b-secret-key-00000000000000000000000",
+);
+
+/// Two sites, seeded alike, each behind a relay, and weir in front.
+struct Sites {
+    site_a: S3sFs,
+    _site_b: S3sFs,
+    /// `None` once a test cut site A's network path.
+    relay_a: Option<Relay>,
+    relay_b: Relay,
+    weir: Weir,
+    manifest: std::path::PathBuf,
+    objects: Vec<SeedObject>,
+}
+
+fn start_sites(scratch: &Scratch, sizes: &[u64]) -> Sites {
+    let dir = scratch.path();
+    let site_a = S3sFs::start_with_keys(dir, "site-a", SITE_A_KEY.0, SITE_A_KEY.1);
+    let site_b = S3sFs::start_with_keys(dir, "site-b", SITE_B_KEY.0, SITE_B_KEY.1);
+    let objects = data::seed_objects(&scratch.sub("seed"), sizes);
+    let manifest = nodes::seed_as(&[site_a.endpoint()], "seeded", &objects, dir, SITE_A_KEY);
+    nodes::seed_as(&[site_b.endpoint()], "seeded", &objects, dir, SITE_B_KEY);
+    let (relay_a, relay_b) = (Relay::start(site_a.addr()), Relay::start(site_b.addr()));
+
+    let secrets = dir.join("tenants.secrets");
+    std::fs::write(
+        &secrets,
+        format!(
+            "# tenant keys\n{ACCESS_KEY} = {SECRET_KEY}\nOTHERTENANT000000001 = \"other-secret\"\n"
+        ),
+    )
+    .expect("write secrets");
+    std::fs::write(dir.join("site-b.secret"), format!("{}\n", SITE_B_KEY.1)).expect("write");
+    let cfg = WeirConfig::new(&[])
+        .upstream("connect_timeout = \"1s\"")
+        .upstream("first_byte_timeout = \"5s\"")
+        .upstream("io_timeout = \"2s\"")
+        .upstream("retry_ratio = 1.0")
+        .pool(
+            PoolConfig::new("siteA", &[relay_a.addr()])
+                .key("priority = 0")
+                .key(&format!(
+                    "credentials = {{ access_key = \"{}\", secret = \"{}\" }}",
+                    SITE_A_KEY.0, SITE_A_KEY.1
+                ))
+                .health("interval = \"200ms\"")
+                .health("fall = 2"),
+        )
+        .pool(
+            PoolConfig::new("siteB", &[relay_b.addr()])
+                .key("priority = 1")
+                .key(&format!(
+                    "credentials = {{ access_key = \"{}\", secret_file = \"site-b.secret\", region = \"us-east-1\" }}",
+                    SITE_B_KEY.0
+                )),
+        )
+        .route(&["bucket = \"*\"", "pools = [\"siteA\", \"siteB\"]"])
+        .extra("[auth]\nmode = \"verify\"\nsecrets_file = \"tenants.secrets\"\nskew_max = \"15m\"\n");
+    let weir = Weir::start(&cfg, dir);
+    Sites {
+        site_a,
+        _site_b: site_b,
+        relay_a: Some(relay_a),
+        relay_b,
+        weir,
+        manifest,
+        objects,
+    }
+}
+
+/// curl with `-o body -w %{http_code}`: the status and the body.
+fn curl_call(mut cmd: Command, url: &str, scratch: &Path) -> (u16, Vec<u8>) {
+    let body = scratch.join(format!("curl-body-{}", rand_suffix()));
+    cmd.arg("-o")
+        .arg(&body)
+        .args(["-w", "%{http_code}", "--max-time", "60"])
+        .arg(url);
+    let out = clients::output(&mut cmd, Duration::from_secs(70));
+    let status = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0);
+    let bytes = std::fs::read(&body).unwrap_or_default();
+    let _ = std::fs::remove_file(&body);
+    (status, bytes)
+}
+
+fn rand_suffix() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
+}
+
+/// The `<Code>` of an S3 XML error body.
+fn s3_code(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    text.split("<Code>")
+        .nth(1)
+        .and_then(|rest| rest.split("</Code>").next())
+        .unwrap_or("")
+        .to_string()
+}
+
+/// Request lines the node behind `relay` saw (health probes left out).
+fn seen(relay: &Relay) -> usize {
+    relay.counters().non_probe_request_lines().len()
+}
+
+impl Sites {
+    fn seen_a(&self) -> usize {
+        self.relay_a.as_ref().map_or(0, seen)
+    }
+}
+
+/// The boto3 read suite (GET, ranged GET, HEAD, ListObjectsV2, a presigned GET made with
+/// the tenant key, keep-alive, concurrency) and curl PUT/GET/HEAD/DELETE with SHA-256
+/// checks, all through weir with the tenant key only; site A serves (priority 0), and
+/// nothing reached site B.
+#[test]
+fn tenant_key_reads_and_writes_through_a_site_with_its_own_key() {
+    let scratch = Scratch::new("identity-rw");
+    let mut s = start_sites(&scratch, &[0, 1, 4096, MIB, 5 * MIB + 17]);
+    let b_before = seen(&s.relay_b);
+    boto3_suite(
+        "identity-read",
+        &s.weir.endpoint(),
+        "seeded",
+        "read",
+        Some(&s.manifest),
+        scratch.path(),
+    );
+
+    // PUT (UNSIGNED-PAYLOAD, spliced body), GET, HEAD, DELETE with curl.
+    let file = scratch.path().join("upload.bin");
+    let sha = data::write_pattern_file(&file, 77, 3 * MIB + 5);
+    let url = format!("{}/seeded/written/by-tenant", s.weir.endpoint());
+    let mut put = curl_sigv4();
+    put.arg("-T").arg(&file);
+    let (status, body) = curl_call(put, &url, scratch.path());
+    assert_eq!(status, 200, "PUT: {}", String::from_utf8_lossy(&body));
+    let (status, body) = curl_call(curl_sigv4(), &url, scratch.path());
+    assert_eq!(status, 200);
+    assert_eq!(data::sha256_hex(&body), sha, "GET body");
+    let mut head = curl_sigv4();
+    head.arg("-I");
+    let (status, _) = curl_call(head, &url, scratch.path());
+    assert_eq!(status, 200, "HEAD");
+    let mut del = curl_sigv4();
+    del.args(["-X", "DELETE"]);
+    let (status, _) = curl_call(del, &url, scratch.path());
+    assert_eq!(status, 204, "DELETE");
+    let (status, body) = curl_call(curl_sigv4(), &url, scratch.path());
+    assert_eq!((status, s3_code(&body).as_str()), (404, "NoSuchKey"));
+
+    // The object really is on site A, written under site A's identity.
+    let direct = format!("{}/seeded/{}", s.site_a.endpoint(), s.objects[3].key);
+    let (status, body) = curl_call(
+        curl_sigv4_as(SITE_A_KEY.0, SITE_A_KEY.1),
+        &direct,
+        scratch.path(),
+    );
+    assert_eq!(status, 200);
+    assert_eq!(data::sha256_hex(&body), s.objects[3].sha256);
+    // And the tenant key means nothing to the site itself.
+    let (status, body) = curl_call(curl_sigv4(), &direct, scratch.path());
+    assert_eq!(status, 403, "site A must not know the tenant key");
+    let code = s3_code(&body);
+    assert!(
+        ["InvalidAccessKeyId", "NotSignedUp"].contains(&code.as_str()),
+        "{code}"
+    );
+
+    assert!(s.seen_a() > 10, "site A served the suite");
+    assert_eq!(
+        seen(&s.relay_b),
+        b_before,
+        "site B (priority 1) saw nothing"
+    );
+    let failures = s.weir.metric_sum("weir_auth_failures_total", |_| true);
+    assert_eq!(failures, 0.0, "no request of the tenant was refused");
+    s.weir.assert_running();
+}
+
+/// A 48 MiB GET in flight and a stream of small GETs; site A's node is SIGKILLed. The big
+/// GET is resumed on site B (re-signed, Range rewritten) and arrives whole; the small
+/// GETs move to site B (retried, re-signed). The client sees no error.
+#[test]
+fn site_a_killed_under_load_traffic_continues_on_site_b() {
+    let scratch = Scratch::new("identity-failover");
+    let mut s = start_sites(&scratch, &[4096, 64 * 1024, 48 * MIB]);
+    let big = s.objects[2].clone();
+    let big_url = format!("{}/seeded/{}", s.weir.endpoint(), big.key);
+    // Slow enough that most of the body is still at the site when it dies (socket
+    // buffers on loopback hold several MiB).
+    let transfer = Transfer::get(&big_url, Some(6 * MIB));
+
+    let endpoint = s.weir.endpoint();
+    let small: Vec<SeedObject> = s.objects[..2].to_vec();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let scratch_path = scratch.path().to_path_buf();
+    let loader = std::thread::spawn(move || {
+        let mut results = Vec::new();
+        let mut i = 0usize;
+        while !stop2.load(std::sync::atomic::Ordering::SeqCst) {
+            let obj = &small[i % small.len()];
+            let url = format!("{endpoint}/seeded/{}", obj.key);
+            let (status, body) = curl_call(curl_sigv4(), &url, &scratch_path);
+            results.push((status, data::sha256_hex(&body) == obj.sha256));
+            i += 1;
+        }
+        results
+    });
+
+    std::thread::sleep(Duration::from_millis(1500));
+    let a_before_kill = s.seen_a();
+    let b_before_kill = seen(&s.relay_b);
+    // SAFETY: kill(2) touches no memory of ours; the pid is our own child's.
+    let rc = unsafe { libc::kill(s.site_a.pid() as i32, libc::SIGKILL) };
+    assert_eq!(rc, 0, "kill site A");
+    // And its network path: on loopback tens of MiB of the body sit in socket buffers
+    // between the dead node and weir, which would finish the GET without weir noticing.
+    // The relay going away cuts every connection to site A, as a site outage does.
+    drop(s.relay_a.take());
+    let killed = Instant::now();
+    std::thread::sleep(Duration::from_secs(3));
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let results = loader.join().expect("loader thread");
+    let outcome = transfer.wait(Duration::from_secs(60));
+
+    assert!(
+        outcome.ok,
+        "big GET failed: {outcome:?}\nweir log:\n{}",
+        s.weir.log_tail()
+    );
+    assert_eq!(outcome.sha256, big.sha256, "big GET body");
+    assert_eq!(outcome.bytes, big.size);
+    let bad: Vec<_> = results
+        .iter()
+        .filter(|(st, ok)| *st != 200 || !ok)
+        .collect();
+    println!(
+        "small GETs: {} ({} failed); site A saw {a_before_kill} before the kill; site B {} → {}; {:.1}s after kill",
+        results.len(),
+        bad.len(),
+        b_before_kill,
+        seen(&s.relay_b),
+        killed.elapsed().as_secs_f64()
+    );
+    assert!(results.len() >= 5, "the load ran: {results:?}");
+    assert!(bad.is_empty(), "client errors after the kill: {bad:?}");
+    assert!(a_before_kill > 0, "site A served before the kill");
+    assert!(seen(&s.relay_b) > b_before_kill, "site B took over");
+    let resumed = s
+        .weir
+        .metric_sum("weir_resumes_total", |l| l.contains("outcome=\"resumed\""));
+    assert!(resumed >= 1.0, "the big GET was resumed on site B");
+    s.weir.assert_running();
+}
+
+/// Forged, unknown-key, unsigned, skewed and temporary-credential requests are answered
+/// by weir with S3's codes, counted by reason, and never reach either site.
+#[test]
+fn forged_unknown_and_skewed_requests_die_at_the_edge() {
+    let scratch = Scratch::new("identity-refused");
+    let mut s = start_sites(&scratch, &[4096]);
+    let url = format!("{}/seeded/{}", s.weir.endpoint(), s.objects[0].key);
+    let (a0, b0) = (s.seen_a(), seen(&s.relay_b));
+
+    let cases: Vec<(&str, Command, u16, &str)> = vec![
+        (
+            "wrong secret",
+            curl_sigv4_as(ACCESS_KEY, "not-the-secret"),
+            403,
+            "SignatureDoesNotMatch",
+        ),
+        (
+            "unknown key",
+            curl_sigv4_as("UNKNOWNACCESSKEY0001", SECRET_KEY),
+            403,
+            "InvalidAccessKeyId",
+        ),
+        (
+            "site key is not a tenant key",
+            curl_sigv4_as(SITE_A_KEY.0, SITE_A_KEY.1),
+            403,
+            "InvalidAccessKeyId",
+        ),
+        ("unsigned", unsigned_curl(), 403, "AccessDenied"),
+    ];
+    for (what, cmd, status, code) in cases {
+        let (got, body) = curl_call(cmd, &url, scratch.path());
+        assert_eq!(
+            (got, s3_code(&body).as_str()),
+            (status, code),
+            "{what}: {}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+    // A valid signature by the tenant key, made with a clock six years back.
+    let (got, body) = signed_at_2020(&url);
+    assert_eq!(
+        (got, s3_code(&body).as_str()),
+        (403, "RequestTimeTooSkewed"),
+        "skewed: {}",
+        String::from_utf8_lossy(&body)
+    );
+    // Temporary credentials: refused whether curl signs the token (InvalidToken) or not
+    // (an unsigned x-amz-* header: AccessDenied).
+    let mut token = curl_sigv4();
+    token.args(["-H", "x-amz-security-token: FwoGZXIvYXdzEXAMPLE"]);
+    let (got, body) = curl_call(token, &url, scratch.path());
+    let code = s3_code(&body);
+    assert_eq!(
+        got,
+        403,
+        "session token: {}",
+        String::from_utf8_lossy(&body)
+    );
+    assert!(
+        ["InvalidToken", "AccessDenied"].contains(&code.as_str()),
+        "{code}"
+    );
+    // A PUT with a body and a bad signature: refused before the body is read.
+    let file = scratch.path().join("put.bin");
+    data::write_pattern_file(&file, 5, MIB);
+    let mut put = curl_sigv4_as(ACCESS_KEY, "not-the-secret");
+    put.arg("-T").arg(&file);
+    let (got, body) = curl_call(
+        put,
+        &format!("{}/seeded/forged-put", s.weir.endpoint()),
+        scratch.path(),
+    );
+    assert_eq!(
+        (got, s3_code(&body).as_str()),
+        (403, "SignatureDoesNotMatch")
+    );
+
+    assert_eq!(s.seen_a(), a0, "site A saw a refused request");
+    assert_eq!(seen(&s.relay_b), b0, "site B saw a refused request");
+    let reason = |r: &str| {
+        s.weir.metric_sum("weir_auth_failures_total", |l| {
+            l.contains(&format!("reason=\"{r}\""))
+        })
+    };
+    assert_eq!(reason("bad_signature"), 2.0);
+    assert_eq!(reason("unknown_key"), 2.0);
+    assert_eq!(reason("unsigned"), 1.0);
+    assert_eq!(reason("skewed"), 1.0);
+    assert_eq!(reason("security_token") + reason("headers_not_signed"), 1.0);
+    // The tenant's own request still works afterwards.
+    let (got, body) = curl_call(curl_sigv4(), &url, scratch.path());
+    assert_eq!(got, 200);
+    assert_eq!(data::sha256_hex(&body), s.objects[0].sha256);
+    s.weir.assert_running();
+}
+
+fn unsigned_curl() -> Command {
+    let mut cmd = Command::new(weir_tests::tools::curl());
+    cmd.arg("-sS").env("NO_PROXY", "127.0.0.1,localhost");
+    cmd
+}
+
+/// GET `url` signed by botocore with the tenant key at 2020-01-01T00:00:00Z (curl
+/// cannot sign for another time); returns the status and body.
+fn signed_at_2020(url: &str) -> (u16, Vec<u8>) {
+    const SCRIPT: &str = r#"
+import datetime, sys, urllib.error, urllib.request
+import botocore.auth, botocore.awsrequest, botocore.credentials
+botocore.auth.get_current_datetime = lambda: datetime.datetime(2020, 1, 1, 0, 0, 0)
+url, ak, sk = sys.argv[1:4]
+req = botocore.awsrequest.AWSRequest(method="GET", url=url)
+botocore.auth.S3SigV4Auth(botocore.credentials.Credentials(ak, sk), "s3", "us-east-1").add_auth(req)
+headers = dict(req.prepare().headers)
+opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+try:
+    r = opener.open(urllib.request.Request(url, headers=headers), timeout=30)
+    status, body = r.status, r.read()
+except urllib.error.HTTPError as e:
+    status, body = e.code, e.read()
+sys.stdout.write("%d\n" % status)
+sys.stdout.write(body.decode("utf-8", "replace"))
+"#;
+    let mut cmd = Command::new(weir_tests::tools::python());
+    cmd.args(["-c", SCRIPT, url, ACCESS_KEY, SECRET_KEY])
+        .env("NO_PROXY", "127.0.0.1,localhost")
+        .env_remove("AWS_CA_BUNDLE");
+    let out = clients::output(&mut cmd, Duration::from_secs(60));
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (status, body) = text.split_once('\n').unwrap_or((&text, ""));
+    assert!(
+        out.status.success(),
+        "botocore signer: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (status.trim().parse().unwrap_or(0), body.as_bytes().to_vec())
+}
