@@ -388,6 +388,55 @@ fn forged_unknown_and_skewed_requests_die_at_the_edge() {
     s.weir.assert_running();
 }
 
+/// The secrets file is re-read on reload: a key added to it works after `POST /reload`, a
+/// key removed from it stops working, and a broken file is refused (named by file and
+/// line, the secret not quoted) while the keys already loaded keep working.
+#[test]
+fn reload_rereads_the_secrets_file() {
+    let scratch = Scratch::new("identity-reload");
+    let s = start_sites(&scratch, &[4096]);
+    let url = format!("{}/seeded/{}", s.weir.endpoint(), s.objects[0].key);
+    let secrets = scratch.path().join("tenants.secrets");
+    const NEW: (&str, &str) = (
+        "ROTATEDTENANTKEY0001",
+        "rotated-secret-000000000000000000000000",
+    );
+    let status_as =
+        |keys: (&str, &str)| curl_call(curl_sigv4_as(keys.0, keys.1), &url, scratch.path()).0;
+    assert_eq!(status_as((ACCESS_KEY, SECRET_KEY)), 200);
+    assert_eq!(status_as(NEW), 403, "not yet in the secrets file");
+
+    // Rotate: the new key in, the old one out.
+    std::fs::write(&secrets, format!("{} = {}\n", NEW.0, NEW.1)).expect("write secrets");
+    let (code, body) = s.weir.reload();
+    assert_eq!(code, 200, "reload: {body}");
+    assert_eq!(status_as(NEW), 200, "the added key works after the reload");
+    assert_eq!(
+        status_as((ACCESS_KEY, SECRET_KEY)),
+        403,
+        "the removed key no longer works"
+    );
+
+    // A broken file: refused, and the running keys stay.
+    std::fs::write(
+        &secrets,
+        format!("{} = {}\nBROKEN = has a space\n", NEW.0, NEW.1),
+    )
+    .expect("write secrets");
+    let (code, body) = s.weir.reload();
+    assert_ne!(code, 200, "a broken secrets file must not load: {body}");
+    assert!(body.contains("tenants.secrets:2"), "{body}");
+    assert!(
+        !body.contains("has a space"),
+        "the secret leaked into the reply: {body}"
+    );
+    assert_eq!(status_as(NEW), 200, "the loaded keys keep working");
+    let log = std::fs::read_to_string(scratch.path().join("weir.log")).unwrap_or_default();
+    for secret in [SECRET_KEY, NEW.1, SITE_A_KEY.1, SITE_B_KEY.1, "has a space"] {
+        assert!(!log.contains(secret), "a secret reached weir's log");
+    }
+}
+
 fn unsigned_curl() -> Command {
     let mut cmd = Command::new(weir_tests::tools::curl());
     cmd.arg("-sS").env("NO_PROXY", "127.0.0.1,localhost");
