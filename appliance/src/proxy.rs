@@ -1120,7 +1120,9 @@ async fn relay_response(
     // A small body that arrived with the head goes out with it, in one send.
     let mut delivered: u64 = 0;
     if let BodyFraming::Length(n) = resp.framing {
-        if n > 0 && upstream.buffered().len() as u64 >= n && !mover.is_paced() {
+        // (A rate-limited body is charged first; when its budget does not cover it now,
+        // the relay paces it.)
+        if n > 0 && upstream.buffered().len() as u64 >= n && mover.try_pace(n) {
             let n = n as usize;
             out.extend_from_slice(&upstream.buffered()[..n]);
             upstream.consume(n);

@@ -151,9 +151,21 @@ impl Mover {
         self.pacer = pacer;
     }
 
-    /// Whether bodies are shaped by a pacer (and must move through the relay).
-    pub fn is_paced(&self) -> bool {
-        self.pacer.is_some()
+    /// Takes `bytes` of the pacer's budget at once if it grants them now (always true
+    /// without a pacer): for a small body the caller moves itself. On `false` nothing is
+    /// taken.
+    pub fn try_pace(&self, bytes: u64) -> bool {
+        let Some(pacer) = &self.pacer else {
+            return true;
+        };
+        match pacer.grant(bytes) {
+            Pace::Go(n) if n >= bytes => true,
+            Pace::Go(n) => {
+                pacer.unused(n);
+                false
+            }
+            Pace::Wait(_) => false,
+        }
     }
 
     /// Waits until the pacer grants some of `want` bytes; all of them without a pacer.
