@@ -369,6 +369,35 @@ fn forged_unknown_and_skewed_requests_die_at_the_edge() {
         (403, "SignatureDoesNotMatch")
     );
 
+    // A streaming-signed upload (valid seed signature by the tenant key): weir cannot
+    // re-sign its chunks yet, so it refuses it rather than forward what the site rejects.
+    let mut streaming = Command::new(weir_tests::tools::curl());
+    streaming
+        .args(["-sS", "--aws-sigv4", "aws:amz:us-east-1:s3", "--user"])
+        .arg(format!("{ACCESS_KEY}:{SECRET_KEY}"))
+        .args([
+            "-H",
+            "x-amz-content-sha256: STREAMING-AWS4-HMAC-SHA256-PAYLOAD",
+            "-H",
+            "x-amz-decoded-content-length: 1048576",
+            "-H",
+            "content-encoding: aws-chunked",
+        ])
+        .env("NO_PROXY", "127.0.0.1,localhost")
+        .arg("-T")
+        .arg(&file);
+    let (got, body) = curl_call(
+        streaming,
+        &format!("{}/seeded/streaming-put", s.weir.endpoint()),
+        scratch.path(),
+    );
+    assert_eq!(
+        (got, s3_code(&body).as_str()),
+        (501, "NotImplemented"),
+        "streaming-signed: {}",
+        String::from_utf8_lossy(&body)
+    );
+
     assert_eq!(s.seen_a(), a0, "site A saw a refused request");
     assert_eq!(seen(&s.relay_b), b0, "site B saw a refused request");
     let reason = |r: &str| {
@@ -379,6 +408,7 @@ fn forged_unknown_and_skewed_requests_die_at_the_edge() {
     assert_eq!(reason("bad_signature"), 2.0);
     assert_eq!(reason("unknown_key"), 2.0);
     assert_eq!(reason("unsigned"), 1.0);
+    assert_eq!(reason("streaming_resign"), 1.0);
     assert_eq!(reason("skewed"), 1.0);
     assert_eq!(reason("security_token") + reason("headers_not_signed"), 1.0);
     // The tenant's own request still works afterwards.
