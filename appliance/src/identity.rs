@@ -265,3 +265,135 @@ pub fn resigned_bytes(
         bytes
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, UNIX_EPOCH};
+    use weir_io::http::{parse_request, HeadLimits};
+    use weir_policy::config::{Config, Secret};
+
+    use crate::settings::PoolIdentity;
+
+    const SKEW: Duration = Duration::from_secs(900);
+
+    fn now() -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(1_700_000_000)
+    }
+
+    fn settings(extra: &str) -> Settings {
+        let text = format!(
+            "{extra}\n[[pool]]\nname = \"a\"\nnodes = [\"127.0.0.1:9001\"]\n\
+             credentials = {{ access_key = \"SITEA\", secret = \"site-a-secret\", region = \"eu-west-1\" }}\n\
+             [[pool]]\nname = \"b\"\nnodes = [\"127.0.0.1:9002\"]\n"
+        );
+        let mut s = Settings::resolve(Config::from_toml_str(&text, "t").unwrap()).unwrap();
+        s.pool_identities = vec![
+            Some(PoolIdentity {
+                access_key: "SITEA".into(),
+                secret: Secret::new("site-a-secret").unwrap(),
+                region: "eu-west-1".into(),
+            }),
+            None,
+        ];
+        s
+    }
+
+    fn head(raw: &str) -> RequestHead {
+        let limits = HeadLimits {
+            header_bytes_max: 16 << 10,
+            headers_count_max: 64,
+        };
+        parse_request(raw.as_bytes(), &limits).unwrap().unwrap().0
+    }
+
+    #[test]
+    fn resigned_head_verifies_with_the_pool_key_and_node_host() {
+        let s = settings("");
+        let cache = KeyCache::default();
+        let client = head(
+            "GET /bucket/key?versionId=3&X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=T%2F20231114%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Date=20231114T221320Z&X-Amz-Expires=60&X-Amz-SignedHeaders=host&X-Amz-Signature=00 HTTP/1.1\r\n\
+             Host: weir.example\r\nRange: bytes=0-9\r\nx-amz-meta-a: 1\r\n\r\n",
+        );
+        let out = resign(&s, &cache, 0, 0, &client, now()).unwrap().unwrap();
+        assert_eq!(out.target, "/bucket/key?versionId=3");
+        assert_eq!(out.host(), Some("127.0.0.1:9001"));
+        assert_eq!(out.header("range"), Some(&b"bytes=0-9"[..]));
+        let mut keys = |k: &str| (k == "SITEA").then_some("site-a-secret");
+        let verified = sigv4::verify(&parts(&out), &mut keys, now(), SKEW).unwrap();
+        assert_eq!(verified.access_key, "SITEA");
+        assert_eq!(verified.scope.region, "eu-west-1");
+        assert_eq!(verified.payload, PayloadHash::Unsigned);
+        assert!(verified.signed_headers.contains("x-amz-meta-a"));
+        // The pool without credentials gets the client's head.
+        assert!(resign(&s, &cache, 1, 0, &client, now()).unwrap().is_none());
+        // Bytes: one Host, one Authorization, CRLF-terminated.
+        let bytes = resigned_bytes(&s, &cache, 0, 0, &client, now())
+            .unwrap()
+            .unwrap();
+        let text = String::from_utf8(bytes).unwrap();
+        assert_eq!(text.matches("\r\nHost:").count(), 1, "{text}");
+        assert_eq!(text.matches("\r\nAuthorization:").count(), 1, "{text}");
+        assert!(text.ends_with("\r\n\r\n"));
+    }
+
+    #[test]
+    fn verify_refuses_with_the_s3_code_and_metric_reason() {
+        let mut s = settings("[auth]\nmode = \"verify\"\nsecrets_file = \"x\"\n");
+        s.tenant_secrets
+            .insert("TENANT".into(), Secret::new("tenant-secret").unwrap());
+        let cache = KeyCache::default();
+        // A request signed by the tenant, built with the same signer weir re-signs with.
+        let key = SigningKey::derive(
+            b"tenant-secret",
+            Scope::new(
+                sigv4::Timestamp::from_system_time(now()).unwrap().date(),
+                "us-east-1",
+                "s3",
+            ),
+        );
+        let unsigned = head("GET /b/k HTTP/1.1\r\nHost: weir.example\r\nx-amz-content-sha256: UNSIGNED-PAYLOAD\r\n\r\n");
+        let signed = sigv4::sign(
+            &parts(&unsigned),
+            &Identity {
+                access_key: "TENANT",
+                key: &key,
+            },
+            "weir.example",
+            &[],
+            now(),
+        )
+        .unwrap();
+        let mut good = unsigned.clone();
+        good.headers
+            .retain(|h| !h.is("host") && !h.is("x-amz-content-sha256"));
+        for (name, value) in signed.headers() {
+            good.headers
+                .push(Header::new(name, value.as_bytes().to_vec()));
+        }
+        assert_eq!(verify(&s, &cache, &good, now()), Ok(()));
+
+        let reason = |h: &RequestHead, at: SystemTime| verify(&s, &cache, h, at).unwrap_err();
+        let mut tampered = good.clone();
+        tampered.target = "/b/other".into();
+        let r = reason(&tampered, now());
+        assert_eq!(
+            (r.status, r.code, r.reason),
+            (403, "SignatureDoesNotMatch", "bad_signature")
+        );
+        let r = reason(&good, now() + Duration::from_secs(3600));
+        assert_eq!(
+            (r.status, r.code, r.reason),
+            (403, "RequestTimeTooSkewed", "skewed")
+        );
+        let r = reason(&unsigned, now());
+        assert_eq!(
+            (r.status, r.code, r.reason),
+            (403, "AccessDenied", "unsigned")
+        );
+        s.tenant_secrets.clear();
+        let cache = KeyCache::default();
+        let r = verify(&s, &cache, &good, now()).unwrap_err();
+        assert_eq!((r.code, r.reason), ("InvalidAccessKeyId", "unknown_key"));
+    }
+}
