@@ -19,4 +19,9 @@ stage deps ./scripts/test-deps.sh
 stage build cargo build --profile ci --workspace --bins --tests --locked
 # --no-fail-fast: one failing test file must not hide the results of the others.
 stage test cargo test --profile ci --workspace --locked --no-fail-fast
+# The benchmark harness in its smoke mode (every scenario, every peer, ~4 minutes), so it
+# never rots; its pages go to a scratch folder, not over the committed results.
+stage bench-deps ./scripts/bench-deps.sh
+smoke_out=$(mktemp -d -t weir-bench-smoke-XXXXXX)
+stage bench-smoke ./target/ci/weir-bench-run --smoke --weir target/ci/weir --out "$smoke_out"
 echo "=== all tests passed in ${SECONDS}s"
