@@ -686,17 +686,19 @@ async fn break_with(
     let mut bytes = s3_error_response(status, code, message, resource, &rid, true);
     if let Some(after) = retry_after.or((code == "SlowDown").then_some(Duration::from_secs(1))) {
         // SDKs back off on SlowDown; Retry-After tells them how long.
-        if let Some(pos) = head_end(&bytes) {
-            let header = format!("Retry-After: {}\r\n", retry_after_secs(after));
-            bytes.splice(pos - 2..pos - 2, header.into_bytes());
-        }
+        add_retry_after(&mut bytes, after);
     }
     let _ = write_timed(client, &bytes, Duration::from_secs(5)).await;
 }
 
-/// `Retry-After` in whole seconds: rounded up (a client told 0 would retry at once).
-fn retry_after_secs(after: Duration) -> u64 {
-    (after.as_secs_f64().ceil() as u64).max(1)
+/// Adds `Retry-After` (whole seconds, rounded up, at least 1: a client told 0 would
+/// retry at once) to a serialised error response's head.
+fn add_retry_after(response: &mut Vec<u8>, after: Duration) {
+    if let Some(pos) = head_end(response) {
+        let secs = (after.as_secs_f64().ceil() as u64).max(1);
+        let header = format!("Retry-After: {secs}\r\n");
+        response.splice(pos - 2..pos - 2, header.into_bytes());
+    }
 }
 
 /// Moves `bytes` of a body's byte budget at the pacer's rate (for bodies that do not
@@ -783,10 +785,7 @@ async fn shed_request(
     } else {
         s3_error_response(503, "SlowDown", message, head.path(), &rid, !keep)
     };
-    if let Some(pos) = head_end(&bytes) {
-        let header = format!("Retry-After: {}\r\n", retry_after_secs(shed.retry_after));
-        bytes.splice(pos - 2..pos - 2, header.into_bytes());
-    }
+    add_retry_after(&mut bytes, shed.retry_after);
     write_timed(client, &bytes, Duration::from_secs(5))
         .await
         .is_ok()
