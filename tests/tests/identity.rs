@@ -16,7 +16,7 @@ use weir_tests::clients::{self, boto3_suite, curl_sigv4, curl_sigv4_as};
 use weir_tests::data::{self, Scratch, SeedObject};
 use weir_tests::nodes::{self, S3sFs};
 use weir_tests::tcp::Relay;
-use weir_tests::transfer::Transfer;
+use weir_tests::transfer::{wait_for, Transfer};
 use weir_tests::weir::{PoolConfig, Weir, WeirConfig};
 use weir_tests::{ACCESS_KEY, SECRET_KEY};
 
@@ -245,7 +245,29 @@ fn site_a_killed_under_load_traffic_continues_on_site_b() {
         results
     });
 
-    std::thread::sleep(Duration::from_millis(1500));
+    // Kill only once the big GET is provably streaming from site A: on a loaded machine
+    // (CI runs several tests at once) curl can take longer than any fixed sleep to start,
+    // and a GET that has not begun when site A dies is retried, not resumed.
+    let site_a_relay = s.relay_a.as_ref().map(|r| r.addr().to_string());
+    let target = format!("/seeded/{}", big.key);
+    let (flow, _) = wait_for(
+        "the big GET to stream 2 MiB from site A",
+        Duration::from_secs(30),
+        Duration::from_millis(20),
+        || {
+            s.weir
+                .flows()
+                .into_iter()
+                .find(|f| f["target"].as_str() == Some(target.as_str()))
+                .filter(|f| f["bytes_down"].as_u64().unwrap_or(0) > 2 * MIB)
+        },
+    );
+    assert_eq!(
+        flow["node"].as_str().map(str::to_string),
+        site_a_relay,
+        "the big GET is served by site A before the kill: {flow}"
+    );
+    std::thread::sleep(Duration::from_millis(500));
     let a_before_kill = s.seen_a();
     let b_before_kill = seen(&s.relay_b);
     // SAFETY: kill(2) touches no memory of ours; the pid is our own child's.
