@@ -384,13 +384,19 @@ pub fn spawn_probes(health: Rc<Health>, settings: Arc<Settings>) {
             monoio::time::sleep(offset).await;
             while !health.retired.get() {
                 let started = Instant::now();
-                let result =
-                    match probe::probe(addr, params.method.as_str(), &params.path, params.timeout)
-                        .await
-                    {
-                        Ok(answer) => params.classify(answer.status, &answer.body),
-                        Err(why) => ProbeResult::Dead(why),
-                    };
+                let tls = settings.tls_target(id.pool, id.node);
+                let result = match probe::probe(
+                    addr,
+                    tls,
+                    params.method.as_str(),
+                    &params.path,
+                    params.timeout,
+                )
+                .await
+                {
+                    Ok(answer) => params.classify(answer.status, &answer.body),
+                    Err(why) => ProbeResult::Dead(why),
+                };
                 health.apply(id, |h| h.probe(result, Instant::now()), Instant::now());
                 let elapsed = started.elapsed();
                 monoio::time::sleep(params.interval.saturating_sub(elapsed)).await;

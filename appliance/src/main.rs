@@ -124,21 +124,41 @@ fn run(path: &std::path::Path) -> anyhow::Result<()> {
         tracing::info!(%addr, "admin listening");
     }
     // Bind every core's listeners up front so a taken port fails the start, not a shard.
+    // Plain-HTTP addresses, then HTTPS ones (`[tls] listen`).
+    let listen: Vec<(std::net::SocketAddr, bool)> = settings
+        .config
+        .appliance
+        .listen
+        .iter()
+        .map(|a| (*a, false))
+        .chain(
+            settings
+                .config
+                .tls
+                .iter()
+                .flat_map(|t| t.listen.iter().map(|a| (*a, true))),
+        )
+        .collect();
     let mut per_core = Vec::with_capacity(cores);
     for _ in 0..cores {
         let mut ls = Vec::new();
-        for addr in &settings.config.appliance.listen {
-            ls.push(
-                runtime::reuseport_listener(*addr, 1024)
+        for (addr, tls) in &listen {
+            ls.push(shard::Listener {
+                socket: runtime::reuseport_listener(*addr, 1024)
                     .with_context(|| format!("listen {addr}"))?,
-            );
+                tls: *tls,
+            });
         }
         per_core.push(ls);
     }
-    for addr in &settings.config.appliance.listen {
-        tracing::info!(%addr, "listening");
+    for (addr, tls) in &listen {
+        tracing::info!(%addr, tls, "listening");
     }
-    let listen_fds: Vec<i32> = per_core.iter().flatten().map(|l| l.as_raw_fd()).collect();
+    let listen_fds: Vec<i32> = per_core
+        .iter()
+        .flatten()
+        .map(|l| l.socket.as_raw_fd())
+        .collect();
     let drain_registry = registry.clone();
     let drain_timeout = settings.config.appliance.drain_timeout;
     signals::spawn_waiter(

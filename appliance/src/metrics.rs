@@ -49,6 +49,21 @@ pub const AUTH_FAILURE_REASONS: [&str; 22] = [
     "other",
 ];
 
+/// `reason` labels of `weir_tls_handshake_failures_total` (`weir_io::tls::Failure`).
+pub const TLS_FAILURE_REASONS: [&str; 7] = [
+    "timeout",
+    "not_tls",
+    "unknown_sni",
+    "bad_certificate",
+    "protocol",
+    "io",
+    "ktls",
+];
+/// `side` labels of the TLS metrics: weir's listeners, and its connections to nodes.
+pub const TLS_SIDES: [&str; 2] = ["client", "upstream"];
+/// `path` labels of `weir_tls_connections_total` (`weir_io::tls::TlsPath`).
+pub const TLS_PATHS: [&str; 2] = ["ktls", "userspace"];
+
 /// Direction of a body: `upload` is client → node, `download` node → client.
 #[derive(Clone, Copy)]
 pub enum Direction {
@@ -81,6 +96,8 @@ pub struct CoreMetrics {
     resumes: [AtomicU64; 2],
     /// By `AUTH_FAILURE_REASONS` index.
     auth_failures: [AtomicU64; AUTH_FAILURE_REASONS.len()],
+    tls_connections: [[AtomicU64; TLS_PATHS.len()]; TLS_SIDES.len()],
+    tls_failures: [[AtomicU64; TLS_FAILURE_REASONS.len()]; TLS_SIDES.len()],
 }
 
 /// Single-writer increment: the owning core is the only writer, so load+store is exact and
@@ -169,6 +186,23 @@ impl CoreMetrics {
             c.load(Ordering::Relaxed).saturating_sub(1),
             Ordering::Relaxed,
         );
+    }
+
+    /// Counts a finished TLS handshake by side (0 client, 1 upstream) and the path its
+    /// records take (`path` a label of [`TLS_PATHS`]).
+    pub fn tls_connection(&self, side: usize, path: &str) {
+        let idx = TLS_PATHS.iter().position(|p| *p == path).unwrap_or(1);
+        bump(&self.tls_connections[side.min(1)][idx], 1);
+    }
+
+    /// Counts a failed TLS handshake by side and reason (a label of
+    /// [`TLS_FAILURE_REASONS`]; unknown ones count as `protocol`).
+    pub fn tls_failure(&self, side: usize, reason: &str) {
+        let idx = TLS_FAILURE_REASONS
+            .iter()
+            .position(|r| *r == reason)
+            .unwrap_or(4);
+        bump(&self.tls_failures[side.min(1)][idx], 1);
     }
 
     /// Counts a connection refused at a connection cap (`per_client`: the client IP's).
@@ -321,6 +355,36 @@ impl Registry {
         for (i, reason) in AUTH_FAILURE_REASONS.iter().enumerate() {
             let v = self.sum(|c| &c.auth_failures[i]);
             let _ = writeln!(w, "weir_auth_failures_total{{reason=\"{reason}\"}} {v}");
+        }
+        family(
+            w,
+            "weir_tls_connections_total",
+            "counter",
+            "TLS handshakes completed, by side (client: weir's listeners; upstream: to nodes) and the path records take afterwards (ktls: the kernel encrypts and bodies splice; userspace: rustls in weir).",
+        );
+        for (s, side) in TLS_SIDES.iter().enumerate() {
+            for (p, path) in TLS_PATHS.iter().enumerate() {
+                let v = self.sum(|c| &c.tls_connections[s][p]);
+                let _ = writeln!(
+                    w,
+                    "weir_tls_connections_total{{side=\"{side}\",path=\"{path}\"}} {v}"
+                );
+            }
+        }
+        family(
+            w,
+            "weir_tls_handshake_failures_total",
+            "counter",
+            "TLS handshakes that failed, by side and reason; a failed client handshake never reaches a node.",
+        );
+        for (s, side) in TLS_SIDES.iter().enumerate() {
+            for (r, reason) in TLS_FAILURE_REASONS.iter().enumerate() {
+                let v = self.sum(|c| &c.tls_failures[s][r]);
+                let _ = writeln!(
+                    w,
+                    "weir_tls_handshake_failures_total{{side=\"{side}\",reason=\"{reason}\"}} {v}"
+                );
+            }
         }
         let simple: [Simple; 9] = [
             (

@@ -9,6 +9,7 @@ use std::time::Duration;
 use monoio::net::TcpStream;
 use weir_io::conn::Conn;
 use weir_io::http::{parse_response, BodyFraming, HeadLimits, Method};
+use weir_io::upstream::TlsTarget;
 
 /// How much of a probe response body is read to look for the configured text.
 const PROBE_BODY_BYTES_MAX: usize = 4096;
@@ -25,22 +26,37 @@ pub struct ProbeAnswer {
 /// Sends one probe request to `addr` and reads the answer within `timeout`.
 pub async fn probe(
     addr: SocketAddr,
+    tls: Option<TlsTarget<'_>>,
     method: &str,
     path: &str,
     timeout: Duration,
 ) -> Result<ProbeAnswer, String> {
-    match monoio::time::timeout(timeout, probe_inner(addr, method, path)).await {
+    match monoio::time::timeout(timeout, probe_inner(addr, tls, method, path)).await {
         Ok(r) => r,
         Err(_) => Err(format!("probe timed out after {timeout:?}")),
     }
 }
 
-async fn probe_inner(addr: SocketAddr, method: &str, path: &str) -> Result<ProbeAnswer, String> {
+async fn probe_inner(
+    addr: SocketAddr,
+    tls: Option<TlsTarget<'_>>,
+    method: &str,
+    path: &str,
+) -> Result<ProbeAnswer, String> {
     let stream = TcpStream::connect(addr)
         .await
         .map_err(|e| format!("connect: {e}"))?;
+    // The same TLS settings as requests: a node whose certificate fails is down.
+    let socket = match tls {
+        None => stream.into(),
+        Some(t) => t
+            .tls
+            .connect(stream, t.host)
+            .await
+            .map_err(|e| e.to_string())?,
+    };
     let mut conn =
-        Conn::new(stream, 16 * 1024 + PROBE_BODY_BYTES_MAX).map_err(|e| e.to_string())?;
+        Conn::new(socket, 16 * 1024 + PROBE_BODY_BYTES_MAX).map_err(|e| e.to_string())?;
     let request = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: weir-probe\r\nConnection: close\r\n\r\n"
     );

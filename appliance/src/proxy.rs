@@ -28,14 +28,15 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime};
 
-use monoio::net::TcpStream;
-use weir_io::conn::{head_end, Conn};
+use weir_io::conn::{head_end, Conn, Socket};
 use weir_io::http::{
     parse_request, parse_response, s3_error_response, s3_error_response_head_only,
     write_request_head, write_response_head, BodyFraming, ChunkedDecoder, ChunkedLimits, HeadError,
     HeadLimits, Header, Method, Peer, RequestHead, ResponseHead,
 };
 use weir_io::relay::{BodyMode, End, Mover, Pace, Pacer};
+use weir_io::tls::TlsPath;
+use weir_io::upstream::TlsTarget;
 use weir_io::{Error, Kind, Side};
 use weir_policy::balance::{pick, Candidate, NodeView, PoolView};
 use weir_policy::classify::Request;
@@ -63,10 +64,11 @@ const SPLICE_BYTES_MIN: u64 = 16 * 1024;
 const DRAIN_BODY_BYTES_MAX: u64 = 64 * 1024;
 
 /// Serves one client connection until it closes, errs, or asks to close.
-pub async fn serve_client(shard: &Shard, stream: TcpStream, peer: SocketAddr) {
+/// `prefix` is plaintext a TLS handshake already received (empty for plain HTTP).
+pub async fn serve_client(shard: &Shard, socket: Socket, prefix: &[u8], peer: SocketAddr) {
     let ep = shard.epoch();
     let http = &ep.settings.config.http;
-    let mut client = match Conn::new(stream, http.header_bytes_max + 1) {
+    let mut client = match Conn::with_prefix(socket, http.header_bytes_max + 1, prefix) {
         Ok(c) => c,
         Err(e) => {
             tracing::warn!(%peer, error = %e, "cannot set up client connection");
@@ -508,7 +510,12 @@ async fn handle(
             }
         };
         let sent_at = Instant::now();
-        match send_request(shard, ep, flow, client, mover, head, bytes, &body, addr).await {
+        let tls = ep.settings.tls_target(node.pool, node.node);
+        match send_request(
+            shard, ep, flow, client, mover, head, bytes, &body, addr, tls,
+        )
+        .await
+        {
             Ok(Sent {
                 resp,
                 mut upstream,
@@ -866,6 +873,7 @@ async fn send_request(
     head_bytes: &[u8],
     body: &ReqBody,
     addr: SocketAddr,
+    tls: Option<TlsTarget<'_>>,
 ) -> Result<Sent, AttemptError> {
     let cfg = &ep.settings.config;
     let fail = |err: Error, failure: Failure, body_consumed: bool| AttemptError {
@@ -875,10 +883,20 @@ async fn send_request(
     };
     let checkout = shard
         .upstream
-        .checkout(addr, Instant::now())
+        .checkout(addr, tls, Instant::now())
         .await
-        .map_err(|e| fail(e, Failure::Connect, false))?;
+        .map_err(|e| {
+            if let Some(f) = e.tls_failure {
+                shard.metrics().tls_failure(1, f.label());
+            }
+            fail(e, Failure::Connect, false)
+        })?;
     shard.metrics().upstream_checkout(checkout.reused);
+    if tls.is_some() && !checkout.reused {
+        shard
+            .metrics()
+            .tls_connection(1, TlsPath::UserSpace.label());
+    }
     let mut upstream = checkout.conn;
     if let Err(e) = write_timed(&upstream, head_bytes, cfg.upstream.io_timeout).await {
         return Err(fail(
@@ -1303,7 +1321,8 @@ async fn resume_from_another(
             }
         };
         let addr = ep.settings.nodes[node.pool][node.node];
-        let Ok(checkout) = shard.upstream.checkout(addr, Instant::now()).await else {
+        let tls = ep.settings.tls_target(node.pool, node.node);
+        let Ok(checkout) = shard.upstream.checkout(addr, tls, Instant::now()).await else {
             ep.health
                 .observe(node, Observation::ConnectFailed, Instant::now());
             continue;

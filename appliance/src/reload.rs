@@ -59,6 +59,16 @@ impl Reloader {
         if old.listen != new.listen {
             return Err("appliance.listen changed: needs a restart".into());
         }
+        let tls_listen = |s: &Settings| {
+            s.config
+                .tls
+                .as_ref()
+                .map(|t| t.listen.clone())
+                .unwrap_or_default()
+        };
+        if tls_listen(current) != tls_listen(&next) {
+            return Err("tls.listen changed: needs a restart".into());
+        }
         if old.metrics != new.metrics {
             return Err("appliance.metrics changed: needs a restart".into());
         }

@@ -247,11 +247,19 @@ impl Shard {
     }
 }
 
+/// A listening socket of one core and whether it speaks HTTPS.
+pub struct Listener {
+    /// The bound socket (SO_REUSEPORT: every core has its own).
+    pub socket: std::net::TcpListener,
+    /// HTTPS (`[tls] listen`): a TLS handshake comes before the first request.
+    pub tls: bool,
+}
+
 /// Runs shard `id` on the current thread until the process exits.
 pub async fn run(
     id: usize,
     settings: Arc<Settings>,
-    listeners: Vec<std::net::TcpListener>,
+    listeners: Vec<Listener>,
     registry: Registry,
     bus: Bus,
     inbox: flume::Receiver<Msg>,
@@ -312,7 +320,11 @@ pub async fn run(
     if id == 0 && settings.cores > 1 {
         monoio::spawn(protect::coordinate(shard.clone(), shard.bus.clone()));
     }
-    for std_listener in listeners {
+    for Listener {
+        socket: std_listener,
+        tls,
+    } in listeners
+    {
         let listener = match TcpListener::from_std(std_listener) {
             Ok(l) => l,
             Err(e) => {
@@ -343,7 +355,11 @@ pub async fn run(
                 let shard = shard.clone();
                 monoio::spawn(async move {
                     shard.metrics().connection_opened();
-                    proxy::serve_client(&shard, stream, peer).await;
+                    if tls {
+                        serve_tls_client(&shard, stream, peer).await;
+                    } else {
+                        proxy::serve_client(&shard, stream.into(), &[], peer).await;
+                    }
                     shard.metrics().connection_closed();
                     // The current epoch's caps hold the connection (carried over at
                     // every reload since it opened).
@@ -356,5 +372,24 @@ pub async fn run(
     loop {
         monoio::time::sleep(Duration::from_secs(1)).await;
         shard.upstream.sweep(Instant::now());
+    }
+}
+
+/// An HTTPS connection: the handshake with the current epoch's certificates (a reload
+/// swaps them for new connections only), then the same request loop as plain HTTP on the
+/// plaintext socket. A failed handshake is counted and closed; nothing reaches a node.
+async fn serve_tls_client(shard: &Shard, stream: monoio::net::TcpStream, peer: SocketAddr) {
+    let Some(tls) = shard.epoch().settings.server_tls.clone() else {
+        return; // the listener exists only when [tls] does, and tls.listen needs a restart
+    };
+    match weir_io::tls::accept(stream, &tls).await {
+        Ok(accepted) => {
+            shard.metrics().tls_connection(0, accepted.path.label());
+            proxy::serve_client(shard, accepted.socket, &accepted.prefix, peer).await;
+        }
+        Err(e) => {
+            shard.metrics().tls_failure(0, e.failure.label());
+            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+        }
     }
 }

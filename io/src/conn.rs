@@ -6,13 +6,55 @@
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 
-use monoio::net::TcpStream;
+use monoio::net::{TcpStream, UnixStream};
 
 use crate::sys;
 
+/// The socket under a connection: TCP (plain, or kTLS where the kernel encrypts), or the
+/// weir end of a socket pair whose other end a user-space TLS task serves. Either way the
+/// relay reads, writes and splices plaintext on a descriptor.
+pub enum Socket {
+    /// A TCP socket.
+    Tcp(TcpStream),
+    /// One end of a Unix stream pair (the user-space TLS path).
+    Unix(UnixStream),
+}
+
+impl Socket {
+    /// The descriptor.
+    pub fn fd(&self) -> RawFd {
+        match self {
+            Socket::Tcp(s) => s.as_raw_fd(),
+            Socket::Unix(s) => s.as_raw_fd(),
+        }
+    }
+
+    /// Waits until the socket is readable.
+    pub async fn readable(&self, relaxed: bool) -> io::Result<()> {
+        match self {
+            Socket::Tcp(s) => s.readable(relaxed).await,
+            Socket::Unix(s) => s.readable(relaxed).await,
+        }
+    }
+
+    /// Waits until the socket is writable.
+    pub async fn writable(&self, relaxed: bool) -> io::Result<()> {
+        match self {
+            Socket::Tcp(s) => s.writable(relaxed).await,
+            Socket::Unix(s) => s.writable(relaxed).await,
+        }
+    }
+}
+
+impl From<TcpStream> for Socket {
+    fn from(s: TcpStream) -> Socket {
+        Socket::Tcp(s)
+    }
+}
+
 /// A client or upstream connection with its read-ahead buffer.
 pub struct Conn {
-    stream: TcpStream,
+    stream: Socket,
     buf: Vec<u8>,
     start: usize,
     end: usize,
@@ -21,9 +63,12 @@ pub struct Conn {
 impl Conn {
     /// Wraps `stream`, switching it to nonblocking mode; `buf_bytes` bounds the read-ahead
     /// buffer (and so the largest head that can be read).
-    pub fn new(stream: TcpStream, buf_bytes: usize) -> io::Result<Conn> {
-        sys::set_nonblocking(stream.as_raw_fd())?;
-        let _ = stream.set_nodelay(true);
+    pub fn new(stream: impl Into<Socket>, buf_bytes: usize) -> io::Result<Conn> {
+        let stream = stream.into();
+        sys::set_nonblocking(stream.fd())?;
+        if let Socket::Tcp(tcp) = &stream {
+            let _ = tcp.set_nodelay(true);
+        }
         Ok(Conn {
             stream,
             buf: vec![0; buf_bytes],
@@ -32,13 +77,33 @@ impl Conn {
         })
     }
 
-    /// The socket descriptor.
-    pub fn fd(&self) -> RawFd {
-        self.stream.as_raw_fd()
+    /// Like [`Conn::new`], with `prefix` already read (plaintext a TLS handshake
+    /// decrypted before the kernel took over the socket). A prefix longer than the buffer
+    /// is an `InvalidData` error.
+    pub fn with_prefix(
+        stream: impl Into<Socket>,
+        buf_bytes: usize,
+        prefix: &[u8],
+    ) -> io::Result<Conn> {
+        let mut conn = Conn::new(stream, buf_bytes)?;
+        if prefix.len() > conn.buf.len() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "read buffer full",
+            ));
+        }
+        conn.buf[..prefix.len()].copy_from_slice(prefix);
+        conn.end = prefix.len();
+        Ok(conn)
     }
 
-    /// The monoio stream, for readiness waits.
-    pub fn stream(&self) -> &TcpStream {
+    /// The socket descriptor.
+    pub fn fd(&self) -> RawFd {
+        self.stream.fd()
+    }
+
+    /// The socket, for readiness waits.
+    pub fn stream(&self) -> &Socket {
         &self.stream
     }
 

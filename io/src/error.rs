@@ -53,6 +53,8 @@ pub struct Error {
     pub retryable: bool,
     /// Human-readable detail for logs.
     pub detail: String,
+    /// Set when a TLS handshake is what failed (for the handshake-failure metric).
+    pub tls_failure: Option<crate::tls::Failure>,
 }
 
 impl Error {
@@ -63,6 +65,7 @@ impl Error {
             kind,
             retryable: false,
             detail: detail.into(),
+            tls_failure: None,
         }
     }
 

@@ -1,6 +1,7 @@
 //! weir-io: every mechanism of the data path — HTTP/1.1 head codec and body framing
 //! (`http`), connections with read-ahead (`conn`), the zero-copy splice relay with a copy
-//! fallback (`relay`, `pipe`), upstream keep-alive pools (`upstream`), and executor and
+//! fallback (`relay`, `pipe`), upstream keep-alive pools (`upstream`), TLS termination and origination with kTLS or a
+//! user-space fallback (`tls`), and executor and
 //! listener set-up (`runtime`).
 //!
 //! It knows nothing of tenants, pools or policy: the appliance asks `weir-policy` what to do
@@ -13,6 +14,7 @@ pub mod pipe;
 pub mod relay;
 pub mod runtime;
 pub mod sys;
+pub mod tls;
 pub mod upstream;
 
 pub use error::{Error, Kind, Side};

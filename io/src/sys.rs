@@ -129,3 +129,32 @@ pub fn raise_nofile_limit() -> io::Result<u64> {
     }
     Ok(lim.rlim_cur)
 }
+
+/// `shutdown(2)` of one or both directions; errors (already closed) are ignored.
+pub fn shutdown(fd: RawFd, how: libc::c_int) {
+    // SAFETY: shutdown on a descriptor we own; no memory is passed.
+    unsafe {
+        libc::shutdown(fd, how);
+    }
+}
+
+/// Sets a socket's send and receive buffer sizes (the kernel doubles the value).
+pub fn set_buffers(fd: RawFd, bytes: usize) -> io::Result<()> {
+    let value = bytes.min(i32::MAX as usize) as libc::c_int;
+    for opt in [libc::SO_SNDBUF, libc::SO_RCVBUF] {
+        // SAFETY: setsockopt reads `value` for the duration of the call.
+        let rc = unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                opt,
+                (&value as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}

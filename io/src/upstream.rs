@@ -13,6 +13,17 @@ use monoio::net::TcpStream;
 
 use crate::conn::Conn;
 use crate::error::{Error, Kind, Side};
+use crate::tls::ClientTls;
+
+/// How to encrypt to a node: its pool's TLS settings and the host name it was
+/// configured by (the SNI and certificate name unless the pool names another).
+#[derive(Clone, Copy)]
+pub struct TlsTarget<'a> {
+    /// The pool's client config.
+    pub tls: &'a ClientTls,
+    /// The node's host as written in the config.
+    pub host: &'a str,
+}
 
 struct Idle {
     conn: Conn,
@@ -72,12 +83,18 @@ impl UpstreamPool {
         self.idle.borrow_mut().retain(|addr, _| keep(addr));
     }
 
-    /// A live idle connection to `node`, or a new one.
-    pub async fn checkout(&self, node: SocketAddr, now: Instant) -> Result<Checkout, Error> {
+    /// A live idle connection to `node`, or a new one (encrypted when `tls` says so;
+    /// config validation keeps a node spoken to one way, so idle ones match).
+    pub async fn checkout(
+        &self,
+        node: SocketAddr,
+        tls: Option<TlsTarget<'_>>,
+        now: Instant,
+    ) -> Result<Checkout, Error> {
         if let Some(conn) = self.take_idle(node, now) {
             return Ok(Checkout { conn, reused: true });
         }
-        let conn = self.connect(node).await?;
+        let conn = self.connect(node, tls).await?;
         Ok(Checkout {
             conn,
             reused: false,
@@ -97,8 +114,12 @@ impl UpstreamPool {
         None
     }
 
-    /// Opens a new connection to `node`.
-    pub async fn connect(&self, node: SocketAddr) -> Result<Conn, Error> {
+    /// Opens a new connection to `node`, with a TLS handshake when `tls` is given.
+    pub async fn connect(
+        &self,
+        node: SocketAddr,
+        tls: Option<TlsTarget<'_>>,
+    ) -> Result<Conn, Error> {
         let stream =
             match monoio::time::timeout(self.connect_timeout.get(), TcpStream::connect(node)).await
             {
@@ -120,7 +141,16 @@ impl UpstreamPool {
                     .retryable(true))
                 }
             };
-        Conn::new(stream, self.buf_bytes).map_err(|e| Error::from_io(Side::Internal, &e))
+        let socket = match tls {
+            None => stream.into(),
+            Some(t) => t.tls.connect(stream, t.host).await.map_err(|e| {
+                let mut err = Error::new(Side::Upstream, Kind::Connect, format!("{node}: {e}"))
+                    .retryable(true);
+                err.tls_failure = Some(e.failure);
+                err
+            })?,
+        };
+        Conn::new(socket, self.buf_bytes).map_err(|e| Error::from_io(Side::Internal, &e))
     }
 
     /// Returns a connection whose last exchange completed cleanly.

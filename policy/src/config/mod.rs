@@ -10,6 +10,7 @@ mod auth;
 mod error;
 mod raw;
 mod tenancy;
+mod tls;
 mod validate;
 mod validate_tenancy;
 
@@ -39,6 +40,7 @@ pub use tenancy::{
     Class, ClassId, Limits, RateLimit, Rule, Tenant, TenantId, DEFAULT_CLASS_NAME,
     DEFAULT_TENANT_NAME,
 };
+pub use tls::{ClientAuth, Tls, TlsCertificate, UpstreamTls};
 
 use error::SpanIndex;
 use raw::RawConfig;
@@ -74,6 +76,8 @@ pub struct Config {
     pub limits: Limits,
     /// `[auth]`: signature verification at the edge.
     pub auth: Auth,
+    /// `[tls]`: HTTPS listeners; `None` = plain HTTP only.
+    pub tls: Option<Tls>,
     /// Access key id → tenant, for classification (built from the tenants' keys).
     access_keys: HashMap<String, TenantId>,
 }
@@ -189,6 +193,8 @@ pub struct Pool {
     /// The identity requests are re-signed with for this pool's nodes (their Host too);
     /// `None` = forwarded as the client signed them.
     pub credentials: Option<PoolCredentials>,
+    /// Encryption to this pool's nodes; `None` = plain HTTP.
+    pub tls: Option<UpstreamTls>,
 }
 
 /// `[[route]]`: buckets matching a glob go to a chain of pools.

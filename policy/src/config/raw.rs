@@ -8,6 +8,7 @@ use serde::de::IgnoredAny;
 use serde::Deserialize;
 
 use super::auth::{RawAuth, RawCredentials};
+use super::tls::{RawTls, RawUpstreamTls};
 use super::units::{ConfigDuration, ConfigSize};
 use super::BodyPath;
 use crate::health::{HealthPreset, ProbeMethod};
@@ -39,6 +40,8 @@ pub(crate) struct RawConfig {
     pub(crate) rule: Vec<RawRule>,
     #[serde(default)]
     pub(crate) auth: RawAuth,
+    /// `[tls]`: absent = no HTTPS listener.
+    pub(crate) tls: Option<RawTls>,
 }
 
 /// `[appliance]`.
@@ -102,6 +105,8 @@ pub(crate) struct RawPool {
     pub(crate) health: RawHealth,
     /// The identity weir re-signs with for this pool (issue 9).
     pub(crate) credentials: Option<RawCredentials>,
+    /// Encryption to this pool's nodes (issue 7).
+    pub(crate) tls: Option<RawUpstreamTls>,
 }
 
 /// A pool's `health` table: probe shape (from a preset, keys override) and thresholds.

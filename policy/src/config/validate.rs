@@ -11,6 +11,7 @@ use super::error::{Invalid, KeyPath};
 use super::raw::{
     RawAppliance, RawConfig, RawExpectStatus, RawHealth, RawHttp, RawPool, RawRoute, RawUpstream,
 };
+use super::tls;
 use super::units::{format_duration, format_size, ConfigDuration, ConfigSize};
 use super::validate_tenancy::{tenancy, RawTenancy, Tenancy};
 use super::{Appliance, Config, Http, NodeAddr, Pool, Route, Upstream};
@@ -86,6 +87,7 @@ pub(crate) fn shape(root: &DeTable<'_>) -> Result<(), Invalid> {
         "limits",
         "defaults",
         "auth",
+        "tls",
     ] {
         if let Some(value) = root.get(name) {
             expect_table(&path.key(name), value.get_ref(), "a table")?;
@@ -97,7 +99,7 @@ pub(crate) fn shape(root: &DeTable<'_>) -> Result<(), Invalid> {
         };
         // The table-valued key inside each item that serde would also take as a sequence.
         let inner: &[&str] = match name {
-            "pool" => &["health", "credentials"],
+            "pool" => &["health", "credentials", "tls"],
             "tenant" | "class" | "rule" => &["rate"],
             _ => &[],
         };
@@ -180,6 +182,18 @@ pub(crate) fn config(raw: RawConfig) -> Result<Config, Invalid> {
     // One value, two spellings: code reading either field sees the same cap.
     http.connections_max = limits.connections_max;
     let auth = auth::auth(&root.key("auth"), raw.auth)?;
+    let plain: Vec<SocketAddr> = appliance
+        .listen
+        .iter()
+        .copied()
+        .chain(appliance.metrics)
+        .chain(appliance.admin)
+        .collect();
+    let tls = raw
+        .tls
+        .map(|t| tls::tls(&root.key("tls"), t, &plain))
+        .transpose()?;
+    upstream_tls_agrees(&root.key("pool"), &pools)?;
     Ok(Config {
         appliance,
         http,
@@ -193,8 +207,31 @@ pub(crate) fn config(raw: RawConfig) -> Result<Config, Invalid> {
         rules,
         limits,
         auth,
+        tls,
         access_keys,
     })
+}
+
+/// Idle upstream connections are pooled by node address, so one node must be spoken to
+/// the same way (TLS or not, same name and CA) by every pool that lists it.
+fn upstream_tls_agrees(path: &KeyPath, pools: &[Pool]) -> Result<(), Invalid> {
+    for (i, pool) in pools.iter().enumerate() {
+        for earlier in &pools[..i] {
+            if earlier.tls == pool.tls {
+                continue;
+            }
+            if let Some(node) = pool.nodes.iter().find(|n| earlier.nodes.contains(n)) {
+                return Err(Invalid::new(
+                    &path.index(i).key("tls"),
+                    format!(
+                        "node {node} is also in pool {:?} with other tls settings; a node is spoken to one way",
+                        earlier.name
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn appliance(path: &KeyPath, raw: RawAppliance) -> Result<Appliance, Invalid> {
@@ -537,6 +574,10 @@ fn pools(path: &KeyPath, raw: Vec<RawPool>) -> Result<Vec<Pool>, Invalid> {
             .credentials
             .map(|c| auth::credentials(&pool_path.key("credentials"), c))
             .transpose()?;
+        let tls = raw_pool
+            .tls
+            .map(|t| tls::upstream_tls(&pool_path.key("tls"), t))
+            .transpose()?;
         pools.push(Pool {
             name,
             nodes,
@@ -544,6 +585,7 @@ fn pools(path: &KeyPath, raw: Vec<RawPool>) -> Result<Vec<Pool>, Invalid> {
             min_active,
             health,
             credentials,
+            tls,
         });
     }
     Ok(pools)
@@ -776,7 +818,7 @@ fn pool_index(path: &KeyPath, name: &str, pools: &[Pool]) -> Result<usize, Inval
 
 /// A listen-style `ip:port`; port 0 is refused because every core binds the same address
 /// with `SO_REUSEPORT`, and an ephemeral port would differ per core.
-fn socket_addr(path: &KeyPath, text: &str) -> Result<SocketAddr, Invalid> {
+pub(super) fn socket_addr(path: &KeyPath, text: &str) -> Result<SocketAddr, Invalid> {
     let addr: SocketAddr = text.parse().map_err(|_| {
         Invalid::new(
             path,
