@@ -17,6 +17,7 @@ stage deps ./scripts/test-deps.sh
 # The end-to-end tests run the `weir` binary of this profile: build it (and everything
 # else) before any test starts, so no test runs against a stale binary.
 stage build cargo build --profile ci --workspace --bins --tests --locked
+stage image bash -c 'scripts/image-deps.sh && firmware-image/build.sh --check'
 # --no-fail-fast: one failing test file must not hide the results of the others.
 stage test cargo test --profile ci --workspace --locked --no-fail-fast
 # The benchmark harness in its smoke mode (every scenario, every peer, ~4 minutes), so it
