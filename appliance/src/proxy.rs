@@ -64,8 +64,16 @@ const SPLICE_BYTES_MIN: u64 = 16 * 1024;
 const DRAIN_BODY_BYTES_MAX: u64 = 64 * 1024;
 
 /// Serves one client connection until it closes, errs, or asks to close.
-/// `prefix` is plaintext a TLS handshake already received (empty for plain HTTP).
-pub async fn serve_client(shard: &Shard, socket: Socket, prefix: &[u8], peer: SocketAddr) {
+/// `prefix` is plaintext a TLS handshake already received (empty for plain HTTP);
+/// `client_name` the DNS name of a verified client certificate (the tenant's identity
+/// when a tenant lists it in `client_names`).
+pub async fn serve_client(
+    shard: &Shard,
+    socket: Socket,
+    prefix: &[u8],
+    peer: SocketAddr,
+    client_name: Option<&str>,
+) {
     let ep = shard.epoch();
     let http = &ep.settings.config.http;
     let mut client = match Conn::with_prefix(socket, http.header_bytes_max + 1, prefix) {
@@ -104,8 +112,16 @@ pub async fn serve_client(shard: &Shard, socket: Socket, prefix: &[u8], peer: So
                     &head.target,
                     ep.id,
                 ));
-                let keep_alive =
-                    handle(shard, &ep, &guard.flow, &mut client, &mut mover, &head).await;
+                let keep_alive = handle(
+                    shard,
+                    &ep,
+                    &guard.flow,
+                    &mut client,
+                    &mut mover,
+                    &head,
+                    client_name,
+                )
+                .await;
                 mover.set_pacer(None);
                 shard.metrics().request_finished();
                 record_stats(shard, &ep, &guard.flow);
@@ -336,6 +352,7 @@ async fn handle(
     client: &mut Conn,
     mover: &mut Mover,
     head: &RequestHead,
+    client_name: Option<&str>,
 ) -> bool {
     let cfg = &ep.settings.config;
     let admitted_at = Instant::now();
@@ -354,6 +371,7 @@ async fn handle(
                 .header("authorization")
                 .and_then(|v| std::str::from_utf8(v).ok()),
             client_ip: flow.client.ip(),
+            client_name,
         }),
     );
     *flow.bucket.borrow_mut() = classified.bucket.clone();

@@ -358,7 +358,7 @@ pub async fn run(
                     if tls {
                         serve_tls_client(&shard, stream, peer).await;
                     } else {
-                        proxy::serve_client(&shard, stream.into(), &[], peer).await;
+                        proxy::serve_client(&shard, stream.into(), &[], peer, None).await;
                     }
                     shard.metrics().connection_closed();
                     // The current epoch's caps hold the connection (carried over at
@@ -385,7 +385,8 @@ async fn serve_tls_client(shard: &Shard, stream: monoio::net::TcpStream, peer: S
     match weir_io::tls::accept(stream, &tls).await {
         Ok(accepted) => {
             shard.metrics().tls_connection(0, accepted.path.label());
-            proxy::serve_client(shard, accepted.socket, &accepted.prefix, peer).await;
+            let name = accepted.client_name.as_deref();
+            proxy::serve_client(shard, accepted.socket, &accepted.prefix, peer, name).await;
         }
         Err(e) => {
             shard.metrics().tls_failure(0, e.failure.label());

@@ -33,6 +33,8 @@ pub struct Request<'a> {
     pub authorization: Option<&'a str>,
     /// The client's address (the TCP peer).
     pub client_ip: IpAddr,
+    /// The DNS name of the client's verified TLS certificate, if it presented one.
+    pub client_name: Option<&'a str>,
 }
 
 /// What the appliance needs to admit, queue, route and account a request.
@@ -63,8 +65,14 @@ impl Config {
         let target = s3_target(req.host, req.path, &self.appliance.virtual_host_suffixes);
         let bucket = target.map(|t| t.bucket);
         let op = op_class(req.method, target.is_some_and(|t| t.has_key()), req.query);
-        let tenant = access_key(req.authorization, req.query)
-            .and_then(|key| self.tenant_of_key(key))
+        // A verified certificate is an identity; an access key is only a claim until
+        // `[auth]` verifies it, so the certificate decides when it names a tenant.
+        let tenant = req
+            .client_name
+            .and_then(|name| self.tenant_of_client_name(name))
+            .or_else(|| {
+                access_key(req.authorization, req.query).and_then(|key| self.tenant_of_key(key))
+            })
             .unwrap_or(self.default_tenant);
         let client_ip = req.client_ip.to_canonical();
         let rule = self

@@ -44,6 +44,22 @@ def pattern(seed, size):
     return bytes(out[:size])
 
 
+def ca_bundle():
+    """The CA bundle an https endpoint is verified against (AWS_CA_BUNDLE, which the test
+    harness sets only when it serves HTTPS with its own CA), or the system's."""
+    return os.environ.get("AWS_CA_BUNDLE") or True
+
+
+def http_connection(url, timeout):
+    """http.client connection for an http or https URL (https verified with ca_bundle())."""
+    if url.scheme == "https":
+        import ssl
+        bundle = ca_bundle()
+        ctx = ssl.create_default_context(cafile=None if bundle is True else bundle)
+        return http.client.HTTPSConnection(url.hostname, url.port, timeout=timeout, context=ctx)
+    return http.client.HTTPConnection(url.hostname, url.port, timeout=timeout)
+
+
 def client(endpoint, pool=10, **kw):
     cfg = botocore.config.Config(
         signature_version="s3v4",
@@ -198,7 +214,7 @@ def aws_chunked_put(endpoint, bucket, key, data, chunk_size, mode, transfer_chun
     if not transfer_chunked:
         assert len(body) == encoded_len, (len(body), encoded_len)
 
-    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=120)
+    conn = http_connection(url, 120)
     conn.putrequest("PUT", path, skip_host=True, skip_accept_encoding=True)
     for h, v in headers.items():
         conn.putheader(h, v)

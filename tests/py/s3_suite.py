@@ -18,7 +18,7 @@ import json
 
 import requests
 
-from common import LogCounter, Report, aws_chunked_put, client, md5, pattern, sha256
+from common import LogCounter, Report, aws_chunked_put, ca_bundle, client, md5, pattern, sha256
 
 MIB = 1 << 20
 
@@ -126,6 +126,7 @@ def copy(rep, s3, b, p):
 def presigned(rep, s3, b, p):
     http = requests.Session()
     http.trust_env = False
+    http.verify = ca_bundle()
     data = pattern(4, 2 * MIB + 5)
     url = s3.generate_presigned_url("put_object", Params={"Bucket": b, "Key": p + "presigned"}, ExpiresIn=600)
     r = http.put(url, data=data, timeout=120)
@@ -190,7 +191,7 @@ def keep_alive(rep, endpoint, b, keys_and_shas, n=60):
             ok += sha256(body) == sha
     log.logger.removeHandler(log)
     rep.check("keepalive_requests_ok", n, ok)
-    rep.check("keepalive_client_connections", 1, log.count("Starting new HTTP connection"))
+    rep.check("keepalive_client_connections", 1, log.count("Starting new HTTP"))
     rep.info["keepalive_requests"] = n
 
 
@@ -235,6 +236,7 @@ def read_mode(rep, s3, b, manifest):
     rep.check("seeded_list_v2_keys", sorted(o["key"] for o in manifest), got)
     http = requests.Session()
     http.trust_env = False
+    http.verify = ca_bundle()
     url = s3.generate_presigned_url("get_object", Params={"Bucket": b, "Key": big["key"]}, ExpiresIn=600)
     r = http.get(url, timeout=120)
     rep.check("seeded_presigned_get_status", 200, r.status_code)

@@ -62,7 +62,16 @@ pub fn aws_env(cmd: &mut Command, scratch: &Path) {
         .env("NO_PROXY", "127.0.0.1,localhost")
         .env("no_proxy", "127.0.0.1,localhost")
         .env("PYTHONDONTWRITEBYTECODE", "1");
+    // A test serving HTTPS with its own CA puts the CA here: boto3, the AWS CLI and the
+    // suite's raw requests then verify weir's certificate against it.
+    let bundle = scratch.join(CA_BUNDLE_FILE);
+    if bundle.exists() {
+        cmd.env("AWS_CA_BUNDLE", bundle);
+    }
 }
+
+/// The file in a test's scratch folder whose CA the clients trust (see [`aws_env`]).
+pub const CA_BUNDLE_FILE: &str = "ca-bundle.pem";
 
 /// Runs `tests/py/<script>` with the venv's Python and the client environment; its stdout's
 /// last line must be JSON, which is returned. Panics with stderr if it fails.

@@ -22,6 +22,7 @@
 //! - [`transfer`]: background curl GETs/PUTs checked by SHA-256, synthetic-object hashes,
 //!   polling with a deadline.
 
+pub mod certs;
 pub mod clients;
 pub mod data;
 pub mod netns;

@@ -42,7 +42,13 @@ impl Transfer {
     /// `rate_bytes_per_sec`, curl reads no faster than that (`--limit-rate`), which keeps a
     /// large transfer in flight long enough to break something under it.
     pub fn get(url: &str, rate_bytes_per_sec: Option<u64>) -> Transfer {
+        Self::get_with(url, rate_bytes_per_sec, &[])
+    }
+
+    /// [`Transfer::get`] with extra curl arguments (e.g. `--cacert` for an https URL).
+    pub fn get_with(url: &str, rate_bytes_per_sec: Option<u64>, extra: &[&str]) -> Transfer {
         let mut cmd = curl_sigv4();
+        cmd.args(extra);
         cmd.args(["--fail", "-w", "\n%{http_code}", "-o", "/dev/stdout"]);
         // A stalled transfer fails instead of hanging the test (< 100 kB/s for 60 s).
         cmd.args(["--speed-limit", "100000", "--speed-time", "60"]);

@@ -279,8 +279,23 @@ impl Config {
         validate::config(raw).map_err(|invalid| index.invalid(invalid))
     }
 
+    /// The tenant a verified client-certificate name belongs to, if it is configured.
+    pub fn tenant_of_client_name(&self, name: &str) -> Option<TenantId> {
+        let key = format!(
+            "{}{}",
+            validate_tenancy::CLIENT_NAME_PREFIX,
+            name.to_ascii_lowercase()
+        );
+        self.access_keys.get(&key).copied()
+    }
+
     /// The tenant an access key id belongs to, if it is configured.
     pub fn tenant_of_key(&self, access_key: &str) -> Option<TenantId> {
+        // The index also holds certificate names under a prefix no key id can have; a
+        // request claiming such a "key" must not borrow a certificate's tenant.
+        if access_key.starts_with(validate_tenancy::CLIENT_NAME_PREFIX) {
+            return None;
+        }
         self.access_keys.get(access_key).copied()
     }
 

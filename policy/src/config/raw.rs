@@ -210,6 +210,7 @@ pub(crate) struct RawRate {
 pub(crate) struct RawTenant {
     pub(crate) name: String,
     pub(crate) access_keys: Option<Vec<String>>,
+    pub(crate) client_names: Option<Vec<String>>,
     pub(crate) default: Option<bool>,
     pub(crate) class: Option<String>,
     pub(crate) requests_per_sec: Option<u64>,

@@ -60,6 +60,10 @@ pub struct Tenant {
     pub name: String,
     /// SigV4/SigV2 access key ids that identify this tenant; unique across tenants.
     pub access_keys: Vec<String>,
+    /// Names (a DNS name of a verified TLS client certificate, `[tls] client_ca`) that
+    /// identify this tenant; unique across tenants. A verified certificate outranks the
+    /// request's access key, which anyone can write.
+    pub client_names: Vec<String>,
     /// The tenant's QoS class, unless a rule says otherwise; `None` = the default class.
     pub class: Option<ClassId>,
     /// The tenant's rates (all its requests together, across cores).
@@ -210,6 +214,7 @@ impl Tenant {
         Tenant {
             name: DEFAULT_TENANT_NAME.to_owned(),
             access_keys: Vec::new(),
+            client_names: Vec::new(),
             class: None,
             rate: RateLimit::unlimited(burst),
             inflight_max: None,

@@ -1168,3 +1168,87 @@ proptest! {
         let _ = parse(&text);
     }
 }
+
+#[test]
+fn tls_listener_and_pool_tls_parse() {
+    let c = parse(
+        "[appliance]\nlisten = [\"127.0.0.1:9000\"]\n\
+         [tls]\nlisten = [\"0.0.0.0:9443\"]\nclient_ca = \"clients.pem\"\nclient_auth = \"optional\"\nhandshake_timeout = \"3s\"\nktls = false\n\
+         [[tls.certificate]]\ncert = \"a.pem\"\nkey = \"a.key\"\n\
+         [[pool]]\nname = \"cloud\"\nnodes = [\"s3.example.com:443\"]\n\
+         tls = { ca = \"ca.pem\", server_name = \"s3.example.com\" }\n",
+    )
+    .unwrap();
+    let tls = c.tls.expect("[tls]");
+    assert_eq!(tls.listen, vec![addr("0.0.0.0:9443")]);
+    assert_eq!(tls.certificates.len(), 1);
+    assert_eq!(tls.client_auth, super::ClientAuth::Optional);
+    assert_eq!(tls.handshake_timeout, std::time::Duration::from_secs(3));
+    assert!(!tls.ktls);
+    let pool_tls = c.pools[0].tls.as_ref().expect("pool tls");
+    assert!(pool_tls.verify);
+    assert_eq!(pool_tls.server_name.as_deref(), Some("s3.example.com"));
+    // Defaults: no [tls], no pool tls.
+    let plain = parse(POOL).unwrap();
+    assert!(plain.tls.is_none() && plain.pools[0].tls.is_none());
+}
+
+#[test]
+fn rejects_bad_tls() {
+    let cert = "[[tls.certificate]]\ncert = \"a.pem\"\nkey = \"a.key\"\n";
+    rejects_with_pool(
+        "[tls]\nktls = true\n",
+        1,
+        "tls.listen",
+        "at least one listen",
+    );
+    rejects_with_pool(
+        "[tls]\nlisten = [\"0.0.0.0:9443\"]\n",
+        1,
+        "tls.certificate",
+        "at least one [[tls.certificate]]",
+    );
+    rejects_with_pool(
+        &format!("[tls]\nlisten = [\"127.0.0.1:9000\"]\n{cert}"),
+        2,
+        "tls.listen[0]",
+        "also a plain-HTTP",
+    );
+    rejects_with_pool(
+        &format!("[tls]\nlisten = [\"0.0.0.0:9443\"]\nclient_auth = \"required\"\n{cert}"),
+        3,
+        "tls.client_auth",
+        "needs tls.client_ca",
+    );
+    rejects_with_pool(
+        &format!("[tls]\nlisten = [\"0.0.0.0:9443\"]\nhandshake_timeout = \"5m\"\n{cert}"),
+        3,
+        "tls.handshake_timeout",
+        "outside",
+    );
+    rejects_with_pool(
+        "[tls]\nlisten = [\"0.0.0.0:9443\"]\n[[tls.certificate]]\ncert = \"\"\nkey = \"k\"\n",
+        4,
+        "tls.certificate[0].cert",
+        "empty path",
+    );
+    rejects(
+        "[[pool]]\nname = \"p\"\nnodes = [\"n:443\"]\ntls = { verify = false, ca = \"x.pem\" }\n",
+        Some(4),
+        "pool[0].tls.verify",
+        "ignores ca",
+    );
+    rejects(
+        "[[pool]]\nname = \"p\"\nnodes = [\"n:443\"]\ntls = { server_name = \"bad name\" }\n",
+        Some(4),
+        "pool[0].tls.server_name",
+        "not a DNS name",
+    );
+    rejects(
+        "[[pool]]\nname = \"a\"\nnodes = [\"n:443\"]\ntls = {}\n\
+         [[pool]]\nname = \"b\"\nnodes = [\"n:443\"]\n",
+        Some(5),
+        "pool[1].tls",
+        "spoken to one way",
+    );
+}

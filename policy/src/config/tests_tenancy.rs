@@ -179,6 +179,7 @@ rate = { bytes_per_sec = "10MiB" }
         c.tenants,
         [
             Tenant {
+                client_names: Vec::new(),
                 name: "training".into(),
                 access_keys: vec!["AKIATRAINING".into(), "minio-train".into()],
                 class: Some(ClassId(1)),
@@ -191,6 +192,7 @@ rate = { bytes_per_sec = "10MiB" }
                 inflight_max: Some(256),
             },
             Tenant {
+                client_names: Vec::new(),
                 name: "anon".into(),
                 access_keys: vec![],
                 class: None,
@@ -711,6 +713,7 @@ fn classify(c: &Config, auth: Option<&str>, method: &str, path: &str, from: &str
         query: None,
         authorization: auth,
         client_ip: ip(from),
+        client_name: None,
     })
 }
 
@@ -784,6 +787,7 @@ fn classification_tenant_rule_class_and_pools() {
         query: Some("X-Amz-Credential=AKIARAG%2F20240101%2Fr%2Fs3%2Faws4_request"),
         authorization: None,
         client_ip: ip("10.0.0.1"),
+        client_name: None,
     });
     assert_eq!(
         (x.tenant, x.bucket.as_deref()),
@@ -827,4 +831,53 @@ fn example_file_tenancy() {
     assert_eq!(c.tenants[1].rate.burst, Duration::from_secs(1));
     assert_eq!(c.rules.len(), 1);
     assert_eq!(c.rules[0].ops, [OpClass::Write, OpClass::Multipart]);
+}
+
+#[test]
+fn a_verified_client_certificate_names_the_tenant_before_any_access_key() {
+    let c = parse_with_pool(
+        "[[tenant]]\nname = \"job-a\"\nclient_names = [\"Job-A.clients.test\"]\n\
+         [[tenant]]\nname = \"keyed\"\naccess_keys = [\"AKIAKEYED\"]\n",
+    );
+    let job_a = c.tenants.iter().position(|t| t.name == "job-a").unwrap();
+    let keyed = c.tenants.iter().position(|t| t.name == "keyed").unwrap();
+    let auth = sigv4("AKIAKEYED");
+    let with_name = |name: Option<&str>, auth: Option<&str>| {
+        c.classify(&Request {
+            method: "GET",
+            host: Some("s3.local"),
+            path: "/b/k",
+            query: None,
+            authorization: auth,
+            client_ip: ip("10.0.0.1"),
+            client_name: name,
+        })
+        .tenant
+        .0
+    };
+    // The certificate decides (names compare case-insensitively), even against a key.
+    assert_eq!(with_name(Some("job-a.clients.test"), Some(&auth)), job_a);
+    // An unlisted certificate name leaves the key to decide.
+    assert_eq!(with_name(Some("other.test"), Some(&auth)), keyed);
+    assert_eq!(with_name(None, Some(&auth)), keyed);
+    // A request cannot claim the certificate's tenant through its access key.
+    let forged = sigv4("tls:job-a.clients.test");
+    assert_eq!(with_name(None, Some(&forged)), c.default_tenant.0);
+}
+
+#[test]
+fn rejects_bad_client_names() {
+    rejects(
+        "[[tenant]]\nname = \"a\"\nclient_names = [\"has space\"]\n",
+        3,
+        "tenant[0].client_names[0]",
+        "not a certificate DNS name",
+    );
+    rejects(
+        "[[tenant]]\nname = \"a\"\nclient_names = [\"x.test\"]\n\
+         [[tenant]]\nname = \"b\"\nclient_names = [\"X.test\"]\n",
+        6,
+        "tenant[1].client_names[0]",
+        "duplicate client name",
+    );
 }

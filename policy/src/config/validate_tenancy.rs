@@ -67,6 +67,10 @@ pub(crate) struct Tenancy {
     pub(crate) rules: Vec<Rule>,
 }
 
+/// Client-certificate names share the tenant index with access keys under this prefix,
+/// which no access key id can contain (`:` is not allowed in one).
+pub(crate) const CLIENT_NAME_PREFIX: &str = "tls:";
+
 /// The raw sections this module validates.
 pub(crate) struct RawTenancy {
     pub(crate) limits: RawLimits,
@@ -315,6 +319,29 @@ fn tenants(
             }
             keys.insert(key.clone(), TenantId(i));
         }
+        let client_names = rt.client_names.unwrap_or_default();
+        let names_path = tenant_path.key("client_names");
+        limit_len(&names_path, client_names.len(), ACCESS_KEYS_PER_TENANT_MAX)?;
+        for (j, n) in client_names.iter().enumerate() {
+            let item = names_path.index(j);
+            let ok = (1..=253).contains(&n.len())
+                && n.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'));
+            if !ok {
+                return Err(Invalid::new(
+                    &item,
+                    format!("{n:?} is not a certificate DNS name"),
+                ));
+            }
+            let name_key = format!("{CLIENT_NAME_PREFIX}{}", n.to_ascii_lowercase());
+            if let Some(&TenantId(other)) = keys.get(&name_key) {
+                return Err(Invalid::new(
+                    &item,
+                    format!("duplicate client name {n:?} (also in tenant[{other}])"),
+                ));
+            }
+            keys.insert(name_key, TenantId(i));
+        }
         let class = rt
             .class
             .map(|c| class_index(&tenant_path.key("class"), &c, classes))
@@ -329,6 +356,7 @@ fn tenants(
         tenants.push(Tenant {
             name,
             access_keys,
+            client_names,
             class,
             rate: rate(&tenant_path, flat, rt.rate, burst)?,
             inflight_max: cap(&tenant_path.key("inflight_max"), rt.inflight_max)?,

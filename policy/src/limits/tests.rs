@@ -39,6 +39,7 @@ fn req(c: &Config, key: Option<&str>, path: &str, client: &str) -> Classified {
         query: None,
         authorization: auth.as_deref(),
         client_ip: client.parse().unwrap(),
+        client_name: None,
     })
 }
 
@@ -549,6 +550,7 @@ proptest! {
             query: query.as_deref(),
             authorization: auth.as_deref(),
             client_ip: IpAddr::from(ip),
+            client_name: None,
         });
         prop_assert!(!c.pools.is_empty());
         let now = start + ms(dt);
