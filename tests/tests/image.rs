@@ -472,3 +472,46 @@ fn uefi_disk_boot() {
     );
     app.power_off();
 }
+
+#[test]
+fn default_config_without_weir_toml() {
+    let _one = one_boot_at_a_time();
+    let scratch = Scratch::new("image-default");
+    let out = image_out();
+    let dir = scratch.path();
+    let image = dir.join("weir.img");
+    std::fs::copy(out.join("weir.img"), &image).expect("copy image");
+    // The user deleted weir.toml from WEIRCFG: the appliance must still come up, with the
+    // built-in default config (S3 on 9000, metrics on 9100).
+    run_checked(
+        "mdel weir.toml",
+        Command::new("mdel")
+            .arg("-i")
+            .arg(format!("{}@@{}", image.display(), config_offset(&out)))
+            .arg("::weir.toml"),
+        Duration::from_secs(30),
+    );
+    let nowhere = free_addr();
+    let mut app = Appliance::boot(Mode::Kernel, &image, nowhere, "", dir);
+    let metrics = app.wait_metrics(BOOT_TIMEOUT);
+    if !metrics.contains("pool=\"unconfigured\"") {
+        app.fail(&format!(
+            "metrics do not show the default config's pool:\n{metrics}"
+        ));
+    }
+    app.wait_serial(
+        "weir-init: no /etc/weir/weir.toml: running the built-in default config",
+        Duration::from_secs(1),
+    );
+    app.wait_serial(
+        "weir run --config /usr/share/weir/default.toml",
+        Duration::from_secs(1),
+    );
+    // The S3 listener answers (no storage is configured: weir's own error, not a hang).
+    let (status, body) = weir_tests::weir::http_request(app.s3, "GET", "/bucket/key")
+        .unwrap_or_else(|e| app.fail(&format!("S3 port: {e}")));
+    if !(500..600).contains(&status) || !body.contains("<Code>") {
+        app.fail(&format!("S3 port answered {status}: {body}"));
+    }
+    app.power_off();
+}
