@@ -13,8 +13,11 @@
 //!   line (`weir.ip=`); also kills weir inside the guest with the kernel's OOM killer
 //!   (SysRq-F sent as a key press through the QEMU monitor: the same SIGKILL a real memory
 //!   exhaustion delivers) and checks that init restarts it and the appliance serves again.
-//! - `bios_disk_boot`: SeaBIOS → gptmbr → syslinux, DHCP.
+//! - `bios_disk_boot`: SeaBIOS → gptmbr → syslinux, a static address from `network.conf`
+//!   (written into WEIRCFG with mcopy, no trailing newline).
 //! - `uefi_disk_boot`: OVMF → systemd-boot, DHCP.
+//! - `default_config_without_weir_toml`: weir.toml deleted from WEIRCFG (mdel): the
+//!   built-in default config serves.
 //!
 //! The image is built by `firmware-image/build.sh` (scripts/test.sh's `image` stage, which
 //! also checks that two builds are identical bit for bit); a missing image fails the test.
@@ -356,14 +359,39 @@ fn metric(body: &str, prefix: &str) -> f64 {
         .sum()
 }
 
-/// Boots `mode` and runs the checks; returns the appliance, still running.
-fn boot_and_serve(mode: Mode, append: &str, scratch: &Scratch) -> (Appliance, S3sFs) {
+/// Writes `text` as network.conf into the image copy's WEIRCFG partition, as a user would.
+fn write_network_conf(image: &Path, offset: u64, text: &str, dir: &Path) {
+    let file = dir.join("network.conf");
+    std::fs::write(&file, text).expect("write network.conf");
+    run_checked(
+        "mcopy network.conf into WEIRCFG",
+        Command::new("mcopy")
+            .arg("-o")
+            .arg("-i")
+            .arg(format!("{}@@{offset}", image.display()))
+            .arg(&file)
+            .arg("::network.conf"),
+        Duration::from_secs(30),
+    );
+}
+
+/// Boots `mode` and runs the checks; returns the appliance, still running. `network`, when
+/// given, replaces network.conf on WEIRCFG.
+fn boot_and_serve(
+    mode: Mode,
+    append: &str,
+    network: Option<&str>,
+    scratch: &Scratch,
+) -> (Appliance, S3sFs) {
     let out = image_out();
     let dir = scratch.path();
     let node = S3sFs::start(dir, "node");
     let image = dir.join("weir.img");
     std::fs::copy(out.join("weir.img"), &image).expect("copy image");
     write_config(&image, config_offset(&out), dir);
+    if let Some(text) = network {
+        write_network_conf(&image, config_offset(&out), text, dir);
+    }
 
     let started = Instant::now();
     let mut app = Appliance::boot(mode, &image, node.addr(), append, dir);
@@ -410,7 +438,12 @@ fn direct_kernel_boot() {
     let _one = one_boot_at_a_time();
     let scratch = Scratch::new("image-kernel");
     // A static address from the kernel command line instead of DHCP (slirp's guest address).
-    let (mut app, node) = boot_and_serve(Mode::Kernel, "weir.ip=10.0.2.15/24,10.0.2.2", &scratch);
+    let (mut app, node) = boot_and_serve(
+        Mode::Kernel,
+        "weir.ip=10.0.2.15/24,10.0.2.2",
+        None,
+        &scratch,
+    );
     app.wait_serial(
         "weir-init: static address 10.0.2.15/24 on eth0",
         Duration::from_secs(1),
@@ -446,13 +479,18 @@ fn direct_kernel_boot() {
 fn bios_disk_boot() {
     let _one = one_boot_at_a_time();
     let scratch = Scratch::new("image-bios");
-    let (mut app, _node) = boot_and_serve(Mode::Bios, "", &scratch);
+    // A static address from network.conf on WEIRCFG (slirp's guest address), no DHCP.
+    let network = "# the boot test\naddress = 10.0.2.15/24\ngateway = 10.0.2.2\ndns = 10.0.2.3";
+    let (mut app, _node) = boot_and_serve(Mode::Bios, "", Some(network), &scratch);
     // syslinux (with its serial console) loaded the kernel.
     app.wait_serial("SYSLINUX 6.", Duration::from_secs(1));
     app.wait_serial(
-        "weir-init: dhcp eth0: lease 10.0.2.15",
+        "weir-init: static address 10.0.2.15/24 on eth0",
         Duration::from_secs(1),
     );
+    if app.serial_log().contains("udhcpc") {
+        app.fail("DHCP ran although network.conf sets a static address");
+    }
     app.power_off();
 }
 
@@ -460,7 +498,7 @@ fn bios_disk_boot() {
 fn uefi_disk_boot() {
     let _one = one_boot_at_a_time();
     let scratch = Scratch::new("image-uefi");
-    let (mut app, _node) = boot_and_serve(Mode::Uefi, "", &scratch);
+    let (mut app, _node) = boot_and_serve(Mode::Uefi, "", None, &scratch);
     // OVMF started the disk's EFI/BOOT/BOOTX64.EFI (systemd-boot), not syslinux.
     app.wait_serial("BdsDxe: starting Boot", Duration::from_secs(1));
     if app.serial_log().contains("SYSLINUX") {
