@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use std::time::SystemTime;
 
 use weir_io::http::{write_request_head, Header, RequestHead};
+use weir_policy::classify::Denied;
 use weir_policy::config::AuthMode;
 use weir_policy::sigv4::{
     self, strip_presigned_params, Identity, KeyLookup, PayloadHash, RequestParts, Scope,
@@ -103,6 +104,25 @@ fn parts(head: &RequestHead) -> RequestParts<'_, impl sigv4::HeaderIter<'_>> {
             .iter()
             .map(|h| (h.name.as_bytes(), h.value.as_slice())),
     )
+}
+
+/// The refusal of a request the tenant's access policy (`buckets`, `pools`) does not allow.
+pub fn denied(denied: Denied, bucket: Option<&str>) -> Refusal {
+    let message = match denied {
+        Denied::Bucket => format!(
+            "Access Denied: the tenant may not use bucket {:?}",
+            bucket.unwrap_or_default()
+        ),
+        Denied::Pool => {
+            "Access Denied: the tenant may not use the pools serving this bucket".into()
+        }
+    };
+    Refusal {
+        status: 403,
+        code: "AccessDenied",
+        message,
+        reason: denied.label(),
+    }
 }
 
 /// Verifies the request's signature when `auth.mode = "verify"`; `Ok` when auth is off.

@@ -387,6 +387,12 @@ async fn handle(
         name(&ep.class_names, classified.class.0),
     ));
 
+    // Access policy: a tenant outside its buckets or pools is refused at the edge.
+    if let Some(denied) = classified.denied {
+        let refusal = identity::denied(denied, classified.bucket.as_deref());
+        return refuse(shard, flow, client, head, &refusal).await;
+    }
+
     // A request a pool of its chain must re-sign, but cannot, is refused before any
     // node hears of it (rather than forwarded with a signature the node rejects).
     if let Err(refusal) = identity::check_resignable(&ep.settings, &classified.pools, head) {

@@ -55,6 +55,28 @@ pub struct Classified {
     /// The client's address in canonical form (IPv4-mapped IPv6 as IPv4), the key of
     /// per-client-IP limits.
     pub client_ip: IpAddr,
+    /// Set when the tenant may not make this request (its `buckets` or `pools`): the
+    /// appliance answers `AccessDenied` and no node sees it.
+    pub denied: Option<Denied>,
+}
+
+/// Why a tenant's request is refused by access policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Denied {
+    /// The bucket matches none of the tenant's `buckets`.
+    Bucket,
+    /// No pool of the request's chain is among the tenant's `pools`.
+    Pool,
+}
+
+impl Denied {
+    /// The `reason` label (of `weir_auth_failures_total`).
+    pub fn label(self) -> &'static str {
+        match self {
+            Denied::Bucket => "bucket_denied",
+            Denied::Pool => "pool_denied",
+        }
+    }
 }
 
 impl Config {
@@ -80,10 +102,25 @@ impl Config {
             .iter()
             .position(|r| r.matches(tenant, bucket, op, client_ip));
         let decided = rule.and_then(|i| self.rules.get(i));
-        let pools = match decided.and_then(|r| r.pools.as_ref()) {
+        let mut pools = match decided.and_then(|r| r.pools.as_ref()) {
             Some(chain) => chain.clone(),
             None => self.route(bucket).to_vec(),
         };
+        let denied = self.tenants.get(tenant.0).and_then(|t| {
+            if let (Some(globs), Some(b)) = (&t.buckets, bucket) {
+                if !globs.iter().any(|g| g.matches(b)) {
+                    return Some(Denied::Bucket);
+                }
+            }
+            let allowed = t.pools.as_ref()?;
+            // The chain keeps its order, cut to the pools the tenant may use: failover
+            // goes only where the tenant is allowed.
+            if !pools.iter().any(|p| allowed.contains(p)) {
+                return Some(Denied::Pool);
+            }
+            pools.retain(|p| allowed.contains(p));
+            None
+        });
         let class = decided
             .and_then(|r| r.class)
             .or_else(|| self.tenants.get(tenant.0).and_then(|t| t.class))
@@ -96,6 +133,7 @@ impl Config {
             pools,
             rule,
             client_ip,
+            denied,
         }
     }
 }

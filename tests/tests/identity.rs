@@ -46,6 +46,11 @@ struct Sites {
 }
 
 fn start_sites(scratch: &Scratch, sizes: &[u64]) -> Sites {
+    start_sites_with(scratch, sizes, "")
+}
+
+/// [`start_sites`] with extra TOML (tenants) in weir's config.
+fn start_sites_with(scratch: &Scratch, sizes: &[u64], extra: &str) -> Sites {
     let dir = scratch.path();
     let site_a = S3sFs::start_with_keys(dir, "site-a", SITE_A_KEY.0, SITE_A_KEY.1);
     let site_b = S3sFs::start_with_keys(dir, "site-b", SITE_B_KEY.0, SITE_B_KEY.1);
@@ -87,7 +92,8 @@ fn start_sites(scratch: &Scratch, sizes: &[u64]) -> Sites {
                 )),
         )
         .route(&["bucket = \"*\"", "pools = [\"siteA\", \"siteB\"]"])
-        .extra("[auth]\nmode = \"verify\"\nsecrets_file = \"tenants.secrets\"\nskew_max = \"15m\"\n");
+        .extra("[auth]\nmode = \"verify\"\nsecrets_file = \"tenants.secrets\"\nskew_max = \"15m\"\n")
+        .extra(extra);
     let weir = Weir::start(&cfg, dir);
     Sites {
         site_a,
@@ -528,4 +534,47 @@ sys.stdout.write(body.decode("utf-8", "replace"))
         String::from_utf8_lossy(&out.stderr)
     );
     (status.trim().parse().unwrap_or(0), body.as_bytes().to_vec())
+}
+
+/// Access policy at the edge: a tenant limited to `pools = ["siteB"]` is served by site B
+/// although site A is preferred and up (the chain is cut to what it may use); a tenant
+/// limited to `buckets = ["public-*"]` asking for another bucket gets `AccessDenied`,
+/// counted, and neither site sees the request.
+#[test]
+fn tenant_access_policy_cuts_pools_and_denies_buckets() {
+    let scratch = Scratch::new("identity-policy");
+    let extra = format!(
+        "[[tenant]]\nname = \"main\"\naccess_keys = [\"{ACCESS_KEY}\"]\npools = [\"siteB\"]\n\
+         [[tenant]]\nname = \"other\"\naccess_keys = [\"OTHERTENANT000000001\"]\nbuckets = [\"public-*\"]\n"
+    );
+    let mut s = start_sites_with(&scratch, &[4096], &extra);
+    let url = format!("{}/seeded/{}", s.weir.endpoint(), s.objects[0].key);
+    let (a0, b0) = (s.seen_a(), seen(&s.relay_b));
+
+    let (status, body) = curl_call(curl_sigv4(), &url, scratch.path());
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(data::sha256_hex(&body), s.objects[0].sha256);
+    assert_eq!(
+        (s.seen_a(), seen(&s.relay_b)),
+        (a0, b0 + 1),
+        "tenant main (pools = [siteB]) was served by site B, not the preferred site A"
+    );
+
+    let (status, body) = curl_call(
+        curl_sigv4_as("OTHERTENANT000000001", "other-secret"),
+        &url,
+        scratch.path(),
+    );
+    assert_eq!(status, 403, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(s3_code(&body), "AccessDenied");
+    assert_eq!(
+        (s.seen_a(), seen(&s.relay_b)),
+        (a0, b0 + 1),
+        "the denied request reached no site"
+    );
+    let denied = s.weir.metric_sum("weir_auth_failures_total", |l| {
+        l.contains("reason=\"bucket_denied\"")
+    });
+    assert_eq!(denied, 1.0, "counted as bucket_denied");
+    s.weir.assert_running();
 }

@@ -211,6 +211,8 @@ pub(crate) struct RawTenant {
     pub(crate) name: String,
     pub(crate) access_keys: Option<Vec<String>>,
     pub(crate) client_names: Option<Vec<String>>,
+    pub(crate) buckets: Option<Vec<String>>,
+    pub(crate) pools: Option<Vec<String>>,
     pub(crate) default: Option<bool>,
     pub(crate) class: Option<String>,
     pub(crate) requests_per_sec: Option<u64>,

@@ -64,6 +64,12 @@ pub struct Tenant {
     /// identify this tenant; unique across tenants. A verified certificate outranks the
     /// request's access key, which anyone can write.
     pub client_names: Vec<String>,
+    /// Buckets the tenant may address (globs); `None` = any. Others are refused at the
+    /// edge with `AccessDenied`.
+    pub buckets: Option<Vec<BucketGlob>>,
+    /// Pools the tenant's requests may be served by (indices into `Config::pools`);
+    /// `None` = any. A route's chain is cut to these; nothing left = `AccessDenied`.
+    pub pools: Option<Vec<usize>>,
     /// The tenant's QoS class, unless a rule says otherwise; `None` = the default class.
     pub class: Option<ClassId>,
     /// The tenant's rates (all its requests together, across cores).
@@ -215,6 +221,8 @@ impl Tenant {
             name: DEFAULT_TENANT_NAME.to_owned(),
             access_keys: Vec::new(),
             client_names: Vec::new(),
+            buckets: None,
+            pools: None,
             class: None,
             rate: RateLimit::unlimited(burst),
             inflight_max: None,

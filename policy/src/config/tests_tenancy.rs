@@ -180,6 +180,8 @@ rate = { bytes_per_sec = "10MiB" }
         [
             Tenant {
                 client_names: Vec::new(),
+                buckets: None,
+                pools: None,
                 name: "training".into(),
                 access_keys: vec!["AKIATRAINING".into(), "minio-train".into()],
                 class: Some(ClassId(1)),
@@ -193,6 +195,8 @@ rate = { bytes_per_sec = "10MiB" }
             },
             Tenant {
                 client_names: Vec::new(),
+                buckets: None,
+                pools: None,
                 name: "anon".into(),
                 access_keys: vec![],
                 class: None,
@@ -879,5 +883,77 @@ fn rejects_bad_client_names() {
         6,
         "tenant[1].client_names[0]",
         "duplicate client name",
+    );
+}
+
+#[test]
+fn tenant_buckets_and_pools_decide_access() {
+    let c = parse(
+        "[[pool]]\nname = \"onprem\"\nnodes = [\"10.0.0.1:9000\"]\npriority = 0\n\
+         [[pool]]\nname = \"cloud\"\nnodes = [\"10.0.0.2:9000\"]\npriority = 1\n\
+         [[route]]\nbucket = \"*\"\npools = [\"onprem\", \"cloud\"]\n\
+         [[route]]\nbucket = \"cloud-*\"\npool = \"cloud\"\n\
+         [[tenant]]\nname = \"lab\"\naccess_keys = [\"AKIALAB\"]\nbuckets = [\"lab-*\", \"shared\"]\npools = [\"onprem\"]\n",
+    )
+    .unwrap();
+    let auth = sigv4("AKIALAB");
+    let at = |path: &str| {
+        c.classify(&Request {
+            method: "GET",
+            host: Some("s3.local"),
+            path,
+            query: None,
+            authorization: Some(&auth),
+            client_ip: ip("10.0.0.9"),
+            client_name: None,
+        })
+    };
+    let ok = at("/lab-1/k");
+    assert_eq!(
+        (ok.denied, ok.pools.clone()),
+        (None, vec![0]),
+        "chain cut to onprem"
+    );
+    assert_eq!(at("/shared/k").denied, None);
+    assert_eq!(at("/other/k").denied, Some(crate::classify::Denied::Bucket));
+    // No bucket (ListBuckets): not a bucket access.
+    assert_eq!(at("/").denied, None);
+    // A bucket only pools the tenant may not use serve.
+    let c2 = parse(
+        "[[pool]]\nname = \"onprem\"\nnodes = [\"10.0.0.1:9000\"]\n\
+         [[pool]]\nname = \"cloud\"\nnodes = [\"10.0.0.2:9000\"]\n\
+         [[route]]\nbucket = \"cloud-*\"\npool = \"cloud\"\n\
+         [[tenant]]\nname = \"lab\"\naccess_keys = [\"AKIALAB\"]\npools = [\"onprem\"]\n",
+    )
+    .unwrap();
+    let d = c2.classify(&Request {
+        method: "GET",
+        host: Some("s3.local"),
+        path: "/cloud-x/k",
+        query: None,
+        authorization: Some(&auth),
+        client_ip: ip("10.0.0.9"),
+        client_name: None,
+    });
+    assert_eq!(d.denied, Some(crate::classify::Denied::Pool));
+    assert!(
+        !d.pools.is_empty(),
+        "the chain stays non-empty even when denied"
+    );
+}
+
+#[test]
+fn rejects_bad_tenant_access_lists() {
+    rejects(
+        "[[tenant]]\nname = \"a\"\nbuckets = []\n",
+        3,
+        "tenant[0].buckets",
+        "deny every bucket",
+    );
+    rejects(
+        "[[tenant]]\nname = \"a\"\npools = [\"nope\"]\n",
+        3,
+        "tenant[0].pools[0]",
+        "nope",
     );
 }

@@ -104,6 +104,7 @@ pub(crate) fn tenancy(
         raw.defaults.tenant,
         &classes,
         limits.burst,
+        pools,
     )?;
     let rules = rules(
         &root.key("rule"),
@@ -263,6 +264,7 @@ fn tenants(
     default_name: Option<String>,
     classes: &[Class],
     burst: Duration,
+    pools: &[Pool],
 ) -> Result<Tenants, Invalid> {
     limit_len(path, raw.len(), TENANTS_MAX)?;
     let mut tenants: Vec<Tenant> = Vec::with_capacity(raw.len() + 1);
@@ -342,6 +344,33 @@ fn tenants(
             }
             keys.insert(name_key, TenantId(i));
         }
+        let buckets = match rt.buckets {
+            None => None,
+            Some(texts) => {
+                let list_path = tenant_path.key("buckets");
+                if texts.is_empty() {
+                    return Err(Invalid::new(
+                        &list_path,
+                        "an empty list would deny every bucket; remove the key to allow all",
+                    ));
+                }
+                limit_len(&list_path, texts.len(), CONDITION_ITEMS_MAX)?;
+                let mut globs = Vec::with_capacity(texts.len());
+                for (j, text) in texts.iter().enumerate() {
+                    globs.push(BucketGlob::new(text).map_err(|e| {
+                        Invalid::new(
+                            &list_path.index(j),
+                            format!("bad bucket glob {text:?}: {e}"),
+                        )
+                    })?);
+                }
+                Some(globs)
+            }
+        };
+        let allowed_pools = rt
+            .pools
+            .map(|names| pool_chain(&tenant_path, None, Some(names), pools))
+            .transpose()?;
         let class = rt
             .class
             .map(|c| class_index(&tenant_path.key("class"), &c, classes))
@@ -357,6 +386,8 @@ fn tenants(
             name,
             access_keys,
             client_names,
+            buckets,
+            pools: allowed_pools,
             class,
             rate: rate(&tenant_path, flat, rt.rate, burst)?,
             inflight_max: cap(&tenant_path.key("inflight_max"), rt.inflight_max)?,
