@@ -693,7 +693,8 @@ impl Bridge {
     async fn inbound(self: Rc<Self>) {
         let mut buf = vec![0u8; RECORD_BYTES_MAX];
         let (mut start, mut end) = (0usize, 0usize);
-        let mut plain = vec![0u8; BRIDGE_CHUNK_BYTES];
+        // One record's plaintext at most is decrypted per step.
+        let mut plain = vec![0u8; 1 << 14];
         loop {
             // Deliver what rustls has decrypted.
             loop {
@@ -773,10 +774,12 @@ impl Bridge {
                 }
             };
             if n == 0 {
-                // weir closed its end: close the TLS session cleanly.
+                // weir closed its end: close the TLS session cleanly, and stop reading
+                // too (weir reads nothing more), which also ends the inbound task even if
+                // the peer never closes.
                 self.conn.borrow_mut().send_close_notify();
                 let _ = flush_tls(&self.tcp, &self.conn).await;
-                sys::shutdown(self.tcp.as_raw_fd(), libc::SHUT_WR);
+                sys::shutdown(self.tcp.as_raw_fd(), libc::SHUT_RDWR);
                 return;
             }
             let written = self.conn.borrow_mut().writer().write_all(&buf[..n]);
