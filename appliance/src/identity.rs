@@ -15,6 +15,7 @@ use std::time::SystemTime;
 use weir_io::http::{write_request_head, Header, RequestHead};
 use weir_policy::classify::Denied;
 use weir_policy::config::AuthMode;
+use weir_policy::route::{is_bucket_name, virtual_host_bucket};
 use weir_policy::sigv4::{
     self, strip_presigned_params, Identity, KeyLookup, PayloadHash, RequestParts, Scope,
     SigV4Error, SigningKey,
@@ -159,8 +160,8 @@ pub fn resigns(settings: &Settings, pool: usize) -> bool {
 }
 
 /// Why a request cannot be re-signed for a pool of `chain`, checked before any node
-/// hears of it: chunk signatures weir does not recompute yet, and virtual-host
-/// addressing (the node's Host would lose the bucket).
+/// hears of it: chunk signatures weir does not recompute yet. (Virtual-host requests are
+/// re-signed path-style, see [`resign`].)
 pub fn check_resignable(
     settings: &Settings,
     chain: &[usize],
@@ -182,22 +183,6 @@ pub fn check_resignable(
                       body's SHA-256"
                 .into(),
             reason: "streaming_resign",
-        });
-    }
-    let suffixes = &settings.config.appliance.virtual_host_suffixes;
-    let host = head.host().unwrap_or("").to_ascii_lowercase();
-    let host = host.rsplit_once(':').map_or(host.as_str(), |(h, _)| h);
-    if suffixes
-        .iter()
-        .any(|s| host.len() > s.len() && host.ends_with(s.as_str()))
-    {
-        return Err(Refusal {
-            status: 501,
-            code: "NotImplemented",
-            message: "virtual-host addressing cannot be re-signed for this bucket's storage \
-                      yet; use path-style requests"
-                .into(),
-            reason: "virtual_host_resign",
         });
     }
     Ok(())
@@ -222,8 +207,20 @@ pub fn resign(
     let mut out = head.clone();
     let (path, query) = head.target.split_once('?').unwrap_or((&head.target, ""));
     let query = strip_presigned_params(query);
+    // A virtual-host request (`bucket.<suffix>` Host) goes to the node path-style: the
+    // node's Host replaces the client's, so the bucket moves into the path.
+    let suffixes = &settings.config.appliance.virtual_host_suffixes;
+    let path = match head
+        .host()
+        .and_then(|h| virtual_host_bucket(h, suffixes))
+        .filter(|b| is_bucket_name(b))
+    {
+        Some(bucket) if path == "/" => format!("/{bucket}"),
+        Some(bucket) => format!("/{bucket}{path}"),
+        None => path.to_owned(),
+    };
     out.target = if query.is_empty() {
-        path.to_owned()
+        path
     } else {
         format!("{path}?{query}")
     };
@@ -355,6 +352,36 @@ mod tests {
         assert_eq!(text.matches("\r\nHost:").count(), 1, "{text}");
         assert_eq!(text.matches("\r\nAuthorization:").count(), 1, "{text}");
         assert!(text.ends_with("\r\n\r\n"));
+    }
+
+    #[test]
+    fn a_virtual_host_request_is_resigned_path_style() {
+        let s = settings("[appliance]\nvirtual_host_suffixes = [\"s3.weir.example\"]\n");
+        let cache = KeyCache::default();
+        let resigned = |raw: &str| {
+            let out = resign(&s, &cache, 0, 0, &head(raw), now())
+                .unwrap()
+                .unwrap();
+            let mut keys = |k: &str| (k == "SITEA").then_some("site-a-secret");
+            sigv4::verify(&parts(&out), &mut keys, now(), SKEW).unwrap();
+            (out.target.clone(), out.host().map(str::to_owned))
+        };
+        assert_eq!(
+            resigned("GET /dir/key%20x?versionId=3 HTTP/1.1\r\nHost: photos.s3.weir.example:9000\r\n\r\n"),
+            ("/photos/dir/key%20x?versionId=3".into(), Some("127.0.0.1:9001".into()))
+        );
+        assert_eq!(
+            resigned("GET /?list-type=2 HTTP/1.1\r\nHost: photos.s3.weir.example\r\n\r\n"),
+            ("/photos?list-type=2".into(), Some("127.0.0.1:9001".into()))
+        );
+        // Path-style requests to the suffix itself keep their path.
+        assert_eq!(
+            resigned("GET /photos/k HTTP/1.1\r\nHost: s3.weir.example\r\n\r\n").0,
+            "/photos/k"
+        );
+        // Nothing is refused for being virtual-host addressed any more.
+        let vh = head("GET /k HTTP/1.1\r\nHost: photos.s3.weir.example\r\n\r\n");
+        assert!(check_resignable(&s, &[0], &vh).is_ok());
     }
 
     #[test]

@@ -24,7 +24,7 @@ pub const REJECT_STATUSES: [u16; 9] = [400, 408, 411, 413, 417, 431, 501, 505, 0
 
 /// `reason` labels of `weir_auth_failures_total`: every `SigV4Error::metric_reason`,
 /// then the edge's own refusals (`crate::identity`). Unknown reasons count as `other`.
-pub const AUTH_FAILURE_REASONS: [&str; 24] = [
+pub const AUTH_FAILURE_REASONS: [&str; 23] = [
     "header_malformed",
     "query_malformed",
     "unsupported_algorithm",
@@ -45,7 +45,6 @@ pub const AUTH_FAILURE_REASONS: [&str; 24] = [
     "unsignable",
     "security_token",
     "streaming_resign",
-    "virtual_host_resign",
     "bucket_denied",
     "pool_denied",
     "other",

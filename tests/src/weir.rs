@@ -100,6 +100,8 @@ pub struct WeirConfig {
     pub routes: Vec<Vec<String>>,
     /// TOML appended as is (`[limits]`, `[[tenant]]`, `[[class]]`, `[defaults]`, …).
     pub extra: String,
+    /// Extra `[appliance]` lines.
+    pub appliance: Vec<String>,
 }
 
 impl WeirConfig {
@@ -117,7 +119,14 @@ impl WeirConfig {
             pools: Vec::new(),
             routes: Vec::new(),
             extra: String::new(),
+            appliance: Vec::new(),
         }
+    }
+
+    /// Adds an `[appliance]` line (`virtual_host_suffixes = ["s3.test"]`).
+    pub fn appliance(mut self, line: &str) -> WeirConfig {
+        self.appliance.push(line.to_string());
+        self
     }
 
     /// Appends raw TOML (tables after the pools and routes).
@@ -166,12 +175,18 @@ impl WeirConfig {
              listen = [\"{listen}\"]\n\
              metrics = \"{metrics}\"\n\
              body_path = \"{body_path}\"\n\
+             {appliance}\
              \n\
              [http]\n\
              header_bytes_max = \"{hbm}\"\n\
              head_timeout = \"{ht}\"\n",
             cores = self.cores,
             body_path = self.body_path.as_str(),
+            appliance = self
+                .appliance
+                .iter()
+                .map(|l| format!("{l}\n"))
+                .collect::<String>(),
             hbm = self.header_bytes_max,
             ht = self.head_timeout,
         );

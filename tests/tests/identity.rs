@@ -46,11 +46,15 @@ struct Sites {
 }
 
 fn start_sites(scratch: &Scratch, sizes: &[u64]) -> Sites {
-    start_sites_with(scratch, sizes, "")
+    start_sites_with(scratch, sizes, |c| c)
 }
 
-/// [`start_sites`] with extra TOML (tenants) in weir's config.
-fn start_sites_with(scratch: &Scratch, sizes: &[u64], extra: &str) -> Sites {
+/// [`start_sites`] with weir's config amended by `amend` (tenants, appliance keys).
+fn start_sites_with(
+    scratch: &Scratch,
+    sizes: &[u64],
+    amend: impl FnOnce(WeirConfig) -> WeirConfig,
+) -> Sites {
     let dir = scratch.path();
     let site_a = S3sFs::start_with_keys(dir, "site-a", SITE_A_KEY.0, SITE_A_KEY.1);
     let site_b = S3sFs::start_with_keys(dir, "site-b", SITE_B_KEY.0, SITE_B_KEY.1);
@@ -92,9 +96,8 @@ fn start_sites_with(scratch: &Scratch, sizes: &[u64], extra: &str) -> Sites {
                 )),
         )
         .route(&["bucket = \"*\"", "pools = [\"siteA\", \"siteB\"]"])
-        .extra("[auth]\nmode = \"verify\"\nsecrets_file = \"tenants.secrets\"\nskew_max = \"15m\"\n")
-        .extra(extra);
-    let weir = Weir::start(&cfg, dir);
+        .extra("[auth]\nmode = \"verify\"\nsecrets_file = \"tenants.secrets\"\nskew_max = \"15m\"\n");
+    let weir = Weir::start(&amend(cfg), dir);
     Sites {
         site_a,
         _site_b: site_b,
@@ -547,7 +550,7 @@ fn tenant_access_policy_cuts_pools_and_denies_buckets() {
         "[[tenant]]\nname = \"main\"\naccess_keys = [\"{ACCESS_KEY}\"]\npools = [\"siteB\"]\n\
          [[tenant]]\nname = \"other\"\naccess_keys = [\"OTHERTENANT000000001\"]\nbuckets = [\"public-*\"]\n"
     );
-    let mut s = start_sites_with(&scratch, &[4096], &extra);
+    let mut s = start_sites_with(&scratch, &[4096], |c| c.extra(&extra));
     let url = format!("{}/seeded/{}", s.weir.endpoint(), s.objects[0].key);
     let (a0, b0) = (s.seen_a(), seen(&s.relay_b));
 
@@ -576,5 +579,39 @@ fn tenant_access_policy_cuts_pools_and_denies_buckets() {
         l.contains("reason=\"bucket_denied\"")
     });
     assert_eq!(denied, 1.0, "counted as bucket_denied");
+    s.weir.assert_running();
+}
+
+/// A virtual-host addressed GET (`seeded.s3.weir.test` Host, signed by the client for that
+/// Host) is verified at the edge and re-signed path-style for site A (`/seeded/<key>`,
+/// the node's Host): the body arrives whole, and site A saw a path-style request line.
+#[test]
+fn a_virtual_host_request_is_resigned_path_style_for_the_site() {
+    let scratch = Scratch::new("identity-vhost");
+    let mut s = start_sites_with(&scratch, &[64 * 1024], |c| {
+        c.appliance("virtual_host_suffixes = [\"s3.weir.test\"]")
+    });
+    let port = s.weir.addr().port();
+    let key = s.objects[0].key.clone();
+    let url = format!("http://seeded.s3.weir.test:{port}/{key}");
+    let mut cmd = curl_sigv4();
+    cmd.arg("--resolve")
+        .arg(format!("seeded.s3.weir.test:{port}:127.0.0.1"));
+    let (status, body) = curl_call(cmd, &url, scratch.path());
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(data::sha256_hex(&body), s.objects[0].sha256, "body");
+    let lines = s
+        .relay_a
+        .as_ref()
+        .map(|r| r.counters().non_probe_request_lines())
+        .unwrap_or_default();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with(&format!("GET /seeded/{key} "))),
+        "site A saw the request path-style: {lines:?}"
+    );
+    let failures = s.weir.metric_sum("weir_auth_failures_total", |_| true);
+    assert_eq!(failures, 0.0, "nothing refused");
     s.weir.assert_running();
 }

@@ -12,4 +12,6 @@ mod s3;
 
 pub use cidr::{Cidr, CidrError};
 pub use glob::{BucketGlob, GlobError};
-pub use s3::{bucket_of, is_bucket_name, op_class, s3_target, OpClass, S3Target};
+pub use s3::{
+    bucket_of, is_bucket_name, op_class, s3_target, virtual_host_bucket, OpClass, S3Target,
+};

@@ -53,7 +53,7 @@ pub fn bucket_of(
 
 /// The part of `host` before a matching virtual-host suffix, if any (may be invalid as a
 /// bucket name; the caller checks). A host equal to a suffix is path-style.
-fn virtual_host_bucket<'a>(host: &'a str, suffixes: &[String]) -> Option<&'a str> {
+pub fn virtual_host_bucket<'a>(host: &'a str, suffixes: &[String]) -> Option<&'a str> {
     if host.starts_with('[') {
         return None; // an IPv6 literal never carries a bucket
     }
