@@ -117,8 +117,8 @@ build_once() {
     # same way (sorted by name).
     find "$CACHE/ca/usr/share/ca-certificates/mozilla" -name '*.crt' | sort | xargs cat \
         >"$r/etc/ssl/certs/ca-certificates.crt"
-    printf 'root:x:0:0:root:/:/bin/sh\n' >"$r/etc/passwd"
-    printf 'root:x:0:\n' >"$r/etc/group"
+    printf 'root:x:0:0:root:/:/bin/sh\nweir:x:100:100:weir:/:/bin/false\n' >"$r/etc/passwd"
+    printf 'root:x:0:\nweir:x:100:\n' >"$r/etc/group"
 
     # Modules of the flavour plus their dependencies (modules.dep of the whole kernel).
     local mdir="$KROOT/lib/modules/$KVER"

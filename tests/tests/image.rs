@@ -12,7 +12,8 @@
 //! - `direct_kernel_boot`: `-kernel`/`-initrd` with a static address from the kernel command
 //!   line (`weir.ip=`); also kills weir inside the guest with the kernel's OOM killer
 //!   (SysRq-F sent as a key press through the QEMU monitor: the same SIGKILL a real memory
-//!   exhaustion delivers) and checks that init restarts it and the appliance serves again.
+//!   exhaustion delivers) and checks that init restarts it and the appliance serves again;
+//!   the kernel's OOM report also shows that weir ran as uid 100, not root.
 //! - `bios_disk_boot`: SeaBIOS → gptmbr → syslinux, a static address from `network.conf`
 //!   (written into WEIRCFG with mcopy, no trailing newline).
 //! - `uefi_disk_boot`: OVMF → systemd-boot, DHCP.
@@ -468,8 +469,16 @@ fn direct_kernel_boot() {
             "weir_requests_total is {requests} right after the restart (not a new process?)"
         ));
     }
-    if !app.serial_log().contains("Out of memory: Killed process") {
+    // Init quotes the kernel's reason; weir runs unprivileged (uid 100), not as root.
+    let log = app.serial_log();
+    let Some(oom) = log
+        .lines()
+        .find(|l| l.contains("Out of memory: Killed process") && l.contains("(weir)"))
+    else {
         app.fail("init did not log the kernel's OOM kill of weir");
+    };
+    if !oom.contains("UID:100 ") {
+        app.fail(&format!("weir did not run as uid 100: {oom}"));
     }
     put_get(&app, &node, "after-restart", 9, MIB, scratch.path());
     app.power_off();
