@@ -47,14 +47,14 @@ apt_download() {
     echo "    downloading: ${missing[*]}"
     # apt-get download writes into the current folder; as root it warns that the _apt user
     # cannot write there, which is harmless.
-    if ! (cd "$DEBS" && apt-get download -q "${missing[@]}" 2>&1 | grep -v '^W: Download is performed unsandboxed'); then
+    if ! (cd "$DEBS" && apt-get download -qq "${missing[@]}" 2>&1 | grep -v '^W: Download is performed unsandboxed'); then
         :
     fi
     for p in "${missing[@]}"; do
         if ! compgen -G "$DEBS/${p}_*.deb" >/dev/null; then
             # A fresh machine may have no package lists yet.
             apt-get update -qq
-            (cd "$DEBS" && apt-get download -q "$p" 2>&1 | grep -v '^W: Download is performed unsandboxed' || true)
+            (cd "$DEBS" && apt-get download -qq "$p" 2>&1 | grep -v '^W: Download is performed unsandboxed' || true)
             compgen -G "$DEBS/${p}_*.deb" >/dev/null || { echo "cannot download $p" >&2; exit 1; }
         fi
     done
