@@ -14,6 +14,7 @@
 //!   target/ci/weir-bench-run --weir target/ci/weir
 //!   target/ci/weir-bench-run --smoke            # ~3 minutes, results under bench/results/raw/smoke
 //!   target/ci/weir-bench-run --scenarios noisy-neighbour
+//!   target/ci/weir-bench-run --scenarios tls-get   # HTTPS through weir (rustls, kTLS) and HAProxy
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -28,6 +29,7 @@ use weir_bench::runner::peers::{self, Binaries, Kind, Target};
 use weir_bench::runner::procs::{self, CpuSnapshot, Managed};
 use weir_bench::runner::report::{self, RunMeta};
 use weir_bench::runner::seaweed::{self, Cluster, ClusterInfo};
+use weir_bench::runner::tls::{self, TlsRun};
 use weir_bench::runner::{FailoverRun, Measurement, Scenario, FAILOVER_BIN_S};
 use weir_bench::sigv4::{Credentials, Signer};
 use weir_bench::units::parse_duration;
@@ -84,13 +86,13 @@ struct Cli {
     #[arg(long, default_value = "5s")]
     duration: String,
     /// Scenarios to run (comma-separated): large-get, small-get, large-put,
-    /// noisy-neighbour, failover, seaweed. bench/results/README.md (the index) is
+    /// noisy-neighbour, failover, tls-get, seaweed. bench/results/README.md (the index) is
     /// rewritten only by a run of all of them; a partial run leaves its index in the raw
     /// folder.
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "large-get,small-get,large-put,noisy-neighbour,failover,seaweed"
+        default_value = "large-get,small-get,large-put,noisy-neighbour,failover,tls-get,seaweed"
     )]
     scenarios: Vec<String>,
     /// SeaweedFS' weed binary for the seaweed scenario (default: .cache/bench-venv/bin/weed,
@@ -107,6 +109,9 @@ struct Cli {
     /// Stream counts of the large-GET scenario.
     #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
     streams: Vec<usize>,
+    /// Stream counts of the tls-get scenario (parallel curl processes).
+    #[arg(long, value_delimiter = ',', default_value = "1,8")]
+    tls_streams: Vec<usize>,
     /// Check every body byte in the timed large-GET cells too (costs the client
     /// ~0.3 CPU-s/GB on the same cores).
     #[arg(long)]
@@ -230,7 +235,7 @@ fn main() -> Result<()> {
     let sim_scenarios: Vec<Scenario> = scenarios
         .iter()
         .copied()
-        .filter(|s| *s != Scenario::Seaweed)
+        .filter(|s| *s != Scenario::Seaweed && *s != Scenario::TlsGet)
         .collect();
     let mut kinds = cli
         .targets
@@ -271,7 +276,8 @@ fn main() -> Result<()> {
         Some(path) => path.clone(),
         None => std::env::current_exe()?.with_file_name("weir-sim"),
     };
-    if !sim_scenarios.is_empty() && !sim_binary.exists() {
+    let tls_get = scenarios.contains(&Scenario::TlsGet);
+    if (!sim_scenarios.is_empty() || tls_get) && !sim_binary.exists() {
         bail!("weir-sim not found at {} (use --sim)", sim_binary.display());
     }
     let weed = if scenarios.contains(&Scenario::Seaweed) {
@@ -429,6 +435,21 @@ fn main() -> Result<()> {
         bench.sims.clear();
     }
 
+    let mut tls_run = None;
+    let mut tls_error = None;
+    if tls_get {
+        match bench.tls_get() {
+            Ok(run) => tls_run = Some(run),
+            Err(err) => {
+                let note = format!("tls-get: not measured: {err:#}");
+                println!("{note}");
+                bench.note(note);
+                tls_error = Some(err);
+            }
+        }
+        bench.sims.clear();
+    }
+
     let seaweed_cells = seaweed_cells(&bench.cli)?;
     let mut cluster_info = None;
     let mut seaweed_error = None;
@@ -462,15 +483,21 @@ fn main() -> Result<()> {
         &noisy_runs,
         &failover_runs,
         cluster_info.as_ref(),
+        tls_run.as_ref(),
     )?;
     println!(
         "weir-bench-run: done in {:.0} s; pages in {}",
         started.elapsed().as_secs_f64(),
         bench.cli.out.display()
     );
-    match seaweed_error {
-        Some(err) => Err(err.context("the seaweed scenario failed (its page was not written)")),
-        None => Ok(()),
+    match (seaweed_error, tls_error) {
+        (Some(err), _) => {
+            Err(err.context("the seaweed scenario failed (its page was not written)"))
+        }
+        (None, Some(err)) => {
+            Err(err.context("the tls-get scenario failed (its page was not written)"))
+        }
+        (None, None) => Ok(()),
     }
 }
 
@@ -554,7 +581,10 @@ fn cells(cli: &Cli, scenarios: &[Scenario]) -> Result<Vec<Cell>> {
                 op: Op::Put,
                 verify: true,
             }),
-            Scenario::NoisyNeighbour | Scenario::Failover | Scenario::Seaweed => {}
+            Scenario::NoisyNeighbour
+            | Scenario::Failover
+            | Scenario::Seaweed
+            | Scenario::TlsGet => {}
         }
     }
     Ok(out)
@@ -933,6 +963,31 @@ impl Bench {
         Ok((info, measurements))
     }
 
+    /// The tls-get scenario over the simulators (started again if an earlier scenario
+    /// stopped them); its proxies are its own.
+    fn tls_get(&mut self) -> Result<TlsRun> {
+        if self.cli.tls_streams.is_empty() || self.cli.tls_streams.contains(&0) {
+            bail!("--tls-streams must be at least 1");
+        }
+        if self.sims.is_empty() {
+            for i in 0..NODES {
+                let sim = self.start_sim(i)?;
+                self.sims.push(sim);
+            }
+        }
+        let setup = tls::Setup {
+            binaries: &self.binaries,
+            nodes: &self.node_addrs,
+            run_dir: &self.run_dir,
+            base_port: self.cli.base_port,
+            rounds: self.cli.rounds,
+            duration: self.duration,
+            streams: &self.cli.tls_streams,
+            keys: Synthetic::parse(LARGE_KEYS)?,
+        };
+        tls::run(&setup, &mut self.records)
+    }
+
     fn load_config(&self, target: usize, cell: &Cell, duration: Duration) -> LoadConfig {
         let mut config =
             LoadConfig::new(self.targets[target].addrs.clone(), vec![cell.keys.clone()]);
@@ -1292,6 +1347,7 @@ fn write_pages(
     noisy_runs: &[NoisyRun],
     failover_runs: &[FailoverRun],
     cluster: Option<&ClusterInfo>,
+    tls_run: Option<&TlsRun>,
 ) -> Result<()> {
     let out = &bench.cli.out;
     std::fs::create_dir_all(out)?;
@@ -1317,6 +1373,10 @@ fn write_pages(
             Scenario::Seaweed => match cluster {
                 Some(info) => report::seaweed_page(meta, info, &labels, &mine),
                 // Not measured (the error is printed and returned): no page.
+                None => continue,
+            },
+            Scenario::TlsGet => match tls_run {
+                Some(run) => tls::page(meta, run),
                 None => continue,
             },
         };

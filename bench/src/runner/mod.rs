@@ -10,7 +10,9 @@
 //! - `report`: the result pages;
 //! - `noisy`: the noisy-neighbour scenario's records (two tenants, per-key node counts);
 //! - `seaweed`: the real-cluster scenario's SeaweedFS cluster (one `weed server`, three
-//!   `weed s3` gateways that verify SigV4).
+//!   `weed s3` gateways that verify SigV4);
+//! - `tls`: the TLS scenario (curl over HTTPS through weir's rustls and kTLS paths and
+//!   HAProxy), self-contained from its proxies to its page.
 //!
 //! The binary (`src/bin/weir-bench-run.rs`) drives the rounds; everything here is the
 //! vocabulary it records results in.
@@ -22,6 +24,7 @@ pub mod report;
 pub mod seaweed;
 pub mod stats;
 pub mod svg;
+pub mod tls;
 
 use crate::load::{ErrorCounts, Summary};
 use peers::Kind;
@@ -40,6 +43,9 @@ pub enum Scenario {
     NoisyNeighbour,
     /// 64 MiB GETs on 16 streams while one of three nodes is SIGKILLed.
     Failover,
+    /// 64 MiB GETs over HTTPS (curl) through weir's rustls and kTLS paths and HAProxy,
+    /// beside the same over plain HTTP: proxy CPU-s/GB of TLS termination (issue 7).
+    TlsGet,
     /// A SeaweedFS cluster with 3 S3 gateways (SigV4 verified) instead of the simulators:
     /// 64 MiB GETs on 16 streams and 4 KiB GETs on 64 connections.
     Seaweed,
@@ -47,12 +53,13 @@ pub enum Scenario {
 
 impl Scenario {
     /// Every scenario, in run order.
-    pub const ALL: [Scenario; 6] = [
+    pub const ALL: [Scenario; 7] = [
         Scenario::LargeGet,
         Scenario::SmallGet,
         Scenario::LargePut,
         Scenario::NoisyNeighbour,
         Scenario::Failover,
+        Scenario::TlsGet,
         Scenario::Seaweed,
     ];
 
@@ -64,6 +71,7 @@ impl Scenario {
             Scenario::LargePut => "large-put",
             Scenario::NoisyNeighbour => "noisy-neighbour",
             Scenario::Failover => "failover",
+            Scenario::TlsGet => "tls-get",
             Scenario::Seaweed => "seaweed",
         }
     }
@@ -91,6 +99,7 @@ impl Scenario {
             Scenario::Seaweed => {
                 "A real cluster: SeaweedFS with 3 S3 gateways (SigV4 verified) behind each proxy"
             }
+            Scenario::TlsGet => "Large GET over TLS: 64 MiB objects, rustls vs kTLS vs HAProxy",
         }
     }
 }

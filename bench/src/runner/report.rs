@@ -119,7 +119,8 @@ fn verdict(what: &str, a: Option<Spread>, b: Option<Spread>, bound: f64, at_most
     format!("| {what} | {median:.2} ({low:.2}–{high:.2}) | {sign} {bound} | {result} |")
 }
 
-fn header(out: &mut String, meta: &RunMeta, title: &str) {
+/// The page title, the run line and the exact command.
+pub(crate) fn header(out: &mut String, meta: &RunMeta, title: &str) {
     let _ = writeln!(out, "# {title}\n");
     let _ = writeln!(
         out,
@@ -142,7 +143,7 @@ fn footer(out: &mut String, meta: &RunMeta, measurements: &[&Measurement]) {
 }
 
 /// The footer, given the load averages at the start of every cell (or phase).
-fn footer_with_loads(out: &mut String, meta: &RunMeta, loads: &[f64]) {
+pub(crate) fn footer_with_loads(out: &mut String, meta: &RunMeta, loads: &[f64]) {
     if let Some(load) = Spread::of(loads) {
         let _ = writeln!(
             out,
