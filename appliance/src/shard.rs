@@ -390,7 +390,12 @@ async fn serve_tls_client(shard: &Shard, stream: monoio::net::TcpStream, peer: S
         }
         Err(e) => {
             shard.metrics().tls_failure(0, e.failure.label());
-            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+            if e.failure == weir_io::tls::Failure::Ktls {
+                // The kernel passed the probe but refused a session's keys: worth a look.
+                tracing::warn!(%peer, error = %e, "kernel TLS refused the session keys");
+            } else {
+                tracing::debug!(%peer, error = %e, "TLS handshake failed");
+            }
         }
     }
 }
