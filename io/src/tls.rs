@@ -1014,37 +1014,32 @@ mod ktls {
         if iv.len() != 12 {
             return Err(bad());
         }
+        // The AES-GCM structs differ only in key size: one body for both.
+        macro_rules! aes_gcm {
+            ($info:ty, $cipher_type:expr) => {{
+                // SAFETY: a plain C struct of integers and byte arrays.
+                let mut info: $info = unsafe { std::mem::zeroed() };
+                if key.len() != info.key.len() {
+                    return Err(bad());
+                }
+                info.info.version = version;
+                info.info.cipher_type = $cipher_type;
+                info.key.copy_from_slice(key);
+                info.salt.copy_from_slice(&iv[..4]);
+                info.iv.copy_from_slice(&iv[4..]);
+                info.rec_seq = rec_seq;
+                setsockopt(fd, direction, &info)
+            }};
+        }
         match cipher {
-            Cipher::Aes128Gcm => {
-                let mut info: libc::tls12_crypto_info_aes_gcm_128 =
-                    // SAFETY: a plain C struct of integers and byte arrays.
-                    unsafe { std::mem::zeroed() };
-                if key.len() != info.key.len() {
-                    return Err(bad());
-                }
-                info.info.version = version;
-                info.info.cipher_type = libc::TLS_CIPHER_AES_GCM_128;
-                info.key.copy_from_slice(key);
-                info.salt.copy_from_slice(&iv[..4]);
-                info.iv.copy_from_slice(&iv[4..]);
-                info.rec_seq = rec_seq;
-                setsockopt(fd, direction, &info)
-            }
-            Cipher::Aes256Gcm => {
-                let mut info: libc::tls12_crypto_info_aes_gcm_256 =
-                    // SAFETY: as above.
-                    unsafe { std::mem::zeroed() };
-                if key.len() != info.key.len() {
-                    return Err(bad());
-                }
-                info.info.version = version;
-                info.info.cipher_type = libc::TLS_CIPHER_AES_GCM_256;
-                info.key.copy_from_slice(key);
-                info.salt.copy_from_slice(&iv[..4]);
-                info.iv.copy_from_slice(&iv[4..]);
-                info.rec_seq = rec_seq;
-                setsockopt(fd, direction, &info)
-            }
+            Cipher::Aes128Gcm => aes_gcm!(
+                libc::tls12_crypto_info_aes_gcm_128,
+                libc::TLS_CIPHER_AES_GCM_128
+            ),
+            Cipher::Aes256Gcm => aes_gcm!(
+                libc::tls12_crypto_info_aes_gcm_256,
+                libc::TLS_CIPHER_AES_GCM_256
+            ),
             Cipher::Chacha20Poly1305 => {
                 let mut info: libc::tls12_crypto_info_chacha20_poly1305 =
                     // SAFETY: as above.
