@@ -777,8 +777,18 @@ fn answer(
                 text("503 Service Unavailable", "no pool has a routable node")
             }
         }
-        ("GET", "/nodes") => ("200 OK", "application/json", admin.nodes_json()),
-        ("GET", "/flows") => ("200 OK", "application/json", admin.flows_json()),
+        // Live flows name clients, buckets and keys: on the metrics port (often bound
+        // wide for Prometheus) only from loopback; elsewhere through the admin port.
+        ("GET", "/nodes") if is_admin || loopback => {
+            ("200 OK", "application/json", admin.nodes_json())
+        }
+        ("GET", "/flows") if is_admin || loopback => {
+            ("200 OK", "application/json", admin.flows_json())
+        }
+        ("GET", "/nodes" | "/flows") => text(
+            "403 Forbidden",
+            "nodes and flows: use the admin port (or loopback on the metrics port)",
+        ),
         ("POST", "/reload") if may_reload => match admin.reloader.reload() {
             Ok(msg) => text("200 OK", &msg),
             Err(why) => text("400 Bad Request", &format!("reload rejected: {why}")),

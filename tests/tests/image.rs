@@ -42,6 +42,7 @@ use weir_tests::nodes::S3sFs;
 use weir_tests::ports::free_addr;
 use weir_tests::process::{log_tail, run_checked, Proc};
 use weir_tests::tools::{cache_dir, repo_root};
+use weir_tests::weir::http_request;
 
 const MIB: u64 = 1 << 20;
 /// Where `guestfwd` catches the guest's connections to the storage node.
@@ -288,7 +289,6 @@ fn get_metrics(addr: SocketAddr) -> Option<String> {
     head.starts_with("HTTP/1.1 200").then(|| body.to_string())
 }
 
-/// Writes the test's weir.toml into the image copy's WEIRCFG partition with mcopy.
 /// Writes the test config into WEIRCFG: plain S3 on 9000, HTTPS on 9443 with a
 /// certificate from a CA of the test's (`dir/edge-ca.pem`; the certificate and key go onto
 /// the partition beside weir.toml, where relative paths point).
@@ -431,6 +431,16 @@ fn boot_and_serve(
     );
     if !metrics.contains("weir_info{version=") || !metrics.contains("driver=\"io_uring\"") {
         app.fail(&format!("unexpected metrics:\n{metrics}"));
+    }
+    // The metrics port is bound wide for Prometheus; live flows (clients, buckets, keys)
+    // and node details are not for everyone who reaches it: from outside the guest, 403.
+    for path in ["/flows", "/nodes"] {
+        match http_request(app.metrics, "GET", path) {
+            Ok((403, _)) => {}
+            other => app.fail(&format!(
+                "GET {path} on the metrics port from outside: {other:?}"
+            )),
+        }
     }
     let log = app.serial_log();
     for line in [
