@@ -304,8 +304,8 @@ pub struct Accepted {
     pub prefix: Vec<u8>,
     /// Which path encrypts from now on.
     pub path: TlsPath,
-    /// The first DNS name (else the common-name-free subject is not used) of a verified
-    /// client certificate — the client's identity for tenancy.
+    /// The first subjectAltName DNS name of a verified client certificate (the subject's
+    /// common name is not used) — the client's identity for tenancy.
     pub client_name: Option<String>,
 }
 
@@ -820,11 +820,6 @@ async fn write_all_unix(stream: &UnixStream, mut data: &[u8]) -> io::Result<()> 
 
 /// What this kernel can offload, probed once per process (see [`ktls::probe`]).
 static KERNEL: std::sync::OnceLock<ktls::Support> = std::sync::OnceLock::new();
-
-/// Whether this kernel offers kTLS for at least one cipher weir negotiates.
-pub fn ktls_available() -> bool {
-    KERNEL.get_or_init(ktls::probe).any()
-}
 
 mod ktls {
     //! The kernel TLS interface (Documentation/networking/tls.rst): attach the `tls`
