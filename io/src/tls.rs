@@ -332,12 +332,13 @@ impl Write for Fd {
 async fn read_exact(stream: &TcpStream, buf: &mut [u8]) -> io::Result<()> {
     let mut got = 0;
     while got < buf.len() {
-        match sys::recv(stream.as_raw_fd(), &mut buf[got..]) {
-            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
-            Ok(n) => got += n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => stream.readable(false).await?,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
+        match recv_ready(stream.as_raw_fd(), &mut buf[got..], || {
+            stream.readable(false)
+        })
+        .await?
+        {
+            0 => return Err(io::ErrorKind::UnexpectedEof.into()),
+            n => got += n,
         }
     }
     Ok(())
@@ -719,20 +720,10 @@ impl Bridge {
                 }
             }
             if start == end {
-                let n = match sys::recv(self.tcp.as_raw_fd(), &mut buf) {
-                    Ok(n) => n,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        if self.tcp.readable(false).await.is_err() {
-                            self.abort();
-                            return;
-                        }
-                        continue;
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(_) => {
-                        self.abort();
-                        return;
-                    }
+                let read = recv_ready(self.tcp.as_raw_fd(), &mut buf, || self.tcp.readable(false));
+                let Ok(n) = read.await else {
+                    self.abort();
+                    return;
                 };
                 if n == 0 {
                     // TCP closed without close_notify: the plaintext side ends too (a
@@ -762,20 +753,12 @@ impl Bridge {
     async fn outbound(self: Rc<Self>) {
         let mut buf = vec![0u8; BRIDGE_CHUNK_BYTES];
         loop {
-            let n = match sys::recv(self.plain.as_raw_fd(), &mut buf) {
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if self.plain.readable(false).await.is_err() {
-                        self.abort();
-                        return;
-                    }
-                    continue;
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => {
-                    self.abort();
-                    return;
-                }
+            let read = recv_ready(self.plain.as_raw_fd(), &mut buf, || {
+                self.plain.readable(false)
+            });
+            let Ok(n) = read.await else {
+                self.abort();
+                return;
             };
             if n == 0 {
                 // weir closed its end: close the TLS session cleanly, and stop reading
@@ -803,6 +786,22 @@ impl Bridge {
     fn abort(&self) {
         sys::shutdown(self.plain.as_raw_fd(), libc::SHUT_RDWR);
         sys::shutdown(self.tcp.as_raw_fd(), libc::SHUT_RDWR);
+    }
+}
+
+/// Reads what is there from a nonblocking descriptor, waiting with `readable` when nothing
+/// is; `Ok(0)` is end of stream.
+async fn recv_ready<F, R>(fd: RawFd, buf: &mut [u8], readable: F) -> io::Result<usize>
+where
+    F: Fn() -> R,
+    R: std::future::Future<Output = io::Result<()>>,
+{
+    loop {
+        match sys::recv(fd, buf) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => readable().await?,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            other => return other,
+        }
     }
 }
 
