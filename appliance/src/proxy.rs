@@ -743,9 +743,35 @@ async fn charge(pacer: &dyn Pacer, mut bytes: u64) {
     }
 }
 
-/// Answers a request refused at the edge by identity (verification failed, or a pool
-/// cannot re-sign it) and counts it; no node saw it. A request without a body keeps its
-/// connection; one with a body closes, since weir did not read the body.
+/// An S3 error answer weir gives itself before any node is asked, and whether the client
+/// connection may carry another request: only when the request had no body to drain (so
+/// the next head is where it should be) and weir is not draining. HEAD gets no body.
+fn edge_answer(
+    shard: &Shard,
+    head: &RequestHead,
+    status: u16,
+    code: &str,
+    message: &str,
+) -> (Vec<u8>, bool) {
+    let keep = head.keep_alive
+        && head.minor_version > 0
+        && matches!(head.framing, BodyFraming::None | BodyFraming::Length(0))
+        && !signals::draining();
+    let rid = shard.request_id();
+    let render = if head.method == Method::Head {
+        s3_error_response_head_only
+    } else {
+        s3_error_response
+    };
+    (
+        render(status, code, message, head.path(), &rid, !keep),
+        keep,
+    )
+}
+
+/// Answers a request refused at the edge by identity (verification failed, a pool cannot
+/// re-sign it, or access policy) and counts it; no node saw it. A request without a body
+/// keeps its connection; one with a body closes, since weir did not read the body.
 async fn refuse(
     shard: &Shard,
     flow: &Flow,
@@ -762,30 +788,7 @@ async fn refuse(
     shard.metrics().auth_failure(refusal.reason);
     shard.metrics().request(refusal.status);
     flow.status.set(refusal.status);
-    let keep = head.keep_alive
-        && head.minor_version > 0
-        && matches!(head.framing, BodyFraming::None | BodyFraming::Length(0))
-        && !signals::draining();
-    let rid = shard.request_id();
-    let bytes = if head.method == Method::Head {
-        s3_error_response_head_only(
-            refusal.status,
-            refusal.code,
-            &refusal.message,
-            head.path(),
-            &rid,
-            !keep,
-        )
-    } else {
-        s3_error_response(
-            refusal.status,
-            refusal.code,
-            &refusal.message,
-            head.path(),
-            &rid,
-            !keep,
-        )
-    };
+    let (bytes, keep) = edge_answer(shard, head, refusal.status, refusal.code, &refusal.message);
     write_timed(client, &bytes, Duration::from_secs(5))
         .await
         .is_ok()
@@ -805,17 +808,8 @@ async fn shed_request(
     flow.shed.set(Some(shed.reason.label()));
     flow.status.set(503);
     shard.metrics().request(503);
-    let keep = head.keep_alive
-        && head.minor_version > 0
-        && matches!(head.framing, BodyFraming::None | BodyFraming::Length(0))
-        && !signals::draining();
-    let rid = shard.request_id();
     let message = "Please reduce your request rate.";
-    let mut bytes = if head.method == Method::Head {
-        s3_error_response_head_only(503, "SlowDown", message, head.path(), &rid, !keep)
-    } else {
-        s3_error_response(503, "SlowDown", message, head.path(), &rid, !keep)
-    };
+    let (mut bytes, keep) = edge_answer(shard, head, 503, "SlowDown", message);
     add_retry_after(&mut bytes, shed.retry_after);
     write_timed(client, &bytes, Duration::from_secs(5))
         .await
