@@ -36,11 +36,11 @@ const TRAILER_SIGNATURE_NAME: &[u8] = b"x-amz-trailer-signature";
 
 /// The signature chain of one streaming upload: key, time, scope, previous signature.
 #[derive(Clone, Debug)]
-struct Chain {
+pub(super) struct Chain {
     key: SigningKey,
     /// `<time>\n<scope>\n`, the middle of every string to sign.
     time_scope: Vec<u8>,
-    previous: Signature,
+    pub(super) previous: Signature,
 }
 
 impl Chain {
@@ -53,7 +53,7 @@ impl Chain {
         }
     }
 
-    fn chunk_signature(&self, data_hash: [u8; 32]) -> Signature {
+    pub(super) fn chunk_signature(&self, data_hash: [u8; 32]) -> Signature {
         self.key.sign(&[
             b"AWS4-HMAC-SHA256-PAYLOAD\n",
             &self.time_scope,
@@ -65,7 +65,7 @@ impl Chain {
         ])
     }
 
-    fn trailer_signature(&self, trailers_hash: [u8; 32]) -> Signature {
+    pub(super) fn trailer_signature(&self, trailers_hash: [u8; 32]) -> Signature {
         self.key.sign(&[
             b"AWS4-HMAC-SHA256-TRAILER\n",
             &self.time_scope,
@@ -74,10 +74,25 @@ impl Chain {
             &hex32(&trailers_hash),
         ])
     }
+
+    /// Accepts `claimed` if it is `expected`, which becomes the previous signature.
+    pub(super) fn accept(
+        &mut self,
+        expected: Signature,
+        claimed: &Signature,
+    ) -> Result<(), SigV4Error> {
+        if !expected.ct_eq(claimed) {
+            return Err(SigV4Error::ChunkSignatureDoesNotMatch);
+        }
+        self.previous = expected;
+        Ok(())
+    }
 }
 
 /// SHA-256 of the canonical trailers: `name:value\n` per trailer, in the order sent.
-fn trailers_hash<'t>(trailers: impl IntoIterator<Item = (&'t [u8], &'t [u8])>) -> [u8; 32] {
+pub(super) fn trailers_hash<'t>(
+    trailers: impl IntoIterator<Item = (&'t [u8], &'t [u8])>,
+) -> [u8; 32] {
     let mut hasher = Sha256::new();
     let mut line = Vec::with_capacity(128);
     for (name, value) in trailers {
@@ -143,12 +158,18 @@ impl ChunkVerifier {
     }
 
     fn accept(&mut self, expected: Signature, claimed: &Signature) -> Result<(), SigV4Error> {
-        if self.failed || !expected.ct_eq(claimed) {
-            self.failed = true;
+        if self.failed {
             return Err(SigV4Error::ChunkSignatureDoesNotMatch);
         }
-        self.chain.previous = expected;
-        Ok(())
+        let accepted = self.chain.accept(expected, claimed);
+        self.failed = accepted.is_err();
+        accepted
+    }
+
+    /// The chain, for [`ChunkStream`](super::ChunkStream), which hashes data once for
+    /// both chains.
+    pub(super) fn into_chain(self) -> Chain {
+        self.chain
     }
 }
 
@@ -192,6 +213,11 @@ impl ChunkSigner {
         let signature = self.chain.trailer_signature(trailers_hash(trailers));
         self.chain.previous = signature;
         signature
+    }
+
+    /// The chain, for [`ChunkStream`](super::ChunkStream).
+    pub(super) fn into_chain(self) -> Chain {
+        self.chain
     }
 }
 

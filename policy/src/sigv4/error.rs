@@ -58,6 +58,15 @@ pub enum SigV4Error {
     /// An `aws-chunked` chunk header or trailer line is malformed (the reason says how).
     #[error("malformed aws-chunked body: {0}")]
     MalformedChunk(&'static str),
+    /// A chunk larger than weir holds to check it (`auth.chunk_bytes_max`).
+    #[error("an aws-chunked chunk is larger than this endpoint accepts ({max} bytes)")]
+    ChunkTooLarge {
+        /// The bound, in bytes.
+        max: u64,
+    },
+    /// The chunks do not add up to `x-amz-decoded-content-length`.
+    #[error("the chunk sizes do not add up to x-amz-decoded-content-length")]
+    DecodedLengthMismatch,
     /// weir was asked to sign something it cannot (a bad header name, a key for another
     /// day): a bug or misconfiguration on weir's side.
     #[error("cannot sign the request: {0}")]
@@ -73,7 +82,8 @@ impl SigV4Error {
                 (400, "AuthorizationQueryParametersError")
             }
             Self::UnsupportedAlgorithm | Self::MissingContentSha256 => (400, "InvalidRequest"),
-            Self::MalformedChunk(_) => (400, "IncompleteBody"),
+            Self::MalformedChunk(_) | Self::DecodedLengthMismatch => (400, "IncompleteBody"),
+            Self::ChunkTooLarge { .. } => (400, "InvalidRequest"),
             Self::MultipleAuthMechanisms | Self::InvalidContentSha256 => (400, "InvalidArgument"),
             Self::InvalidUri => (400, "InvalidURI"),
             Self::InvalidAccessKeyId => (403, "InvalidAccessKeyId"),
@@ -110,6 +120,8 @@ impl SigV4Error {
             Self::InvalidContentSha256 => "invalid_content_sha256",
             Self::InvalidUri => "invalid_uri",
             Self::MalformedChunk(_) => "malformed_chunk",
+            Self::ChunkTooLarge { .. } => "chunk_too_large",
+            Self::DecodedLengthMismatch => "decoded_length_mismatch",
             Self::Unsignable(_) => "unsignable",
         }
     }

@@ -53,6 +53,7 @@ mod error;
 mod key;
 pub mod parse;
 mod sign;
+mod stream;
 mod time;
 
 #[cfg(test)]
@@ -73,6 +74,7 @@ pub use parse::{
     strip_presigned_params, AuthHeader, Credential, PayloadHash, Presigned, SignedHeaders,
 };
 pub use sign::{sign, Identity, Signed};
+pub use stream::ChunkStream;
 pub use time::{Date, Timestamp};
 
 use canonical::{canonical_request, string_to_sign, CanonicalInput};
