@@ -17,8 +17,8 @@ use weir_policy::classify::Denied;
 use weir_policy::config::AuthMode;
 use weir_policy::route::{is_bucket_name, virtual_host_bucket};
 use weir_policy::sigv4::{
-    self, strip_presigned_params, Identity, KeyLookup, PayloadHash, RequestParts, Scope,
-    SigV4Error, SigningKey,
+    self, strip_presigned_params, ChunkSigner, ChunkStream, ChunkVerifier, Identity, KeyLookup,
+    PayloadHash, RequestParts, Scope, SigV4Error, SigningKey,
 };
 
 use crate::settings::Settings;
@@ -127,15 +127,16 @@ pub fn denied(denied: Denied, bucket: Option<&str>) -> Refusal {
 }
 
 /// Verifies the request's signature when `auth.mode = "verify"`; `Ok` when auth is off.
+/// A streaming-signed upload's chunks are verified as they pass: its verifier is returned.
 pub fn verify(
     settings: &Settings,
     cache: &KeyCache,
     head: &RequestHead,
     now: SystemTime,
-) -> Result<(), Refusal> {
+) -> Result<Option<ChunkVerifier>, Refusal> {
     let auth = &settings.config.auth;
     if auth.mode == AuthMode::Off {
-        return Ok(());
+        return Ok(None);
     }
     let mut keys = TenantKeys { settings, cache };
     let verified = sigv4::verify(&parts(head), &mut keys, now, auth.skew_max)?;
@@ -148,7 +149,7 @@ pub fn verify(
             reason: "security_token",
         });
     }
-    Ok(())
+    Ok(verified.chunk_verifier())
 }
 
 /// Whether requests to `pool` are re-signed.
@@ -159,39 +160,74 @@ pub fn resigns(settings: &Settings, pool: usize) -> bool {
         .is_some_and(Option::is_some)
 }
 
-/// Why a request cannot be re-signed for a pool of `chain`, checked before any node
-/// hears of it: chunk signatures weir does not recompute yet. (Virtual-host requests are
-/// re-signed path-style, see [`resign`].)
-pub fn check_resignable(
+/// A streaming-signed upload (`STREAMING-AWS4-HMAC-SHA256-PAYLOAD[-TRAILER]`) whose chunk
+/// signatures weir checks (auth verifies) or rewrites (a pool of its chain re-signs):
+/// made once per request, it gives each attempt its [`ChunkStream`].
+pub struct Streaming {
+    trailer: bool,
+    decoded_length: Option<u64>,
+    verifier: Option<ChunkVerifier>,
+    chunk_bytes_max: u64,
+}
+
+impl Streaming {
+    /// The body's checker for one attempt; `signer` when that attempt's pool re-signs.
+    pub fn stream(&self, signer: Option<ChunkSigner>) -> ChunkStream {
+        ChunkStream::new(
+            self.trailer,
+            self.verifier.clone(),
+            signer,
+            self.decoded_length,
+            self.chunk_bytes_max,
+        )
+    }
+}
+
+/// Whether the body of `head` must pass through a [`ChunkStream`]: a streaming-signed
+/// upload that weir verifies (`verifier`) or that a pool of `chain` re-signs. `None`: the
+/// body moves as it came (by splice). Refuses a bad `x-amz-decoded-content-length`.
+pub fn streaming(
     settings: &Settings,
     chain: &[usize],
     head: &RequestHead,
-) -> Result<(), Refusal> {
-    if !chain.iter().any(|&p| resigns(settings, p)) {
-        return Ok(());
-    }
-    let streaming_signed = head
+    verifier: Option<ChunkVerifier>,
+) -> Result<Option<Streaming>, Refusal> {
+    let payload = head
         .header("x-amz-content-sha256")
-        .and_then(|v| PayloadHash::parse(v).ok())
-        .is_some_and(|p| p.has_chunk_signatures());
-    if streaming_signed {
-        return Err(Refusal {
-            status: 501,
-            code: "NotImplemented",
-            message: "streaming-signed uploads (STREAMING-AWS4-HMAC-SHA256-PAYLOAD) cannot be \
-                      re-signed for this bucket's storage yet; send UNSIGNED-PAYLOAD or the \
-                      body's SHA-256"
-                .into(),
-            reason: "streaming_resign",
-        });
+        .and_then(|v| PayloadHash::parse(v).ok());
+    let Some(payload) = payload.filter(PayloadHash::has_chunk_signatures) else {
+        return Ok(None);
+    };
+    if verifier.is_none() && !chain.iter().any(|&p| resigns(settings, p)) {
+        return Ok(None);
     }
-    Ok(())
+    let decoded_length = match head.header("x-amz-decoded-content-length") {
+        None => None,
+        Some(v) => Some(
+            std::str::from_utf8(v)
+                .ok()
+                .and_then(|t| t.parse::<u64>().ok())
+                .ok_or_else(|| Refusal {
+                    status: 400,
+                    code: "InvalidArgument",
+                    message: "x-amz-decoded-content-length is not a byte count".into(),
+                    reason: "malformed_chunk",
+                })?,
+        ),
+    };
+    Ok(Some(Streaming {
+        trailer: payload == PayloadHash::StreamingTrailer,
+        decoded_length,
+        verifier,
+        chunk_bytes_max: settings.config.auth.chunk_bytes_max,
+    }))
 }
 
 /// The head to send to node `node` of `pool`, re-signed for the pool's identity and the
 /// node's Host; `None` when the pool has no credentials (send the client's head as is).
 /// The client's `Authorization`, presigned query parameters and session token are
-/// dropped; its declared `x-amz-content-sha256` is kept, so the body moves unchanged.
+/// dropped; its declared `x-amz-content-sha256` is kept, so a header-signed body moves
+/// unchanged. A streaming-signed upload also gets the signer of its new chunk chain.
 pub fn resign(
     settings: &Settings,
     cache: &KeyCache,
@@ -199,7 +235,7 @@ pub fn resign(
     node: usize,
     head: &RequestHead,
     now: SystemTime,
-) -> Result<Option<RequestHead>, SigV4Error> {
+) -> Result<Option<(RequestHead, Option<ChunkSigner>)>, SigV4Error> {
     let Some(identity) = settings.pool_identities.get(pool).and_then(Option::as_ref) else {
         return Ok(None);
     };
@@ -263,7 +299,19 @@ pub fn resign(
             out.headers.push(header);
         }
     }
-    Ok(Some(out))
+    let chunks = PayloadHash::parse(signed.content_sha256.as_bytes())
+        .is_ok_and(|p| p.has_chunk_signatures())
+        .then(|| signed.chunk_signer(&key));
+    Ok(Some((out, chunks)))
+}
+
+/// A request re-signed for a pool: the head to write and, for a streaming-signed
+/// upload, the signer of the body's new chunk chain.
+pub struct Resigned {
+    /// The serialised head.
+    pub head: Vec<u8>,
+    /// The new chunk chain's signer (streaming-signed uploads only).
+    pub chunks: Option<ChunkSigner>,
 }
 
 /// [`resign`], serialised: the head bytes to write to the node, or `None` to send the
@@ -275,12 +323,17 @@ pub fn resigned_bytes(
     node: usize,
     head: &RequestHead,
     now: SystemTime,
-) -> Result<Option<Vec<u8>>, SigV4Error> {
-    Ok(resign(settings, cache, pool, node, head, now)?.map(|h| {
-        let mut bytes = Vec::with_capacity(1024);
-        write_request_head(&h, &mut bytes);
-        bytes
-    }))
+) -> Result<Option<Resigned>, SigV4Error> {
+    Ok(
+        resign(settings, cache, pool, node, head, now)?.map(|(h, chunks)| {
+            let mut bytes = Vec::with_capacity(1024);
+            write_request_head(&h, &mut bytes);
+            Resigned {
+                head: bytes,
+                chunks,
+            }
+        }),
+    )
 }
 
 #[cfg(test)]
@@ -332,7 +385,8 @@ mod tests {
             "GET /bucket/key?versionId=3&X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=T%2F20231114%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Date=20231114T221320Z&X-Amz-Expires=60&X-Amz-SignedHeaders=host&X-Amz-Signature=00 HTTP/1.1\r\n\
              Host: weir.example\r\nRange: bytes=0-9\r\nx-amz-meta-a: 1\r\n\r\n",
         );
-        let out = resign(&s, &cache, 0, 0, &client, now()).unwrap().unwrap();
+        let (out, chunks) = resign(&s, &cache, 0, 0, &client, now()).unwrap().unwrap();
+        assert!(chunks.is_none());
         assert_eq!(out.target, "/bucket/key?versionId=3");
         assert_eq!(out.host(), Some("127.0.0.1:9001"));
         assert_eq!(out.header("range"), Some(&b"bytes=0-9"[..]));
@@ -347,7 +401,8 @@ mod tests {
         // Bytes: one Host, one Authorization, CRLF-terminated.
         let bytes = resigned_bytes(&s, &cache, 0, 0, &client, now())
             .unwrap()
-            .unwrap();
+            .unwrap()
+            .head;
         let text = String::from_utf8(bytes).unwrap();
         assert_eq!(text.matches("\r\nHost:").count(), 1, "{text}");
         assert_eq!(text.matches("\r\nAuthorization:").count(), 1, "{text}");
@@ -359,7 +414,7 @@ mod tests {
         let s = settings("[appliance]\nvirtual_host_suffixes = [\"s3.weir.example\"]\n");
         let cache = KeyCache::default();
         let resigned = |raw: &str| {
-            let out = resign(&s, &cache, 0, 0, &head(raw), now())
+            let (out, _) = resign(&s, &cache, 0, 0, &head(raw), now())
                 .unwrap()
                 .unwrap();
             let mut keys = |k: &str| (k == "SITEA").then_some("site-a-secret");
@@ -379,9 +434,6 @@ mod tests {
             resigned("GET /photos/k HTTP/1.1\r\nHost: s3.weir.example\r\n\r\n").0,
             "/photos/k"
         );
-        // Nothing is refused for being virtual-host addressed any more.
-        let vh = head("GET /k HTTP/1.1\r\nHost: photos.s3.weir.example\r\n\r\n");
-        assert!(check_resignable(&s, &[0], &vh).is_ok());
     }
 
     #[test]
@@ -418,7 +470,7 @@ mod tests {
             good.headers
                 .push(Header::new(name, value.as_bytes().to_vec()));
         }
-        assert_eq!(verify(&s, &cache, &good, now()), Ok(()));
+        assert!(matches!(verify(&s, &cache, &good, now()), Ok(None)));
 
         let reason = |h: &RequestHead, at: SystemTime| verify(&s, &cache, h, at).unwrap_err();
         let mut tampered = good.clone();

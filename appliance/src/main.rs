@@ -21,6 +21,7 @@ mod reload;
 mod settings;
 mod shard;
 mod signals;
+mod signed_body;
 mod stats;
 
 use settings::Settings;

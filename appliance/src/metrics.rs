@@ -24,7 +24,7 @@ pub const REJECT_STATUSES: [u16; 9] = [400, 408, 411, 413, 417, 431, 501, 505, 0
 
 /// `reason` labels of `weir_auth_failures_total`: every `SigV4Error::metric_reason`,
 /// then the edge's own refusals (`crate::identity`). Unknown reasons count as `other`.
-pub const AUTH_FAILURE_REASONS: [&str; 23] = [
+pub const AUTH_FAILURE_REASONS: [&str; 24] = [
     "header_malformed",
     "query_malformed",
     "unsupported_algorithm",
@@ -42,9 +42,10 @@ pub const AUTH_FAILURE_REASONS: [&str; 23] = [
     "invalid_content_sha256",
     "invalid_uri",
     "malformed_chunk",
+    "chunk_too_large",
+    "decoded_length_mismatch",
     "unsignable",
     "security_token",
-    "streaming_resign",
     "bucket_denied",
     "pool_denied",
     "other",
@@ -351,7 +352,7 @@ impl Registry {
             w,
             "weir_auth_failures_total",
             "counter",
-            "Requests refused at the edge by identity (auth.mode = verify, or a request a pool's credentials cannot re-sign), by reason; none reached a node.",
+            "Requests refused at the edge by identity (auth.mode = verify: signatures, chunk signatures of streaming uploads, access policy), by reason; none was stored.",
         );
         for (i, reason) in AUTH_FAILURE_REASONS.iter().enumerate() {
             let v = self.sum(|c| &c.auth_failures[i]);

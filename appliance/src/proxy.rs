@@ -34,7 +34,7 @@ use weir_io::http::{
     write_request_head, write_response_head, BodyFraming, ChunkedDecoder, ChunkedLimits, HeadError,
     HeadLimits, Header, Method, Peer, RequestHead, ResponseHead,
 };
-use weir_io::relay::{BodyMode, End, Mover, Pace, Pacer};
+use weir_io::relay::{BodyMode, End, Mover, Pacer};
 use weir_io::tls::TlsPath;
 use weir_io::upstream::TlsTarget;
 use weir_io::{Error, Kind, Side};
@@ -47,6 +47,7 @@ use weir_policy::resume::{
     check_resumed, may_add_if_match, plan_resume, signed_headers, ResumePlan,
 };
 use weir_policy::retry::{may_retry, BodyState, Failure};
+use weir_policy::sigv4::{ChunkStream, SigV4Error};
 
 use crate::bus::NodeId;
 use crate::flows::Flow;
@@ -55,10 +56,17 @@ use crate::metrics::Direction;
 use crate::protect::{BytePacer, Protect, Shed, Slot, Waited};
 use crate::shard::{Epoch, Shard};
 use crate::signals;
+use crate::signed_body;
 
 /// Bodies shorter than this are copied rather than spliced: a pipe round trip costs two
 /// syscalls plus a pipe, which only pays off for larger transfers.
 const SPLICE_BYTES_MIN: u64 = 16 * 1024;
+
+/// How long, and for how many bytes, a closing client connection is drained of what the
+/// client still sends (a refused upload's body) so that weir's answer is not lost to a
+/// reset (HAProxy and nginx linger alike).
+const LINGER: Duration = Duration::from_secs(2);
+const LINGER_BYTES_MAX: u64 = 64 << 20;
 
 /// Largest throttle/error answer body read to drain it so its connection can be reused.
 const DRAIN_BODY_BYTES_MAX: u64 = 64 * 1024;
@@ -101,6 +109,7 @@ pub async fn serve_client(
             Incoming::Closed => return,
             Incoming::Reject(err) => {
                 reject(shard, &client, &err, "").await;
+                client.linger_close(LINGER, LINGER_BYTES_MAX).await;
                 return;
             }
             Incoming::Head(head) => {
@@ -133,6 +142,7 @@ pub async fn serve_client(
                 drop(guard);
                 // A draining weir closes connections between requests.
                 if !keep_alive || signals::draining() {
+                    client.linger_close(LINGER, LINGER_BYTES_MAX).await;
                     return;
                 }
             }
@@ -342,6 +352,8 @@ struct AttemptError {
     failure: Failure,
     /// Body bytes were pulled from the client and are gone.
     body_consumed: bool,
+    /// The streaming-signed body was refused (the client is answered with this).
+    refused: Option<SigV4Error>,
 }
 
 /// Handles one request; returns whether the client connection may carry another.
@@ -358,9 +370,10 @@ async fn handle(
     let admitted_at = Instant::now();
     // Identity first (auth.mode = verify): a request that is not signed by a tenant's
     // key is answered here and costs no admission slot, no body read, no node.
-    if let Err(refusal) = identity::verify(&ep.settings, &ep.keys, head, SystemTime::now()) {
-        return refuse(shard, flow, client, head, &refusal).await;
-    }
+    let chunk_verifier = match identity::verify(&ep.settings, &ep.keys, head, SystemTime::now()) {
+        Ok(v) => v,
+        Err(refusal) => return refuse(shard, flow, client, head, &refusal).await,
+    };
     let classified = Rc::new(
         cfg.classify(&Request {
             method: head.method.as_str(),
@@ -393,11 +406,13 @@ async fn handle(
         return refuse(shard, flow, client, head, &refusal).await;
     }
 
-    // A request a pool of its chain must re-sign, but cannot, is refused before any
-    // node hears of it (rather than forwarded with a signature the node rejects).
-    if let Err(refusal) = identity::check_resignable(&ep.settings, &classified.pools, head) {
-        return refuse(shard, flow, client, head, &refusal).await;
-    }
+    // A streaming-signed upload weir verifies or re-signs passes chunk by chunk through
+    // user space (signed_body.rs); every other body moves as it came.
+    let streaming = match identity::streaming(&ep.settings, &classified.pools, head, chunk_verifier)
+    {
+        Ok(s) => s,
+        Err(refusal) => return refuse(shard, flow, client, head, &refusal).await,
+    };
 
     // Admission comes before the body is read: a flood costs weir a head, not a body.
     let mut waited = Waited::default();
@@ -417,7 +432,7 @@ async fn handle(
         })
     };
     let (up_pacer, down_pacer) = (pacer(Dir::Up), pacer(Dir::Down));
-    mover.set_pacer(up_pacer.clone());
+    mover.set_pacer(up_pacer);
 
     let mut route = Route {
         shard,
@@ -429,14 +444,15 @@ async fn handle(
 
     let body = match head.framing {
         BodyFraming::Length(n)
-            if n > 0 && n <= cfg.http.buffered_body_bytes_max as u64 && !head.expect_continue =>
+            if n > 0
+                && n <= cfg.http.buffered_body_bytes_max as u64
+                && !head.expect_continue
+                && streaming.is_none() =>
         {
             match read_small_body(ep, client, n as usize).await {
                 Some(b) => {
                     // A buffered body skips the relay, so it is charged here.
-                    if let Some(p) = &up_pacer {
-                        charge(p.as_ref(), n).await;
-                    }
+                    mover.pace(n).await;
                     ReqBody::Buffered(b)
                 }
                 None => return false, // the client left before sending its body: nothing was sent on
@@ -501,6 +517,7 @@ async fn handle(
         flow.served_by.set(Some((node.pool, node.node)));
         // Re-signed per attempt: failover to another pool signs as that pool.
         let resigned: Vec<u8>;
+        let mut chunk_signer = None;
         let bytes: &[u8] = match identity::resigned_bytes(
             &ep.settings,
             &ep.keys,
@@ -510,11 +527,15 @@ async fn handle(
             SystemTime::now(),
         ) {
             Ok(None) => &head_bytes,
-            Ok(Some(mut b)) => {
+            Ok(Some(identity::Resigned {
+                head: mut b,
+                chunks,
+            })) => {
                 if let ReqBody::Buffered(body) = &body {
                     b.extend_from_slice(body);
                 }
                 resigned = b;
+                chunk_signer = chunks;
                 &resigned
             }
             Err(e) => {
@@ -535,8 +556,9 @@ async fn handle(
         };
         let sent_at = Instant::now();
         let tls = ep.settings.tls_target(node.pool, node.node);
+        let chunks = streaming.as_ref().map(|s| s.stream(chunk_signer));
         match send_request(
-            shard, ep, flow, client, mover, head, bytes, &body, addr, tls,
+            shard, ep, flow, client, mover, head, bytes, &body, chunks, addr, tls,
         )
         .await
         {
@@ -624,6 +646,11 @@ async fn handle(
                     ep.health.observe(node, obs, Instant::now());
                 }
                 tracing::debug!(node = %addr, error = %e.err, "upstream attempt failed");
+                if let Some(refused) = e.refused {
+                    // A chunk signature (or the aws-chunked framing) failed: the node's
+                    // request was reset before its final chunk, so nothing was stored.
+                    return refuse(shard, flow, client, head, &refused.into()).await;
+                }
                 if e.err.side == Side::Client {
                     // Malformed framing mid-body: the node's request was reset (so no
                     // partial object), and the client learns why.
@@ -729,17 +756,6 @@ fn add_retry_after(response: &mut Vec<u8>, after: Duration) {
         let secs = (after.as_secs_f64().ceil() as u64).max(1);
         let header = format!("Retry-After: {secs}\r\n");
         response.splice(pos - 2..pos - 2, header.into_bytes());
-    }
-}
-
-/// Moves `bytes` of a body's byte budget at the pacer's rate (for bodies that do not
-/// pass the relay).
-async fn charge(pacer: &dyn Pacer, mut bytes: u64) {
-    while bytes > 0 {
-        match pacer.grant(bytes) {
-            Pace::Go(n) => bytes = bytes.saturating_sub(n.max(1)),
-            Pace::Wait(d) => monoio::time::sleep(d).await,
-        }
     }
 }
 
@@ -890,6 +906,7 @@ async fn send_request(
     head: &RequestHead,
     head_bytes: &[u8],
     body: &ReqBody,
+    chunks: Option<ChunkStream>,
     addr: SocketAddr,
     tls: Option<TlsTarget<'_>>,
 ) -> Result<Sent, AttemptError> {
@@ -898,6 +915,7 @@ async fn send_request(
         err,
         failure,
         body_consumed,
+        refused: None,
     };
     let checkout = shard
         .upstream
@@ -951,8 +969,28 @@ async fn send_request(
     }
     if streamed {
         let before = flow.up.counts();
-        let result = match head.framing {
-            BodyFraming::Length(n) => {
+        let result = match (chunks, head.framing) {
+            (Some(mut chunks), framing) => {
+                let ends = signed_body::Ends {
+                    client,
+                    upstream: &upstream,
+                    io_timeout: cfg.upstream.io_timeout,
+                };
+                match signed_body::relay(ends, framing, &mut chunks, mover, &flow.up).await {
+                    Ok(()) => Ok(()),
+                    Err(signed_body::Stopped::Io(e)) => Err(e),
+                    Err(signed_body::Stopped::Refused(refused)) => {
+                        upstream.abort_on_close();
+                        return Err(AttemptError {
+                            err: Error::new(Side::Client, Kind::Protocol, refused.to_string()),
+                            failure: Failure::ResetBeforeResponse,
+                            body_consumed: true,
+                            refused: Some(refused),
+                        });
+                    }
+                }
+            }
+            (None, BodyFraming::Length(n)) => {
                 mover
                     .exact(
                         End {
@@ -968,7 +1006,7 @@ async fn send_request(
                     )
                     .await
             }
-            _ => {
+            (None, _) => {
                 let mut decoder = ChunkedDecoder::new(ChunkedLimits::default(), Peer::Client);
                 mover
                     .chunked(
@@ -1022,6 +1060,7 @@ fn failure_of(err: Error, body_consumed: bool) -> AttemptError {
         err,
         failure,
         body_consumed,
+        refused: None,
     }
 }
 
@@ -1327,7 +1366,7 @@ async fn resume_from_another(
             &resumed,
             SystemTime::now(),
         ) {
-            Ok(Some(b)) => b,
+            Ok(Some(resigned)) => resigned.head,
             Ok(None) => {
                 let mut b = Vec::with_capacity(1024);
                 write_request_head(&resumed, &mut b);

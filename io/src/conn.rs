@@ -237,6 +237,36 @@ impl Conn {
         !matches!(sys::peek(self.fd(), &mut probe), Err(ref e) if e.kind() == io::ErrorKind::WouldBlock)
     }
 
+    /// Closes after a final answer, gracefully: the write side is shut (the peer reads the
+    /// answer, then EOF) and whatever the peer still sends — the rest of a request body
+    /// weir refused without reading — is read and dropped until the peer closes, for at
+    /// most `linger` and `bytes_max`. Closing with unread bytes would send RST instead,
+    /// and a reset can destroy the answer before the peer has read it.
+    pub async fn linger_close(self, linger: std::time::Duration, bytes_max: u64) {
+        sys::shutdown(self.fd(), libc::SHUT_WR);
+        let deadline = std::time::Instant::now() + linger;
+        let mut read = 0u64;
+        let mut scratch = [0u8; 16 * 1024];
+        while read < bytes_max {
+            match sys::recv(self.fd(), &mut scratch) {
+                Ok(0) => return,
+                Ok(n) => read += n as u64,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    let left = deadline.saturating_duration_since(std::time::Instant::now());
+                    if left.is_zero() {
+                        return;
+                    }
+                    match monoio::time::timeout(left, self.stream.readable(false)).await {
+                        Ok(Ok(())) => {}
+                        _ => return,
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return,
+            }
+        }
+    }
+
     /// Makes the eventual close send RST, so the peer discards a partial message.
     pub fn abort_on_close(&self) {
         sys::close_hard(self.fd());

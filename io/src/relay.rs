@@ -181,6 +181,15 @@ impl Mover {
         }
     }
 
+    /// Waits until the pacer granted all of `bytes` (at once without a pacer): for a body
+    /// the caller moves itself, e.g. one it rewrote in user space.
+    pub async fn pace(&self, mut bytes: u64) {
+        while bytes > 0 {
+            // A zero grant still counts one byte, so a stingy pacer cannot spin us.
+            bytes -= self.paced(bytes).await.clamp(1, bytes);
+        }
+    }
+
     /// Returns `granted - used` unused bytes to the pacer.
     fn unpaced(&self, granted: u64, used: u64) {
         if let Some(pacer) = &self.pacer {

@@ -142,11 +142,12 @@ def _signing_key(secret, date):
     return _hmac(k, "aws4_request")
 
 
-def aws_chunked_put(endpoint, bucket, key, data, chunk_size, mode, transfer_chunked=False):
+def aws_chunked_put(endpoint, bucket, key, data, chunk_size, mode, transfer_chunked=False, tamper_at=None):
     """PUTs `data` as an aws-chunked body. mode: "signed" (STREAMING-AWS4-HMAC-SHA256-PAYLOAD)
     or "trailer" (STREAMING-UNSIGNED-PAYLOAD-TRAILER with an x-amz-checksum-crc32 trailer).
     The body goes with a Content-Length, or with Transfer-Encoding: chunked when
-    `transfer_chunked`. Returns (status, response body)."""
+    `transfer_chunked`. `tamper_at`: flip one bit of data byte N after signing (a body
+    changed in flight). Returns (status, response body)."""
     import zlib
     import base64
 
@@ -202,10 +203,15 @@ def aws_chunked_put(endpoint, bucket, key, data, chunk_size, mode, transfer_chun
     body = bytearray()
     prev = seed_sig
     empty = sha256(b"")
+    offset = 0
     for c in chunks:
         if mode == "signed":
             csts = "\n".join(["AWS4-HMAC-SHA256-PAYLOAD", amz_date, scope, prev, empty, sha256(c)])
             prev = hmac.new(skey, csts.encode(), hashlib.sha256).hexdigest()
+            if tamper_at is not None and offset <= tamper_at < offset + len(c):
+                i = tamper_at - offset
+                c = c[:i] + bytes([c[i] ^ 1]) + c[i + 1 :]
+            offset += len(c)
             body += b"%x;chunk-signature=%s\r\n" % (len(c), prev.encode()) + c + b"\r\n"
         elif c:
             body += b"%x\r\n" % len(c) + c + b"\r\n"
@@ -221,14 +227,17 @@ def aws_chunked_put(endpoint, bucket, key, data, chunk_size, mode, transfer_chun
     if transfer_chunked:
         conn.putheader("transfer-encoding", "chunked")
     conn.endheaders()
-    if transfer_chunked:
-        # HTTP chunks of 64 KiB wrapping the aws-chunked stream.
-        for i in range(0, len(body), 65536):
-            part = bytes(body[i : i + 65536])
-            conn.send(b"%x\r\n" % len(part) + part + b"\r\n")
-        conn.send(b"0\r\n\r\n")
-    else:
-        conn.send(bytes(body))
+    try:
+        if transfer_chunked:
+            # HTTP chunks of 64 KiB wrapping the aws-chunked stream.
+            for i in range(0, len(body), 65536):
+                part = bytes(body[i : i + 65536])
+                conn.send(b"%x\r\n" % len(part) + part + b"\r\n")
+            conn.send(b"0\r\n\r\n")
+        else:
+            conn.send(bytes(body))
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # answered before the whole body went out (a refused upload): read the answer
     resp = conn.getresponse()
     out = resp.status, resp.read()
     conn.close()

@@ -15,7 +15,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::error::{ConfigError, Invalid, KeyPath};
-use super::units::{format_duration, ConfigDuration};
+use super::units::{format_duration, format_size, ConfigDuration, ConfigSize};
 
 /// Longest access key id (AWS documents 16..=128 characters).
 const ACCESS_KEY_LEN_MAX: usize = 128;
@@ -31,6 +31,10 @@ pub const SECRETS_FILE_BYTES_MAX: u64 = 16 << 20;
 /// captured request stays replayable too long.
 const SKEW_MIN: Duration = Duration::from_secs(1);
 const SKEW_MAX: Duration = Duration::from_secs(3600);
+/// `chunk_bytes_max` bounds: AWS's smallest chunk is 8 KiB; past 64 MiB a few uploads
+/// hold gigabytes.
+const CHUNK_BYTES_MIN: u64 = 8 << 10;
+const CHUNK_BYTES_LIMIT: u64 = 64 << 20;
 
 /// `[auth]`: whether weir verifies client signatures, against which secrets.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,6 +48,9 @@ pub struct Auth {
     /// How far a header-signed request's time may be from weir's clock (and how early a
     /// presigned URL may be used).
     pub skew_max: Duration,
+    /// Largest `aws-chunked` chunk weir holds to check or re-sign its signature (one
+    /// chunk of memory per streaming upload).
+    pub chunk_bytes_max: u64,
 }
 
 impl Default for Auth {
@@ -52,6 +59,7 @@ impl Default for Auth {
             mode: AuthMode::Off,
             secrets_file: None,
             skew_max: Duration::from_secs(15 * 60),
+            chunk_bytes_max: 1 << 20,
         }
     }
 }
@@ -130,6 +138,7 @@ pub(crate) struct RawAuth {
     pub(crate) mode: Option<AuthMode>,
     pub(crate) secrets_file: Option<String>,
     pub(crate) skew_max: Option<ConfigDuration>,
+    pub(crate) chunk_bytes_max: Option<ConfigSize>,
 }
 
 /// A pool's `credentials` table as written.
@@ -187,10 +196,25 @@ pub(crate) fn auth(path: &KeyPath, raw: RawAuth) -> Result<Auth, Invalid> {
             ),
         ));
     }
+    let chunk_bytes_max = raw
+        .chunk_bytes_max
+        .map_or(d.chunk_bytes_max, |ConfigSize(v)| v);
+    if !(CHUNK_BYTES_MIN..=CHUNK_BYTES_LIMIT).contains(&chunk_bytes_max) {
+        return Err(Invalid::new(
+            &path.key("chunk_bytes_max"),
+            format!(
+                "{} is outside {}..={}",
+                format_size(chunk_bytes_max),
+                format_size(CHUNK_BYTES_MIN),
+                format_size(CHUNK_BYTES_LIMIT)
+            ),
+        ));
+    }
     Ok(Auth {
         mode,
         secrets_file,
         skew_max,
+        chunk_bytes_max,
     })
 }
 
@@ -399,6 +423,25 @@ mod tests {
             &format!("[auth]\nskew_max = \"2h\"\n{POOL}"),
             2,
             "auth.skew_max",
+            "outside",
+        );
+    }
+
+    #[test]
+    fn chunk_bound_parses_and_is_bounded() {
+        let c = parse(&format!("[auth]\nchunk_bytes_max = \"256KiB\"\n{POOL}")).unwrap();
+        assert_eq!(c.auth.chunk_bytes_max, 256 << 10);
+        assert_eq!(parse(POOL).unwrap().auth.chunk_bytes_max, 1 << 20);
+        rejects(
+            &format!("[auth]\nchunk_bytes_max = \"1KiB\"\n{POOL}"),
+            2,
+            "auth.chunk_bytes_max",
+            "outside",
+        );
+        rejects(
+            &format!("[auth]\nchunk_bytes_max = \"1GiB\"\n{POOL}"),
+            2,
+            "auth.chunk_bytes_max",
             "outside",
         );
     }
