@@ -20,6 +20,9 @@ stage build cargo build --profile ci --workspace --bins --tests --locked
 stage image bash -c 'scripts/image-deps.sh && firmware-image/build.sh --check'
 # --no-fail-fast: one failing test file must not hide the results of the others.
 stage test cargo test --profile ci --workspace --locked --no-fail-fast
+# The SigV4 parsers' libFuzzer targets (policy/fuzz, stable toolchain, docs/fuzz.md) for
+# 10 s each, after replaying every crash found so far: ~3 min with the cargo-fuzz install.
+stage fuzz ./scripts/fuzz.sh 10
 # The benchmark harness in its smoke mode (every scenario, every peer, ~4 minutes), so it
 # never rots; its pages go to a scratch folder, not over the committed results.
 stage bench-deps ./scripts/bench-deps.sh
