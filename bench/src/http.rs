@@ -27,6 +27,16 @@ enum ChunkState {
     Done,
 }
 
+/// What [`ChunkedDecoder::feed_events`] hands on, in body order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChunkEvent<'a> {
+    /// A chunk's size line without its CRLF, extensions included (aws-chunked puts
+    /// `;chunk-signature=` there); the last chunk's too (size 0).
+    SizeLine(&'a [u8]),
+    /// Payload bytes of the current chunk.
+    Data(&'a [u8]),
+}
+
 /// Streaming decoder of a `Transfer-Encoding: chunked` body (and of aws-chunked, which has
 /// the same framing with `;chunk-signature=` extensions).
 pub struct ChunkedDecoder {
@@ -63,12 +73,24 @@ impl ChunkedDecoder {
         input: &[u8],
         sink: &mut dyn FnMut(&[u8]) -> Result<()>,
     ) -> Result<usize> {
+        self.feed_events(input, &mut |event| match event {
+            ChunkEvent::Data(data) => sink(data),
+            ChunkEvent::SizeLine(_) => Ok(()),
+        })
+    }
+
+    /// [`ChunkedDecoder::feed`], handing on each chunk's size line too.
+    pub fn feed_events(
+        &mut self,
+        input: &[u8],
+        on: &mut dyn FnMut(ChunkEvent) -> Result<()>,
+    ) -> Result<usize> {
         let mut pos = 0;
         while pos < input.len() && self.state != ChunkState::Done {
             match self.state {
                 ChunkState::Data => {
                     let take = (input.len() - pos).min(self.remaining_bytes as usize);
-                    sink(&input[pos..pos + take])?;
+                    on(ChunkEvent::Data(&input[pos..pos + take]))?;
                     pos += take;
                     self.remaining_bytes -= take as u64;
                     if self.remaining_bytes == 0 {
@@ -100,7 +122,7 @@ impl ChunkedDecoder {
                     if self.line.len() > CHUNK_LINE_BYTES_MAX {
                         bail!("chunk line longer than {CHUNK_LINE_BYTES_MAX} bytes");
                     }
-                    self.end_line()?;
+                    self.end_line(on)?;
                 }
                 ChunkState::Done => unreachable!("loop condition excludes Done"),
             }
@@ -109,7 +131,7 @@ impl ChunkedDecoder {
     }
 
     /// Acts on a complete line (ending in LF) held in `self.line`.
-    fn end_line(&mut self) -> Result<()> {
+    fn end_line(&mut self, on: &mut dyn FnMut(ChunkEvent) -> Result<()>) -> Result<()> {
         let Some(line) = self.line.strip_suffix(b"\r\n") else {
             bail!("chunk line ends in a bare LF");
         };
@@ -124,6 +146,7 @@ impl ChunkedDecoder {
                 }
                 let size_text = std::str::from_utf8(size_text).context("chunk size")?;
                 let size = u64::from_str_radix(size_text, 16).context("chunk size")?;
+                on(ChunkEvent::SizeLine(line))?;
                 self.remaining_bytes = size;
                 self.state = if size == 0 {
                     ChunkState::TrailerLine

@@ -115,6 +115,12 @@ pub struct LoadConfig {
     /// 503s are expected (a flood beyond a limit): still counted (`status`, `status_503`),
     /// but not printed as a connection's first failure.
     pub quiet_503: bool,
+    /// Upload PUT bodies streaming-signed in chunks of this many bytes (`Content-Encoding:
+    /// aws-chunked`, `x-amz-content-sha256: STREAMING-AWS4-HMAC-SHA256-PAYLOAD`, every
+    /// chunk's signature chained from the head's), as the AWS SDKs' chunked uploads do.
+    /// Needs `credentials`. The SHA-256 of every chunk of every key is computed once per
+    /// process (~1 s per 256 MiB) and reused, so the client signs a chunk with one HMAC.
+    pub streaming_chunk_bytes: Option<u64>,
 }
 
 impl LoadConfig {
@@ -138,6 +144,7 @@ impl LoadConfig {
             access_key: None,
             credentials: None,
             quiet_503: false,
+            streaming_chunk_bytes: None,
         }
     }
 
@@ -377,10 +384,22 @@ pub fn run(config: &LoadConfig, mut on_tick: impl FnMut(&Tick)) -> Result<Summar
     if config.tick_interval < Duration::from_millis(10) {
         bail!("tick interval must be at least 10ms");
     }
+    if let Some(chunk_bytes) = config.streaming_chunk_bytes {
+        if config.credentials.is_none() {
+            bail!("streaming-signed uploads need credentials (a secret key) to sign chunks");
+        }
+        if chunk_bytes == 0 {
+            bail!("the chunk size of streaming-signed uploads must be non-zero");
+        }
+    }
     let put_etags = Arc::new(if config.check_put_etag && config.op != Op::Get {
         put_etags(&config.keys)
     } else {
         HashMap::new()
+    });
+    let chunk_hashes = Arc::new(match config.streaming_chunk_bytes {
+        Some(chunk_bytes) if config.op != Op::Get => chunk_hashes(&config.keys, chunk_bytes),
+        _ => HashMap::new(),
     });
     let stop = Arc::new(AtomicBool::new(false));
     let counters: Vec<Arc<Counters>> = (0..config.connections)
@@ -400,6 +419,7 @@ pub fn run(config: &LoadConfig, mut on_tick: impl FnMut(&Tick)) -> Result<Summar
             stop.clone(),
             sockets[id].clone(),
             put_etags.clone(),
+            chunk_hashes.clone(),
         );
         let done_tx = done_tx.clone();
         std::thread::Builder::new()
@@ -489,16 +509,30 @@ pub fn run(config: &LoadConfig, mut on_tick: impl FnMut(&Tick)) -> Result<Summar
 }
 
 /// The quoted MD5 ETag of every key of the families (what a correct PUT of the key's
-/// pattern gets back from S3), by full key.
+/// pattern gets back from S3), by full key; computed once per process per key and size
+/// (the runner starts many PUT loads over the same keys: ~0.4 s per 256 MiB saved each).
 fn put_etags(families: &[Synthetic]) -> HashMap<String, String> {
+    static CACHE: std::sync::OnceLock<Mutex<HashMap<(String, u64), String>>> =
+        std::sync::OnceLock::new();
+    let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
     let mut etags = HashMap::new();
-    let mut buf = vec![0u8; 1 << 20];
+    let mut buf = Vec::new();
     for family in families {
         for index in 0..family.count {
             let key = family.key(index);
             if etags.contains_key(&key) {
                 continue;
             }
+            let cached = cache
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .get(&(key.clone(), family.size_bytes))
+                .cloned();
+            if let Some(etag) = cached {
+                etags.insert(key, etag);
+                continue;
+            }
+            buf.resize(1 << 20, 0);
             let seed = pattern::key_seed(&key);
             let mut md5 = Md5::new();
             let mut offset = 0u64;
@@ -508,10 +542,98 @@ fn put_etags(families: &[Synthetic]) -> HashMap<String, String> {
                 md5.update(&buf[..n]);
                 offset += n as u64;
             }
-            etags.insert(key, format!("\"{}\"", hex::encode(md5.finalize())));
+            let etag = format!("\"{}\"", hex::encode(md5.finalize()));
+            cache
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .insert((key.clone(), family.size_bytes), etag.clone());
+            etags.insert(key, etag);
         }
     }
     etags
+}
+
+/// SHA-256 of each chunk of one key's pattern (chunk *i* covers bytes
+/// `i * chunk .. min((i + 1) * chunk, size)`).
+type ChunkHashes = Arc<Vec<[u8; 32]>>;
+
+/// The chunk hashes of every key of the families for chunks of `chunk_bytes`, by full key;
+/// computed once per process per key, size and chunk size (the runner starts many loads
+/// over the same keys), keys hashed in parallel.
+fn chunk_hashes(families: &[Synthetic], chunk_bytes: u64) -> HashMap<String, ChunkHashes> {
+    type Cache = Mutex<HashMap<(String, u64, u64), ChunkHashes>>;
+    static CACHE: std::sync::OnceLock<Cache> = std::sync::OnceLock::new();
+    let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
+    let mut wanted: Vec<(String, u64)> = Vec::new();
+    for family in families {
+        for index in 0..family.count {
+            let entry = (family.key(index), family.size_bytes);
+            if !wanted.contains(&entry) {
+                wanted.push(entry);
+            }
+        }
+    }
+    let missing: Vec<(String, u64)> = {
+        let cache = cache
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        wanted
+            .iter()
+            .filter(|(key, size)| !cache.contains_key(&(key.clone(), *size, chunk_bytes)))
+            .cloned()
+            .collect()
+    };
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(missing.len().max(1));
+    let computed: Vec<((String, u64), ChunkHashes)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let mine: Vec<&(String, u64)> = missing.iter().skip(t).step_by(threads).collect();
+                scope.spawn(move || {
+                    let mut buf = vec![0u8; chunk_bytes.min(1 << 20) as usize];
+                    mine.into_iter()
+                        .map(|(key, size)| {
+                            let seed = pattern::key_seed(key);
+                            let mut hashes = Vec::new();
+                            let mut start = 0u64;
+                            while start < *size {
+                                let end = (start + chunk_bytes).min(*size);
+                                let mut hasher = crate::sigv4::Sha256::new();
+                                let mut at = start;
+                                while at < end {
+                                    let n = (end - at).min(buf.len() as u64) as usize;
+                                    pattern::fill(seed, at, &mut buf[..n]);
+                                    hasher.update(&buf[..n]);
+                                    at += n as u64;
+                                }
+                                hashes.push(hasher.finish());
+                                start = end;
+                            }
+                            ((key.clone(), *size), Arc::new(hashes))
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("chunk hashing thread"))
+            .collect()
+    });
+    let mut cache = cache
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    for ((key, size), hashes) in computed {
+        cache.insert((key, size, chunk_bytes), hashes);
+    }
+    wanted
+        .into_iter()
+        .filter_map(|(key, size)| {
+            let hashes = cache.get(&(key.clone(), size, chunk_bytes))?.clone();
+            Some((key, hashes))
+        })
+        .collect()
 }
 
 /// Why a request failed.
@@ -568,6 +690,8 @@ struct Worker {
     socket_slot: Arc<Mutex<Option<TcpStream>>>,
     /// Expected PUT answer ETags by full key (empty: not checked).
     put_etags: Arc<HashMap<String, String>>,
+    /// Chunk hashes by full key, for streaming-signed PUTs.
+    chunk_hashes: Arc<HashMap<String, ChunkHashes>>,
     stream: Option<TcpStream>,
     buf: Vec<u8>,
     /// Bytes after a response head that belong to its body: `buf[start..end]`.
@@ -593,6 +717,7 @@ impl Worker {
         stop: Arc<AtomicBool>,
         socket_slot: Arc<Mutex<Option<TcpStream>>>,
         put_etags: Arc<HashMap<String, String>>,
+        chunk_hashes: Arc<HashMap<String, ChunkHashes>>,
     ) -> Self {
         let buf_bytes = config.io_buf_bytes.max(RESPONSE_HEAD_BYTES_MAX * 2);
         let auth_lines = config
@@ -608,6 +733,7 @@ impl Worker {
             stop,
             socket_slot,
             put_etags,
+            chunk_hashes,
             stream: None,
             buf: vec![0; buf_bytes],
             start: 0,
@@ -857,11 +983,31 @@ impl Worker {
         };
         let path = family.path(index);
         let host = self.host(target);
-        let request = {
-            let auth = self.auth("PUT", &path, &host);
-            format!(
-                "PUT {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: weir-load\r\nContent-Length: {size}\r\nContent-Type: application/octet-stream\r\n{auth}{expect}\r\n"
-            )
+        let mut chain = None;
+        let request = match self.config.streaming_chunk_bytes {
+            Some(chunk_bytes) => {
+                let Some(signer) = self.signer.as_mut() else {
+                    return Err(Failure::fatal(ErrorKind::Io, "streaming needs credentials"));
+                };
+                let (lines, chunk_chain) = signer.streaming_header_lines(
+                    "PUT",
+                    &path,
+                    &host,
+                    size,
+                    chunk_bytes,
+                    std::time::SystemTime::now(),
+                );
+                chain = Some(chunk_chain);
+                format!(
+                    "PUT {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: weir-load\r\nContent-Type: application/octet-stream\r\n{lines}{expect}\r\n"
+                )
+            }
+            None => {
+                let auth = self.auth("PUT", &path, &host);
+                format!(
+                    "PUT {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: weir-load\r\nContent-Length: {size}\r\nContent-Type: application/octet-stream\r\n{auth}{expect}\r\n"
+                )
+            }
         };
         self.stream()?
             .write_all(request.as_bytes())
@@ -877,7 +1023,31 @@ impl Worker {
             }
         }
         let seed = pattern::key_seed(&family.key(index));
-        let mut offset = 0u64;
+        if let Some(chain) = chain.as_mut() {
+            let hashes = self
+                .chunk_hashes
+                .get(&family.key(index))
+                .cloned()
+                .ok_or_else(|| Failure::fatal(ErrorKind::Io, "no chunk hashes for the key"))?;
+            let chunk_bytes = self.config.streaming_chunk_bytes.unwrap_or(size.max(1));
+            let Some(stream) = self.stream.as_mut() else {
+                return Err(Failure::fatal(ErrorKind::Io, "not connected"));
+            };
+            send_aws_chunked(
+                stream,
+                &mut self.buf,
+                AwsChunked {
+                    seed,
+                    size,
+                    chunk_bytes,
+                    hashes: &hashes,
+                },
+                chain,
+                &self.counters.bytes,
+            )
+            .map_err(|e| Failure::from_io(e, "send aws-chunked PUT body"))?;
+        }
+        let mut offset = if chain.is_some() { size } else { 0 };
         while offset < size {
             let n = (size - offset).min(self.buf.len() as u64) as usize;
             pattern::fill(seed, offset, &mut self.buf[..n]);
@@ -1090,6 +1260,74 @@ impl Worker {
     }
 }
 
+/// What an aws-chunked body carries: the pattern of `seed`, `size` bytes, in chunks of
+/// `chunk_bytes` whose SHA-256s are `hashes`.
+struct AwsChunked<'a> {
+    seed: u64,
+    size: u64,
+    chunk_bytes: u64,
+    hashes: &'a [[u8; 32]],
+}
+
+/// Sends a streaming-signed body: each chunk's size line with its signature (next in
+/// `chain`), its data, CRLF; then the signed final chunk. Framing and data are staged in
+/// `buf` and written when it is full, so the syscalls are those of a plain PUT. `sent`
+/// counts the data bytes (not the framing).
+fn send_aws_chunked(
+    stream: &mut TcpStream,
+    buf: &mut [u8],
+    body: AwsChunked,
+    chain: &mut crate::sigv4::ChunkChain,
+    sent: &AtomicU64,
+) -> std::io::Result<()> {
+    let expected_chunks = body.size.div_ceil(body.chunk_bytes);
+    if body.hashes.len() as u64 != expected_chunks {
+        return Err(std::io::Error::other(format!(
+            "{} chunk hashes for {expected_chunks} chunks",
+            body.hashes.len()
+        )));
+    }
+    /// Appends `bytes` (smaller than `buf`) to the staged bytes, writing them out first
+    /// when they would not fit.
+    fn stage(
+        stream: &mut TcpStream,
+        buf: &mut [u8],
+        filled: &mut usize,
+        bytes: &[u8],
+    ) -> std::io::Result<()> {
+        if buf.len() - *filled < bytes.len() {
+            stream.write_all(&buf[..*filled])?;
+            *filled = 0;
+        }
+        buf[*filled..*filled + bytes.len()].copy_from_slice(bytes);
+        *filled += bytes.len();
+        Ok(())
+    }
+    let mut filled = 0usize;
+    for (i, hash) in body.hashes.iter().enumerate() {
+        let start = i as u64 * body.chunk_bytes;
+        let len = (body.size - start).min(body.chunk_bytes);
+        let header = crate::sigv4::chunk_header(len, chain.next(hash));
+        stage(stream, buf, &mut filled, header.as_bytes())?;
+        let mut at = 0u64;
+        while at < len {
+            if filled == buf.len() {
+                stream.write_all(&buf[..filled])?;
+                filled = 0;
+            }
+            let n = (buf.len() - filled).min((len - at) as usize);
+            pattern::fill(body.seed, start + at, &mut buf[filled..filled + n]);
+            filled += n;
+            at += n as u64;
+            sent.fetch_add(n as u64, Relaxed);
+        }
+        stage(stream, buf, &mut filled, b"\r\n")?;
+    }
+    let last = crate::sigv4::final_chunk(chain.next(&crate::sigv4::sha256(b"")));
+    stage(stream, buf, &mut filled, last.as_bytes())?;
+    stream.write_all(&buf[..filled])
+}
+
 /// `recv(2)` on a blocking socket with its receive timeout; retries EINTR.
 fn recv(fd: i32, buf: &mut [u8], flags: i32) -> Result<usize, Failure> {
     loop {
@@ -1123,6 +1361,193 @@ mod tests {
         let config = LoadConfig::new(vec![], vec![]);
         assert_eq!(config.timeout_for(0), Duration::from_secs(10));
         assert_eq!(config.timeout_for(200_000_000), Duration::from_secs(20));
+    }
+
+    fn credentials() -> crate::sigv4::Credentials {
+        crate::sigv4::Credentials {
+            access_key: "STREAMKEY00000000001".into(),
+            secret_key: "stream-secret".into(),
+            region: "eu-west-3".into(),
+        }
+    }
+
+    #[test]
+    fn an_aws_chunked_body_verifies_chunk_by_chunk() {
+        use crate::sigv4::{self, ChunkChain};
+        use std::io::Read;
+        // 300000 bytes in 65536-byte chunks: four full chunks and a short one, through a
+        // staging buffer smaller than one chunk, so flushes fall inside chunks and frames.
+        let family = Synthetic::parse("t/stream-:300000:1").unwrap();
+        let chunk = 65536;
+        let hashes = chunk_hashes(std::slice::from_ref(&family), chunk)["t/stream-0"].clone();
+        assert_eq!(hashes.len(), 5);
+        let mut signer = sigv4::Signer::new(credentials());
+        let (lines, mut chain) = signer.streaming_header_lines(
+            "PUT",
+            "/t/stream-0",
+            "127.0.0.1:1",
+            300_000,
+            chunk,
+            std::time::SystemTime::now(),
+        );
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (mut server, _) = listener.accept().unwrap();
+        let reader = std::thread::spawn(move || {
+            let mut wire = Vec::new();
+            server.read_to_end(&mut wire).unwrap();
+            wire
+        });
+        let mut buf = vec![0u8; 70_001];
+        let sent = AtomicU64::new(0);
+        let seed_of_key = pattern::key_seed("t/stream-0");
+        send_aws_chunked(
+            &mut client,
+            &mut buf,
+            AwsChunked {
+                seed: seed_of_key,
+                size: 300_000,
+                chunk_bytes: chunk,
+                hashes: &hashes,
+            },
+            &mut chain,
+            &sent,
+        )
+        .unwrap();
+        drop(client);
+        let wire = reader.join().unwrap();
+        assert_eq!(sent.load(Relaxed), 300_000);
+        assert_eq!(wire.len() as u64, sigv4::aws_chunked_len(300_000, chunk));
+        assert!(lines.contains(&format!("Content-Length: {}\r\n", wire.len())));
+
+        // Check every chunk's signature from the bytes on the wire, as S3 would.
+        let header = |name: &str| -> String {
+            lines
+                .split("\r\n")
+                .find_map(|l| l.strip_prefix(name))
+                .unwrap()
+                .to_string()
+        };
+        let amz_date = header("x-amz-date: ");
+        let seed = header("Authorization: ")
+            .rsplit("Signature=")
+            .next()
+            .unwrap()
+            .to_string();
+        let key = sigv4::signing_key("stream-secret", &amz_date[..8], "eu-west-3", "s3");
+        let scope = format!("{}/eu-west-3/s3/aws4_request", &amz_date[..8]);
+        let mut verifier = ChunkChain::new(key, &amz_date, &scope, &seed);
+        let mut data = Vec::new();
+        let mut pos = 0;
+        loop {
+            let eol = pos + wire[pos..].windows(2).position(|w| w == b"\r\n").unwrap();
+            let line = std::str::from_utf8(&wire[pos..eol]).unwrap();
+            let (size, signature) = line.split_once(";chunk-signature=").unwrap();
+            let size = usize::from_str_radix(size, 16).unwrap();
+            let chunk_data = &wire[eol + 2..eol + 2 + size];
+            assert_eq!(
+                signature,
+                verifier.next(&sigv4::sha256(chunk_data)),
+                "{line}"
+            );
+            data.extend_from_slice(chunk_data);
+            assert_eq!(&wire[eol + 2 + size..eol + 4 + size], b"\r\n");
+            pos = eol + 4 + size;
+            if size == 0 {
+                break;
+            }
+        }
+        assert_eq!(pos, wire.len());
+        let mut expected = vec![0u8; 300_000];
+        pattern::fill(seed_of_key, 0, &mut expected);
+        assert!(data == expected, "the chunks carry the key's pattern");
+    }
+
+    #[test]
+    fn streaming_signed_puts_are_stored_whole_by_the_simulator() {
+        let family = Synthetic::parse("t/stream-:1MiB:2").unwrap();
+        let nodes = crate::sim::spawn_nodes(1, std::slice::from_ref(&family)).unwrap();
+        let mut config = LoadConfig::new(vec![nodes[0].addr()], vec![family.clone()]);
+        config.connections = 2;
+        config.duration = Duration::from_millis(600);
+        config.op = Op::Put;
+        config.check_put_etag = true;
+        config.expect_continue = true;
+        config.credentials = Some(credentials());
+        config.streaming_chunk_bytes = Some(100_000);
+        let summary = run(&config, |_| {}).unwrap();
+        assert_eq!(summary.errors.total(), 0, "{}", summary.human());
+        assert!(summary.requests > 0);
+        assert_eq!(summary.bytes, summary.requests * (1 << 20));
+        let stats = nodes[0].stats();
+        assert_eq!(stats.responses_2xx, summary.requests);
+        assert_eq!(stats.requests_of("STREAMKEY00000000001"), summary.requests);
+        let encoded = crate::sigv4::aws_chunked_len(1 << 20, 100_000);
+        assert!(stats.bytes_in >= summary.requests * encoded, "{stats:?}");
+        assert!(
+            stats.bytes_in < summary.requests * (encoded + 2048),
+            "{stats:?}"
+        );
+        // What was stored reads back as the pattern.
+        let mut get = LoadConfig::new(vec![nodes[0].addr()], vec![family]);
+        get.connections = 1;
+        get.duration = Duration::from_millis(200);
+        let summary = run(&get, |_| {}).unwrap();
+        assert_eq!(summary.errors.total(), 0, "{}", summary.human());
+
+        // Without credentials there is nothing to sign chunks with.
+        config.credentials = None;
+        assert!(run(&config, |_| {}).is_err());
+    }
+
+    #[test]
+    fn a_checking_simulator_accepts_these_signatures_and_no_others() {
+        let family = Synthetic::parse("t/signed-:300000:2").unwrap();
+        let nodes = crate::sim::spawn_nodes(1, std::slice::from_ref(&family)).unwrap();
+        nodes[0].check_sigv4("STREAMKEY00000000001", "stream-secret");
+        let mut config = LoadConfig::new(vec![nodes[0].addr()], vec![family]);
+        config.connections = 2;
+        config.duration = Duration::from_millis(300);
+        config.credentials = Some(credentials());
+        // Header-signed GETs and PUTs, then streaming-signed PUTs: every signature holds.
+        for (op, streaming) in [(Op::Get, None), (Op::Put, None), (Op::Put, Some(65_536))] {
+            config.op = op;
+            config.check_put_etag = op == Op::Put;
+            config.streaming_chunk_bytes = streaming;
+            let before = nodes[0].stats();
+            let summary = run(&config, |_| {}).unwrap();
+            assert_eq!(summary.errors.total(), 0, "{op:?}: {}", summary.human());
+            let after = nodes[0].stats();
+            assert_eq!(after.sigv4_checked - before.sigv4_checked, summary.requests);
+            // 300000 bytes in 64 KiB chunks: 5 chunks and the final one.
+            let chunks = if streaming.is_some() { 6 } else { 0 };
+            assert_eq!(
+                after.sigv4_chunks_checked - before.sigv4_chunks_checked,
+                chunks * summary.requests
+            );
+            assert_eq!(after.sigv4_failures, 0);
+        }
+        // A wrong secret: every request is refused by the node, head or body.
+        config.credentials = Some(crate::sigv4::Credentials {
+            secret_key: "not-the-secret".into(),
+            ..credentials()
+        });
+        for streaming in [None, Some(65_536)] {
+            config.streaming_chunk_bytes = streaming;
+            let summary = run(&config, |_| {}).unwrap();
+            assert!(summary.requests > 0);
+            // (A request failing after the end of the run is not counted as an error.)
+            assert!(
+                summary.errors.total() + 2 >= summary.requests && summary.errors.status > 0,
+                "{}",
+                summary.human()
+            );
+        }
+        assert!(nodes[0].stats().sigv4_failures > 0);
+        // Cleared: nothing is checked any more.
+        nodes[0].clear_sigv4();
+        let summary = run(&config, |_| {}).unwrap();
+        assert_eq!(summary.errors.total(), 0, "{}", summary.human());
     }
 
     #[test]

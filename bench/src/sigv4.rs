@@ -10,6 +10,13 @@
 //! What is signed: `host`, `x-amz-content-sha256` (`UNSIGNED-PAYLOAD`, so a body is never
 //! hashed) and `x-amz-date`; a `Range` header, if any, travels unsigned (S3 allows that).
 //! The signing key is derived once per day and cached.
+//!
+//! Streaming-signed uploads (`STREAMING-AWS4-HMAC-SHA256-PAYLOAD`, `Content-Encoding:
+//! aws-chunked`): [`Signer::streaming_header_lines`] signs the head (the seed signature)
+//! and hands back a [`ChunkChain`] that signs each chunk from its data's SHA-256 and the
+//! previous signature; [`chunk_header`] and [`final_chunk`] frame them, and
+//! [`aws_chunked_len`] is the encoded body's length. Pinned by AWS's "PUT Object with
+//! chunked upload" example (seed and every chunk signature).
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -17,6 +24,18 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub const UNSIGNED_PAYLOAD: &str = "UNSIGNED-PAYLOAD";
 /// Headers the signer covers (lower case, sorted, `;`-joined as SigV4 lists them).
 pub const SIGNED_HEADERS: &str = "host;x-amz-content-sha256;x-amz-date";
+/// `x-amz-content-sha256` of a streaming upload whose chunks carry signatures.
+pub const STREAMING_PAYLOAD: &str = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD";
+/// Headers the streaming signer covers: besides the three of [`SIGNED_HEADERS`], the
+/// encoding and both lengths, as the AWS SDKs and AWS's example sign them.
+pub const STREAMING_SIGNED_HEADERS: &str =
+    "content-encoding;content-length;host;x-amz-content-sha256;x-amz-date;x-amz-decoded-content-length";
+/// Hex SHA-256 of no bytes (part of every chunk's string to sign).
+pub const EMPTY_SHA256_HEX: &str =
+    "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+/// Bytes of a chunk's framing besides its data and hex size: `;chunk-signature=`, 64 hex
+/// digits, CRLF after the size line and CRLF after the data.
+const CHUNK_FRAMING_BYTES: u64 = 17 + 64 + 2 + 2;
 
 /// An access key with its secret, and the region requests are signed for.
 #[derive(Clone, PartialEq, Eq)]
@@ -88,6 +107,27 @@ impl Signer {
         payload_hash: &str,
         amz_date: &str,
     ) -> String {
+        self.sign(
+            method,
+            canonical_uri,
+            canonical_query,
+            headers,
+            payload_hash,
+            amz_date,
+        )
+        .0
+    }
+
+    /// [`Signer::authorization`], with the bare signature (hex) and the credential scope.
+    fn sign(
+        &mut self,
+        method: &str,
+        canonical_uri: &str,
+        canonical_query: &str,
+        headers: &[(&str, &str)],
+        payload_hash: &str,
+        amz_date: &str,
+    ) -> (String, String, String) {
         let date = &amz_date[..amz_date.len().min(8)];
         let scope = format!("{date}/{}/s3/aws4_request", self.credentials.region);
         let signed: Vec<&str> = headers.iter().map(|(name, _)| *name).collect();
@@ -100,16 +140,56 @@ impl Signer {
             &signed,
             payload_hash,
         );
-        let string_to_sign = format!(
-            "AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}",
-            hex(&sha256(request.as_bytes()))
-        );
         let key = self.signing_key(date);
-        let signature = hex(&hmac_sha256(&key, string_to_sign.as_bytes()));
-        format!(
+        let signature = request_signature(&key, amz_date, &scope, &request);
+        let authorization = format!(
             "AWS4-HMAC-SHA256 Credential={}/{scope}, SignedHeaders={signed}, Signature={signature}",
             self.credentials.access_key
-        )
+        );
+        (authorization, signature, scope)
+    }
+
+    /// The header lines (each ending in CRLF) of a streaming-signed upload of
+    /// `decoded_bytes` in chunks of `chunk_bytes` to `path` with `Host: host` at `now`:
+    /// `Content-Encoding: aws-chunked`, `Content-Length` (the encoded body's),
+    /// `x-amz-content-sha256: STREAMING-AWS4-HMAC-SHA256-PAYLOAD`, `x-amz-date`,
+    /// `x-amz-decoded-content-length` and `Authorization` (the seed signature); and the
+    /// chain that signs the chunks.
+    pub fn streaming_header_lines(
+        &mut self,
+        method: &str,
+        path: &str,
+        host: &str,
+        decoded_bytes: u64,
+        chunk_bytes: u64,
+        now: SystemTime,
+    ) -> (String, ChunkChain) {
+        let amz_date = amz_date(now);
+        let uri = uri_encode_path(path);
+        let encoded = aws_chunked_len(decoded_bytes, chunk_bytes).to_string();
+        let decoded = decoded_bytes.to_string();
+        let (authorization, seed, scope) = self.sign(
+            method,
+            &uri,
+            "",
+            &[
+                ("content-encoding", "aws-chunked"),
+                ("content-length", &encoded),
+                ("host", host),
+                ("x-amz-content-sha256", STREAMING_PAYLOAD),
+                ("x-amz-date", &amz_date),
+                ("x-amz-decoded-content-length", &decoded),
+            ],
+            STREAMING_PAYLOAD,
+            &amz_date,
+        );
+        let key = self.signing_key(&amz_date[..8]);
+        let lines = format!(
+            "Content-Encoding: aws-chunked\r\nContent-Length: {encoded}\r\n\
+             x-amz-content-sha256: {STREAMING_PAYLOAD}\r\nx-amz-date: {amz_date}\r\n\
+             x-amz-decoded-content-length: {decoded}\r\nAuthorization: {authorization}\r\n"
+        );
+        (lines, ChunkChain::new(key, &amz_date, &scope, &seed))
     }
 
     /// The header lines (each ending in CRLF) that sign `method path` sent with
@@ -158,8 +238,96 @@ impl Signer {
     }
 }
 
-/// The canonical request of SigV4 (each signed header on its own line, then a blank line).
-fn canonical_request(
+/// The signature chain of one streaming upload: chunk *n* is signed over
+/// `AWS4-HMAC-SHA256-PAYLOAD\n<amz-date>\n<scope>\n<signature n-1>\n<sha256("")>\n<sha256(data n)>`,
+/// signature 0 being the seed (the head's), so chunks cannot be dropped, reordered or
+/// swapped. The last, empty chunk is signed like any other.
+#[derive(Clone)]
+pub struct ChunkChain {
+    key: [u8; 32],
+    /// `AWS4-HMAC-SHA256-PAYLOAD\n<amz-date>\n<scope>\n`.
+    prefix: String,
+    /// The previous signature, hex.
+    previous: String,
+}
+
+impl std::fmt::Debug for ChunkChain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChunkChain")
+            .field("previous", &self.previous)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ChunkChain {
+    /// A chain for signing key `key` (the day's, as [`signing_key`]), request time
+    /// `amz_date`, credential scope `scope` and seed signature `seed` (hex).
+    pub fn new(key: [u8; 32], amz_date: &str, scope: &str, seed: &str) -> Self {
+        Self {
+            key,
+            prefix: format!("AWS4-HMAC-SHA256-PAYLOAD\n{amz_date}\n{scope}\n"),
+            previous: seed.to_string(),
+        }
+    }
+
+    /// The signature (hex) of the next chunk, whose data hashes to `data_sha256`; the
+    /// chain moves on to it.
+    pub fn next(&mut self, data_sha256: &[u8; 32]) -> &str {
+        let string_to_sign = format!(
+            "{}{}\n{EMPTY_SHA256_HEX}\n{}",
+            self.prefix,
+            self.previous,
+            hex(data_sha256)
+        );
+        self.previous = hex(&hmac_sha256(&self.key, string_to_sign.as_bytes()));
+        &self.previous
+    }
+}
+
+/// The size line of a chunk of `data_bytes` bytes: `<hex size>;chunk-signature=<sig>\r\n`.
+pub fn chunk_header(data_bytes: u64, signature: &str) -> String {
+    format!("{data_bytes:x};chunk-signature={signature}\r\n")
+}
+
+/// The last chunk (no data) and the end of the body: `0;chunk-signature=<sig>\r\n\r\n`.
+pub fn final_chunk(signature: &str) -> String {
+    format!("0;chunk-signature={signature}\r\n\r\n")
+}
+
+/// The length of an aws-chunked body carrying `decoded_bytes` in chunks of `chunk_bytes`
+/// (the last one shorter), with its final empty chunk: the `Content-Length` sent.
+pub fn aws_chunked_len(decoded_bytes: u64, chunk_bytes: u64) -> u64 {
+    let framed = |data: u64| format!("{data:x}").len() as u64 + CHUNK_FRAMING_BYTES + data;
+    let chunk_bytes = chunk_bytes.max(1);
+    let full = decoded_bytes / chunk_bytes;
+    let rest = decoded_bytes % chunk_bytes;
+    // The final chunk has no data, so no CRLF after data, but a CRLF ending the body.
+    let mut len = full * framed(chunk_bytes) + framed(0);
+    if rest > 0 {
+        len += framed(rest);
+    }
+    len
+}
+
+/// The signature (hex) of a canonical request made at `amz_date` in credential scope
+/// `scope`, with signing key `key`.
+pub fn request_signature(
+    key: &[u8; 32],
+    amz_date: &str,
+    scope: &str,
+    canonical_request: &str,
+) -> String {
+    let string_to_sign = format!(
+        "AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}",
+        hex(&sha256(canonical_request.as_bytes()))
+    );
+    hex(&hmac_sha256(key, string_to_sign.as_bytes()))
+}
+
+/// The canonical request of SigV4 (each signed header on its own line, then a blank line):
+/// `uri` and `query` already in canonical form, `headers` as `(lower-case name, value)`
+/// in sorted order (values are trimmed here), `signed` their names `;`-joined.
+pub fn canonical_request(
     method: &str,
     uri: &str,
     query: &str,
@@ -326,12 +494,9 @@ impl Sha256 {
             compress(&mut self.state, &block);
             self.filled = 0;
         }
-        let mut chunks = data.chunks_exact(64);
-        for chunk in &mut chunks {
-            let block: &[u8; 64] = chunk.try_into().expect("64-byte chunk");
-            compress(&mut self.state, block);
-        }
-        let rest = chunks.remainder();
+        let whole = data.len() - data.len() % 64;
+        compress_blocks(&mut self.state, &data[..whole]);
+        let rest = &data[whole..];
         self.block[..rest.len()].copy_from_slice(rest);
         self.filled = rest.len();
     }
@@ -355,6 +520,111 @@ impl Sha256 {
             chunk.copy_from_slice(&word.to_be_bytes());
         }
         out
+    }
+}
+
+/// Compresses `blocks` (a multiple of 64 bytes) into `state`: with the CPU's SHA
+/// extensions when it has them (~7× faster here: the bench hashes every chunk of the
+/// objects it uploads streaming-signed, and the simulator every byte it checks), else
+/// portably.
+fn compress_blocks(state: &mut [u32; 8], blocks: &[u8]) {
+    debug_assert_eq!(blocks.len() % 64, 0);
+    #[cfg(target_arch = "x86_64")]
+    if shani::available() {
+        // SAFETY: the CPU has the SHA, SSSE3 and SSE4.1 extensions (checked at run time
+        // just above), which is all `shani::compress_blocks` requires.
+        unsafe { shani::compress_blocks(state, blocks) };
+        return;
+    }
+    for block in blocks.chunks_exact(64) {
+        compress(state, block.try_into().expect("64-byte block"));
+    }
+}
+
+/// SHA-256 rounds with the x86 SHA extensions (`sha256rnds2`, `sha256msg1/2`), as in
+/// Intel's "Intel SHA Extensions" paper: the state lives in two registers as ABEF and
+/// CDGH, four rounds per message-schedule register.
+#[cfg(target_arch = "x86_64")]
+mod shani {
+    use std::arch::x86_64::*;
+
+    use super::K;
+
+    /// Whether this CPU can run [`compress_blocks`] (std caches the CPUID answer).
+    pub(super) fn available() -> bool {
+        is_x86_feature_detected!("sha")
+            && is_x86_feature_detected!("ssse3")
+            && is_x86_feature_detected!("sse4.1")
+    }
+
+    /// Four rounds (`i`-th group of four) with message words `w`.
+    #[inline]
+    #[target_feature(enable = "sha,sse2,ssse3,sse4.1")]
+    fn rounds4(abef: &mut __m128i, cdgh: &mut __m128i, w: __m128i, i: usize) {
+        // SAFETY: K has 64 entries and i < 16, so the 16 bytes read are inside it.
+        let k = unsafe { _mm_loadu_si128(K.as_ptr().add(4 * i).cast()) };
+        let wk = _mm_add_epi32(w, k);
+        *cdgh = _mm_sha256rnds2_epu32(*cdgh, *abef, wk);
+        *abef = _mm_sha256rnds2_epu32(*abef, *cdgh, _mm_shuffle_epi32(wk, 0x0E));
+    }
+
+    /// The next four message words from the previous sixteen.
+    #[inline]
+    #[target_feature(enable = "sha,sse2,ssse3,sse4.1")]
+    fn schedule(w: [__m128i; 4]) -> __m128i {
+        let t = _mm_add_epi32(
+            _mm_sha256msg1_epu32(w[0], w[1]),
+            _mm_alignr_epi8(w[3], w[2], 4),
+        );
+        _mm_sha256msg2_epu32(t, w[3])
+    }
+
+    /// [`super::compress_blocks`] with the SHA extensions.
+    ///
+    /// # Safety
+    ///
+    /// The CPU must have the SHA, SSSE3 and SSE4.1 extensions ([`available`]).
+    #[target_feature(enable = "sha,sse2,ssse3,sse4.1")]
+    pub(super) unsafe fn compress_blocks(state: &mut [u32; 8], blocks: &[u8]) {
+        // Big-endian words: reverse the bytes of each 32-bit lane.
+        let swap = _mm_set_epi64x(0x0c0d_0e0f_0809_0a0b, 0x0405_0607_0001_0203);
+        // SAFETY: `state` is 32 bytes; unaligned loads.
+        let (dcba, hgfe) = unsafe {
+            (
+                _mm_loadu_si128(state.as_ptr().cast()),
+                _mm_loadu_si128(state.as_ptr().add(4).cast()),
+            )
+        };
+        let cdab = _mm_shuffle_epi32(dcba, 0xB1);
+        let efgh = _mm_shuffle_epi32(hgfe, 0x1B);
+        let mut abef = _mm_alignr_epi8(cdab, efgh, 8);
+        let mut cdgh = _mm_blend_epi16(efgh, cdab, 0xF0);
+        for block in blocks.chunks_exact(64) {
+            let (abef_before, cdgh_before) = (abef, cdgh);
+            // SAFETY: `block` is 64 bytes: four unaligned 16-byte loads inside it.
+            let mut w: [__m128i; 4] = std::array::from_fn(|i| unsafe {
+                _mm_shuffle_epi8(_mm_loadu_si128(block.as_ptr().add(16 * i).cast()), swap)
+            });
+            for (i, &words) in w.iter().enumerate() {
+                rounds4(&mut abef, &mut cdgh, words, i);
+            }
+            for i in 4..16 {
+                let next = schedule(w);
+                rounds4(&mut abef, &mut cdgh, next, i);
+                w = [w[1], w[2], w[3], next];
+            }
+            abef = _mm_add_epi32(abef, abef_before);
+            cdgh = _mm_add_epi32(cdgh, cdgh_before);
+        }
+        let feba = _mm_shuffle_epi32(abef, 0x1B);
+        let dchg = _mm_shuffle_epi32(cdgh, 0xB1);
+        let dcba = _mm_blend_epi16(feba, dchg, 0xF0);
+        let hgfe = _mm_alignr_epi8(dchg, feba, 8);
+        // SAFETY: `state` is 32 bytes; unaligned stores.
+        unsafe {
+            _mm_storeu_si128(state.as_mut_ptr().cast(), dcba);
+            _mm_storeu_si128(state.as_mut_ptr().add(4).cast(), hgfe);
+        }
     }
 }
 
@@ -431,6 +701,29 @@ mod tests {
             hex(&hasher.finish()),
             "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0"
         );
+    }
+
+    #[test]
+    fn the_sha_extensions_compress_as_the_portable_rounds() {
+        #[cfg(target_arch = "x86_64")]
+        if shani::available() {
+            // Many blocks at once, from several starting states.
+            let data: Vec<u8> = (0..64 * 37u32)
+                .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+                .collect();
+            let mut state = H0;
+            for round in 0..3u32 {
+                let mut fast = state;
+                // SAFETY: the CPU has the extensions (checked above).
+                unsafe { shani::compress_blocks(&mut fast, &data) };
+                for block in data.chunks_exact(64) {
+                    compress(&mut state, block.try_into().unwrap());
+                }
+                assert_eq!(fast, state, "round {round}");
+            }
+        } else {
+            eprintln!("no SHA extensions on this CPU: only the portable rounds are tested");
+        }
     }
 
     #[test]
@@ -565,6 +858,154 @@ mod tests {
         assert_eq!(headers[2].1, by_hand);
         // The secret never shows in debug output.
         assert!(!format!("{signer:?}").contains("EXAMPLEKEY"));
+    }
+
+    #[test]
+    fn the_aws_chunked_upload_example_signs_as_published() {
+        // https://docs.aws.amazon.com/AmazonS3/latest/API/sigv4-streaming.html, "Example:
+        // PUT Object with chunked upload": 66560 bytes of 'a' in a 65536-byte chunk and a
+        // 1024-byte one, 2013-05-24, us-east-1.
+        let mut signer = aws_example_signer();
+        let (authorization, seed, scope) = signer.sign(
+            "PUT",
+            "/examplebucket/chunkObject.txt",
+            "",
+            &[
+                ("content-encoding", "aws-chunked"),
+                ("content-length", "66824"),
+                ("host", "s3.amazonaws.com"),
+                ("x-amz-content-sha256", STREAMING_PAYLOAD),
+                ("x-amz-date", "20130524T000000Z"),
+                ("x-amz-decoded-content-length", "66560"),
+                ("x-amz-storage-class", "REDUCED_REDUNDANCY"),
+            ],
+            STREAMING_PAYLOAD,
+            "20130524T000000Z",
+        );
+        assert_eq!(
+            seed,
+            "4f232c4386841ef735655705268965c44a0e4690baa4adea153f7db9fa80a0a9"
+        );
+        assert_eq!(
+            authorization,
+            "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request, \
+             SignedHeaders=content-encoding;content-length;host;x-amz-content-sha256;x-amz-date;x-amz-decoded-content-length;x-amz-storage-class, \
+             Signature=4f232c4386841ef735655705268965c44a0e4690baa4adea153f7db9fa80a0a9"
+        );
+        let key = signer.signing_key("20130524");
+        let mut chain = ChunkChain::new(key, "20130524T000000Z", &scope, &seed);
+        let first = vec![b'a'; 65536];
+        let second = vec![b'a'; 1024];
+        let signatures = [
+            chain.next(&sha256(&first)).to_string(),
+            chain.next(&sha256(&second)).to_string(),
+            chain.next(&sha256(b"")).to_string(),
+        ];
+        assert_eq!(
+            signatures,
+            [
+                "ad80c730a21e5b8d04586a2213dd63b9a0e99e0e2307b0ade35a65485a288648",
+                "0055627c9e194cb4542bae2aa5492e3c1575bbb81b612b7d234b86a503ef5497",
+                "b6c6ea8a5354eaf15b3cb7646744f4275b71ea724fed81ceb9323e279d449df9",
+            ]
+        );
+        // The body as framed here: the example's Content-Length, and it decodes (with the
+        // simulator's chunked decoder, which reads the signature extensions) to the data.
+        let mut body = Vec::new();
+        body.extend_from_slice(chunk_header(65536, &signatures[0]).as_bytes());
+        body.extend_from_slice(&first);
+        body.extend_from_slice(b"\r\n");
+        body.extend_from_slice(chunk_header(1024, &signatures[1]).as_bytes());
+        body.extend_from_slice(&second);
+        body.extend_from_slice(b"\r\n");
+        body.extend_from_slice(final_chunk(&signatures[2]).as_bytes());
+        assert_eq!(body.len(), 66824);
+        assert_eq!(aws_chunked_len(66560, 65536), 66824);
+        assert!(body.starts_with(
+            b"10000;chunk-signature=ad80c730a21e5b8d04586a2213dd63b9a0e99e0e2307b0ade35a65485a288648\r\naaaa"
+        ));
+        let mut decoder = crate::http::ChunkedDecoder::new();
+        let mut decoded = Vec::new();
+        let consumed = decoder
+            .feed(&body, &mut |data| {
+                decoded.extend_from_slice(data);
+                Ok(())
+            })
+            .unwrap();
+        assert!(decoder.is_done());
+        assert_eq!(consumed, body.len());
+        assert_eq!(decoded.len(), 66560);
+        assert!(decoded.iter().all(|&b| b == b'a'));
+    }
+
+    #[test]
+    fn encoded_lengths_count_every_chunk() {
+        // No data: the final chunk alone.
+        assert_eq!(aws_chunked_len(0, 65536), 86);
+        // Exactly one chunk: no short chunk.
+        assert_eq!(aws_chunked_len(65536, 65536), 5 + 85 + 65536 + 86);
+        // 64 MiB in 64 KiB chunks: 1024 chunks of "10000" and the final one.
+        assert_eq!(
+            aws_chunked_len(64 << 20, 64 << 10),
+            1024 * (5 + 85 + 65536) + 86
+        );
+        assert_eq!(aws_chunked_len(10, 4), 2 * (1 + 85 + 4) + (1 + 85 + 2) + 86);
+    }
+
+    #[test]
+    fn streaming_header_lines_sign_what_they_send() {
+        let mut signer = aws_example_signer();
+        let at = UNIX_EPOCH + Duration::from_secs(1_369_353_600 + 3_723);
+        let (lines, mut chain) = signer.streaming_header_lines(
+            "PUT",
+            "/bench/put-0",
+            "127.0.0.1:27070",
+            66560,
+            65536,
+            at,
+        );
+        assert!(lines.ends_with("\r\n"));
+        assert_eq!(lines.matches("\r\n").count(), 6);
+        for line in [
+            "Content-Encoding: aws-chunked\r\n",
+            "Content-Length: 66824\r\n",
+            "x-amz-content-sha256: STREAMING-AWS4-HMAC-SHA256-PAYLOAD\r\n",
+            "x-amz-date: 20130524T010203Z\r\n",
+            "x-amz-decoded-content-length: 66560\r\n",
+        ] {
+            assert!(
+                lines.starts_with(line) || lines.contains(&format!("\n{line}")),
+                "{line}"
+            );
+        }
+        let (by_hand, seed, scope) = aws_example_signer().sign(
+            "PUT",
+            "/bench/put-0",
+            "",
+            &[
+                ("content-encoding", "aws-chunked"),
+                ("content-length", "66824"),
+                ("host", "127.0.0.1:27070"),
+                ("x-amz-content-sha256", STREAMING_PAYLOAD),
+                ("x-amz-date", "20130524T010203Z"),
+                ("x-amz-decoded-content-length", "66560"),
+            ],
+            STREAMING_PAYLOAD,
+            "20130524T010203Z",
+        );
+        assert!(lines.contains(&format!("Authorization: {by_hand}\r\n")));
+        assert!(by_hand.contains(&format!("SignedHeaders={STREAMING_SIGNED_HEADERS},")));
+        // The chain starts from the seed, with the request's time and scope.
+        let key = signing_key(
+            "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+            "20130524",
+            "us-east-1",
+            "s3",
+        );
+        let mut expected = ChunkChain::new(key, "20130524T010203Z", &scope, &seed);
+        let data = sha256(b"chunk");
+        assert_eq!(chain.next(&data), expected.next(&data));
+        assert!(!format!("{chain:?}").contains("key"));
     }
 
     #[test]

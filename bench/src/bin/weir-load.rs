@@ -58,6 +58,14 @@ struct Cli {
     /// Region of the signature's credential scope (with --secret-key).
     #[arg(long, default_value = "us-east-1")]
     region: String,
+    /// With --secret-key: upload PUT bodies streaming-signed (Content-Encoding:
+    /// aws-chunked, x-amz-content-sha256: STREAMING-AWS4-HMAC-SHA256-PAYLOAD), every
+    /// chunk signed, as the AWS SDKs' chunked uploads.
+    #[arg(long, requires = "secret_key")]
+    streaming_signed: bool,
+    /// Data bytes per chunk of a streaming-signed upload (the last chunk may be shorter).
+    #[arg(long, default_value = "64KiB", requires = "streaming_signed")]
+    chunk_size: String,
     /// Fixed part of the per-request timeout; a further size / 20 MB/s is added.
     #[arg(long, default_value = "10s")]
     timeout: String,
@@ -117,6 +125,13 @@ fn main() -> Result<()> {
             region: cli.region.clone(),
         });
     }
+    if cli.streaming_signed {
+        let chunk_bytes = parse_size_bytes(&cli.chunk_size)?;
+        if chunk_bytes == 0 {
+            bail!("--chunk-size must be at least 1 byte");
+        }
+        config.streaming_chunk_bytes = Some(chunk_bytes);
+    }
     config.timeout_base = parse_duration(&cli.timeout)?;
     config.io_buf_bytes = usize::try_from(parse_size_bytes(&cli.buf)?).context("--buf")?;
 
@@ -132,10 +147,13 @@ fn main() -> Result<()> {
             .as_deref()
             .map(|k| format!(
                 ", access key {k}{}",
-                if config.credentials.is_some() {
-                    " (SigV4-signed)"
-                } else {
-                    " (dummy signature)"
+                match (&config.credentials, config.streaming_chunk_bytes) {
+                    (Some(_), Some(chunk)) => format!(
+                        " (SigV4-signed; PUTs streaming-signed in {} chunks)",
+                        weir_bench::units::format_bytes(chunk)
+                    ),
+                    (Some(_), None) => " (SigV4-signed)".to_string(),
+                    (None, _) => " (dummy signature)".to_string(),
                 }
             ))
             .unwrap_or_default()

@@ -49,6 +49,11 @@ struct Cli {
     /// Start refusing (every request ends in an RST).
     #[arg(long)]
     down: bool,
+    /// KEY=SECRET: check the SigV4 signatures (header and streaming chunks) of requests
+    /// signed by KEY, answering 403 SignatureDoesNotMatch when they do not hold
+    /// (repeatable; also at run time: POST /_sim/sigv4?access_key=KEY&secret=SECRET).
+    #[arg(long)]
+    check_sigv4: Vec<String>,
 }
 
 fn main() -> Result<()> {
@@ -83,6 +88,16 @@ fn main() -> Result<()> {
             BodyMode::Sendfile
         },
         faults,
+        sigv4_secrets: cli
+            .check_sigv4
+            .iter()
+            .map(|pair| {
+                pair.split_once('=')
+                    .filter(|(k, s)| !k.is_empty() && !s.is_empty())
+                    .map(|(k, s)| (k.to_string(), s.to_string()))
+                    .with_context(|| format!("--check-sigv4 {pair:?} is not KEY=SECRET"))
+            })
+            .collect::<Result<_>>()?,
     };
     let addrs: Vec<SocketAddr> = match cli.nodes {
         Some(0) => bail!("--nodes must be at least 1"),

@@ -2,9 +2,11 @@
 //! answer, on its own thread.
 //!
 //! Request flow: 1. read and parse the head (bounded); 2. `/_sim/*` control calls are
-//! answered even when the node is down; 3. `down` → RST; 4. `SlowDown` roll; 5. S3
-//! dispatch by method and path; 6. faults that cut bodies act between 1 MiB send steps, so
-//! flipping `down` also cuts transfers already in flight.
+//! answered even when the node is down; 3. `down` → RST; 4. the SigV4 check, for keys the
+//! node holds secrets for (403 `SignatureDoesNotMatch`); 5. `SlowDown` roll; 6. S3
+//! dispatch by method and path (a streaming-signed PUT's chunks are checked as they
+//! arrive); 7. faults that cut bodies act between 1 MiB send steps, so flipping `down`
+//! also cuts transfers already in flight.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -16,9 +18,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
+use super::sigcheck::{self, ChunkCheck, HeadCheck};
 use super::store::{Object, ObjectBuilder};
 use super::{BodyMode, Node};
-use crate::http::{has_token, ChunkedDecoder, HEADERS_MAX};
+use crate::http::{has_token, ChunkEvent, ChunkedDecoder, HEADERS_MAX};
 use crate::range::RangeOutcome;
 
 /// Read buffer for heads and chunked bodies, in bytes.
@@ -473,6 +476,14 @@ impl Conn {
             self.node.stats.count_access_key(&key);
         }
         let expect_continue = has_token(head.header("expect"), "100-continue");
+        let chunk_check = match self.check_signature(&head, &path, &query) {
+            Ok(check) => check,
+            Err(why) => {
+                return self.reject_early(framing, expect_continue, next, |conn, next| {
+                    conn.respond_error(403, "SignatureDoesNotMatch", &why, &path, "", next)
+                });
+            }
+        };
         let faults = self.node.faults.load();
         if faults.slowdown_ratio > 0.0 && self.roll() < faults.slowdown_ratio {
             return self.reject_early(framing, expect_continue, next, |conn, next| {
@@ -496,7 +507,9 @@ impl Conn {
                 self.drain_body(framing)?;
                 self.get_object(&head, &key, faults.latency_ms, next)
             }
-            ("PUT", true) => self.put_object(&head, &key, framing, expect_continue, next),
+            ("PUT", true) => {
+                self.put_object(&head, &key, framing, expect_continue, chunk_check, next)
+            }
             ("DELETE", true) => {
                 self.drain_body(framing)?;
                 self.delay(faults.latency_ms);
@@ -532,6 +545,37 @@ impl Conn {
                     "",
                     next,
                 )
+            }
+        }
+    }
+
+    /// The SigV4 check of the head (when signed by a key this node holds a secret for):
+    /// `Ok` with the chunk checker of a streaming-signed upload, `Err` with why it fails.
+    fn check_signature(
+        &self,
+        head: &Head,
+        path: &str,
+        query: &str,
+    ) -> Result<Option<ChunkCheck>, String> {
+        let secrets = self
+            .node
+            .sigv4_secrets
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if secrets.is_empty() {
+            return Ok(None);
+        }
+        let stats = &self.node.stats;
+        match sigcheck::check_head(&secrets, &head.method, path, query, &head.headers) {
+            HeadCheck::NotChecked => Ok(None),
+            HeadCheck::Valid(chunks) => {
+                stats.sigv4_checked.fetch_add(1, Relaxed);
+                Ok(chunks)
+            }
+            HeadCheck::Invalid(why) => {
+                stats.sigv4_checked.fetch_add(1, Relaxed);
+                stats.sigv4_failures.fetch_add(1, Relaxed);
+                Err(why)
             }
         }
     }
@@ -667,6 +711,7 @@ impl Conn {
         key: &str,
         framing: Framing,
         expect_continue: bool,
+        mut chunk_check: Option<ChunkCheck>,
         next: Next,
     ) -> Result<Next> {
         let path = format!("/{key}");
@@ -704,13 +749,34 @@ impl Conn {
             || has_token(head.header("content-encoding"), "aws-chunked");
         let mut builder = ObjectBuilder::new(key);
         let mut inner = aws_chunked.then(ChunkedDecoder::new);
+        let mut bad_chunk: Option<String> = None;
         let received = self.read_body(framing, &mut |data| match inner.as_mut() {
             Some(inner) if inner.is_done() => Ok(()),
             Some(inner) => inner
-                .feed(data, &mut |payload| builder.push(payload))
+                .feed_events(data, &mut |event| match event {
+                    ChunkEvent::SizeLine(line) => match chunk_check.as_mut() {
+                        Some(check) => check.size_line(line).map_err(|why| {
+                            let err = anyhow::anyhow!("{why}");
+                            bad_chunk = Some(why);
+                            err
+                        }),
+                        None => Ok(()),
+                    },
+                    ChunkEvent::Data(payload) => {
+                        if let Some(check) = chunk_check.as_mut() {
+                            check.data(payload);
+                        }
+                        builder.push(payload)
+                    }
+                })
                 .map(drop),
             None => builder.push(data),
         });
+        if let Some(why) = bad_chunk {
+            // The rest of the body is not read: the connection cannot be reused.
+            self.node.stats.sigv4_failures.fetch_add(1, Relaxed);
+            return self.respond_error(403, "SignatureDoesNotMatch", &why, &path, "", Next::Close);
+        }
         if let Err(err) = received {
             // Bad framing gets an answer; a vanished client does not read it anyway.
             let message = format!("{err:#}");
@@ -726,6 +792,20 @@ impl Conn {
                     "",
                     Next::Close,
                 );
+            }
+        }
+        if let Some(check) = chunk_check {
+            match check.finish() {
+                Ok(chunks) => {
+                    self.node
+                        .stats
+                        .sigv4_chunks_checked
+                        .fetch_add(chunks, Relaxed);
+                }
+                Err(why) => {
+                    self.node.stats.sigv4_failures.fetch_add(1, Relaxed);
+                    return self.respond_error(403, "SignatureDoesNotMatch", &why, &path, "", next);
+                }
             }
         }
         if let Some(expected) = head.header("x-amz-decoded-content-length") {
@@ -797,6 +877,25 @@ impl Conn {
                 let json = self.node.stats.snapshot().to_json();
                 self.respond(200, "", JSON, json.as_bytes(), next)
             }
+            ("GET", "sigv4") => {
+                let secrets = self
+                    .node
+                    .sigv4_secrets
+                    .read()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+                let mut keys: Vec<String> = secrets.keys().map(|k| format!("\"{k}\"")).collect();
+                keys.sort();
+                let json = format!("{{\"access_keys\":[{}]}}", keys.join(","));
+                drop(secrets);
+                self.respond(200, "", JSON, json.as_bytes(), next)
+            }
+            ("POST" | "PUT", "sigv4") => match self.set_sigv4(query) {
+                Ok(()) => self.respond(200, "", None, b"", next),
+                Err(err) => {
+                    let body = format!("{err:#}\n");
+                    self.respond(400, "", Some("text/plain"), body.as_bytes(), next)
+                }
+            },
             ("GET", "faults") => {
                 let json = self.node.faults.load().to_json();
                 self.respond(200, "", JSON, json.as_bytes(), next)
@@ -817,6 +916,46 @@ impl Conn {
             }
             _ => self.respond(404, "", Some("text/plain"), b"unknown control call\n", next),
         }
+    }
+}
+
+impl Conn {
+    /// `clear` forgets every key; `access_key=K&secret=S` checks K's signatures with S.
+    fn set_sigv4(&self, query: &str) -> Result<()> {
+        let mut access_key = None;
+        let mut secret = None;
+        let mut clear = false;
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let value = percent_decode(value).context("bad escape")?;
+            match name {
+                "clear" => clear = true,
+                "access_key" => access_key = Some(value),
+                "secret" => secret = Some(value),
+                other => bail!("unknown parameter {other:?}"),
+            }
+        }
+        let mut secrets = self
+            .node
+            .sigv4_secrets
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if clear {
+            secrets.clear();
+        }
+        match (access_key, secret) {
+            (Some(key), Some(secret))
+                if !key.is_empty()
+                    && key
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) =>
+            {
+                secrets.insert(key, secret);
+            }
+            (None, None) if clear => {}
+            _ => bail!("give access_key (A-Z a-z 0-9 . _ -) and secret, or clear"),
+        }
+        Ok(())
     }
 }
 

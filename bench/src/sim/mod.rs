@@ -7,9 +7,12 @@
 //! MiB and the only copy is the client's `recv`; the simulator is not the bottleneck.
 //!
 //! Control API (not counted in `requests`, answered even while `down`):
-//! `GET /_sim/stats`, `GET /_sim/faults`, `POST /_sim/faults?latency_ms=5&down=1&clear=1…`.
+//! `GET /_sim/stats`, `GET /_sim/faults`, `POST /_sim/faults?latency_ms=5&down=1&clear=1…`,
+//! `GET /_sim/sigv4`, `POST /_sim/sigv4?access_key=K&secret=S` and `POST /_sim/sigv4?clear`
+//! (which access keys' signatures the node checks, see `sigcheck`).
 
 mod conn;
+pub mod sigcheck;
 pub mod store;
 
 use std::collections::{BTreeMap, HashMap};
@@ -177,6 +180,13 @@ pub struct SimStats {
     pub responses_5xx: u64,
     /// Bodies cut by a stall or reset fault (or by `down` mid-body).
     pub bodies_cut: u64,
+    /// Requests whose SigV4 header signature was checked (signed by a key the node holds a
+    /// secret for; see `sigcheck`), valid or not.
+    pub sigv4_checked: u64,
+    /// Chunk signatures of streaming-signed uploads checked and found valid.
+    pub sigv4_chunks_checked: u64,
+    /// Requests answered 403 `SignatureDoesNotMatch` (a bad header or chunk signature).
+    pub sigv4_failures: u64,
     /// Of `requests`: those that carried an access key id (SigV4/SigV2 `Authorization` or
     /// a presigned query), by key. Requests without a key are not in here.
     pub requests_by_access_key: BTreeMap<String, u64>,
@@ -192,7 +202,7 @@ impl SimStats {
             .map(|(key, n)| format!("\"{key}\":{n}"))
             .collect();
         format!(
-            "{{\"requests\":{},\"bytes_in\":{},\"bytes_out\":{},\"connections\":{},\"connections_active\":{},\"refused\":{},\"responses_2xx\":{},\"responses_4xx\":{},\"responses_5xx\":{},\"bodies_cut\":{},\"requests_by_access_key\":{{{}}}}}",
+            "{{\"requests\":{},\"bytes_in\":{},\"bytes_out\":{},\"connections\":{},\"connections_active\":{},\"refused\":{},\"responses_2xx\":{},\"responses_4xx\":{},\"responses_5xx\":{},\"bodies_cut\":{},\"sigv4_checked\":{},\"sigv4_chunks_checked\":{},\"sigv4_failures\":{},\"requests_by_access_key\":{{{}}}}}",
             self.requests,
             self.bytes_in,
             self.bytes_out,
@@ -203,6 +213,9 @@ impl SimStats {
             self.responses_4xx,
             self.responses_5xx,
             self.bodies_cut,
+            self.sigv4_checked,
+            self.sigv4_chunks_checked,
+            self.sigv4_failures,
             by_key.join(",")
         )
     }
@@ -247,6 +260,9 @@ impl SimStats {
                     "responses_4xx" => &mut stats.responses_4xx,
                     "responses_5xx" => &mut stats.responses_5xx,
                     "bodies_cut" => &mut stats.bodies_cut,
+                    "sigv4_checked" => &mut stats.sigv4_checked,
+                    "sigv4_chunks_checked" => &mut stats.sigv4_chunks_checked,
+                    "sigv4_failures" => &mut stats.sigv4_failures,
                     _ => &mut ignored,
                 };
                 *field = n;
@@ -347,6 +363,9 @@ struct StatCells {
     responses_4xx: AtomicU64,
     responses_5xx: AtomicU64,
     bodies_cut: AtomicU64,
+    sigv4_checked: AtomicU64,
+    sigv4_chunks_checked: AtomicU64,
+    sigv4_failures: AtomicU64,
     /// Requests by access key id (bounded: see [`ACCESS_KEYS_COUNTED_MAX`]).
     by_access_key: Mutex<HashMap<String, u64>>,
 }
@@ -364,6 +383,9 @@ impl StatCells {
             responses_4xx: self.responses_4xx.load(Relaxed),
             responses_5xx: self.responses_5xx.load(Relaxed),
             bodies_cut: self.bodies_cut.load(Relaxed),
+            sigv4_checked: self.sigv4_checked.load(Relaxed),
+            sigv4_chunks_checked: self.sigv4_chunks_checked.load(Relaxed),
+            sigv4_failures: self.sigv4_failures.load(Relaxed),
             requests_by_access_key: self
                 .by_access_key
                 .lock()
@@ -416,6 +438,9 @@ pub struct SimOptions {
     pub body_mode: BodyMode,
     /// Faults in force from the start.
     pub faults: Faults,
+    /// Access key → secret: requests signed by these keys have their SigV4 signatures
+    /// checked (see `sigcheck`); empty = nothing is checked.
+    pub sigv4_secrets: Vec<(String, String)>,
 }
 
 /// State shared by a node's accept thread and its connection threads.
@@ -424,6 +449,8 @@ struct Node {
     faults: FaultCells,
     stats: StatCells,
     options: SimOptions,
+    /// Access key → secret of the signatures this node checks.
+    sigv4_secrets: RwLock<HashMap<String, String>>,
     stop: AtomicBool,
     /// Open connections by id, so shutdown can wake their blocking reads.
     conns: Mutex<HashMap<u64, RawFd>>,
@@ -450,6 +477,7 @@ impl SimNode {
             objects: RwLock::new(objects),
             faults: FaultCells::default(),
             stats: StatCells::default(),
+            sigv4_secrets: RwLock::new(options.sigv4_secrets.iter().cloned().collect()),
             options,
             stop: AtomicBool::new(false),
             conns: Mutex::new(HashMap::new()),
@@ -489,6 +517,25 @@ impl SimNode {
     /// Replaces the faults in force (takes effect on the next request or body chunk).
     pub fn set_faults(&self, faults: Faults) {
         self.node.faults.store(&faults);
+    }
+
+    /// Checks the SigV4 signatures of requests signed by `access_key` from now on (the
+    /// secret replaces any earlier one for the key).
+    pub fn check_sigv4(&self, access_key: &str, secret: &str) {
+        self.node
+            .sigv4_secrets
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(access_key.to_string(), secret.to_string());
+    }
+
+    /// Stops checking signatures (of every key).
+    pub fn clear_sigv4(&self) {
+        self.node
+            .sigv4_secrets
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clear();
     }
 
     /// Stops accepting, closes every connection and waits for the accept thread.
