@@ -15,6 +15,7 @@
 //!   target/ci/weir-bench-run --smoke            # ~3 minutes, results under bench/results/raw/smoke
 //!   target/ci/weir-bench-run --scenarios noisy-neighbour
 //!   target/ci/weir-bench-run --scenarios tls-get   # HTTPS through weir (rustls, kTLS) and HAProxy
+//!   target/ci/weir-bench-run --scenarios identity  # SigV4 verification + re-signing in weir
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -24,6 +25,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use weir_bench::load::{self, ErrorCounts, LoadConfig, Op};
+use weir_bench::runner::identity::{self, IdentityRun};
 use weir_bench::runner::noisy::{self, NoisyRun, Phase, TenantCounters};
 use weir_bench::runner::peers::{self, Binaries, Kind, Target};
 use weir_bench::runner::procs::{self, CpuSnapshot, Managed};
@@ -86,13 +88,13 @@ struct Cli {
     #[arg(long, default_value = "5s")]
     duration: String,
     /// Scenarios to run (comma-separated): large-get, small-get, large-put,
-    /// noisy-neighbour, failover, tls-get, seaweed. bench/results/README.md (the index) is
-    /// rewritten only by a run of all of them; a partial run leaves its index in the raw
+    /// noisy-neighbour, failover, tls-get, identity, seaweed. bench/results/README.md (the
+    /// index) is rewritten only by a run of all of them; a partial run leaves its index in the raw
     /// folder.
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "large-get,small-get,large-put,noisy-neighbour,failover,tls-get,seaweed"
+        default_value = "large-get,small-get,large-put,noisy-neighbour,failover,tls-get,identity,seaweed"
     )]
     scenarios: Vec<String>,
     /// SeaweedFS' weed binary for the seaweed scenario (default: .cache/bench-venv/bin/weed,
@@ -109,6 +111,9 @@ struct Cli {
     /// Stream counts of the large-GET scenario.
     #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
     streams: Vec<usize>,
+    /// Connections of every timed cell of the identity scenario.
+    #[arg(long, default_value_t = 8)]
+    identity_streams: usize,
     /// Stream counts of the tls-get scenario (parallel curl processes).
     #[arg(long, value_delimiter = ',', default_value = "1,8")]
     tls_streams: Vec<usize>,
@@ -235,7 +240,7 @@ fn main() -> Result<()> {
     let sim_scenarios: Vec<Scenario> = scenarios
         .iter()
         .copied()
-        .filter(|s| *s != Scenario::Seaweed && *s != Scenario::TlsGet)
+        .filter(|s| !matches!(s, Scenario::Seaweed | Scenario::TlsGet | Scenario::Identity))
         .collect();
     let mut kinds = cli
         .targets
@@ -277,7 +282,8 @@ fn main() -> Result<()> {
         None => std::env::current_exe()?.with_file_name("weir-sim"),
     };
     let tls_get = scenarios.contains(&Scenario::TlsGet);
-    if (!sim_scenarios.is_empty() || tls_get) && !sim_binary.exists() {
+    let identity_scenario = scenarios.contains(&Scenario::Identity);
+    if (!sim_scenarios.is_empty() || tls_get || identity_scenario) && !sim_binary.exists() {
         bail!("weir-sim not found at {} (use --sim)", sim_binary.display());
     }
     let weed = if scenarios.contains(&Scenario::Seaweed) {
@@ -450,6 +456,21 @@ fn main() -> Result<()> {
         bench.sims.clear();
     }
 
+    let mut identity_run = None;
+    let mut identity_error = None;
+    if identity_scenario {
+        match bench.identity() {
+            Ok(run) => identity_run = Some(run),
+            Err(err) => {
+                let note = format!("identity: not measured: {err:#}");
+                println!("{note}");
+                bench.note(note);
+                identity_error = Some(err);
+            }
+        }
+        bench.sims.clear();
+    }
+
     let seaweed_cells = seaweed_cells(&bench.cli)?;
     let mut cluster_info = None;
     let mut seaweed_error = None;
@@ -484,20 +505,24 @@ fn main() -> Result<()> {
         &failover_runs,
         cluster_info.as_ref(),
         tls_run.as_ref(),
+        identity_run.as_ref(),
     )?;
     println!(
         "weir-bench-run: done in {:.0} s; pages in {}",
         started.elapsed().as_secs_f64(),
         bench.cli.out.display()
     );
-    match (seaweed_error, tls_error) {
-        (Some(err), _) => {
+    match (seaweed_error, tls_error, identity_error) {
+        (Some(err), _, _) => {
             Err(err.context("the seaweed scenario failed (its page was not written)"))
         }
-        (None, Some(err)) => {
+        (None, Some(err), _) => {
             Err(err.context("the tls-get scenario failed (its page was not written)"))
         }
-        (None, None) => Ok(()),
+        (None, None, Some(err)) => {
+            Err(err.context("the identity scenario failed (its page was not written)"))
+        }
+        (None, None, None) => Ok(()),
     }
 }
 
@@ -584,7 +609,8 @@ fn cells(cli: &Cli, scenarios: &[Scenario]) -> Result<Vec<Cell>> {
             Scenario::NoisyNeighbour
             | Scenario::Failover
             | Scenario::Seaweed
-            | Scenario::TlsGet => {}
+            | Scenario::TlsGet
+            | Scenario::Identity => {}
         }
     }
     Ok(out)
@@ -988,6 +1014,36 @@ impl Bench {
         tls::run(&setup, &mut self.records)
     }
 
+    /// The identity scenario over the simulators (started again if an earlier scenario
+    /// stopped them); its weirs are its own.
+    fn identity(&mut self) -> Result<IdentityRun> {
+        if self.sims.is_empty() {
+            for i in 0..NODES {
+                let sim = self.start_sim(i)?;
+                self.sims.push(sim);
+            }
+        }
+        let setup = identity::Setup {
+            binaries: &self.binaries,
+            nodes: &self.node_addrs,
+            sim_pids: self.sim_pids(),
+            run_dir: &self.run_dir,
+            base_port: self.cli.base_port,
+            rounds: self.cli.rounds,
+            duration: self.duration,
+            correctness_duration: if self.cli.smoke {
+                Duration::from_millis(500)
+            } else {
+                Duration::from_secs(2)
+            },
+            streams: self.cli.identity_streams,
+            get_keys: Synthetic::parse(LARGE_KEYS)?,
+            put_keys: Synthetic::parse(PUT_KEYS)?,
+            verify_get: self.cli.verify_large,
+        };
+        identity::run(&setup, &mut self.records)
+    }
+
     fn load_config(&self, target: usize, cell: &Cell, duration: Duration) -> LoadConfig {
         let mut config =
             LoadConfig::new(self.targets[target].addrs.clone(), vec![cell.keys.clone()]);
@@ -1348,6 +1404,7 @@ fn write_pages(
     failover_runs: &[FailoverRun],
     cluster: Option<&ClusterInfo>,
     tls_run: Option<&TlsRun>,
+    identity_run: Option<&IdentityRun>,
 ) -> Result<()> {
     let out = &bench.cli.out;
     std::fs::create_dir_all(out)?;
@@ -1377,6 +1434,10 @@ fn write_pages(
             },
             Scenario::TlsGet => match tls_run {
                 Some(run) => tls::page(meta, run),
+                None => continue,
+            },
+            Scenario::Identity => match identity_run {
+                Some(run) => identity::page(meta, run),
                 None => continue,
             },
         };

@@ -12,11 +12,14 @@
 //! - `seaweed`: the real-cluster scenario's SeaweedFS cluster (one `weed server`, three
 //!   `weed s3` gateways that verify SigV4);
 //! - `tls`: the TLS scenario (curl over HTTPS through weir's rustls and kTLS paths and
-//!   HAProxy), self-contained from its proxies to its page.
+//!   HAProxy), self-contained from its proxies to its page;
+//! - `identity`: the identity scenario (weir bare vs SigV4 verification vs verification +
+//!   re-signing, header-signed and streaming-signed), self-contained like `tls`.
 //!
 //! The binary (`src/bin/weir-bench-run.rs`) drives the rounds; everything here is the
 //! vocabulary it records results in.
 
+pub mod identity;
 pub mod noisy;
 pub mod peers;
 pub mod procs;
@@ -46,6 +49,9 @@ pub enum Scenario {
     /// 64 MiB GETs over HTTPS (curl) through weir's rustls and kTLS paths and HAProxy,
     /// beside the same over plain HTTP: proxy CPU-s/GB of TLS termination (issue 7).
     TlsGet,
+    /// 64 MiB GETs and PUTs (header-signed and streaming-signed) through weir bare, with
+    /// SigV4 verification, and with verification + re-signing: weir CPU-s/GB (issue 9).
+    Identity,
     /// A SeaweedFS cluster with 3 S3 gateways (SigV4 verified) instead of the simulators:
     /// 64 MiB GETs on 16 streams and 4 KiB GETs on 64 connections.
     Seaweed,
@@ -53,13 +59,14 @@ pub enum Scenario {
 
 impl Scenario {
     /// Every scenario, in run order.
-    pub const ALL: [Scenario; 7] = [
+    pub const ALL: [Scenario; 8] = [
         Scenario::LargeGet,
         Scenario::SmallGet,
         Scenario::LargePut,
         Scenario::NoisyNeighbour,
         Scenario::Failover,
         Scenario::TlsGet,
+        Scenario::Identity,
         Scenario::Seaweed,
     ];
 
@@ -72,6 +79,7 @@ impl Scenario {
             Scenario::NoisyNeighbour => "noisy-neighbour",
             Scenario::Failover => "failover",
             Scenario::TlsGet => "tls-get",
+            Scenario::Identity => "identity",
             Scenario::Seaweed => "seaweed",
         }
     }
@@ -100,6 +108,9 @@ impl Scenario {
                 "A real cluster: SeaweedFS with 3 S3 gateways (SigV4 verified) behind each proxy"
             }
             Scenario::TlsGet => "Large GET over TLS: 64 MiB objects, rustls vs kTLS vs HAProxy",
+            Scenario::Identity => {
+                "Identity at the edge: weir's CPU per GB with SigV4 verification and re-signing, 64 MiB GET and PUT"
+            }
         }
     }
 }
