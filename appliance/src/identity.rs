@@ -21,7 +21,7 @@ use weir_policy::sigv4::{
     PayloadHash, RequestParts, Scope, SigV4Error, SigningKey,
 };
 
-use crate::settings::Settings;
+use crate::settings::{PoolIdentity, Settings};
 
 /// Derived keys kept per core before the cache starts over (a key is one day's, for
 /// one access key and region: a handful per tenant).
@@ -71,8 +71,12 @@ impl From<SigV4Error> for Refusal {
 #[derive(Default)]
 pub struct KeyCache {
     tenants: RefCell<HashMap<(String, Scope), SigningKey>>,
-    pools: RefCell<HashMap<(usize, Scope), SigningKey>>,
+    pools: RefCell<HashMap<PoolKeyId, SigningKey>>,
 }
+
+/// A pool signing key's cache id: (pool, the tenant whose own identity it is — `None`
+/// for the pool's — and the scope).
+type PoolKeyId = (usize, Option<usize>, Scope);
 
 /// [`KeyLookup`] over the tenants' secrets, through the cache.
 struct TenantKeys<'a> {
@@ -152,12 +156,27 @@ pub fn verify(
     Ok(verified.chunk_verifier())
 }
 
-/// Whether requests to `pool` are re-signed.
-pub fn resigns(settings: &Settings, pool: usize) -> bool {
+/// The identity `tenant`'s requests are re-signed with for `pool`: the tenant's own
+/// (`pool_credentials`), else the pool's (`credentials`), else none. The second value
+/// says whose: `Some(tenant)` for the tenant's own.
+fn identity_for(
+    settings: &Settings,
+    tenant: usize,
+    pool: usize,
+) -> Option<(&PoolIdentity, Option<usize>)> {
+    if let Some(own) = settings.tenant_pool_identities.get(&(tenant, pool)) {
+        return Some((own, Some(tenant)));
+    }
     settings
         .pool_identities
         .get(pool)
-        .is_some_and(Option::is_some)
+        .and_then(Option::as_ref)
+        .map(|id| (id, None))
+}
+
+/// Whether `tenant`'s requests to `pool` are re-signed.
+pub fn resigns(settings: &Settings, tenant: usize, pool: usize) -> bool {
+    identity_for(settings, tenant, pool).is_some()
 }
 
 /// A streaming-signed upload (`STREAMING-AWS4-HMAC-SHA256-PAYLOAD[-TRAILER]`) whose chunk
@@ -188,6 +207,7 @@ impl Streaming {
 /// body moves as it came (by splice). Refuses a bad `x-amz-decoded-content-length`.
 pub fn streaming(
     settings: &Settings,
+    tenant: usize,
     chain: &[usize],
     head: &RequestHead,
     verifier: Option<ChunkVerifier>,
@@ -198,7 +218,7 @@ pub fn streaming(
     let Some(payload) = payload.filter(PayloadHash::has_chunk_signatures) else {
         return Ok(None);
     };
-    if verifier.is_none() && !chain.iter().any(|&p| resigns(settings, p)) {
+    if verifier.is_none() && !chain.iter().any(|&p| resigns(settings, tenant, p)) {
         return Ok(None);
     }
     let decoded_length = match head.header("x-amz-decoded-content-length") {
@@ -223,20 +243,22 @@ pub fn streaming(
     }))
 }
 
-/// The head to send to node `node` of `pool`, re-signed for the pool's identity and the
-/// node's Host; `None` when the pool has no credentials (send the client's head as is).
+/// The head to send to node `node` of `pool`, re-signed for `tenant`'s identity there
+/// ([`identity_for`]) and the node's Host; `None` when there is none (send the client's
+/// head as is).
 /// The client's `Authorization`, presigned query parameters and session token are
 /// dropped; its declared `x-amz-content-sha256` is kept, so a header-signed body moves
 /// unchanged. A streaming-signed upload also gets the signer of its new chunk chain.
 pub fn resign(
     settings: &Settings,
     cache: &KeyCache,
+    tenant: usize,
     pool: usize,
     node: usize,
     head: &RequestHead,
     now: SystemTime,
 ) -> Result<Option<(RequestHead, Option<ChunkSigner>)>, SigV4Error> {
-    let Some(identity) = settings.pool_identities.get(pool).and_then(Option::as_ref) else {
+    let Some((identity, whose)) = identity_for(settings, tenant, pool) else {
         return Ok(None);
     };
     let host = settings.config.pools[pool].nodes[node].to_string();
@@ -267,7 +289,7 @@ pub fn resign(
     let scope = Scope::new(time.date(), identity.region.clone(), "s3");
     let key = {
         let mut keys = cache.pools.borrow_mut();
-        let id = (pool, scope.clone());
+        let id = (pool, whose, scope.clone());
         match keys.get(&id) {
             Some(k) => k.clone(),
             None => {
@@ -319,13 +341,14 @@ pub struct Resigned {
 pub fn resigned_bytes(
     settings: &Settings,
     cache: &KeyCache,
+    tenant: usize,
     pool: usize,
     node: usize,
     head: &RequestHead,
     now: SystemTime,
 ) -> Result<Option<Resigned>, SigV4Error> {
     Ok(
-        resign(settings, cache, pool, node, head, now)?.map(|(h, chunks)| {
+        resign(settings, cache, tenant, pool, node, head, now)?.map(|(h, chunks)| {
             let mut bytes = Vec::with_capacity(1024);
             write_request_head(&h, &mut bytes);
             Resigned {
@@ -342,8 +365,6 @@ mod tests {
     use std::time::{Duration, UNIX_EPOCH};
     use weir_io::http::{parse_request, HeadLimits};
     use weir_policy::config::{Config, Secret};
-
-    use crate::settings::PoolIdentity;
 
     const SKEW: Duration = Duration::from_secs(900);
 
@@ -385,7 +406,9 @@ mod tests {
             "GET /bucket/key?versionId=3&X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=T%2F20231114%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Date=20231114T221320Z&X-Amz-Expires=60&X-Amz-SignedHeaders=host&X-Amz-Signature=00 HTTP/1.1\r\n\
              Host: weir.example\r\nRange: bytes=0-9\r\nx-amz-meta-a: 1\r\n\r\n",
         );
-        let (out, chunks) = resign(&s, &cache, 0, 0, &client, now()).unwrap().unwrap();
+        let (out, chunks) = resign(&s, &cache, 0, 0, 0, &client, now())
+            .unwrap()
+            .unwrap();
         assert!(chunks.is_none());
         assert_eq!(out.target, "/bucket/key?versionId=3");
         assert_eq!(out.host(), Some("127.0.0.1:9001"));
@@ -397,9 +420,11 @@ mod tests {
         assert_eq!(verified.payload, PayloadHash::Unsigned);
         assert!(verified.signed_headers.contains("x-amz-meta-a"));
         // The pool without credentials gets the client's head.
-        assert!(resign(&s, &cache, 1, 0, &client, now()).unwrap().is_none());
+        assert!(resign(&s, &cache, 0, 1, 0, &client, now())
+            .unwrap()
+            .is_none());
         // Bytes: one Host, one Authorization, CRLF-terminated.
-        let bytes = resigned_bytes(&s, &cache, 0, 0, &client, now())
+        let bytes = resigned_bytes(&s, &cache, 0, 0, 0, &client, now())
             .unwrap()
             .unwrap()
             .head;
@@ -414,7 +439,7 @@ mod tests {
         let s = settings("[appliance]\nvirtual_host_suffixes = [\"s3.weir.example\"]\n");
         let cache = KeyCache::default();
         let resigned = |raw: &str| {
-            let (out, _) = resign(&s, &cache, 0, 0, &head(raw), now())
+            let (out, _) = resign(&s, &cache, 0, 0, 0, &head(raw), now())
                 .unwrap()
                 .unwrap();
             let mut keys = |k: &str| (k == "SITEA").then_some("site-a-secret");

@@ -277,6 +277,8 @@ struct Route<'a> {
     shard: &'a Shard,
     ep: &'a Epoch,
     chain: &'a [usize],
+    /// The request's tenant (whose identity re-signs it, per pool).
+    tenant: usize,
     tried: Vec<Candidate>,
 }
 
@@ -408,8 +410,13 @@ async fn handle(
 
     // A streaming-signed upload weir verifies or re-signs passes chunk by chunk through
     // user space (signed_body.rs); every other body moves as it came.
-    let streaming = match identity::streaming(&ep.settings, &classified.pools, head, chunk_verifier)
-    {
+    let streaming = match identity::streaming(
+        &ep.settings,
+        classified.tenant.0,
+        &classified.pools,
+        head,
+        chunk_verifier,
+    ) {
         Ok(s) => s,
         Err(refusal) => return refuse(shard, flow, client, head, &refusal).await,
     };
@@ -438,6 +445,7 @@ async fn handle(
         shard,
         ep,
         chain: &classified.pools,
+        tenant: classified.tenant.0,
         tried: Vec::new(),
     };
     ep.retry_budget.borrow_mut().on_request(Instant::now());
@@ -521,6 +529,7 @@ async fn handle(
         let bytes: &[u8] = match identity::resigned_bytes(
             &ep.settings,
             &ep.keys,
+            classified.tenant.0,
             node.pool,
             node.node,
             head,
@@ -1324,7 +1333,7 @@ async fn resume_from_another(
         route.exclude(node);
         // A pool that re-signs signs whatever is sent: the client's signed headers do
         // not bind the resumed request, so `Range` can be rewritten (CORRECTIONS 2).
-        let signed: &[String] = if identity::resigns(&ep.settings, node.pool) {
+        let signed: &[String] = if identity::resigns(&ep.settings, route.tenant, node.pool) {
             &[]
         } else {
             &client_signed
@@ -1361,6 +1370,7 @@ async fn resume_from_another(
         let bytes = match identity::resigned_bytes(
             &ep.settings,
             &ep.keys,
+            route.tenant,
             node.pool,
             node.node,
             &resumed,

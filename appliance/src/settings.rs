@@ -2,6 +2,7 @@
 //! addresses, core count, the secrets the config names). Built once per load — start-up
 //! and every reload, so rotated secrets are picked up — and held read-only by shards.
 
+use std::collections::HashMap;
 use std::io::Read as _;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
@@ -12,7 +13,7 @@ use anyhow::{bail, Context};
 use weir_io::tls::{ClientCerts, ClientTls, PemIdentity, ServerTls};
 use weir_io::upstream::TlsTarget;
 use weir_policy::config::{
-    parse_secrets, AuthMode, ClientAuth, Config, Secret, SecretSource, Secrets,
+    parse_secrets, AuthMode, ClientAuth, Config, PoolCredentials, Secret, SecretSource, Secrets,
     SECRETS_FILE_BYTES_MAX,
 };
 
@@ -28,6 +29,9 @@ pub struct Settings {
     pub tenant_secrets: Secrets,
     /// Each pool's re-signing identity (`credentials`, secret resolved), by pool index.
     pub pool_identities: Vec<Option<PoolIdentity>>,
+    /// Tenants' own identities for some pools (`[[tenant]] pool_credentials`), by
+    /// (tenant index, pool index); they outrank the pool's.
+    pub tenant_pool_identities: HashMap<(usize, usize), PoolIdentity>,
     /// The HTTPS listeners' certificates and client policy (`[tls]`), read from the PEM
     /// files at this load.
     pub server_tls: Option<Arc<ServerTls>>,
@@ -160,31 +164,25 @@ impl Settings {
         }
         let mut identities = Vec::with_capacity(self.config.pools.len());
         for pool in &self.config.pools {
-            let Some(creds) = &pool.credentials else {
-                identities.push(None);
-                continue;
-            };
-            let secret = match &creds.secret {
-                SecretSource::Inline(s) => s.clone(),
-                SecretSource::File(file) => {
-                    let path = resolve_path(base, file);
-                    let text = read_secret_file(&path)?;
-                    Secret::new(text.trim()).map_err(|why| {
-                        anyhow::anyhow!(
-                            "{}: pool {:?} credentials.secret_file: {why}",
-                            path.display(),
-                            pool.name
-                        )
-                    })?
-                }
-            };
-            identities.push(Some(PoolIdentity {
-                access_key: creds.access_key.clone(),
-                secret,
-                region: creds.region.clone(),
-            }));
+            let identity = pool
+                .credentials
+                .as_ref()
+                .map(|c| load_identity(base, c, &format!("pool {:?} credentials", pool.name)))
+                .transpose()?;
+            identities.push(identity);
+        }
+        let mut tenant_identities = HashMap::new();
+        for (t, tenant) in self.config.tenants.iter().enumerate() {
+            for (pool, creds) in &tenant.pool_credentials {
+                let what = format!(
+                    "tenant {:?} pool_credentials.{}",
+                    tenant.name, self.config.pools[*pool].name
+                );
+                tenant_identities.insert((t, *pool), load_identity(base, creds, &what)?);
+            }
         }
         self.pool_identities = identities;
+        self.tenant_pool_identities = tenant_identities;
         Ok(())
     }
 
@@ -231,8 +229,27 @@ impl Settings {
             cores,
             tenant_secrets: Secrets::new(),
             pool_identities,
+            tenant_pool_identities: HashMap::new(),
         })
     }
+}
+
+/// An identity with its secret read (`what` names it in errors, never the secret).
+fn load_identity(base: &Path, creds: &PoolCredentials, what: &str) -> anyhow::Result<PoolIdentity> {
+    let secret = match &creds.secret {
+        SecretSource::Inline(s) => s.clone(),
+        SecretSource::File(file) => {
+            let path = resolve_path(base, file);
+            let text = read_secret_file(&path)?;
+            Secret::new(text.trim())
+                .map_err(|why| anyhow::anyhow!("{}: {what}.secret_file: {why}", path.display()))?
+        }
+    };
+    Ok(PoolIdentity {
+        access_key: creds.access_key.clone(),
+        secret,
+        region: creds.region.clone(),
+    })
 }
 
 fn resolve_path(base: &Path, file: &Path) -> PathBuf {

@@ -544,6 +544,97 @@ fn streaming_signed_uploads_are_verified_and_resigned_chunk_by_chunk() {
     weir.assert_running();
 }
 
+/// Per-tenant identities (`[[tenant]] pool_credentials`): a third site C accepts only its
+/// own key and its pool has no `credentials`, so only a tenant holding a site-C identity
+/// is served there. Tenant `main` has one (read from a file), tenant `other` has none:
+/// `main` reads and writes on site C; `other`'s request reaches site C under its own
+/// signature and is refused by the site itself. Site A and B's pool identities are
+/// untouched for the tenant without its own.
+#[test]
+fn a_tenant_with_its_own_identity_for_a_pool_is_resigned_with_it() {
+    const SITE_C_KEY: (&str, &str) = (
+        "SITECACCESSKEY000003",
+        "site-c-secret-key-00000000000000000000000",
+    );
+    let scratch = Scratch::new("identity-tenant-creds");
+    let dir = scratch.path();
+    let site_c = S3sFs::start_with_keys(dir, "site-c", SITE_C_KEY.0, SITE_C_KEY.1);
+    let objects = data::seed_objects(&scratch.sub("seed-c"), &[70_000]);
+    nodes::seed_as(&[site_c.endpoint()], "seeded", &objects, dir, SITE_C_KEY);
+    let relay_c = Relay::start(site_c.addr());
+    std::fs::write(dir.join("main-at-c.secret"), SITE_C_KEY.1).expect("write");
+    let tenants = format!(
+        "[[tenant]]\nname = \"main\"\naccess_keys = [\"{ACCESS_KEY}\"]\n\
+         pool_credentials = {{ siteC = {{ access_key = \"{}\", secret_file = \"main-at-c.secret\" }} }}\n\
+         [[tenant]]\nname = \"other\"\naccess_keys = [\"OTHERTENANT000000001\"]\n\
+         [[rule]]\nbucket = \"seeded\"\npools = [\"siteC\"]\n",
+        SITE_C_KEY.0
+    );
+    let s = start_sites_with(&scratch, &[4096], |c| {
+        c.pool(PoolConfig::new("siteC", &[relay_c.addr()]).key("priority = 0"))
+            .extra(&tenants)
+    });
+    let url = format!("{}/seeded/{}", s.weir.endpoint(), objects[0].key);
+
+    // Tenant main: served by site C under its own site-C identity.
+    let (status, body) = curl_call(curl_sigv4(), &url, dir);
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(data::sha256_hex(&body), objects[0].sha256);
+    // GETs of the seeded object site C saw (over whole connections: a pooled connection
+    // carries several requests). The relay counts a line as it forwards it, so the count
+    // can trail the answer.
+    let object_gets = format!("GET /seeded/{}", objects[0].key);
+    let settle = |n: usize, what: &str| {
+        wait_for(
+            what,
+            Duration::from_secs(5),
+            Duration::from_millis(20),
+            || (relay_c.counters().requests_matching(&object_gets) == n).then_some(()),
+        )
+    };
+    settle(1, "site C to have seen main's GET");
+
+    // Tenant other: no identity for site C (and the pool has none), so site C gets the
+    // client's own signature and refuses it; a 403 is an answer, not a failure to fail
+    // over from, so the client sees site C's refusal.
+    let (status, body) = curl_call(
+        curl_sigv4_as("OTHERTENANT000000001", "other-secret"),
+        &url,
+        dir,
+    );
+    let code = s3_code(&body);
+    assert_eq!(status, 403, "{}", String::from_utf8_lossy(&body));
+    assert!(
+        ["InvalidAccessKeyId", "NotSignedUp"].contains(&code.as_str()),
+        "site C's own refusal, got {code}"
+    );
+    assert_eq!(
+        s.weir.metric_sum("weir_auth_failures_total", |_| true),
+        0.0,
+        "weir refused nothing: the refusal is site C's"
+    );
+    settle(2, "site C to have seen the other tenant's GET");
+
+    // Tenant main writes to site C under its own identity (last: the relay's line count
+    // is exact only for requests that follow no body on their connection).
+    let file = dir.join("up.bin");
+    let sha = data::write_pattern_file(&file, 9, 300_000);
+    let mut put = curl_sigv4();
+    put.arg("-T").arg(&file);
+    let put_url = format!("{}/seeded/by-main", s.weir.endpoint());
+    let (status, body) = curl_call(put, &put_url, dir);
+    assert_eq!(status, 200, "PUT: {}", String::from_utf8_lossy(&body));
+    let (status, body) = curl_call(
+        curl_sigv4_as(SITE_C_KEY.0, SITE_C_KEY.1),
+        &format!("{}/seeded/by-main", site_c.endpoint()),
+        dir,
+    );
+    assert_eq!(status, 200, "the object is on site C");
+    assert_eq!(data::sha256_hex(&body), sha);
+    let mut weir = s.weir;
+    weir.assert_running();
+}
+
 /// The secrets file is re-read on reload: a key added to it works after `POST /reload`, a
 /// key removed from it stops working, and a broken file is refused (named by file and
 /// line, the secret not quoted) while the keys already loaded keep working.

@@ -222,6 +222,8 @@ pub(crate) struct RawTenant {
     pub(crate) burst: Option<ConfigDuration>,
     pub(crate) rate: Option<RawRate>,
     pub(crate) inflight_max: Option<u32>,
+    /// Pool name → the identity this tenant's requests are re-signed with for that pool.
+    pub(crate) pool_credentials: Option<std::collections::BTreeMap<String, RawCredentials>>,
     /// Accepted only to be refused with a reason (CORRECTIONS 13), not as "unknown key".
     pub(crate) connections_max: Option<IgnoredAny>,
 }

@@ -9,6 +9,7 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
+use super::auth::PoolCredentials;
 use crate::route::{BucketGlob, Cidr, OpClass};
 
 /// Index of a tenant in [`super::Config::tenants`].
@@ -78,6 +79,9 @@ pub struct Tenant {
     /// in-flight requests, not connections, since a connection has no tenant until a
     /// request arrives and keys are not secrets).
     pub inflight_max: Option<u32>,
+    /// (pool index, identity): the tenant's own credentials for those pools, used to
+    /// re-sign its requests there instead of the pool's `credentials`.
+    pub pool_credentials: Vec<(usize, PoolCredentials)>,
 }
 
 /// `[[class]]`: a QoS class — a share of upstream concurrency and bandwidth when they are
@@ -226,6 +230,7 @@ impl Tenant {
             class: None,
             rate: RateLimit::unlimited(burst),
             inflight_max: None,
+            pool_credentials: Vec::new(),
         }
     }
 }

@@ -192,6 +192,7 @@ rate = { bytes_per_sec = "10MiB" }
                     burst,
                 },
                 inflight_max: Some(256),
+                pool_credentials: Vec::new(),
             },
             Tenant {
                 client_names: Vec::new(),
@@ -207,6 +208,7 @@ rate = { bytes_per_sec = "10MiB" }
                     burst: Duration::from_secs(2),
                 },
                 inflight_max: None,
+                pool_credentials: Vec::new(),
             },
         ]
     );
@@ -955,5 +957,37 @@ fn rejects_bad_tenant_access_lists() {
         3,
         "tenant[0].pools[0]",
         "nope",
+    );
+}
+
+#[test]
+fn tenant_pool_credentials_parse_and_are_checked() {
+    let c = parse_with_pool(
+        "[[tenant]]\nname = \"a\"\naccess_keys = [\"TENANTA\"]\n\
+         pool_credentials = { default = { access_key = \"A-AT-DEFAULT\", secret_file = \"a.secret\", region = \"eu-west-1\" } }\n",
+    );
+    let t = &c.tenants[0];
+    assert_eq!(t.pool_credentials.len(), 1);
+    let (pool, creds) = &t.pool_credentials[0];
+    assert_eq!(c.pools[*pool].name, "default");
+    assert_eq!(creds.access_key, "A-AT-DEFAULT");
+    assert_eq!(creds.region, "eu-west-1");
+    rejects(
+        "[[tenant]]\nname = \"a\"\npool_credentials = { nope = { access_key = \"K\", secret = \"s\" } }\n",
+        3,
+        "tenant[0].pool_credentials.nope",
+        "no pool named \"nope\"",
+    );
+    rejects(
+        "[[tenant]]\nname = \"a\"\npool_credentials = { default = { access_key = \"K\" } }\n",
+        3,
+        "tenant[0].pool_credentials.default",
+        "secret",
+    );
+    rejects(
+        "[[tenant]]\nname = \"a\"\npool_credentials = \"x\"\n",
+        3,
+        "tenant[0].pool_credentials",
+        "expected a table",
     );
 }

@@ -100,7 +100,8 @@ pub(crate) fn shape(root: &DeTable<'_>) -> Result<(), Invalid> {
         // The table-valued key inside each item that serde would also take as a sequence.
         let inner: &[&str] = match name {
             "pool" => &["health", "credentials", "tls"],
-            "tenant" | "class" | "rule" => &["rate"],
+            "tenant" => &["rate", "pool_credentials"],
+            "class" | "rule" => &["rate"],
             _ => &[],
         };
         let DeValue::Array(items) = value.get_ref() else {

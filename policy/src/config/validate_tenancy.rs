@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::ops::RangeInclusive;
 use std::time::Duration;
 
+use super::auth;
 use super::error::{Invalid, KeyPath};
 use super::raw::{OneOrMany, RawClass, RawDefaults, RawLimits, RawRate, RawRule, RawTenant};
 use super::tenancy::{
@@ -375,6 +376,21 @@ fn tenants(
             .class
             .map(|c| class_index(&tenant_path.key("class"), &c, classes))
             .transpose()?;
+        let mut pool_credentials = Vec::new();
+        let creds_path = tenant_path.key("pool_credentials");
+        for (pool_name, raw_creds) in rt.pool_credentials.unwrap_or_default() {
+            let item = creds_path.key(&pool_name);
+            let Some(pool) = pools.iter().position(|p| p.name == pool_name) else {
+                return Err(Invalid::new(&item, format!("no pool named {pool_name:?}")));
+            };
+            if allowed_pools.as_ref().is_some_and(|a| !a.contains(&pool)) {
+                return Err(Invalid::new(
+                    &item,
+                    format!("the tenant may not use pool {pool_name:?} (see its pools)"),
+                ));
+            }
+            pool_credentials.push((pool, auth::credentials(&item, raw_creds)?));
+        }
         let flat = RawRate {
             requests_per_sec: rt.requests_per_sec,
             bytes_per_sec: rt.bytes_per_sec,
@@ -391,6 +407,7 @@ fn tenants(
             class,
             rate: rate(&tenant_path, flat, rt.rate, burst)?,
             inflight_max: cap(&tenant_path.key("inflight_max"), rt.inflight_max)?,
+            pool_credentials,
         });
     }
     let default_tenant = match (default_name, marked) {

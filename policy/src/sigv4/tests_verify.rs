@@ -642,13 +642,13 @@ fn signing_refuses_what_it_cannot_sign() {
     // find, policy/fuzz/artifacts-found/sign_verify): refused, not signed.
     let semicolon = [("x-amz-a;x-amz-b", "v")];
     let parts_semicolon = RequestParts::new("PUT", "/", header_pairs(&semicolon));
-    let key = pool_key(Date::new(2013, 5, 24).unwrap());
-    let identity = Identity {
+    let today = pool_key(Date::new(2013, 5, 24).unwrap());
+    let today = Identity {
         access_key: POOL_AKID,
-        key: &key,
+        key: &today,
     };
     assert!(matches!(
-        sign(&parts_semicolon, &identity, POOL_HOST, &[], at(0)),
+        sign(&parts_semicolon, &today, POOL_HOST, &[], at(0)),
         Err(SigV4Error::Unsignable(_))
     ));
     // Authorization and the client's security token are never signed.
