@@ -398,6 +398,23 @@ mod tests {
         Ok(out)
     }
 
+    /// Feeds `body` whole until the stream refuses it; returns what it released before.
+    fn run_to_error(stream: &mut ChunkStream, body: &[u8]) -> (Vec<u8>, SigV4Error) {
+        let mut out = Vec::new();
+        let mut rest = body;
+        loop {
+            assert!(!rest.is_empty(), "the whole body was accepted");
+            match stream.feed(rest) {
+                Ok(used) => {
+                    out.extend_from_slice(stream.ready());
+                    stream.sent();
+                    rest = &rest[used..];
+                }
+                Err(e) => return (out, e),
+            }
+        }
+    }
+
     fn trailer_body() -> Vec<u8> {
         let mut body = chunked_body(&TRAILER_CHUNKS);
         body.truncate(body.len() - 2);
@@ -478,18 +495,7 @@ mod tests {
         let second_data = body.len() - 1024 - 2 - 86 - 2 - 2;
         tampered[second_data + 10] = b'b';
         let mut s = ChunkStream::new(false, Some(verifier(STREAMING_SEED)), None, None, 1 << 20);
-        let mut out = Vec::new();
-        let mut rest = &tampered[..];
-        let err = loop {
-            match s.feed(rest) {
-                Ok(used) => {
-                    out.extend_from_slice(s.ready());
-                    s.sent();
-                    rest = &rest[used..];
-                }
-                Err(e) => break e,
-            }
-        };
+        let (out, err) = run_to_error(&mut s, &tampered);
         assert_eq!(err, SigV4Error::ChunkSignatureDoesNotMatch);
         assert_eq!(
             out.len(),
@@ -527,18 +533,7 @@ mod tests {
             Some(66_561),
             1 << 20,
         );
-        let mut out = Vec::new();
-        let mut rest = &body[..];
-        let err = loop {
-            match s.feed(rest) {
-                Ok(used) => {
-                    out.extend_from_slice(s.ready());
-                    s.sent();
-                    rest = &rest[used..];
-                }
-                Err(e) => break e,
-            }
-        };
+        let (out, err) = run_to_error(&mut s, &body);
         assert_eq!(err, SigV4Error::DecodedLengthMismatch);
         assert_eq!(
             out.len(),
@@ -608,18 +603,7 @@ mod tests {
             .unwrap()
             .replace("sOO8/Q==", "AAAAAA==");
         let mut s = ChunkStream::new(true, Some(verifier(TRAILER_SEED)), None, None, 1 << 20);
-        let mut out = Vec::new();
-        let mut rest = forged.as_bytes();
-        let err = loop {
-            match s.feed(rest) {
-                Ok(used) => {
-                    out.extend_from_slice(s.ready());
-                    s.sent();
-                    rest = &rest[used..];
-                }
-                Err(e) => break e,
-            }
-        };
+        let (out, err) = run_to_error(&mut s, forged.as_bytes());
         assert_eq!(err, SigV4Error::ChunkSignatureDoesNotMatch);
         assert!(!out.ends_with(b"\r\n\r\n"));
         // No trailer signature at all: refused.
