@@ -1158,6 +1158,9 @@ pub fn page(meta: &RunMeta, run: &IdentityRun) -> (String, String) {
     }
     let mut meta = meta.clone();
     meta.notes.extend(run.notes.iter().cloned());
+    // Only weir and the simulators ran here.
+    meta.versions
+        .retain(|(kind, _)| matches!(kind, Kind::Direct | Kind::Weir));
     let loads: Vec<f64> = run.measurements.iter().map(|m| m.load_average).collect();
     report::footer_with_loads(&mut out, &meta, &loads);
 

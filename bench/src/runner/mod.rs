@@ -109,7 +109,7 @@ impl Scenario {
             }
             Scenario::TlsGet => "Large GET over TLS: 64 MiB objects, rustls vs kTLS vs HAProxy",
             Scenario::Identity => {
-                "Identity at the edge: weir's CPU per GB with SigV4 verification and re-signing, 64 MiB GET and PUT"
+                "Identity at the edge: SigV4 verify and re-sign, 64 MiB GET and PUT"
             }
         }
     }
