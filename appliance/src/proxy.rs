@@ -644,6 +644,11 @@ async fn handle(
                 .await;
             }
             Err(e) => {
+                if let Some(refused) = e.refused {
+                    // A chunk signature (or the aws-chunked framing) failed: the node's
+                    // request was reset before its final chunk, so nothing was stored.
+                    return refuse(shard, flow, client, head, &refused.into()).await;
+                }
                 shard.metrics().upstream_error();
                 let obs = match e.err.kind {
                     Kind::Connect => Observation::ConnectFailed,
@@ -655,11 +660,6 @@ async fn handle(
                     ep.health.observe(node, obs, Instant::now());
                 }
                 tracing::debug!(node = %addr, error = %e.err, "upstream attempt failed");
-                if let Some(refused) = e.refused {
-                    // A chunk signature (or the aws-chunked framing) failed: the node's
-                    // request was reset before its final chunk, so nothing was stored.
-                    return refuse(shard, flow, client, head, &refused.into()).await;
-                }
                 if e.err.side == Side::Client {
                     // Malformed framing mid-body: the node's request was reset (so no
                     // partial object), and the client learns why.
