@@ -68,8 +68,9 @@ pub fn access_key(authorization: Option<&str>, query: &str) -> Option<String> {
     None
 }
 
-/// `%XX` decoding of a query value (`+` left alone); `None` on a bad escape or non-UTF-8.
-fn percent_decode(text: &str) -> Option<String> {
+/// `%XX` decoding of a path or query value (`+` left alone); `None` on a bad escape or
+/// non-UTF-8. The simulator's request parsing and signature checks use it too.
+pub fn percent_decode(text: &str) -> Option<String> {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

@@ -21,6 +21,7 @@ use anyhow::{bail, Context, Result};
 use super::sigcheck::{self, ChunkCheck, HeadCheck};
 use super::store::{Object, ObjectBuilder};
 use super::{BodyMode, Node};
+use crate::auth::percent_decode;
 use crate::http::{has_token, ChunkEvent, ChunkedDecoder, HEADERS_MAX};
 use crate::range::RangeOutcome;
 
@@ -999,24 +1000,6 @@ fn etag_matches(header: &str, etag: &str) -> bool {
 
 /// Decodes `%XX` escapes (and leaves `+` alone, as S3 paths do); `None` on a bad escape or
 /// non-UTF-8 result.
-fn percent_decode(text: &str) -> Option<String> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = bytes.get(i + 1..i + 3)?;
-            let hex = std::str::from_utf8(hex).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
 fn xml_escape(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")

@@ -16,6 +16,7 @@
 
 use std::collections::HashMap;
 
+use crate::auth::percent_decode;
 use crate::sigv4::{self, ChunkChain, Sha256};
 
 /// The outcome of checking a request head.
@@ -214,24 +215,6 @@ fn encode_strict(text: &str) -> String {
         }
     }
     out
-}
-
-/// `%XX` decoding (`+` left alone); `None` on a bad escape or non-UTF-8.
-fn percent_decode(text: &str) -> Option<String> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 #[cfg(test)]
