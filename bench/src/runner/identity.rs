@@ -1185,10 +1185,7 @@ pub fn page(meta: &RunMeta, run: &IdentityRun) -> (String, String) {
     };
     let plot = svg::render(
         title,
-        &format!(
-            "median of {} rounds, whiskers min–max; {}; weir {}",
-            meta.rounds, meta.started_utc, meta.weir_label
-        ),
+        &meta.plot_subtitle(),
         &[
             Panel::Bars(BarPanel {
                 title: "weir CPU per GB (lower is better)".into(),

@@ -47,6 +47,16 @@ pub struct RunMeta {
     pub correctness: Vec<(Kind, ErrorCounts, u64)>,
 }
 
+impl RunMeta {
+    /// The line under every plot's title: how the bars were made, when, and which weir.
+    pub fn plot_subtitle(&self) -> String {
+        format!(
+            "median of {} rounds, whiskers min–max; {}; weir {}",
+            self.rounds, self.started_utc, self.weir_label
+        )
+    }
+}
+
 fn series(kinds: &[Kind]) -> Vec<Series> {
     kinds
         .iter()
@@ -297,10 +307,7 @@ pub fn throughput_page(
         .collect();
     let plot = svg::render(
         scenario.title(),
-        &format!(
-            "median of {} rounds, whiskers min–max; {}; weir {}",
-            meta.rounds, meta.started_utc, meta.weir_label
-        ),
+        &meta.plot_subtitle(),
         &[
             Panel::Bars(BarPanel {
                 title: "Throughput (higher is better)".into(),
@@ -554,14 +561,7 @@ pub fn small_get_page(meta: &RunMeta, cells: &[String], all: &[Measurement]) -> 
         series: series(&proxies),
         values: grid(&proxies, &Measurement::cpu_us_per_request),
     }));
-    let plot = svg::render(
-        Scenario::SmallGet.title(),
-        &format!(
-            "median of {} rounds, whiskers min–max; {}; weir {}",
-            meta.rounds, meta.started_utc, meta.weir_label
-        ),
-        &panels,
-    );
+    let plot = svg::render(Scenario::SmallGet.title(), &meta.plot_subtitle(), &panels);
     (out, plot)
 }
 
@@ -1332,10 +1332,7 @@ pub fn seaweed_page(
     .collect();
     let plot = svg::render(
         Scenario::Seaweed.title(),
-        &format!(
-            "{}; median of {} rounds, whiskers min–max; {}; weir {}",
-            info.version, meta.rounds, meta.started_utc, meta.weir_label
-        ),
+        &format!("{}; {}", info.version, meta.plot_subtitle()),
         &panels,
     );
     (out, plot)

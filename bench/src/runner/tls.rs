@@ -831,10 +831,7 @@ pub fn page(meta: &RunMeta, run: &TlsRun) -> (String, String) {
         .collect();
     let plot = svg::render(
         title,
-        &format!(
-            "median of {} rounds, whiskers min–max; {}; weir {}",
-            meta.rounds, meta.started_utc, meta.weir_label
-        ),
+        &meta.plot_subtitle(),
         &[
             Panel::Bars(BarPanel {
                 title: "Throughput (higher is better)".into(),
