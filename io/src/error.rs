@@ -55,6 +55,9 @@ pub struct Error {
     pub detail: String,
     /// Set when a TLS handshake is what failed (for the handshake-failure metric).
     pub tls_failure: Option<crate::tls::Failure>,
+    /// For a client's malformed or oversized body framing: the S3 error the client is
+    /// answered with (status and code, e.g. 400 `EntityTooLarge`).
+    pub answer: Option<crate::http::HeadError>,
 }
 
 impl Error {
@@ -66,7 +69,15 @@ impl Error {
             retryable: false,
             detail: detail.into(),
             tls_failure: None,
+            answer: None,
         }
+    }
+
+    /// A framing error the codec found in `side`'s message, carrying its answer.
+    pub fn framing(side: Side, err: crate::http::HeadError) -> Self {
+        let mut e = Error::new(side, Kind::Protocol, err.message.clone());
+        e.answer = Some(err);
+        e
     }
 
     /// Wraps a socket error, classifying timeouts and early closes.

@@ -24,6 +24,9 @@ pub struct ChunkedLimits {
     pub trailer_bytes_max: usize,
     /// Most trailer field lines.
     pub trailers_count_max: usize,
+    /// Largest total payload; a client body announcing more is refused (`EntityTooLarge`)
+    /// as soon as the chunk-size line that crosses it is read.
+    pub payload_bytes_max: u64,
 }
 
 impl Default for ChunkedLimits {
@@ -32,6 +35,7 @@ impl Default for ChunkedLimits {
             line_bytes_max: 4 * 1024,
             trailer_bytes_max: 16 * 1024,
             trailers_count_max: 64,
+            payload_bytes_max: u64::MAX,
         }
     }
 }
@@ -116,6 +120,12 @@ impl ChunkedDecoder {
                 .payload_bytes
                 .checked_add(size)
                 .ok_or_else(|| self.malformed("chunked body larger than 2^64 bytes"))?;
+            if self.payload_bytes > self.limits.payload_bytes_max {
+                return Err(match self.peer {
+                    Peer::Client => HeadError::entity_too_large(self.limits.payload_bytes_max),
+                    Peer::Upstream => self.malformed("chunked body larger than allowed"),
+                });
+            }
             self.state = State::AfterData;
             return Ok(Some((ChunkItem::Data(size), pos)));
         }
@@ -499,11 +509,28 @@ mod tests {
     }
 
     #[test]
+    fn client_payload_is_bounded() {
+        let limits = ChunkedLimits {
+            payload_bytes_max: 10,
+            ..ChunkedLimits::default()
+        };
+        let mut d = ChunkedDecoder::new(limits, Peer::Client);
+        assert_eq!(d.parse(b"6\r\n").unwrap(), Some((ChunkItem::Data(6), 3)));
+        assert_eq!(
+            d.parse(b"\r\n4\r\n").unwrap(),
+            Some((ChunkItem::Data(4), 5))
+        );
+        let err = d.parse(b"\r\n1\r\n").unwrap_err();
+        assert_eq!((err.status, err.code), (400, "EntityTooLarge"));
+    }
+
+    #[test]
     fn trailer_section_is_bounded() {
         let limits = ChunkedLimits {
             line_bytes_max: 4096,
             trailer_bytes_max: 32,
             trailers_count_max: 2,
+            ..ChunkedLimits::default()
         };
         let mut d = ChunkedDecoder::new(limits, Peer::Client);
         let big = format!("0\r\nX: {}\r\n\r\n", "a".repeat(40));

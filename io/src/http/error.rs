@@ -10,7 +10,7 @@ use super::Peer;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
 pub struct HeadError {
-    /// HTTP status to answer with (400, 408, 417, 431, 501, 502, 505).
+    /// HTTP status to answer with (400, 408, 431, 501, 502, 505).
     pub status: u16,
     /// S3 error code for the XML body, e.g. `InvalidRequest`.
     pub code: &'static str,
@@ -42,9 +42,14 @@ impl HeadError {
         )
     }
 
-    /// 417 `ExpectationFailed`: an `Expect` value other than `100-continue`.
-    pub fn expectation_failed(message: impl Into<String>) -> Self {
-        Self::new(417, "ExpectationFailed", message)
+    /// 400 `EntityTooLarge` (S3's code and status): a body larger than `max` bytes, the
+    /// largest request body weir accepts.
+    pub fn entity_too_large(max: u64) -> Self {
+        Self::new(
+            400,
+            "EntityTooLarge",
+            format!("Your proposed upload exceeds the maximum allowed size of {max} bytes."),
+        )
     }
 
     /// 431 `RequestHeaderSectionTooLarge`: the head exceeds [`super::HeadLimits`].

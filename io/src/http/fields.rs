@@ -6,13 +6,17 @@ use super::syntax::{is_token, list_elements, parse_field_line};
 use super::{HeadError, Header, Peer};
 
 /// Hop-by-hop fields never forwarded (RFC 9110 §7.6.1 plus the legacy ones proxies drop).
-const HOP_BY_HOP: [&str; 6] = [
+/// The proxy credentials belong to a proxy in front of weir (RFC 9110 §11.7): a storage
+/// node has no use for them, and forwarding them would hand them to it.
+const HOP_BY_HOP: [&str; 8] = [
     "connection",
     "keep-alive",
     "proxy-connection",
     "te",
     "trailer",
     "upgrade",
+    "proxy-authorization",
+    "proxy-authenticate",
 ];
 
 /// Fields a `Connection` option may not name: dropping them would change the framing or

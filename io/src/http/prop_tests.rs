@@ -116,7 +116,7 @@ proptest! {
         let _ = parse_request(&bytes, &limits);
         let _ = parse_request(&bytes, &HeadLimits::default());
         let _ = parse_response(&bytes, &limits, Method::Get);
-        let mut d = ChunkedDecoder::new(ChunkedLimits { line_bytes_max: 64, trailer_bytes_max: 128, trailers_count_max: 4 }, Peer::Client);
+        let mut d = ChunkedDecoder::new(ChunkedLimits { line_bytes_max: 64, trailer_bytes_max: 128, trailers_count_max: 4, payload_bytes_max: u64::MAX }, Peer::Client);
         let mut rest = &bytes[..];
         while let Ok(Some((item, used))) = d.parse(rest) {
             let skip = match item {

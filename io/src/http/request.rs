@@ -65,7 +65,7 @@ impl RequestHead {
 ///
 /// `Ok(None)`: the head is incomplete, read more. `Ok(Some((head, n)))`: the first `n` bytes
 /// were the head (leading empty lines included); the body, if any, starts at `buf[n]`.
-/// Errors carry the status for the client (400, 417, 431, 501, 505).
+/// Errors carry the status for the client (400, 431, 501, 505).
 pub fn parse_request(
     buf: &[u8],
     limits: &HeadLimits,
@@ -79,7 +79,7 @@ pub fn parse_request(
     let (method, target, minor_version) = parse_request_line(request_line)?;
     let headers = fields::parse_fields(lines, limits.headers_count_max, peer)?;
 
-    check_host(&headers, minor_version)?;
+    check_host(&headers)?;
     let length = content_length(&headers, peer)?;
     let chunked = transfer_encoding(&headers, peer, minor_version)?;
     let framing = match (chunked, length) {
@@ -93,7 +93,7 @@ pub fn parse_request(
         (false, None) => BodyFraming::None,
     };
     let keep_alive = fields::keep_alive(minor_version, connection_options(&headers, peer)?);
-    let expect_continue = check_expect(&headers)? && minor_version == 1;
+    let expect_continue = expects_continue(&headers) && minor_version == 1;
 
     let head = RequestHead {
         method,
@@ -173,18 +173,17 @@ fn parse_target(target: &[u8]) -> Result<String, HeadError> {
     Ok(String::from_utf8_lossy(target).into_owned())
 }
 
-/// Exactly one `Host` on HTTP/1.1 (at most one on 1.0), non-empty `host[:port]` characters.
-fn check_host(headers: &[Header], minor_version: u8) -> Result<(), HeadError> {
+/// Exactly one `Host`, non-empty `host[:port]` characters. HTTP/1.0 does not require it,
+/// but S3 does: the bucket may be in it and SigV4 signs it, so a request without one
+/// would reach the node with a meaning weir did not decide on.
+fn check_host(headers: &[Header]) -> Result<(), HeadError> {
     let mut hosts = headers.iter().filter(|h| h.is("host"));
     let first = hosts.next();
     if hosts.next().is_some() {
         return Err(HeadError::bad_request("more than one Host field"));
     }
     let Some(host) = first else {
-        if minor_version == 1 {
-            return Err(HeadError::bad_request("missing Host field"));
-        }
-        return Ok(());
+        return Err(HeadError::bad_request("missing Host field"));
     };
     let valid = !host.value.is_empty()
         && host.value.iter().all(|&b| {
@@ -216,19 +215,15 @@ fn check_host(headers: &[Header], minor_version: u8) -> Result<(), HeadError> {
     Ok(())
 }
 
-/// `Ok(true)` for `Expect: 100-continue`; any other expectation is a 417.
-fn check_expect(headers: &[Header]) -> Result<bool, HeadError> {
-    let mut expect = false;
-    for h in headers.iter().filter(|h| h.is("expect")) {
-        if !h.value.eq_ignore_ascii_case(b"100-continue") {
-            return Err(HeadError::expectation_failed(format!(
-                "unsupported expectation {:?}",
-                String::from_utf8_lossy(&h.value)
-            )));
-        }
-        expect = true;
-    }
-    Ok(expect)
+/// Whether the client expects `100-continue` (one element of any `Expect` field, case
+/// aside). weir acts on that expectation only: any other value (`Expect: 200`, an empty
+/// field) is forwarded untouched for the node to judge, as S3 servers accept them.
+fn expects_continue(headers: &[Header]) -> bool {
+    headers
+        .iter()
+        .filter(|h| h.is("expect"))
+        .flat_map(|h| h.value.split(|&b| b == b','))
+        .any(|e| e.trim_ascii().eq_ignore_ascii_case(b"100-continue"))
 }
 
 #[cfg(test)]
@@ -526,10 +521,12 @@ mod tests {
     }
 
     #[test]
-    fn missing_host_on_http11_is_400() {
+    fn missing_host_is_400_on_both_versions() {
         assert_eq!(status("GET / HTTP/1.1\r\nX-A: b\r\n\r\n"), 400);
-        let h = ok("GET / HTTP/1.0\r\n\r\n");
-        assert_eq!(h.host(), None);
+        // S3 needs the Host even from HTTP/1.0 clients (virtual-host buckets, SigV4).
+        assert_eq!(status("GET / HTTP/1.0\r\n\r\n"), 400);
+        let h = ok("GET / HTTP/1.0\r\nHost: h\r\n\r\n");
+        assert_eq!(h.host(), Some("h"));
         assert!(!h.keep_alive);
     }
 
@@ -590,24 +587,30 @@ mod tests {
             ok("PUT / HTTP/1.1\r\nHost: h\r\nExpect: 100-Continue\r\nContent-Length: 1\r\n\r\n");
         assert!(h.expect_continue);
         // RFC 9110 §10.1.1: ignored on HTTP/1.0.
-        let h = ok("PUT / HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n");
+        let h =
+            ok("PUT / HTTP/1.0\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n");
         assert!(!h.expect_continue);
+        let h = ok("PUT / HTTP/1.1\r\nHost: h\r\nExpect: foo, 100-continue\r\n\r\n");
+        assert!(h.expect_continue);
     }
 
     #[test]
-    fn other_expectations_are_417() {
-        for v in ["200-ok", "100-continue, foo", ""] {
-            let err =
-                parse(&format!("PUT / HTTP/1.1\r\nHost: h\r\nExpect: {v}\r\n\r\n")).unwrap_err();
-            assert_eq!(err.status, 417, "{v:?}");
+    fn other_expectations_are_forwarded_untouched() {
+        for v in ["200", "200-ok", ""] {
+            let head = format!("PUT / HTTP/1.1\r\nHost: h\r\nExpect: {v}\r\n\r\n");
+            let h = ok(&head);
+            assert!(!h.expect_continue, "{v:?}");
+            assert_eq!(h.header("expect"), Some(v.as_bytes()), "{v:?}");
         }
     }
 
     #[test]
     fn connection_tokens_decide_keep_alive() {
         assert!(!ok("GET / HTTP/1.1\r\nHost: h\r\nConnection: foo, Close\r\n\r\n").keep_alive);
-        assert!(ok("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n").keep_alive);
-        assert!(!ok("GET / HTTP/1.0\r\nConnection: keep-alive, close\r\n\r\n").keep_alive);
+        assert!(ok("GET / HTTP/1.0\r\nHost: h\r\nConnection: Keep-Alive\r\n\r\n").keep_alive);
+        assert!(
+            !ok("GET / HTTP/1.0\r\nHost: h\r\nConnection: keep-alive, close\r\n\r\n").keep_alive
+        );
         assert!(ok("GET / HTTP/1.1\r\nHost: h\r\nConnection: ,\r\n\r\n").keep_alive);
     }
 
