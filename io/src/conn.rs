@@ -136,8 +136,22 @@ impl Conn {
     }
 
     /// Reads whatever is available (waiting for readiness) and appends it to the buffer.
-    /// `Ok(0)` means end of stream; a full buffer is an `InvalidData` error.
+    /// `Ok(0)` means end of stream; a full buffer is an `InvalidData` error. No deadline:
+    /// callers wrap it in one (or use `relay::Mover::read_more`).
     pub async fn read_more(&mut self) -> io::Result<usize> {
+        loop {
+            match self.try_read_more() {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.stream.readable(false).await?
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                other => return other,
+            }
+        }
+    }
+
+    /// Like [`Conn::read_more`] without waiting: `WouldBlock` when nothing is there.
+    pub fn try_read_more(&mut self) -> io::Result<usize> {
         self.compact();
         if self.end == self.buf.len() {
             return Err(io::Error::new(
@@ -145,19 +159,14 @@ impl Conn {
                 "read buffer full",
             ));
         }
-        loop {
-            match sys::recv(self.fd(), &mut self.buf[self.end..]) {
-                Ok(n) => {
-                    self.end += n;
-                    return Ok(n);
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.stream.readable(false).await?
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
+        let n = sys::recv(self.fd(), &mut self.buf[self.end..])?;
+        self.end += n;
+        Ok(n)
+    }
+
+    /// Free room in the read-ahead buffer (after compaction).
+    pub fn room(&self) -> usize {
+        self.buf.len() - (self.end - self.start)
     }
 
     /// Reads the start of the next message (a request on a keep-alive connection, or

@@ -1,9 +1,16 @@
 //! Moving message bodies between two connections. Bodies with a known length go
 //! socket → pipe → socket with nonblocking `splice(2)` after a readiness wait, so the bytes
-//! never enter user space (DESIGN.md §2: this is 2–3× cheaper per GB than copying). Small
+//! never enter user space (docs/design.md: this is 2–3× cheaper per GB than copying). Small
 //! bodies, bytes already read with a head, and the forced-copy mode go through a user-space
 //! buffer. Every byte count is bounded by the message's framing: the relay never reads past
 //! the current message's end.
+//!
+//! Every wait has a deadline, so no peer can hold a transfer (and the node slot behind it)
+//! for nothing: a peer that does not move for `idle_timeout` fails the transfer, and with a
+//! [`RateFloor`] so does one that trickles — each window of the body must move at least the
+//! floor's bytes, as nginx's `client_body_timeout`/`send_timeout` and HAProxy's timeouts cut
+//! slow peers. Time weir itself holds a body back (a byte limit's pacing) does not count
+//! against the peer. The side that is waited on when a deadline passes is the side blamed.
 
 use std::cell::Cell;
 use std::io;
@@ -109,6 +116,32 @@ pub enum Pace {
     Wait(Duration),
 }
 
+/// The slowest a body may move before its transfer is cut: averaged over each `window`,
+/// at least `bytes_per_sec`. A trickling peer (one byte a second keeps an idle timeout
+/// from ever firing) would otherwise hold a connection and a node slot indefinitely.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateFloor {
+    /// Bytes per second the body must average over each window.
+    pub bytes_per_sec: u64,
+    /// How long each average is taken over; the first window starts with the body.
+    pub window: Duration,
+}
+
+impl RateFloor {
+    /// The bytes a whole window must move.
+    fn window_bytes(&self) -> u64 {
+        let bytes = self.bytes_per_sec as f64 * self.window.as_secs_f64();
+        bytes as u64
+    }
+}
+
+/// How far the current body has come in its current rate window.
+#[derive(Debug, Clone, Copy)]
+struct Progress {
+    window_start: Instant,
+    window_bytes: u64,
+}
+
 /// One endpoint of a relay step: the connection and which side it is.
 pub struct End<'a> {
     /// The connection.
@@ -125,6 +158,8 @@ pub struct Mover {
     idle_timeout: Duration,
     splice_bytes_min: u64,
     pacer: Option<Rc<dyn Pacer>>,
+    floor: Option<RateFloor>,
+    progress: Cell<Progress>,
 }
 
 impl Mover {
@@ -143,7 +178,154 @@ impl Mover {
             idle_timeout,
             splice_bytes_min,
             pacer: None,
+            floor: None,
+            progress: Cell::new(Progress {
+                window_start: Instant::now(),
+                window_bytes: 0,
+            }),
         }
+    }
+
+    /// Cuts bodies that move slower than `floor` from now on (`None`: only the idle
+    /// timeout applies).
+    pub fn set_rate_floor(&mut self, floor: Option<RateFloor>) {
+        self.floor = floor;
+    }
+
+    /// Starts the rate windows of a new body: call before moving a body in pieces of
+    /// one's own (the relay's own entry points call it themselves).
+    pub fn begin_body(&self) {
+        self.progress.set(Progress {
+            window_start: Instant::now(),
+            window_bytes: 0,
+        });
+    }
+
+    /// Counts `n` body bytes that moved, towards the current rate window.
+    fn advanced(&self, n: u64) {
+        let mut p = self.progress.get();
+        p.window_bytes = p.window_bytes.saturating_add(n);
+        self.progress.set(p);
+    }
+
+    /// Excludes `d` that weir itself held the body back (pacing) from the rate window.
+    fn paused(&self, d: Duration) {
+        let mut p = self.progress.get();
+        p.window_start += d;
+        self.progress.set(p);
+    }
+
+    /// Fails the transfer on `side` when a whole rate window has passed below the floor;
+    /// otherwise starts the next window once the current one is over.
+    fn check_floor(&self, side: Side, now: Instant) -> Result<(), Error> {
+        let Some(floor) = self.floor else {
+            return Ok(());
+        };
+        let p = self.progress.get();
+        if now < p.window_start + floor.window {
+            return Ok(());
+        }
+        if p.window_bytes < floor.window_bytes() {
+            return Err(Error::new(
+                side,
+                Kind::Timeout,
+                format!(
+                    "body moved {} bytes in {:?}, below the floor of {} bytes/s",
+                    p.window_bytes, floor.window, floor.bytes_per_sec
+                ),
+            ));
+        }
+        self.progress.set(Progress {
+            window_start: now,
+            window_bytes: 0,
+        });
+        Ok(())
+    }
+
+    /// Waits for `side` (the future `make` builds: readiness, typically) under both
+    /// deadlines: the idle timeout from now, and the end of the current rate window,
+    /// where the floor is checked and the wait goes on if it holds.
+    async fn wait<F, Fut>(&self, side: Side, mut make: F) -> Result<(), Error>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = io::Result<()>>,
+    {
+        let idle_deadline = Instant::now() + self.idle_timeout;
+        loop {
+            let now = Instant::now();
+            self.check_floor(side, now)?;
+            if now >= idle_deadline {
+                return Err(Error::new(side, Kind::Timeout, "idle timeout"));
+            }
+            let mut until = idle_deadline;
+            if let Some(floor) = self.floor {
+                until = until.min(self.progress.get().window_start + floor.window);
+            }
+            // A window that ends now still gets one short wait: the peer's bytes may be
+            // in flight.
+            let wait = until
+                .saturating_duration_since(now)
+                .max(Duration::from_millis(1));
+            match monoio::time::timeout(wait, make()).await {
+                Ok(Ok(())) => return Ok(()),
+                Ok(Err(e)) => return Err(Error::from_io(side, &e)),
+                Err(_) => {}
+            }
+        }
+    }
+
+    /// Reads more of `conn` into its buffer under the relay's deadlines (`Ok(0)`: the peer
+    /// closed). For bodies a caller parses itself (framing, signed chunks) or buffers;
+    /// what is read counts towards the rate floor when `payload` is set (a body that will
+    /// be counted again when it is written out should not be).
+    pub async fn read_more(
+        &self,
+        conn: &mut Conn,
+        side: Side,
+        payload: bool,
+    ) -> Result<usize, Error> {
+        loop {
+            match conn.try_read_more() {
+                Ok(n) => {
+                    if payload {
+                        self.advanced(n as u64);
+                    }
+                    return Ok(n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.wait(side, || conn.stream().readable(false)).await?
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(Error::from_io(side, &e)),
+            }
+        }
+    }
+
+    /// Writes all of `data` to `conn` under the relay's deadlines. Payload written this
+    /// way counts towards the rate floor when `payload` is set (framing bytes do not).
+    pub async fn write_all(
+        &self,
+        conn: &Conn,
+        side: Side,
+        mut data: &[u8],
+        payload: bool,
+    ) -> Result<(), Error> {
+        while !data.is_empty() {
+            match sys::send(conn.fd(), data) {
+                Ok(n) => {
+                    data = &data[n..];
+                    if payload {
+                        self.advanced(n as u64);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.wait(side, || conn.stream().writable(false)).await?
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(Error::from_io(side, &e)),
+            }
+        }
+        Ok(())
     }
 
     /// Shapes the bodies moved from now on with `pacer` (`None`: move at full speed).
@@ -176,7 +358,10 @@ impl Mover {
         loop {
             match pacer.grant(want) {
                 Pace::Go(n) => return n.min(want),
-                Pace::Wait(d) => monoio::time::sleep(d).await,
+                Pace::Wait(d) => {
+                    monoio::time::sleep(d).await;
+                    self.paused(d);
+                }
             }
         }
     }
@@ -208,6 +393,7 @@ impl Mover {
         len: u64,
         moved: &Moved,
     ) -> Result<(), Error> {
+        self.begin_body();
         self.relay(src, dst, Some(len), moved).await
     }
 
@@ -218,6 +404,7 @@ impl Mover {
         dst: End<'_>,
         moved: &Moved,
     ) -> Result<(), Error> {
+        self.begin_body();
         self.relay(src, dst, None, moved).await
     }
 
@@ -235,13 +422,14 @@ impl Mover {
     ) -> Result<(), Error> {
         let (src_side, dst_side) = (src.side, dst.side);
         let (src, dst) = (src.conn, dst.conn);
+        self.begin_body();
         loop {
             let parsed = decoder
                 .parse(src.buffered())
-                .map_err(|e| Error::new(src_side, Kind::Protocol, e.to_string()))?;
+                .map_err(|e| Error::framing(src_side, e))?;
             match parsed {
                 None => {
-                    let n = self.timed(src_side, src.read_more()).await?;
+                    let n = self.read_more(src, src_side, false).await?;
                     if n == 0 {
                         return Err(Error::new(
                             src_side,
@@ -252,7 +440,7 @@ impl Mover {
                 }
                 Some((item, consumed)) => {
                     if keep_framing {
-                        self.timed(dst_side, dst.write_all(&src.buffered()[..consumed]))
+                        self.write_all(dst, dst_side, &src.buffered()[..consumed], false)
                             .await?;
                     }
                     src.consume(consumed);
@@ -279,18 +467,6 @@ impl Mover {
         }
     }
 
-    async fn timed<T>(
-        &self,
-        side: Side,
-        fut: impl std::future::Future<Output = io::Result<T>>,
-    ) -> Result<T, Error> {
-        match monoio::time::timeout(self.idle_timeout, fut).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(Error::from_io(side, &e)),
-            Err(_) => Err(Error::new(side, Kind::Timeout, "idle timeout")),
-        }
-    }
-
     async fn relay(
         &mut self,
         src: End<'_>,
@@ -306,9 +482,8 @@ impl Mover {
         while remaining > 0 && !src.buffered().is_empty() {
             let want = (src.buffered().len() as u64).min(remaining);
             let take = self.paced(want).await as usize;
-            dst.write_all(&src.buffered()[..take])
-                .await
-                .map_err(|e| Error::from_io(dst_side, &e))?;
+            self.write_all(dst, dst_side, &src.buffered()[..take], true)
+                .await?;
             src.consume(take);
             remaining -= take as u64;
             moved.add_copied(take as u64);
@@ -371,7 +546,10 @@ impl Mover {
                 match sys::recv(src.fd(), &mut self.copy_buf[..granted as usize]) {
                     Ok(n) => break n,
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        self.timed(src_side, src.stream().readable(false)).await?
+                        if let Err(e) = self.wait(src_side, || src.stream().readable(false)).await {
+                            self.unpaced(granted, 0);
+                            return Err(e);
+                        }
                     }
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     Err(e) => {
@@ -391,13 +569,10 @@ impl Mover {
                     format!("closed with {remaining} body bytes missing"),
                 ));
             }
-            let data = &self.copy_buf[..n];
-            let write = dst.write_all(data);
-            match monoio::time::timeout(self.idle_timeout, write).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => return Err(Error::from_io(dst_side, &e)),
-                Err(_) => return Err(Error::new(dst_side, Kind::Timeout, "idle timeout")),
-            }
+            let data = std::mem::take(&mut self.copy_buf);
+            let written = self.write_all(dst, dst_side, &data[..n], true).await;
+            self.copy_buf = data;
+            written?;
             remaining -= n as u64;
             moved.add_copied(n as u64);
         }
@@ -482,6 +657,7 @@ impl Mover {
                     Ok(n) => {
                         in_pipe -= n;
                         moved.add_spliced(n as u64);
+                        self.advanced(n as u64);
                         progressed = progressed || n > 0;
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => dst_blocked = true,
@@ -496,11 +672,13 @@ impl Mover {
                 continue;
             }
             if in_pipe > 0 && dst_blocked {
-                self.timed(dst_side, dst.stream().writable(false)).await?;
+                self.wait(dst_side, || dst.stream().writable(false)).await?;
             } else if let Some(until) = paused_until {
-                monoio::time::sleep(until.saturating_duration_since(Instant::now())).await;
+                let pause = until.saturating_duration_since(Instant::now());
+                monoio::time::sleep(pause).await;
+                self.paused(pause);
             } else if src_blocked {
-                self.timed(src_side, src.stream().readable(false)).await?;
+                self.wait(src_side, || src.stream().readable(false)).await?;
             }
         }
     }

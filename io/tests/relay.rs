@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use weir_io::conn::Conn;
 use weir_io::pipe::PipePool;
-use weir_io::relay::{BodyMode, End, Moved, Mover};
+use weir_io::relay::{BodyMode, End, Moved, Mover, RateFloor};
 use weir_io::runtime::{block_on, Driver};
 use weir_io::{Kind, Side};
 
@@ -134,4 +134,117 @@ fn early_close_is_the_source_side_and_counts_what_arrived() {
     assert_eq!(err.kind, Kind::Closed);
     assert_eq!(moved.total(), sent as u64);
     assert_eq!(got.len(), sent);
+}
+
+/// Relays a `len`-byte body whose source sends `step` bytes every `every`, with the given
+/// rate floor (and a 5 s idle timeout, which a steady trickle never reaches). Returns the
+/// relay's result and how long it took.
+fn trickle(
+    mode: BodyMode,
+    len: usize,
+    step: usize,
+    every: Duration,
+    floor: Option<RateFloor>,
+) -> (Result<(), weir_io::Error>, Duration) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let (mut src_peer, src_local) = pair(&listener);
+    let (dst_local, mut dst_peer) = pair(&listener);
+    let writer = std::thread::spawn(move || {
+        let body = pattern(len);
+        for piece in body.chunks(step) {
+            if src_peer.write_all(piece).is_err() {
+                return;
+            }
+            std::thread::sleep(every);
+        }
+    });
+    let reader = std::thread::spawn(move || {
+        let mut got = Vec::new();
+        let _ = dst_peer.read_to_end(&mut got);
+    });
+    let (result, took) = block_on(Driver::detect(), 256, || async move {
+        let mut src =
+            Conn::new(monoio::net::TcpStream::from_std(src_local).unwrap(), 4096).unwrap();
+        let mut dst =
+            Conn::new(monoio::net::TcpStream::from_std(dst_local).unwrap(), 4096).unwrap();
+        let pipes = Rc::new(PipePool::new(1 << 20, 4));
+        let mut mover = Mover::new(mode, pipes, Duration::from_secs(5), 16 * 1024);
+        mover.set_rate_floor(floor);
+        let moved = Moved::default();
+        let started = std::time::Instant::now();
+        let result = mover
+            .exact(
+                End {
+                    conn: &mut src,
+                    side: Side::Client,
+                },
+                End {
+                    conn: &mut dst,
+                    side: Side::Upstream,
+                },
+                len as u64,
+                &moved,
+            )
+            .await;
+        (result, started.elapsed())
+    })
+    .unwrap();
+    drop(writer);
+    let _ = reader.join();
+    (result, took)
+}
+
+#[test]
+fn a_trickle_below_the_floor_fails_on_its_side_within_two_windows() {
+    for mode in [BodyMode::Splice, BodyMode::Copy] {
+        // 100 bytes every 100 ms: 1 KB/s against a 16 KiB/s floor; the idle timeout (5 s)
+        // never fires, since bytes keep coming.
+        let floor = RateFloor {
+            bytes_per_sec: 16 * 1024,
+            window: Duration::from_secs(1),
+        };
+        let (result, took) = trickle(
+            mode,
+            64 * 1024,
+            100,
+            Duration::from_millis(100),
+            Some(floor),
+        );
+        let err = result.expect_err("a trickle below the floor must fail");
+        assert_eq!(err.side, Side::Client, "{mode:?}: {err}");
+        assert_eq!(err.kind, Kind::Timeout, "{mode:?}: {err}");
+        assert!(
+            took < Duration::from_secs(4),
+            "{mode:?}: cut after {took:?}, want within two 1 s windows"
+        );
+    }
+}
+
+#[test]
+fn a_body_at_the_floor_is_not_cut() {
+    // 4 KiB every 100 ms = 40 KiB/s against a 16 KiB/s floor: 2.5 s of body moves whole.
+    let floor = RateFloor {
+        bytes_per_sec: 16 * 1024,
+        window: Duration::from_millis(1000),
+    };
+    let (result, _) = trickle(
+        BodyMode::Splice,
+        100 * 1024,
+        4096,
+        Duration::from_millis(100),
+        Some(floor),
+    );
+    result.expect("a body above the floor moves");
+}
+
+#[test]
+fn without_a_floor_a_trickle_is_only_held_to_the_idle_timeout() {
+    let (result, _) = trickle(
+        BodyMode::Copy,
+        2 * 1024,
+        100,
+        Duration::from_millis(100),
+        None,
+    );
+    result.expect("no floor: a slow but steady body completes");
 }
