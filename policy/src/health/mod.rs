@@ -28,6 +28,7 @@
 //! - Draining ignores passive observations for its state: in-flight requests finish, and
 //!   their outcome says nothing about whether maintenance is over.
 
+mod blame;
 mod params;
 mod response;
 
@@ -37,6 +38,7 @@ mod tests;
 use std::fmt;
 use std::time::{Duration, Instant};
 
+pub use blame::{Blame, Reports};
 pub use params::{
     ExpectStatus, HealthParams, HealthPreset, PresetProbe, ProbeMethod, PROBE_BODY_BYTES_MAX,
 };
@@ -323,6 +325,18 @@ impl NodeHealth {
             }
             NodeState::Down | NodeState::Draining => None,
         }
+    }
+
+    /// Merges a failure that may belong to the request rather than the node (see
+    /// [`Blame`]): a request failed here once and could not show, on another node, whose
+    /// failure it was. Alone it says nothing about the node, so it counts only when it
+    /// follows other failed requests (the node's streak of failures is already running);
+    /// a poison request mixed into healthy traffic never adds up to a node going down.
+    pub fn observe_unconfirmed(&mut self, obs: &Observation, now: Instant) -> Option<Transition> {
+        if !obs.is_failure() || self.passive_fail_streak == 0 {
+            return None;
+        }
+        self.observe(obs, now)
     }
 
     /// Applies one active probe result.

@@ -713,3 +713,44 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn unconfirmed_failures_alone_never_take_a_node_down() {
+    let now = t0();
+    let mut h = NodeHealth::new(&params(), now);
+    for i in 0..100 {
+        assert_eq!(
+            h.observe_unconfirmed(&Observation::Reset, now + ms(i)),
+            None
+        );
+    }
+    assert_eq!(h.state(), NodeState::Up);
+    assert_eq!(h.failure_ratio(), 0.0, "not even degraded");
+}
+
+#[test]
+fn unconfirmed_failures_add_to_a_running_streak() {
+    let now = t0();
+    let mut h = NodeHealth::new(&params(), now);
+    // One confirmed failure starts the streak; unconfirmed ones then count with it.
+    h.observe(&Observation::Reset, now);
+    for i in 1..4 {
+        assert_eq!(
+            h.observe_unconfirmed(&Observation::Timeout, now + ms(i)),
+            None
+        );
+    }
+    let t = h.observe_unconfirmed(&Observation::Timeout, now + ms(5));
+    assert_eq!(t.map(|t| t.to), Some(NodeState::Down));
+    // A success in between resets the streak: unconfirmed ones are ignored again.
+    let mut h = NodeHealth::new(&params(), now);
+    h.observe(&Observation::Reset, now);
+    h.observe(&ok(5), now);
+    for i in 0..10 {
+        assert_eq!(
+            h.observe_unconfirmed(&Observation::Reset, now + ms(i)),
+            None
+        );
+    }
+    assert_eq!(h.state(), NodeState::Up);
+}
