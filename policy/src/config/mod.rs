@@ -140,6 +140,15 @@ pub struct Http {
     /// Bodies up to this size may be buffered in user space (cheaper than splice for small
     /// bodies, and replayable on retry); 0 = never buffer.
     pub buffered_body_bytes_max: usize,
+    /// Largest request body accepted (`Content-Length`, or the sum of a chunked body's
+    /// chunks); larger gets 400 `EntityTooLarge` before any node sees it.
+    pub body_bytes_max: u64,
+    /// Slowest a body may move, in either direction, averaged over each
+    /// `body_rate_window` (bytes per second; 0 = no floor, only the idle timeout). A peer
+    /// that trickles would otherwise hold its connection and a node slot indefinitely.
+    pub body_rate_min: u64,
+    /// The window `body_rate_min` is averaged over.
+    pub body_rate_window: Duration,
     /// Most concurrent client connections, across all cores (the older spelling of
     /// [`Limits::connections_max`]; both always hold the same value).
     pub connections_max: usize,
@@ -233,6 +242,10 @@ impl Default for Http {
             head_timeout: Duration::from_secs(10),
             client_idle_timeout: Duration::from_secs(60),
             buffered_body_bytes_max: 64 << 10,
+            // S3's largest object (MinIO and RGW alike); AWS caps a single PUT at 5 GiB.
+            body_bytes_max: 5 << 40,
+            body_rate_min: 16 << 10,
+            body_rate_window: Duration::from_secs(10),
             connections_max: 10_000,
         }
     }

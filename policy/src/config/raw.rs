@@ -70,6 +70,9 @@ pub(crate) struct RawHttp {
     pub(crate) head_timeout: Option<ConfigDuration>,
     pub(crate) client_idle_timeout: Option<ConfigDuration>,
     pub(crate) buffered_body_bytes_max: Option<ConfigSize>,
+    pub(crate) body_bytes_max: Option<ConfigSize>,
+    pub(crate) body_rate_min: Option<ConfigSize>,
+    pub(crate) body_rate_window: Option<ConfigDuration>,
     pub(crate) connections_max: Option<usize>,
 }
 

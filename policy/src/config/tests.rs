@@ -100,6 +100,9 @@ headers_count_max = 64
 head_timeout = "500ms"
 client_idle_timeout = "2m"
 buffered_body_bytes_max = 0
+body_bytes_max = "5GiB"
+body_rate_min = 0
+body_rate_window = "30s"
 connections_max = 1
 [upstream]
 connect_timeout = "1s"
@@ -164,6 +167,9 @@ pools = ["site-a", "site_b.2"]
             head_timeout: Duration::from_millis(500),
             client_idle_timeout: Duration::from_secs(120),
             buffered_body_bytes_max: 0,
+            body_bytes_max: 5 << 30,
+            body_rate_min: 0,
+            body_rate_window: Duration::from_secs(30),
             connections_max: 1,
         }
     );
@@ -463,6 +469,21 @@ fn rejects_zero_and_oversized_values() {
             "[http]\nhead_timeout = \"0s\"",
             "http.head_timeout",
             "0ms is below the minimum of 1ms",
+        ),
+        (
+            "[http]\nbody_bytes_max = 0",
+            "http.body_bytes_max",
+            "below the minimum",
+        ),
+        (
+            "[http]\nbody_rate_min = \"2GiB\"",
+            "http.body_rate_min",
+            "above the maximum",
+        ),
+        (
+            "[http]\nbody_rate_window = \"100ms\"",
+            "http.body_rate_window",
+            "100ms is outside 1s..=10m",
         ),
         (
             "[upstream]\nconnect_timeout = \"0ms\"",

@@ -42,6 +42,16 @@ const HEADERS_COUNT: RangeInclusive<usize> = 1..=1024;
 /// User-space body buffer per request; 0 disables buffering. Bounded because it is
 /// multiplied by concurrent requests.
 const BUFFERED_BODY_BYTES: RangeInclusive<u64> = 0..=(16 << 20);
+/// Request body size: from one byte (0 would refuse every upload) to far beyond any
+/// object store's largest object.
+const BODY_BYTES: RangeInclusive<u64> = 1..=(1 << 50);
+/// Body rate floor, bytes per second; 0 disables it. Above 1 GiB/s a floor would cut
+/// healthy transfers on ordinary links.
+const BODY_RATE: RangeInclusive<u64> = 0..=(1 << 30);
+/// The floor's averaging window: shorter than a second punishes ordinary jitter; longer
+/// than ten minutes lets a trickle hold a slot for that long.
+const BODY_RATE_WINDOW: RangeInclusive<Duration> =
+    Duration::from_secs(1)..=Duration::from_secs(600);
 /// Client connections across all cores.
 const CONNECTIONS: RangeInclusive<usize> = 1..=1_000_000;
 /// Idle pooled connections per node and core; 0 disables pooling.
@@ -435,6 +445,24 @@ fn http(path: &KeyPath, raw: RawHttp) -> Result<Http, Invalid> {
             raw.buffered_body_bytes_max,
             d.buffered_body_bytes_max,
             BUFFERED_BODY_BYTES,
+        )?,
+        body_bytes_max: size(
+            &path.key("body_bytes_max"),
+            raw.body_bytes_max,
+            d.body_bytes_max as usize,
+            BODY_BYTES,
+        )? as u64,
+        body_rate_min: size(
+            &path.key("body_rate_min"),
+            raw.body_rate_min,
+            d.body_rate_min as usize,
+            BODY_RATE,
+        )? as u64,
+        body_rate_window: window(
+            &path.key("body_rate_window"),
+            raw.body_rate_window,
+            d.body_rate_window,
+            BODY_RATE_WINDOW,
         )?,
         connections_max: count(
             &path.key("connections_max"),
@@ -935,6 +963,28 @@ fn timeout(
         ));
     }
     Ok(value)
+}
+
+/// A duration with its default and bounds.
+fn window(
+    path: &KeyPath,
+    raw: Option<ConfigDuration>,
+    default: Duration,
+    bounds: RangeInclusive<Duration>,
+) -> Result<Duration, Invalid> {
+    let value = raw.map_or(default, |ConfigDuration(d)| d);
+    if bounds.contains(&value) {
+        return Ok(value);
+    }
+    Err(Invalid::new(
+        path,
+        format!(
+            "{} is outside {}..={}",
+            format_duration(value),
+            format_duration(*bounds.start()),
+            format_duration(*bounds.end())
+        ),
+    ))
 }
 
 /// Rejects lists longer than their bound.
