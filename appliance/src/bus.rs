@@ -34,6 +34,9 @@ pub enum Msg {
         node: NodeId,
         /// What was seen.
         obs: Observation,
+        /// False for a failure that may be the request's own (`health::Blame`): the owner
+        /// counts it only next to other failures of the node.
+        confirmed: bool,
     },
     /// From a node's owner to every core: the node's state changed.
     State {

@@ -254,9 +254,21 @@ impl Health {
         if !report {
             return;
         }
+        self.report(id, obs, true, now);
+    }
+
+    /// Records a failure that may be the request's rather than the node's (see
+    /// `weir_policy::health::Blame`): only the owner's state machine sees it, and counts it
+    /// only next to other failed requests of the node.
+    pub fn observe_unconfirmed(&self, id: NodeId, obs: Observation, now: Instant) {
+        self.report(id, obs, false, now);
+    }
+
+    /// Hands an observation to the node's owner (this core, or by message).
+    fn report(&self, id: NodeId, obs: Observation, confirmed: bool, now: Instant) {
         let owner = self.owner(id);
         if owner == self.core {
-            self.apply(id, |h| h.observe(&obs, now), now);
+            self.apply(id, |h| merge(h, &obs, confirmed, now), now);
         } else {
             let _ = self.bus.send(
                 owner,
@@ -264,6 +276,7 @@ impl Health {
                     epoch: self.epoch,
                     node: id,
                     obs,
+                    confirmed,
                 },
             );
         }
@@ -320,7 +333,12 @@ impl Health {
     pub fn on_message(&self, msg: Msg, inflight: impl Fn(NodeId) -> u32) {
         let now = Instant::now();
         match msg {
-            Msg::Observe { node, obs, .. } => self.apply(node, |h| h.observe(&obs, now), now),
+            Msg::Observe {
+                node,
+                obs,
+                confirmed,
+                ..
+            } => self.apply(node, |h| merge(h, &obs, confirmed, now), now),
             Msg::State {
                 node,
                 state,
@@ -402,5 +420,19 @@ pub fn spawn_probes(health: Rc<Health>, settings: Arc<Settings>) {
                 monoio::time::sleep(params.interval.saturating_sub(elapsed)).await;
             }
         });
+    }
+}
+
+/// One passive observation into an owned node's state machine.
+fn merge(
+    h: &mut NodeHealth,
+    obs: &Observation,
+    confirmed: bool,
+    now: Instant,
+) -> Option<Transition> {
+    if confirmed {
+        h.observe(obs, now)
+    } else {
+        h.observe_unconfirmed(obs, now)
     }
 }

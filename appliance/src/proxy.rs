@@ -1,4 +1,4 @@
-//! The request pipeline of one client connection (DESIGN.md §3):
+//! The request pipeline of one client connection (docs/design.md, "A request's way"):
 //!
 //! 1. read the head under its deadline and size cap, parse it strictly (`weir_io::http`);
 //!    a rejected request is answered with an S3 XML error and never reaches a node;
@@ -13,15 +13,24 @@
 //! 4. relay the request body (small ones buffered so they can be replayed, large ones
 //!    spliced; `Expect: 100-continue` waits for the node's 100 before pulling the body);
 //! 5. relay the response head and body (spliced), then return both connections for reuse
-//!    only if both messages completed exactly.
+//!    only if both messages completed exactly. Interim answers (1xx) are relayed to
+//!    HTTP/1.1 clients and never taken for the final one.
 //!
-//! Failure handling (DESIGN.md §4): before the response starts, a failed attempt moves to
-//! another node when `weir_policy::retry` allows it and the retry budget has room; a
-//! throttled answer (`503 SlowDown`, `429`) is backpressure — the node's concurrency
-//! shrinks, and the request waits a jittered backoff and goes elsewhere, or the client
-//! gets the SlowDown. After the response started, a GET whose node dies mid-body is
+//! Failure handling (docs/design.md, "Failure is a normal state"): before the response
+//! starts, a failed attempt moves to another node when `weir_policy::retry` allows it and
+//! the retry budget has room; a throttled answer (`503 SlowDown`, `429`) is backpressure —
+//! the node's concurrency shrinks, and the request waits a jittered backoff and goes
+//! elsewhere, or the client gets the SlowDown. A failure after the request reached a node
+//! is held until the request shows whose it was (`weir_policy::health::Blame`): a request
+//! that fails on two nodes is the request's doing, costs no node its health, and is not
+//! tried on a third. After the response started, a GET whose node dies mid-body is
 //! resumed from another node (`weir_policy::resume`) into the same client response. A
-//! response that cannot be completed closes the client connection: never short.
+//! response that cannot be completed resets the client connection: never short, and never
+//! a clean end the client could take for the whole.
+//!
+//! Every read and write has a deadline; bodies also have a rate floor
+//! (`http.body_rate_min`), and a streamed upload takes a node slot only once its body is
+//! flowing, so trickling clients cannot pin the nodes' concurrency.
 
 use std::cell::Cell;
 use std::net::SocketAddr;
@@ -31,17 +40,17 @@ use std::time::{Duration, Instant, SystemTime};
 use weir_io::conn::{head_end, Conn, Socket};
 use weir_io::http::{
     parse_request, parse_response, s3_error_response, s3_error_response_head_only,
-    write_request_head, write_response_head, BodyFraming, ChunkedDecoder, ChunkedLimits, HeadError,
-    HeadLimits, Header, Method, Peer, RequestHead, ResponseHead,
+    write_request_head, write_response_head, BodyFraming, ChunkItem, ChunkedDecoder, ChunkedLimits,
+    HeadError, HeadLimits, Header, Method, Peer, RequestHead, ResponseHead,
 };
-use weir_io::relay::{BodyMode, End, Mover, Pacer};
+use weir_io::relay::{BodyMode, End, Mover, Pacer, RateFloor};
 use weir_io::tls::TlsPath;
 use weir_io::upstream::TlsTarget;
 use weir_io::{Error, Kind, Side};
 use weir_policy::balance::{pick, Candidate, NodeView, PoolView};
 use weir_policy::classify::Request;
 use weir_policy::config::BodyPath;
-use weir_policy::health::{classify_response, Observation};
+use weir_policy::health::{classify_response, Blame, Observation};
 use weir_policy::limits::Dir;
 use weir_policy::resume::{
     check_resumed, may_add_if_match, plan_resume, signed_headers, ResumePlan,
@@ -108,7 +117,7 @@ pub async fn serve_client(
         match read_request(&ep, &mut client).await {
             Incoming::Closed => return,
             Incoming::Reject(err) => {
-                reject(shard, &client, &err, "").await;
+                reject(shard, &client, &err, "", None).await;
                 client.linger_close(LINGER, LINGER_BYTES_MAX).await;
                 return;
             }
@@ -121,7 +130,8 @@ pub async fn serve_client(
                     &head.target,
                     ep.id,
                 ));
-                let keep_alive = handle(
+                mover.set_rate_floor(rate_floor(&ep.settings.config.http));
+                let after = handle(
                     shard,
                     &ep,
                     &guard.flow,
@@ -140,13 +150,49 @@ pub async fn serve_client(
                     }
                 }
                 drop(guard);
-                // A draining weir closes connections between requests.
-                if !keep_alive || signals::draining() {
-                    client.linger_close(LINGER, LINGER_BYTES_MAX).await;
-                    return;
+                match after {
+                    // A draining weir closes connections between requests.
+                    After::KeepAlive if !signals::draining() => {}
+                    After::KeepAlive | After::Close => {
+                        client.linger_close(LINGER, LINGER_BYTES_MAX).await;
+                        return;
+                    }
+                    After::Reset => {
+                        // The answer is incomplete: a reset, so that no client takes what
+                        // it got for the whole (a close-delimited body would look complete).
+                        client.abort_on_close();
+                        return;
+                    }
                 }
             }
         }
+    }
+}
+
+/// What becomes of the client connection after a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum After {
+    /// It may carry the next request.
+    KeepAlive,
+    /// The answer is complete; close gracefully (draining what the client still sends).
+    Close,
+    /// The answer could not be completed: reset the connection.
+    Reset,
+}
+
+/// The body rate floor `[http]` asks for (`None` when `body_rate_min` is 0).
+fn rate_floor(http: &weir_policy::config::Http) -> Option<RateFloor> {
+    (http.body_rate_min > 0).then_some(RateFloor {
+        bytes_per_sec: http.body_rate_min,
+        window: http.body_rate_window,
+    })
+}
+
+/// Bounds on a client's chunked body: the defaults, with the body size limit.
+fn client_chunk_limits(http: &weir_policy::config::Http) -> ChunkedLimits {
+    ChunkedLimits {
+        payload_bytes_max: http.body_bytes_max,
+        ..ChunkedLimits::default()
     }
 }
 
@@ -186,8 +232,8 @@ fn record_stats(shard: &Shard, ep: &Epoch, flow: &Flow) {
         .record(ep.node_keys[pool][node].clone(), &sample);
 }
 
-/// Reads the next request head. An idle keep-alive connection closes silently
-/// (CORRECTIONS 4); 408 only when part of a head arrived and the rest did not in time.
+/// Reads the next request head. An idle keep-alive connection closes silently; 408 only
+/// when part of a head arrived and the rest did not in time.
 async fn read_request(ep: &Epoch, client: &mut Conn) -> Incoming {
     let http = &ep.settings.config.http;
     let limits = HeadLimits {
@@ -225,13 +271,60 @@ async fn read_request(ep: &Epoch, client: &mut Conn) -> Incoming {
     }
 }
 
-/// Answers a request weir rejects itself, and counts it.
-async fn reject(shard: &Shard, client: &Conn, err: &HeadError, resource: &str) {
+/// Answers a request weir rejects itself, and counts it. `method` is the request's when
+/// its head parsed (a HEAD gets no body).
+async fn reject(
+    shard: &Shard,
+    client: &Conn,
+    err: &HeadError,
+    resource: &str,
+    method: Option<Method>,
+) {
     shard.metrics().rejected(err.status);
     shard.metrics().request(err.status);
+    let bytes = own_answer(
+        shard,
+        method,
+        err.status,
+        err.code,
+        &err.message,
+        resource,
+        true,
+        None,
+    );
+    let _ = write_timed(client, &bytes, OWN_ANSWER_WRITE_TIMEOUT).await;
+}
+
+/// Longest time one of weir's own answers may take to write: a client that does not read
+/// its error must not hold the connection task.
+const OWN_ANSWER_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One of weir's own S3 error answers, rendered for the request it answers: no body for
+/// HEAD (RFC 9110 §9.3.2: the head says what a GET would carry, and a body would be read
+/// as the start of the next response), `Connection: close` when weir closes, and
+/// `Retry-After` when given (always for `SlowDown`, which SDKs back off on).
+#[allow(clippy::too_many_arguments)]
+fn own_answer(
+    shard: &Shard,
+    method: Option<Method>,
+    status: u16,
+    code: &str,
+    message: &str,
+    resource: &str,
+    close: bool,
+    retry_after: Option<Duration>,
+) -> Vec<u8> {
     let rid = shard.request_id();
-    let bytes = s3_error_response(err.status, err.code, &err.message, resource, &rid, true);
-    let _ = write_timed(client, &bytes, Duration::from_secs(5)).await;
+    let render = if method == Some(Method::Head) {
+        s3_error_response_head_only
+    } else {
+        s3_error_response
+    };
+    let mut bytes = render(status, code, message, resource, &rid, close);
+    if let Some(after) = retry_after.or((code == "SlowDown").then_some(Duration::from_secs(1))) {
+        add_retry_after(&mut bytes, after);
+    }
+    bytes
 }
 
 /// How the request body travels.
@@ -272,7 +365,8 @@ impl Drop for InFlight<'_> {
     }
 }
 
-/// One request's routing state: its pool chain and the nodes it already tried.
+/// One request's routing state: its pool chain, the nodes it already tried, and whose
+/// its failures are.
 struct Route<'a> {
     shard: &'a Shard,
     ep: &'a Epoch,
@@ -280,9 +374,38 @@ struct Route<'a> {
     /// The request's tenant (whose identity re-signs it, per pool).
     tenant: usize,
     tried: Vec<Candidate>,
+    /// Failures held until the request shows whether they were its own.
+    blame: Blame<NodeId>,
+}
+
+impl Drop for Route<'_> {
+    fn drop(&mut self) {
+        // The request is over: a failure nobody confirmed counts only beside others.
+        if let Some((node, obs)) = self.blame.finish() {
+            self.ep
+                .health
+                .observe_unconfirmed(node, obs, Instant::now());
+        }
+    }
 }
 
 impl Route<'_> {
+    /// An attempt on `node` ended in `obs` (its response head, or what stopped it):
+    /// reports to node health what the request's blame record releases.
+    fn observe(&mut self, node: NodeId, obs: Observation) {
+        let now = Instant::now();
+        for (node, obs) in self.blame.observe(node, obs).now {
+            self.ep.health.observe(node, obs, now);
+        }
+    }
+
+    /// A resumed body completed: a held failure was its node's.
+    fn complete(&mut self) {
+        if let Some((node, obs)) = self.blame.complete() {
+            self.ep.health.observe(node, obs, Instant::now());
+        }
+    }
+
     /// The next node to try, across the chain's priority groups.
     fn pick(&self) -> Option<NodeId> {
         let (shard, ep) = (self.shard, self.ep);
@@ -358,7 +481,7 @@ struct AttemptError {
     refused: Option<SigV4Error>,
 }
 
-/// Handles one request; returns whether the client connection may carry another.
+/// Handles one request; returns what becomes of the client connection.
 async fn handle(
     shard: &Shard,
     ep: &Rc<Epoch>,
@@ -367,9 +490,16 @@ async fn handle(
     mover: &mut Mover,
     head: &RequestHead,
     client_name: Option<&str>,
-) -> bool {
+) -> After {
     let cfg = &ep.settings.config;
     let admitted_at = Instant::now();
+    // A body larger than weir accepts costs nothing more than its head.
+    if let BodyFraming::Length(n) = head.framing {
+        if n > cfg.http.body_bytes_max {
+            let err = HeadError::entity_too_large(cfg.http.body_bytes_max);
+            return refuse_request(shard, flow, client, head, &err).await;
+        }
+    }
     // Identity first (auth.mode = verify): a request that is not signed by a tenant's
     // key is answered here and costs no admission slot, no body read, no node.
     let chunk_verifier = match identity::verify(&ep.settings, &ep.keys, head, SystemTime::now()) {
@@ -447,6 +577,7 @@ async fn handle(
         chain: &classified.pools,
         tenant: classified.tenant.0,
         tried: Vec::new(),
+        blame: Blame::new(),
     };
     ep.retry_budget.borrow_mut().on_request(Instant::now());
 
@@ -457,31 +588,35 @@ async fn handle(
                 && !head.expect_continue
                 && streaming.is_none() =>
         {
-            match read_small_body(ep, client, n as usize).await {
-                Some(b) => {
+            match read_small_body(mover, client, n as usize).await {
+                Ok(b) => {
                     // A buffered body skips the relay, so it is charged here.
                     mover.pace(n).await;
                     ReqBody::Buffered(b)
                 }
-                None => return false, // the client left before sending its body: nothing was sent on
+                // Nothing was sent on: the node never heard of the request.
+                Err(BodyStall::Left) => return After::Close,
+                Err(BodyStall::Refused(err)) => {
+                    return refuse_request(shard, flow, client, head, &err).await
+                }
             }
         }
-        BodyFraming::Length(n) if n > 0 => ReqBody::Streamed,
-        BodyFraming::Chunked => {
-            // A body the client is already sending must start with a valid chunk-size
-            // line before any node hears of the request (with 100-continue the client
-            // waits for the node, so that check happens while relaying).
+        BodyFraming::Length(0) | BodyFraming::None | BodyFraming::UntilClose => ReqBody::Empty,
+        BodyFraming::Length(_) | BodyFraming::Chunked => {
+            // With 100-continue the client waits for the node; otherwise the body must be
+            // flowing before the request takes a node slot (and a chunked one must start
+            // with a valid chunk-size line before any node hears of the request).
             if !head.expect_continue {
-                if let Err(err) = first_chunk_line(ep, client).await {
-                    if let Some(err) = err {
-                        reject(shard, client, &err, head.path()).await;
+                match body_started(cfg, mover, client, head.framing).await {
+                    Ok(()) => {}
+                    Err(BodyStall::Left) => return After::Close,
+                    Err(BodyStall::Refused(err)) => {
+                        return refuse_request(shard, flow, client, head, &err).await
                     }
-                    return false;
                 }
             }
             ReqBody::Streamed
         }
-        _ => ReqBody::Empty,
     };
     let mut head_bytes = Vec::with_capacity(1024);
     write_request_head(head, &mut head_bytes);
@@ -550,17 +685,16 @@ async fn handle(
             Err(e) => {
                 tracing::error!(pool = node.pool, error = %e, "cannot re-sign the request");
                 flow.status.set(500);
-                break_with(
+                return break_with(
                     shard,
                     client,
+                    head,
                     500,
                     "InternalError",
                     "weir could not sign the request for its storage",
-                    head.path(),
                     None,
                 )
                 .await;
-                return false;
             }
         };
         let sent_at = Instant::now();
@@ -575,6 +709,7 @@ async fn handle(
                 resp,
                 mut upstream,
                 body_unsent,
+                request_complete,
             }) => {
                 let latency = sent_at.elapsed();
                 flow.first_byte.set(Some(flow.started.elapsed()));
@@ -582,22 +717,23 @@ async fn handle(
                     .header("retry-after")
                     .and_then(|v| std::str::from_utf8(v).ok());
                 let obs = classify_response(resp.status, None, retry_after, latency);
-                ep.health.observe(node, obs, Instant::now());
+                route.observe(node, obs);
                 let body_state = body_state(&body, body_unsent);
                 if let Observation::Throttled { retry_after } = obs {
                     shard.metrics().throttled();
                     throttled_retry_after = retry_after;
-                    let can_retry = may_retry(
-                        head.method.as_str(),
-                        body_state,
-                        Failure::Throttled,
-                        attempt,
-                        cfg.upstream.attempts_max,
-                    );
+                    let can_retry = request_complete
+                        && may_retry(
+                            head.method.as_str(),
+                            body_state,
+                            Failure::Throttled,
+                            attempt,
+                            cfg.upstream.attempts_max,
+                        );
                     // The node's own answer is replaced by weir's SlowDown (with
                     // Retry-After, which nodes often omit) unless it cannot be drained.
                     if drain_small_body(&mut upstream, &resp).await {
-                        if resp.keep_alive && !body_unsent {
+                        if resp.keep_alive && request_complete {
                             shard.upstream.checkin(addr, upstream, Instant::now());
                         }
                         let rand = shard.rng.borrow_mut().next_u64();
@@ -613,17 +749,16 @@ async fn handle(
                             continue;
                         }
                         flow.status.set(503);
-                        break_with(
+                        return break_with(
                             shard,
                             client,
+                            head,
                             503,
                             "SlowDown",
                             "Please reduce your request rate.",
-                            head.path(),
                             Some(retry_after.unwrap_or(wait)),
                         )
                         .await;
-                        return false;
                     }
                 }
                 mover.set_pacer(down_pacer.clone());
@@ -638,8 +773,7 @@ async fn handle(
                     node,
                     upstream,
                     resp,
-                    !body_unsent,
-                    body_unsent,
+                    request_complete,
                 )
                 .await;
             }
@@ -649,6 +783,26 @@ async fn handle(
                     // request was reset before its final chunk, so nothing was stored.
                     return refuse(shard, flow, client, head, &refused.into()).await;
                 }
+                tracing::debug!(node = %addr, error = %e.err, "upstream attempt failed");
+                if e.err.side == Side::Client {
+                    // The client's body broke off, stalled or was malformed mid-way: the
+                    // node's request was reset (so no partial object), and the client
+                    // learns why if it still listens.
+                    let err = match e.err.kind {
+                        Kind::Protocol => Some(
+                            e.err
+                                .answer
+                                .clone()
+                                .unwrap_or_else(|| HeadError::bad_request(e.err.detail.clone())),
+                        ),
+                        Kind::Timeout => Some(HeadError::request_timeout()),
+                        _ => None,
+                    };
+                    return match err {
+                        Some(err) => refuse_request(shard, flow, client, head, &err).await,
+                        None => After::Close,
+                    };
+                }
                 shard.metrics().upstream_error();
                 let obs = match e.err.kind {
                     Kind::Connect => Observation::ConnectFailed,
@@ -657,38 +811,26 @@ async fn handle(
                     Kind::Closed | Kind::Io => Observation::Reset,
                 };
                 if e.err.side == Side::Upstream {
-                    ep.health.observe(node, obs, Instant::now());
-                }
-                tracing::debug!(node = %addr, error = %e.err, "upstream attempt failed");
-                if e.err.side == Side::Client {
-                    // Malformed framing mid-body: the node's request was reset (so no
-                    // partial object), and the client learns why.
-                    if e.err.kind == Kind::Protocol {
-                        let err = HeadError::bad_request(e.err.detail.clone());
-                        flow.status.set(err.status);
-                        reject(shard, client, &err, head.path()).await;
-                    }
-                    return false;
+                    route.observe(node, obs);
                 }
                 let body_state = if e.body_consumed {
                     BodyState::Streaming
                 } else {
                     body_state(&body, true)
                 };
-                let retry = may_retry(
-                    head.method.as_str(),
-                    body_state,
-                    e.failure,
-                    attempt,
-                    cfg.upstream.attempts_max,
-                ) && ep.retry_budget.borrow_mut().try_retry(Instant::now());
+                let retry = route.blame.may_try_again()
+                    && may_retry(
+                        head.method.as_str(),
+                        body_state,
+                        e.failure,
+                        attempt,
+                        cfg.upstream.attempts_max,
+                    )
+                    && ep.retry_budget.borrow_mut().try_retry(Instant::now());
                 route.exclude(node);
                 let consumed = e.body_consumed;
                 last = Some(e);
-                if !retry {
-                    break;
-                }
-                if consumed {
+                if !retry || consumed {
                     break;
                 }
             }
@@ -708,6 +850,12 @@ async fn handle(
             "BadGateway",
             "the storage node sent a malformed response",
         ),
+        // Two nodes dropped this request without an answer: it is not the nodes.
+        _ if route.blame.is_suspect() => (
+            502,
+            "BadGateway",
+            "the storage nodes closed the connection on this request",
+        ),
         _ => (
             503,
             "ServiceUnavailable",
@@ -718,14 +866,13 @@ async fn handle(
     break_with(
         shard,
         client,
+        head,
         status,
         code,
         message,
-        head.path(),
         throttled_retry_after,
     )
-    .await;
-    false
+    .await
 }
 
 fn body_state(body: &ReqBody, body_unsent: bool) -> BodyState {
@@ -742,20 +889,25 @@ fn body_state(body: &ReqBody, body_unsent: bool) -> BodyState {
 async fn break_with(
     shard: &Shard,
     client: &Conn,
+    head: &RequestHead,
     status: u16,
     code: &str,
     message: &str,
-    resource: &str,
     retry_after: Option<Duration>,
-) {
+) -> After {
     shard.metrics().request(status);
-    let rid = shard.request_id();
-    let mut bytes = s3_error_response(status, code, message, resource, &rid, true);
-    if let Some(after) = retry_after.or((code == "SlowDown").then_some(Duration::from_secs(1))) {
-        // SDKs back off on SlowDown; Retry-After tells them how long.
-        add_retry_after(&mut bytes, after);
-    }
-    let _ = write_timed(client, &bytes, Duration::from_secs(5)).await;
+    let bytes = own_answer(
+        shard,
+        Some(head.method),
+        status,
+        code,
+        message,
+        head.path(),
+        true,
+        retry_after,
+    );
+    let _ = write_timed(client, &bytes, OWN_ANSWER_WRITE_TIMEOUT).await;
+    After::Close
 }
 
 /// Adds `Retry-After` (whole seconds, rounded up, at least 1: a client told 0 would
@@ -768,42 +920,47 @@ fn add_retry_after(response: &mut Vec<u8>, after: Duration) {
     }
 }
 
-/// An S3 error answer weir gives itself before any node is asked, and whether the client
-/// connection may carry another request: only when the request had no body to drain (so
-/// the next head is where it should be) and weir is not draining. HEAD gets no body.
-fn edge_answer(
+/// An S3 error answer weir gives itself before any node is asked, written, and what
+/// becomes of the connection: it carries another request only when the request had no
+/// body to drain (so the next head is where it should be) and weir is not draining.
+async fn edge_answer(
     shard: &Shard,
+    client: &Conn,
     head: &RequestHead,
     status: u16,
     code: &str,
     message: &str,
-) -> (Vec<u8>, bool) {
+    retry_after: Option<Duration>,
+) -> After {
     let keep = head.keep_alive
         && head.minor_version > 0
         && matches!(head.framing, BodyFraming::None | BodyFraming::Length(0))
         && !signals::draining();
-    let rid = shard.request_id();
-    let render = if head.method == Method::Head {
-        s3_error_response_head_only
-    } else {
-        s3_error_response
-    };
-    (
-        render(status, code, message, head.path(), &rid, !keep),
-        keep,
-    )
+    let bytes = own_answer(
+        shard,
+        Some(head.method),
+        status,
+        code,
+        message,
+        head.path(),
+        !keep,
+        retry_after,
+    );
+    match write_timed(client, &bytes, OWN_ANSWER_WRITE_TIMEOUT).await {
+        Ok(()) if keep => After::KeepAlive,
+        _ => After::Close,
+    }
 }
 
 /// Answers a request refused at the edge by identity (verification failed, a pool cannot
-/// re-sign it, or access policy) and counts it; no node saw it. A request without a body
-/// keeps its connection; one with a body closes, since weir did not read the body.
+/// re-sign it, or access policy) and counts it; no node saw it.
 async fn refuse(
     shard: &Shard,
     flow: &Flow,
     client: &Conn,
     head: &RequestHead,
     refusal: &identity::Refusal,
-) -> bool {
+) -> After {
     tracing::debug!(
         reason = refusal.reason,
         code = refusal.code,
@@ -813,70 +970,137 @@ async fn refuse(
     shard.metrics().auth_failure(refusal.reason);
     shard.metrics().request(refusal.status);
     flow.status.set(refusal.status);
-    let (bytes, keep) = edge_answer(shard, head, refusal.status, refusal.code, &refusal.message);
-    write_timed(client, &bytes, Duration::from_secs(5))
-        .await
-        .is_ok()
-        && keep
+    edge_answer(
+        shard,
+        client,
+        head,
+        refusal.status,
+        refusal.code,
+        &refusal.message,
+        None,
+    )
+    .await
 }
 
-/// Answers a request a limit refused with S3 `SlowDown` (503) and `Retry-After`. A
-/// request without a body keeps its connection (SDKs retry on it after the pause);
-/// one with a body closes, since weir did not read the body.
+/// Answers a request a limit refused with S3 `SlowDown` (503) and `Retry-After`. SDKs
+/// retry on the kept connection after the pause.
 async fn shed_request(
     shard: &Shard,
     flow: &Flow,
     client: &Conn,
     head: &RequestHead,
     shed: Shed,
-) -> bool {
+) -> After {
     flow.shed.set(Some(shed.reason.label()));
     flow.status.set(503);
     shard.metrics().request(503);
     let message = "Please reduce your request rate.";
-    let (mut bytes, keep) = edge_answer(shard, head, 503, "SlowDown", message);
-    add_retry_after(&mut bytes, shed.retry_after);
-    write_timed(client, &bytes, Duration::from_secs(5))
-        .await
-        .is_ok()
-        && keep
+    edge_answer(
+        shard,
+        client,
+        head,
+        503,
+        "SlowDown",
+        message,
+        Some(shed.retry_after),
+    )
+    .await
 }
 
-/// Waits until the first chunk-size line of a chunked request body is buffered and checks
-/// it. `Err(Some(e))`: malformed, answer `e`; `Err(None)`: the client left or stalled.
-async fn first_chunk_line(ep: &Epoch, client: &mut Conn) -> Result<(), Option<HeadError>> {
-    let timeout = ep.settings.config.http.head_timeout;
-    loop {
-        let mut decoder = ChunkedDecoder::new(ChunkedLimits::default(), Peer::Client);
-        match decoder.parse(client.buffered()) {
-            Ok(Some(_)) => return Ok(()),
-            Ok(None) => {}
-            Err(e) => return Err(Some(e)),
-        }
-        match monoio::time::timeout(timeout, client.read_more()).await {
-            Ok(Ok(n)) if n > 0 => {}
-            Ok(Err(e)) if e.kind() == std::io::ErrorKind::InvalidData => {
-                return Err(Some(HeadError::bad_request("chunk-size line too long")))
-            }
-            _ => return Err(None),
+/// Answers a request weir refuses itself after its head parsed (body too large, framing
+/// that breaks before any node heard of it), counts it, and closes: the body was not read.
+async fn refuse_request(
+    shard: &Shard,
+    flow: &Flow,
+    client: &Conn,
+    head: &RequestHead,
+    err: &HeadError,
+) -> After {
+    flow.status.set(err.status);
+    reject(shard, client, err, head.path(), Some(head.method)).await;
+    After::Close
+}
+
+/// Why a request body did not arrive before any node heard of the request.
+enum BodyStall {
+    /// The client closed or its socket failed: nobody to answer.
+    Left,
+    /// Answer this (the body stalled, is malformed, or is too large).
+    Refused(HeadError),
+}
+
+impl From<Error> for BodyStall {
+    fn from(e: Error) -> Self {
+        match e.kind {
+            Kind::Timeout => BodyStall::Refused(HeadError::request_timeout()),
+            _ => BodyStall::Left,
         }
     }
 }
 
-/// Reads a small request body completely (bounded by `buffered_body_bytes_max`).
-async fn read_small_body(ep: &Epoch, client: &mut Conn, len: usize) -> Option<Vec<u8>> {
+/// Reads a small request body completely (bounded by `buffered_body_bytes_max`) under the
+/// body deadlines (idle timeout and rate floor).
+async fn read_small_body(
+    mover: &Mover,
+    client: &mut Conn,
+    len: usize,
+) -> Result<Vec<u8>, BodyStall> {
     let mut body = Vec::with_capacity(len);
-    let timeout = ep.settings.config.upstream.io_timeout;
+    mover.begin_body();
     loop {
         let take = client.buffered().len().min(len - body.len());
         body.extend_from_slice(&client.buffered()[..take]);
         client.consume(take);
         if body.len() == len {
-            return Some(body);
+            return Ok(body);
         }
-        match monoio::time::timeout(timeout, client.read_more()).await {
-            Ok(Ok(n)) if n > 0 => {}
-            _ => return None,
+        if mover.read_more(client, Side::Client, true).await? == 0 {
+            return Err(BodyStall::Left);
+        }
+    }
+}
+
+/// Waits until a streamed request body is flowing, before the request takes a node slot:
+/// its first bytes — as many as the read buffer holds, or the whole body if smaller — are
+/// buffered (for a chunked body: its first chunk-size line, checked, and what follows).
+/// A client that announces a body and trickles it then holds only its own connection,
+/// and is cut by the body deadlines, never a node's concurrency.
+async fn body_started(
+    cfg: &weir_policy::config::Config,
+    mover: &Mover,
+    client: &mut Conn,
+    framing: BodyFraming,
+) -> Result<(), BodyStall> {
+    mover.begin_body();
+    let capacity = client.buffered().len() + client.room();
+    loop {
+        let buffered = client.buffered().len();
+        let want = match framing {
+            BodyFraming::Length(n) => Some(usize::try_from(n).unwrap_or(usize::MAX).min(capacity)),
+            BodyFraming::Chunked => {
+                let mut decoder = ChunkedDecoder::new(client_chunk_limits(&cfg.http), Peer::Client);
+                match decoder.parse(client.buffered()) {
+                    Ok(Some((ChunkItem::Data(n), used))) => {
+                        let whole = used.saturating_add(usize::try_from(n).unwrap_or(usize::MAX));
+                        Some(whole.min(capacity))
+                    }
+                    Ok(Some((ChunkItem::Done, _))) => Some(0),
+                    Ok(None) if client.room() == 0 => {
+                        return Err(BodyStall::Refused(HeadError::bad_request(
+                            "chunk-size line too long",
+                        )))
+                    }
+                    Ok(None) => None,
+                    Err(e) => return Err(BodyStall::Refused(e)),
+                }
+            }
+            BodyFraming::None | BodyFraming::UntilClose => Some(0),
+        };
+        if want.is_some_and(|w| buffered >= w) {
+            return Ok(());
+        }
+        if mover.read_more(client, Side::Client, true).await? == 0 {
+            return Err(BodyStall::Left);
         }
     }
 }
@@ -896,15 +1120,29 @@ async fn drain_small_body(upstream: &mut Conn, resp: &ResponseHead) -> bool {
     }
 }
 
-/// A request sent and its response head received.
+/// A request sent and its final response head received.
 struct Sent {
     resp: ResponseHead,
     upstream: Conn,
     /// `Expect: 100-continue` was answered with a final status: the body was never pulled.
     body_unsent: bool,
+    /// The node received the whole request. False when it answered before taking all
+    /// of the body (or before the client sent it): neither connection then carries
+    /// another request.
+    request_complete: bool,
 }
 
-/// Sends the request to `addr` and reads the response head.
+/// Most interim (1xx) answers a node may send before its final one: enough for any
+/// honest use (`100`, `102` while working, `103` hints), few enough that a node cannot
+/// keep a request, or the client, busy with them.
+const INTERIM_ANSWERS_MAX: u32 = 32;
+
+/// How long weir looks for a node's answer after the node stopped taking the request
+/// body: an answer that made it stop is already in the socket.
+const EARLY_ANSWER_WAIT: Duration = Duration::from_secs(2);
+
+/// Sends the request to `addr` and reads the final response head, relaying interim
+/// answers to the client on the way.
 #[allow(clippy::too_many_arguments)]
 async fn send_request(
     shard: &Shard,
@@ -950,24 +1188,41 @@ async fn send_request(
             false,
         ));
     }
-    let limits = HeadLimits {
-        header_bytes_max: cfg.http.header_bytes_max,
-        headers_count_max: cfg.http.headers_count_max,
+    let mut interim = Interim {
+        forward: head.minor_version > 0,
+        count: 0,
+        io_timeout: cfg.upstream.io_timeout,
     };
     let streamed = matches!(body, ReqBody::Streamed);
     if streamed && head.expect_continue {
         // 100-continue end to end: the client's body is not pulled before the node agrees.
-        let resp = read_response_head(ep, &mut upstream, &limits, head.method)
-            .await
-            .map_err(|e| failure_of(e, false))?;
+        let deadline = Instant::now() + cfg.upstream.first_byte_timeout;
+        let resp = read_final_head(
+            ep,
+            &mut upstream,
+            Some(client),
+            head.method,
+            deadline,
+            &mut interim,
+            true,
+        )
+        .await
+        .map_err(|e| failure_of(e, false))?;
         if resp.status != 100 {
             return Ok(Sent {
                 resp,
                 upstream,
                 body_unsent: true,
+                request_complete: false,
             });
         }
-        if let Err(e) = client.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await {
+        if let Err(e) = write_timed(
+            client,
+            b"HTTP/1.1 100 Continue\r\n\r\n",
+            cfg.upstream.io_timeout,
+        )
+        .await
+        {
             upstream.abort_on_close();
             return Err(fail(
                 Error::from_io(Side::Client, &e),
@@ -983,7 +1238,7 @@ async fn send_request(
                 let ends = signed_body::Ends {
                     client,
                     upstream: &upstream,
-                    io_timeout: cfg.upstream.io_timeout,
+                    limits: client_chunk_limits(&cfg.http),
                 };
                 match signed_body::relay(ends, framing, &mut chunks, mover, &flow.up).await {
                     Ok(()) => Ok(()),
@@ -1016,7 +1271,7 @@ async fn send_request(
                     .await
             }
             (None, _) => {
-                let mut decoder = ChunkedDecoder::new(ChunkedLimits::default(), Peer::Client);
+                let mut decoder = ChunkedDecoder::new(client_chunk_limits(&cfg.http), Peer::Client);
                 mover
                     .chunked(
                         End {
@@ -1038,25 +1293,54 @@ async fn send_request(
             .metrics()
             .body(Direction::Upload, flow.up.counts().since(before));
         if let Err(e) = result {
+            if e.side == Side::Upstream {
+                // A node that stopped taking the body may have said why first (a final
+                // answer before the whole body, RFC 9110 §15): that answer is the
+                // client's, not weir's 503, and it is no failure of the node.
+                let deadline = Instant::now() + EARLY_ANSWER_WAIT;
+                if let Ok(resp) = read_final_head(
+                    ep,
+                    &mut upstream,
+                    None,
+                    head.method,
+                    deadline,
+                    &mut interim,
+                    false,
+                )
+                .await
+                {
+                    return Ok(Sent {
+                        resp,
+                        upstream,
+                        body_unsent: false,
+                        request_complete: false,
+                    });
+                }
+            }
             // The client left mid-upload: reset the upstream request so no partial
             // object is committed. The node failing mid-upload: the body is gone.
             upstream.abort_on_close();
             return Err(fail(e, Failure::ResetBeforeResponse, true));
         }
     }
-    loop {
-        match read_response_head(ep, &mut upstream, &limits, head.method).await {
-            Ok(r) if r.status == 100 => continue, // a 100 nobody asked for is dropped
-            Ok(resp) => {
-                return Ok(Sent {
-                    resp,
-                    upstream,
-                    body_unsent: false,
-                })
-            }
-            Err(e) => return Err(failure_of(e, streamed)),
-        }
-    }
+    let deadline = Instant::now() + cfg.upstream.first_byte_timeout;
+    let resp = read_final_head(
+        ep,
+        &mut upstream,
+        Some(client),
+        head.method,
+        deadline,
+        &mut interim,
+        false,
+    )
+    .await
+    .map_err(|e| failure_of(e, streamed))?;
+    Ok(Sent {
+        resp,
+        upstream,
+        body_unsent: false,
+        request_complete: true,
+    })
 }
 
 fn failure_of(err: Error, body_consumed: bool) -> AttemptError {
@@ -1085,19 +1369,73 @@ async fn write_timed(conn: &Conn, bytes: &[u8], timeout: Duration) -> std::io::R
     }
 }
 
-/// Reads the node's response head under the first-byte deadline.
+/// Interim answers of one request: how many came, and whether they go to the client
+/// (an HTTP/1.1 one; an HTTP/1.0 client cannot read them, RFC 9110 §15.2).
+struct Interim {
+    forward: bool,
+    count: u32,
+    io_timeout: Duration,
+}
+
+/// Reads the node's answer up to its final head, by `deadline` — one deadline for the
+/// whole wait, which interim answers do not extend. Interim answers are relayed to
+/// `client` as they come (`None`: its response has started, or it cannot take them),
+/// except `100 Continue`, which weir answers itself; with `until_continue` a `100` ends
+/// the wait (the node agrees to take the body).
+#[allow(clippy::too_many_arguments)]
+async fn read_final_head(
+    ep: &Epoch,
+    upstream: &mut Conn,
+    client: Option<&Conn>,
+    method: Method,
+    deadline: Instant,
+    interim: &mut Interim,
+    until_continue: bool,
+) -> Result<ResponseHead, Error> {
+    loop {
+        let resp = read_response_head(ep, upstream, method, deadline).await?;
+        if !resp.is_informational() {
+            return Ok(resp);
+        }
+        interim.count += 1;
+        if interim.count > INTERIM_ANSWERS_MAX {
+            return Err(Error::new(
+                Side::Upstream,
+                Kind::Protocol,
+                format!("more than {INTERIM_ANSWERS_MAX} interim answers"),
+            ));
+        }
+        if resp.status == 100 {
+            if until_continue {
+                return Ok(resp);
+            }
+            continue; // a 100 nobody asked for, or a repeat: the client needs none
+        }
+        if let Some(client) = client.filter(|_| interim.forward) {
+            let mut out = Vec::with_capacity(256);
+            write_response_head(&resp, false, &mut out);
+            if let Err(e) = write_timed(client, &out, interim.io_timeout).await {
+                return Err(Error::from_io(Side::Client, &e));
+            }
+        }
+    }
+}
+
+/// Reads one response head (interim or final) by `deadline`.
 async fn read_response_head(
     ep: &Epoch,
     upstream: &mut Conn,
-    limits: &HeadLimits,
     method: Method,
+    deadline: Instant,
 ) -> Result<ResponseHead, Error> {
-    // Whether the request may go again is decided by `weir_policy::retry` from the method
-    // and the body's state, not here.
-    let deadline = Instant::now() + ep.settings.config.upstream.first_byte_timeout;
+    let http = &ep.settings.config.http;
+    let limits = HeadLimits {
+        header_bytes_max: http.header_bytes_max,
+        headers_count_max: http.headers_count_max,
+    };
     loop {
         if !upstream.buffered().is_empty() {
-            match parse_response(upstream.buffered(), limits, method) {
+            match parse_response(upstream.buffered(), &limits, method) {
                 Ok(Some((head, used))) => {
                     upstream.consume(used);
                     return Ok(head);
@@ -1168,8 +1506,8 @@ fn resumable(head: &RequestHead, resp: &ResponseHead) -> Option<Resumable> {
 }
 
 /// Relays the response head and body to the client, resuming a broken GET body from
-/// another node, and decides what is reusable. Returns whether the client connection
-/// may carry another request.
+/// another node, and decides what is reusable. Returns what becomes of the client
+/// connection: a response that could not be completed resets it.
 #[allow(clippy::too_many_arguments)]
 async fn relay_response(
     shard: &Shard,
@@ -1183,9 +1521,9 @@ async fn relay_response(
     mut upstream: Conn,
     resp: ResponseHead,
     request_complete: bool,
-    must_close_client: bool,
-) -> bool {
-    let close_client = must_close_client
+) -> After {
+    // A request whose body was not (all) read leaves the client's stream out of step.
+    let close_client = !request_complete
         || !head.keep_alive
         || head.minor_version == 0
         || matches!(resp.framing, BodyFraming::UntilClose);
@@ -1227,7 +1565,7 @@ async fn relay_response(
         .is_err()
     {
         upstream.abort_on_close();
-        return false;
+        return After::Reset;
     }
     let resume = resumable(head, &resp);
     let mut resumes: u32 = 0;
@@ -1264,16 +1602,16 @@ async fn relay_response(
             break Err(e);
         }
         shard.metrics().upstream_error();
-        let obs = if e.kind == Kind::Timeout {
-            Observation::Timeout
-        } else {
-            Observation::Reset
+        let obs = match e.kind {
+            Kind::Timeout => Observation::Timeout,
+            Kind::Protocol => Observation::BadResponse,
+            _ => Observation::Reset,
         };
-        ep.health.observe(node, obs, Instant::now());
+        route.observe(node, obs);
         let Some(first) = resume.as_ref() else {
             break Err(e);
         };
-        if resumes >= ep.settings.config.upstream.resume_max {
+        if resumes >= ep.settings.config.upstream.resume_max || !route.blame.may_try_again() {
             break Err(e);
         }
         upstream.abort_on_close();
@@ -1297,16 +1635,24 @@ async fn relay_response(
         }
     };
     if let Err(e) = result {
-        // Never complete a response short: the client connection closes with it.
+        // Never complete a response short, nor end it in a way a client could take for
+        // the whole: a close-delimited or de-chunked body would look complete at a FIN.
         tracing::debug!(error = %e, delivered, "response body failed");
         upstream.abort_on_close();
-        return false;
+        return After::Reset;
+    }
+    if resumes > 0 {
+        route.complete();
     }
     if resp.keep_alive && request_complete && !matches!(resp.framing, BodyFraming::UntilClose) {
         let addr = ep.settings.nodes[node.pool][node.node];
         shard.upstream.checkin(addr, upstream, Instant::now());
     }
-    !close_client
+    if close_client {
+        After::Close
+    } else {
+        After::KeepAlive
+    }
 }
 
 /// Fetches the rest of a GET body from another node: plans the request
@@ -1324,15 +1670,14 @@ async fn resume_from_another(
     let cfg = &ep.settings.config;
     let text = |name: &str| head.header(name).and_then(|v| std::str::from_utf8(v).ok());
     let client_signed = signed_headers(text("authorization"), head.query());
-    let limits = HeadLimits {
-        header_bytes_max: cfg.http.header_bytes_max,
-        headers_count_max: cfg.http.headers_count_max,
-    };
     for _ in 0..cfg.upstream.attempts_max {
+        if !route.blame.may_try_again() {
+            return None;
+        }
         let node = route.pick()?;
         route.exclude(node);
         // A pool that re-signs signs whatever is sent: the client's signed headers do
-        // not bind the resumed request, so `Range` can be rewritten (CORRECTIONS 2).
+        // not bind the resumed request, so `Range` can be rewritten (docs/identity.md).
         let signed: &[String] = if identity::resigns(&ep.settings, route.tenant, node.pool) {
             &[]
         } else {
@@ -1390,8 +1735,7 @@ async fn resume_from_another(
         let addr = ep.settings.nodes[node.pool][node.node];
         let tls = ep.settings.tls_target(node.pool, node.node);
         let Ok(checkout) = shard.upstream.checkout(addr, tls, Instant::now()).await else {
-            ep.health
-                .observe(node, Observation::ConnectFailed, Instant::now());
+            route.observe(node, Observation::ConnectFailed);
             continue;
         };
         let mut conn = checkout.conn;
@@ -1402,10 +1746,33 @@ async fn resume_from_another(
             continue;
         }
         let sent_at = Instant::now();
-        let Ok(resp) = read_response_head(ep, &mut conn, &limits, Method::Get).await else {
-            ep.health
-                .observe(node, Observation::Timeout, Instant::now());
-            continue;
+        let deadline = sent_at + cfg.upstream.first_byte_timeout;
+        let mut interim = Interim {
+            forward: false,
+            count: 0,
+            io_timeout: cfg.upstream.io_timeout,
+        };
+        let resp = match read_final_head(
+            ep,
+            &mut conn,
+            None,
+            Method::Get,
+            deadline,
+            &mut interim,
+            false,
+        )
+        .await
+        {
+            Ok(resp) => resp,
+            Err(e) => {
+                let obs = match e.kind {
+                    Kind::Timeout => Observation::Timeout,
+                    Kind::Protocol => Observation::BadResponse,
+                    _ => Observation::Reset,
+                };
+                route.observe(node, obs);
+                continue;
+            }
         };
         let text = |name: &str| resp.header(name).and_then(|v| std::str::from_utf8(v).ok());
         if let Err(why) = check_resumed(
@@ -1420,6 +1787,8 @@ async fn resume_from_another(
             tracing::warn!(node = %addr, why, "resumed response rejected");
             continue;
         }
+        // The head's latency is the node's; whether the earlier node's failure was its
+        // own is settled when this body completes (`Route::complete`), not by a head.
         ep.health.observe(
             node,
             Observation::Success {

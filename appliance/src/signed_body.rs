@@ -8,8 +8,6 @@
 //! On a refused chunk the caller resets the node's request: the node has seen a short
 //! body, so it commits nothing (the final chunk is never released early).
 
-use std::time::Duration;
-
 use weir_io::conn::Conn;
 use weir_io::error::{Error, Kind, Side};
 use weir_io::http::{BodyFraming, ChunkItem, ChunkedDecoder, ChunkedLimits, Peer};
@@ -30,18 +28,19 @@ impl From<Error> for Stopped {
     }
 }
 
-/// The two connections and how long either may stall.
+/// The two connections, and the bounds on the client's chunked framing.
 pub struct Ends<'a> {
     /// The client, whose buffered bytes come first.
     pub client: &'a mut Conn,
     /// The node.
     pub upstream: &'a Conn,
-    /// Longest wait for a read or a write.
-    pub io_timeout: Duration,
+    /// Bounds on a `Transfer-Encoding: chunked` body (its size among them).
+    pub limits: ChunkedLimits,
 }
 
 /// Relays the body framed by `framing` from the client to the node through `stream`.
-/// `moved` counts the bytes written to the node; `mover` paces them (byte limits).
+/// `moved` counts the bytes written to the node; `mover` paces them (byte limits) and
+/// holds every read and write to its deadlines (idle timeout, rate floor).
 pub async fn relay(
     mut ends: Ends<'_>,
     framing: BodyFraming,
@@ -49,18 +48,19 @@ pub async fn relay(
     mover: &Mover,
     moved: &Moved,
 ) -> Result<(), Stopped> {
+    mover.begin_body();
     match framing {
         BodyFraming::Length(n) => {
             feed(&mut ends, n, stream, mover, moved, false).await?;
         }
         BodyFraming::Chunked => {
-            let mut decoder = ChunkedDecoder::new(ChunkedLimits::default(), Peer::Client);
+            let mut decoder = ChunkedDecoder::new(ends.limits, Peer::Client);
             loop {
                 let parsed = decoder
                     .parse(ends.client.buffered())
-                    .map_err(|e| Error::new(Side::Client, Kind::Protocol, e.to_string()))?;
+                    .map_err(|e| Error::framing(Side::Client, e))?;
                 match parsed {
-                    None => read_more(&mut ends).await?,
+                    None => read_more(&mut ends, mover).await?,
                     Some((item, consumed)) => {
                         ends.client.consume(consumed);
                         match item {
@@ -81,7 +81,7 @@ pub async fn relay(
         )));
     }
     if framing == BodyFraming::Chunked {
-        write(&ends, b"0\r\n\r\n").await?;
+        write(&ends, mover, b"0\r\n\r\n", false).await?;
     }
     Ok(())
 }
@@ -98,7 +98,7 @@ async fn feed(
 ) -> Result<(), Stopped> {
     while len > 0 {
         if ends.client.buffered().is_empty() {
-            read_more(ends).await?;
+            read_more(ends, mover).await?;
             continue;
         }
         let buffered = ends.client.buffered();
@@ -112,11 +112,17 @@ async fn feed(
         if !ready.is_empty() {
             mover.pace(ready.len() as u64).await;
             if reframe {
-                write(ends, format!("{:x}\r\n", ready.len()).as_bytes()).await?;
+                write(
+                    ends,
+                    mover,
+                    format!("{:x}\r\n", ready.len()).as_bytes(),
+                    false,
+                )
+                .await?;
             }
-            write(ends, ready).await?;
+            write(ends, mover, ready, true).await?;
             if reframe {
-                write(ends, b"\r\n").await?;
+                write(ends, mover, b"\r\n", false).await?;
             }
             moved.record_copied(ready.len() as u64);
             stream.sent();
@@ -125,26 +131,22 @@ async fn feed(
     Ok(())
 }
 
-/// Reads more of the client's body within the timeout; a close is an error (the body is
-/// incomplete).
-async fn read_more(ends: &mut Ends<'_>) -> Result<(), Error> {
-    match monoio::time::timeout(ends.io_timeout, ends.client.read_more()).await {
-        Ok(Ok(0)) => Err(Error::new(
+/// Reads more of the client's body under the body deadlines; a close is an error (the
+/// body is incomplete).
+async fn read_more(ends: &mut Ends<'_>, mover: &Mover) -> Result<(), Error> {
+    match mover.read_more(ends.client, Side::Client, false).await? {
+        0 => Err(Error::new(
             Side::Client,
             Kind::Closed,
             "closed inside the aws-chunked body",
         )),
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) => Err(Error::from_io(Side::Client, &e)),
-        Err(_) => Err(Error::new(Side::Client, Kind::Timeout, "idle timeout")),
+        _ => Ok(()),
     }
 }
 
-/// Writes to the node within the timeout.
-async fn write(ends: &Ends<'_>, bytes: &[u8]) -> Result<(), Error> {
-    match monoio::time::timeout(ends.io_timeout, ends.upstream.write_all(bytes)).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(Error::from_io(Side::Upstream, &e)),
-        Err(_) => Err(Error::new(Side::Upstream, Kind::Timeout, "idle timeout")),
-    }
+/// Writes to the node under the body deadlines (`payload`: counts towards the floor).
+async fn write(ends: &Ends<'_>, mover: &Mover, bytes: &[u8], payload: bool) -> Result<(), Error> {
+    mover
+        .write_all(ends.upstream, Side::Upstream, bytes, payload)
+        .await
 }

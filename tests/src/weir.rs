@@ -102,6 +102,8 @@ pub struct WeirConfig {
     pub extra: String,
     /// Extra `[appliance]` lines.
     pub appliance: Vec<String>,
+    /// Extra `[http]` lines (`body_rate_min = 0`).
+    pub http: Vec<String>,
 }
 
 impl WeirConfig {
@@ -120,7 +122,14 @@ impl WeirConfig {
             routes: Vec::new(),
             extra: String::new(),
             appliance: Vec::new(),
+            http: Vec::new(),
         }
+    }
+
+    /// Adds an `[http]` line (`body_bytes_max = "1MiB"`).
+    pub fn http(mut self, line: &str) -> WeirConfig {
+        self.http.push(line.to_string());
+        self
     }
 
     /// Adds an `[appliance]` line (`virtual_host_suffixes = ["s3.test"]`).
@@ -192,6 +201,10 @@ impl WeirConfig {
         );
         if let Some(idle) = &self.client_idle_timeout {
             toml.push_str(&format!("client_idle_timeout = \"{idle}\"\n"));
+        }
+        for line in &self.http {
+            toml.push_str(line);
+            toml.push('\n');
         }
         if !self.upstream.is_empty() {
             toml.push_str("\n[upstream]\n");
