@@ -156,7 +156,7 @@ pub async fn accept(
     ep: &Epoch,
     client: &mut Conn,
     head: &RequestHead,
-) -> Result<Option<Form>, Option<Refusal>> {
+) -> Result<Option<Box<Form>>, Option<Refusal>> {
     let settings = &ep.settings;
     let Some((boundary, bucket)) = form_upload(settings, head).map_err(Some)? else {
         return Ok(None);
@@ -218,14 +218,14 @@ pub async fn accept(
         "AWS4-HMAC-SHA256 Credential={}/{}",
         verified.access_key, verified.scope
     );
-    Ok(Some(Form {
+    Ok(Some(Box::new(Form {
         head: relay,
         taken,
         prefix,
         verified,
         content_length,
         claim,
-    }))
+    })))
 }
 
 /// Reads body bytes until the file part's headers are in (at most [`PREFIX_BYTES_MAX`]

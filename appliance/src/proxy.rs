@@ -245,7 +245,7 @@ enum ReqBody {
     Streamed,
     /// A browser-form upload: its first fields, read to verify it, go with the head
     /// (re-signed per pool); the rest is relayed like `Streamed`.
-    Form(post_form::Form),
+    Form(Box<post_form::Form>),
 }
 
 /// Counts a request against a node's in-flight total (and its `node_inflight_max` cap)

@@ -21,6 +21,9 @@ use weir_tests::{ACCESS_KEY, SECRET_KEY};
 
 const MIB: u64 = 1 << 20;
 
+/// A form's fields before the file, in order.
+type Fields = Vec<(String, String)>;
+
 /// The storage site's own identity (the re-signing test's node accepts only this).
 const SITE_KEY: (&str, &str) = (
     "FORMSITEACCESSKEY001",
@@ -78,7 +81,7 @@ fn presign(
     key: &str,
     extra: &[&str],
     scratch: &Path,
-) -> (String, Vec<(String, String)>) {
+) -> (String, Fields) {
     let mut args = vec!["--endpoint", endpoint, "--bucket", bucket, "--key", key];
     args.extend_from_slice(extra);
     let post = clients::run_py("presign_post.py", args, scratch, Duration::from_secs(60));
@@ -246,18 +249,17 @@ fn forged_expired_and_out_of_policy_forms_die_at_the_edge() {
     data::write_pattern_file(&file, 7, 10);
     let no_expect: &[&str] = &["-H", "Expect:"];
 
-    let send =
-        |bucket: &str, key: &str, extra: &[&str], tweak: &dyn Fn(&mut Vec<(String, String)>)| {
-            let (url, mut fields) = presign(&endpoint, bucket, key, extra, dir);
-            tweak(&mut fields);
-            let (status, body) = post_form(&url, &fields, &file, no_expect, dir);
-            (
-                status,
-                s3_code(&body),
-                String::from_utf8_lossy(&body).into_owned(),
-            )
-        };
-    let keep = |_: &mut Vec<(String, String)>| {};
+    let send = |bucket: &str, key: &str, extra: &[&str], tweak: &dyn Fn(&mut Fields)| {
+        let (url, mut fields) = presign(&endpoint, bucket, key, extra, dir);
+        tweak(&mut fields);
+        let (status, body) = post_form(&url, &fields, &file, no_expect, dir);
+        (
+            status,
+            s3_code(&body),
+            String::from_utf8_lossy(&body).into_owned(),
+        )
+    };
+    let keep = |_: &mut Fields| {};
 
     // The key condition widened to any key, the signature kept.
     let (status, code, body) = send("uploads", "incoming/a.bin", &["--widen-key"], &|f| {
