@@ -101,6 +101,23 @@ impl KeyLookup for TenantKeys<'_> {
     }
 }
 
+/// The tenants' signing keys (the secrets file), through `cache`: what a client's
+/// signature is verified with.
+pub fn tenant_keys<'a>(settings: &'a Settings, cache: &'a KeyCache) -> impl KeyLookup + 'a {
+    TenantKeys { settings, cache }
+}
+
+/// The refusal of a request carrying a session token (`X-Amz-Security-Token`): weir holds
+/// long-term keys only, so it cannot check the credentials a token names.
+pub fn security_token_refusal() -> Refusal {
+    Refusal {
+        status: 403,
+        code: "InvalidToken",
+        message: "temporary credentials (x-amz-security-token) are not accepted here".into(),
+        reason: "security_token",
+    }
+}
+
 fn parts(head: &RequestHead) -> RequestParts<'_, impl sigv4::HeaderIter<'_>> {
     RequestParts::new(
         head.method.as_str(),
@@ -144,14 +161,8 @@ pub fn verify(
     }
     let mut keys = TenantKeys { settings, cache };
     let verified = sigv4::verify(&parts(head), &mut keys, now, auth.skew_max)?;
-    // weir holds long-term keys only: a session token names credentials it cannot check.
     if verified.security_token.is_some() {
-        return Err(Refusal {
-            status: 403,
-            code: "InvalidToken",
-            message: "temporary credentials (x-amz-security-token) are not accepted here".into(),
-            reason: "security_token",
-        });
+        return Err(security_token_refusal());
     }
     Ok(verified.chunk_verifier())
 }
@@ -258,54 +269,18 @@ pub fn resign(
     head: &RequestHead,
     now: SystemTime,
 ) -> Result<Option<(RequestHead, Option<ChunkSigner>)>, SigV4Error> {
-    let Some((identity, whose)) = identity_for(settings, tenant, pool) else {
+    let Some((access_key, key)) = pool_signer(settings, cache, tenant, pool, now)? else {
         return Ok(None);
     };
     let host = settings.config.pools[pool].nodes[node].to_string();
     let mut out = head.clone();
-    let (path, query) = head.target.split_once('?').unwrap_or((&head.target, ""));
-    let query = strip_presigned_params(query);
-    // A virtual-host request (`bucket.<suffix>` Host) goes to the node path-style: the
-    // node's Host replaces the client's, so the bucket moves into the path.
-    let suffixes = &settings.config.appliance.virtual_host_suffixes;
-    let path = match head
-        .host()
-        .and_then(|h| virtual_host_bucket(h, suffixes))
-        .filter(|b| is_bucket_name(b))
-    {
-        Some(bucket) if path == "/" => format!("/{bucket}"),
-        Some(bucket) => format!("/{bucket}{path}"),
-        None => path.to_owned(),
-    };
-    out.target = if query.is_empty() {
-        path
-    } else {
-        format!("{path}?{query}")
-    };
+    out.target = node_target(settings, head);
     out.headers
         .retain(|h| !REPLACED[..4].iter().any(|name| h.is(name)));
-    let time = sigv4::Timestamp::from_system_time(now)
-        .ok_or(SigV4Error::Unsignable("time outside years 1970..=9999"))?;
-    let scope = Scope::new(time.date(), identity.region.clone(), "s3");
-    let key = {
-        let mut keys = cache.pools.borrow_mut();
-        let id = (pool, whose, scope.clone());
-        match keys.get(&id) {
-            Some(k) => k.clone(),
-            None => {
-                let k = SigningKey::derive(identity.secret.expose(), scope);
-                if keys.len() >= CACHED_KEYS_MAX {
-                    keys.clear();
-                }
-                keys.insert(id, k.clone());
-                k
-            }
-        }
-    };
     let signed = sigv4::sign(
         &parts(&out),
         &Identity {
-            access_key: &identity.access_key,
+            access_key: &access_key,
             key: &key,
         },
         &host,
@@ -325,6 +300,61 @@ pub fn resign(
         .is_ok_and(|p| p.has_chunk_signatures())
         .then(|| signed.chunk_signer(&key));
     Ok(Some((out, chunks)))
+}
+
+/// The identity `tenant`'s requests to `pool` are re-signed with at `now` ([`identity_for`]):
+/// its access key and today's signing key (cached per core); `None` when the pool does
+/// not re-sign for the tenant.
+pub fn pool_signer(
+    settings: &Settings,
+    cache: &KeyCache,
+    tenant: usize,
+    pool: usize,
+    now: SystemTime,
+) -> Result<Option<(String, SigningKey)>, SigV4Error> {
+    let Some((identity, whose)) = identity_for(settings, tenant, pool) else {
+        return Ok(None);
+    };
+    let time = sigv4::Timestamp::from_system_time(now)
+        .ok_or(SigV4Error::Unsignable("time outside years 1970..=9999"))?;
+    let scope = Scope::new(time.date(), identity.region.clone(), "s3");
+    let mut keys = cache.pools.borrow_mut();
+    let id = (pool, whose, scope.clone());
+    let key = match keys.get(&id) {
+        Some(k) => k.clone(),
+        None => {
+            let k = SigningKey::derive(identity.secret.expose(), scope);
+            if keys.len() >= CACHED_KEYS_MAX {
+                keys.clear();
+            }
+            keys.insert(id, k.clone());
+            k
+        }
+    };
+    Ok(Some((identity.access_key.clone(), key)))
+}
+
+/// The target to send a re-signed request to a node with: presigned query parameters
+/// dropped, and a virtual-host request (`bucket.<suffix>` Host) made path-style — the
+/// node's Host replaces the client's, so the bucket moves into the path.
+pub fn node_target(settings: &Settings, head: &RequestHead) -> String {
+    let (path, query) = head.target.split_once('?').unwrap_or((&head.target, ""));
+    let query = strip_presigned_params(query);
+    let suffixes = &settings.config.appliance.virtual_host_suffixes;
+    let path = match head
+        .host()
+        .and_then(|h| virtual_host_bucket(h, suffixes))
+        .filter(|b| is_bucket_name(b))
+    {
+        Some(bucket) if path == "/" => format!("/{bucket}"),
+        Some(bucket) => format!("/{bucket}{path}"),
+        None => path.to_owned(),
+    };
+    if query.is_empty() {
+        path
+    } else {
+        format!("{path}?{query}")
+    }
 }
 
 /// A request re-signed for a pool: the head to write and, for a streaming-signed

@@ -14,6 +14,7 @@ mod flows;
 mod health;
 mod identity;
 mod metrics;
+mod post_form;
 mod probe;
 mod protect;
 mod proxy;

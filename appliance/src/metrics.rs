@@ -24,7 +24,7 @@ pub const REJECT_STATUSES: [u16; 9] = [400, 408, 411, 413, 417, 431, 501, 505, 0
 
 /// `reason` labels of `weir_auth_failures_total`: every `SigV4Error::metric_reason`,
 /// then the edge's own refusals (`crate::identity`). Unknown reasons count as `other`.
-pub const AUTH_FAILURE_REASONS: [&str; 24] = [
+pub const AUTH_FAILURE_REASONS: [&str; 30] = [
     "header_malformed",
     "query_malformed",
     "unsupported_algorithm",
@@ -45,6 +45,12 @@ pub const AUTH_FAILURE_REASONS: [&str; 24] = [
     "chunk_too_large",
     "decoded_length_mismatch",
     "unsignable",
+    "form_malformed",
+    "form_too_large",
+    "form_not_resignable",
+    "policy_malformed",
+    "policy_expired",
+    "policy_condition",
     "security_token",
     "bucket_denied",
     "pool_denied",

@@ -62,6 +62,7 @@ use crate::bus::NodeId;
 use crate::flows::Flow;
 use crate::identity;
 use crate::metrics::Direction;
+use crate::post_form;
 use crate::protect::{BytePacer, Protect, Shed, Slot, Waited};
 use crate::shard::{Epoch, Shard};
 use crate::signals;
@@ -335,6 +336,9 @@ enum ReqBody {
     Buffered(Vec<u8>),
     /// Relayed as it arrives (spliced); cannot be replayed once started.
     Streamed,
+    /// A browser-form upload: its first fields, read to verify it, go with the head
+    /// (re-signed per pool); the rest is relayed like `Streamed`.
+    Form(Box<post_form::Form>),
 }
 
 /// Counts a request against a node's in-flight total (and its `node_inflight_max` cap)
@@ -501,24 +505,37 @@ async fn handle(
         }
     }
     // Identity first (auth.mode = verify): a request that is not signed by a tenant's
-    // key is answered here and costs no admission slot, no body read, no node.
-    let chunk_verifier = match identity::verify(&ep.settings, &ep.keys, head, SystemTime::now()) {
+    // key is answered here and costs no admission slot, no body read, no node. A
+    // browser-form upload is verified by the policy in its first fields (post_form.rs).
+    let form = match post_form::accept(ep, client, head).await {
+        Ok(form) => form,
+        Err(Some(refusal)) => return refuse(shard, flow, client, head, &refusal).await,
+        Err(None) => return false,
+    };
+    let verified = match form {
+        Some(_) => Ok(None),
+        None => identity::verify(&ep.settings, &ep.keys, head, SystemTime::now()),
+    };
+    let chunk_verifier = match verified {
         Ok(v) => v,
         Err(refusal) => return refuse(shard, flow, client, head, &refusal).await,
     };
-    let classified = Rc::new(
-        cfg.classify(&Request {
-            method: head.method.as_str(),
-            host: head.host(),
-            path: head.path(),
-            query: head.query(),
-            authorization: head
-                .header("authorization")
-                .and_then(|v| std::str::from_utf8(v).ok()),
-            client_ip: flow.client.ip(),
-            client_name,
-        }),
-    );
+    // A form upload's tenant is its policy's signer.
+    let authorization = match &form {
+        Some(form) => Some(form.credential()),
+        None => head
+            .header("authorization")
+            .and_then(|v| std::str::from_utf8(v).ok()),
+    };
+    let classified = Rc::new(cfg.classify(&Request {
+        method: head.method.as_str(),
+        host: head.host(),
+        path: head.path(),
+        query: head.query(),
+        authorization,
+        client_ip: flow.client.ip(),
+        client_name,
+    }));
     *flow.bucket.borrow_mut() = classified.bucket.clone();
     flow.op.set(classified.op.as_str());
     let name = |names: &[std::sync::Arc<str>], i: usize| {
@@ -582,6 +599,8 @@ async fn handle(
     ep.retry_budget.borrow_mut().on_request(Instant::now());
 
     let body = match head.framing {
+        // A form upload: its first fields are held, the rest is relayed as it comes.
+        _ if form.is_some() => form.map_or(ReqBody::Empty, ReqBody::Form),
         BodyFraming::Length(n)
             if n > 0
                 && n <= cfg.http.buffered_body_bytes_max as u64
@@ -661,15 +680,22 @@ async fn handle(
         // Re-signed per attempt: failover to another pool signs as that pool.
         let resigned: Vec<u8>;
         let mut chunk_signer = None;
-        let bytes: &[u8] = match identity::resigned_bytes(
-            &ep.settings,
-            &ep.keys,
-            classified.tenant.0,
-            node.pool,
-            node.node,
-            head,
-            SystemTime::now(),
-        ) {
+        let (tenant, now) = (classified.tenant.0, SystemTime::now());
+        let resigned_bytes = match &body {
+            ReqBody::Form(form) => {
+                form.request_bytes(&ep.settings, &ep.keys, tenant, node.pool, node.node, now)
+            }
+            _ => identity::resigned_bytes(
+                &ep.settings,
+                &ep.keys,
+                tenant,
+                node.pool,
+                node.node,
+                head,
+                now,
+            ),
+        };
+        let bytes: &[u8] = match resigned_bytes {
             Ok(None) => &head_bytes,
             Ok(Some(identity::Resigned {
                 head: mut b,
@@ -681,6 +707,10 @@ async fn handle(
                 resigned = b;
                 chunk_signer = chunks;
                 &resigned
+            }
+            // The client's to fix (a form that cannot be re-signed): answer it as such.
+            Err(e) if e.s3_status().0 < 500 => {
+                return refuse(shard, flow, client, head, &e.into()).await;
             }
             Err(e) => {
                 tracing::error!(pool = node.pool, error = %e, "cannot re-sign the request");
@@ -700,8 +730,12 @@ async fn handle(
         let sent_at = Instant::now();
         let tls = ep.settings.tls_target(node.pool, node.node);
         let chunks = streaming.as_ref().map(|s| s.stream(chunk_signer));
+        let send_head = match &body {
+            ReqBody::Form(form) => form.relay_head(),
+            _ => head,
+        };
         match send_request(
-            shard, ep, flow, client, mover, head, bytes, &body, chunks, addr, tls,
+            shard, ep, flow, client, mover, send_head, bytes, &body, chunks, addr, tls,
         )
         .await
         {
@@ -879,8 +913,9 @@ fn body_state(body: &ReqBody, body_unsent: bool) -> BodyState {
     match body {
         ReqBody::Empty => BodyState::Empty,
         ReqBody::Buffered(_) => BodyState::Buffered,
-        ReqBody::Streamed if body_unsent => BodyState::NotYetSent,
-        ReqBody::Streamed => BodyState::Streaming,
+        ReqBody::Form(form) if form.is_complete() => BodyState::Buffered,
+        ReqBody::Streamed | ReqBody::Form(_) if body_unsent => BodyState::NotYetSent,
+        ReqBody::Streamed | ReqBody::Form(_) => BodyState::Streaming,
     }
 }
 
@@ -1193,7 +1228,7 @@ async fn send_request(
         count: 0,
         io_timeout: cfg.upstream.io_timeout,
     };
-    let streamed = matches!(body, ReqBody::Streamed);
+    let streamed = matches!(body, ReqBody::Streamed | ReqBody::Form(_));
     if streamed && head.expect_continue {
         // 100-continue end to end: the client's body is not pulled before the node agrees.
         let deadline = Instant::now() + cfg.upstream.first_byte_timeout;

@@ -67,6 +67,45 @@ pub enum SigV4Error {
     /// The chunks do not add up to `x-amz-decoded-content-length`.
     #[error("the chunk sizes do not add up to x-amz-decoded-content-length")]
     DecodedLengthMismatch,
+    /// A browser-form upload's body is not the `multipart/form-data` S3 reads (the
+    /// reason says where).
+    #[error("the body of your POST request is not well-formed multipart/form-data: {0}")]
+    MalformedPostRequest(&'static str),
+    /// The form fields before the file are larger than S3 reads before the file (20 KiB),
+    /// as sent (`resigned: false`) or once re-signed for a pool's identity.
+    #[error("{}", if *.resigned {
+        "your POST request fields preceding the upload file would be too large once re-signed for the storage's identity"
+    } else {
+        "your POST request fields preceding the upload file were too large"
+    })]
+    PostPreDataTooLarge {
+        /// Whether weir's re-signing made them too large.
+        resigned: bool,
+    },
+    /// A form upload without a file part (or whose body ended before it).
+    #[error("POST requires exactly one file upload per request")]
+    PostFileMissing,
+    /// A form upload without a field S3 needs before the file.
+    #[error("Bucket POST must contain a field named '{0}'. If it is specified, please check the order of the fields.")]
+    PostFieldMissing(&'static str),
+    /// A form field S3 reads is malformed (the reason says which and how).
+    #[error("invalid form field: {0}")]
+    PostFieldInvalid(&'static str),
+    /// The POST policy is not base64 JSON with an `expiration` and known `conditions`.
+    #[error("Invalid Policy: {0}")]
+    InvalidPolicyDocument(&'static str),
+    /// The POST policy's `expiration` has passed.
+    #[error("Invalid according to Policy: Policy expired.")]
+    PolicyExpired,
+    /// A POST policy condition does not hold for the form (the condition, as JSON).
+    #[error("Invalid according to Policy: Policy Condition failed: {0}")]
+    PolicyConditionFailed(String),
+    /// A form field that no POST policy condition names.
+    #[error("Invalid according to Policy: Extra input fields: {0}")]
+    PolicyExtraField(String),
+    /// The upload cannot reach the POST policy's `content-length-range` minimum.
+    #[error("Your proposed upload is smaller than the minimum allowed object size.")]
+    EntityTooSmall,
     /// weir was asked to sign something it cannot (a bad header name, a key for another
     /// day): a bug or misconfiguration on weir's side.
     #[error("cannot sign the request: {0}")]
@@ -96,6 +135,15 @@ impl SigV4Error {
             | Self::MissingAuthentication
             | Self::MissingDate
             | Self::HeadersNotSigned => (403, "AccessDenied"),
+            Self::MalformedPostRequest(_) => (400, "MalformedPOSTRequest"),
+            Self::PostPreDataTooLarge { .. } => (400, "MaxPostPreDataLengthExceeded"),
+            Self::PostFileMissing => (400, "IncorrectNumberOfFilesInPostRequest"),
+            Self::PostFieldMissing(_) | Self::PostFieldInvalid(_) => (400, "InvalidArgument"),
+            Self::InvalidPolicyDocument(_) => (400, "InvalidPolicyDocument"),
+            Self::PolicyExpired | Self::PolicyConditionFailed(_) | Self::PolicyExtraField(_) => {
+                (403, "AccessDenied")
+            }
+            Self::EntityTooSmall => (400, "EntityTooSmall"),
             Self::Unsignable(_) => (500, "InternalError"),
         }
     }
@@ -122,6 +170,17 @@ impl SigV4Error {
             Self::MalformedChunk(_) => "malformed_chunk",
             Self::ChunkTooLarge { .. } => "chunk_too_large",
             Self::DecodedLengthMismatch => "decoded_length_mismatch",
+            Self::MalformedPostRequest(_)
+            | Self::PostFileMissing
+            | Self::PostFieldMissing(_)
+            | Self::PostFieldInvalid(_) => "form_malformed",
+            Self::PostPreDataTooLarge { resigned: false } => "form_too_large",
+            Self::PostPreDataTooLarge { resigned: true } => "form_not_resignable",
+            Self::InvalidPolicyDocument(_) => "policy_malformed",
+            Self::PolicyExpired => "policy_expired",
+            Self::PolicyConditionFailed(_) | Self::PolicyExtraField(_) | Self::EntityTooSmall => {
+                "policy_condition"
+            }
             Self::Unsignable(_) => "unsignable",
         }
     }
@@ -154,6 +213,36 @@ mod tests {
         assert_eq!(
             SigV4Error::AuthorizationQueryParametersError("x").s3_status(),
             (400, "AuthorizationQueryParametersError")
+        );
+        // Browser-form uploads (post.rs), with S3's messages.
+        assert_eq!(
+            SigV4Error::MalformedPostRequest("x").s3_status(),
+            (400, "MalformedPOSTRequest")
+        );
+        assert_eq!(
+            SigV4Error::PostFileMissing.s3_status(),
+            (400, "IncorrectNumberOfFilesInPostRequest")
+        );
+        assert_eq!(
+            SigV4Error::InvalidPolicyDocument("Invalid JSON.").s3_status(),
+            (400, "InvalidPolicyDocument")
+        );
+        assert_eq!(SigV4Error::PolicyExpired.s3_status(), (403, "AccessDenied"));
+        assert_eq!(
+            SigV4Error::PolicyExpired.to_string(),
+            "Invalid according to Policy: Policy expired."
+        );
+        assert_eq!(
+            SigV4Error::PolicyExtraField("x-amz-meta-a".into()).to_string(),
+            "Invalid according to Policy: Extra input fields: x-amz-meta-a"
+        );
+        assert_eq!(
+            SigV4Error::EntityTooSmall.s3_status(),
+            (400, "EntityTooSmall")
+        );
+        assert_eq!(
+            SigV4Error::PostPreDataTooLarge { resigned: true }.metric_reason(),
+            "form_not_resignable"
         );
     }
 }

@@ -52,6 +52,7 @@ mod crypto;
 mod error;
 mod key;
 pub mod parse;
+pub mod post;
 mod sign;
 mod stream;
 mod time;

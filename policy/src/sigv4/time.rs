@@ -112,6 +112,35 @@ impl Timestamp {
         Self::from_parts(date, hour, minute, second)
     }
 
+    /// Parses the ISO 8601 extended UTC form of a POST policy's `expiration`:
+    /// `YYYY-MM-DDTHH:MM:SSZ` or with a fraction of a second (`…:SS.000Z`, 1 to 9
+    /// digits, dropped: the instant is the whole second it falls in).
+    pub fn parse_iso8601(text: &str) -> Option<Self> {
+        let b = text.as_bytes();
+        if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' {
+            return None;
+        }
+        if b[13] != b':' || b[16] != b':' || b[b.len() - 1] != b'Z' {
+            return None;
+        }
+        let fraction = &b[19..b.len() - 1];
+        if let Some((&dot, digits_)) = fraction.split_first() {
+            if dot != b'.' || !(1..=9).contains(&digits_.len()) || digits(digits_).is_none() {
+                return None;
+            }
+        }
+        let year = u16::try_from(digits(&b[0..4])?).ok()?;
+        let month = u8::try_from(digits(&b[5..7])?).ok()?;
+        let day = u8::try_from(digits(&b[8..10])?).ok()?;
+        let date = Date::new(year, month, day)?;
+        Self::from_parts(
+            date,
+            digits(&b[11..13])?,
+            digits(&b[14..16])?,
+            digits(&b[17..19])?,
+        )
+    }
+
     /// Parses an HTTP `Date` in the IMF-fixdate form (`Fri, 24 May 2013 00:00:00 GMT`),
     /// the only form RFC 9110 lets senders generate.
     pub fn parse_http_date(text: &str) -> Option<Self> {
@@ -272,6 +301,32 @@ mod tests {
             "",
         ] {
             assert_eq!(Timestamp::parse_amz(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn iso8601_expiration_forms() {
+        let t = Timestamp::parse_iso8601("2015-12-30T12:00:00.000Z").unwrap();
+        assert_eq!(t.to_string(), "20151230T120000Z");
+        assert_eq!(Timestamp::parse_iso8601("2015-12-30T12:00:00Z"), Some(t));
+        assert_eq!(
+            Timestamp::parse_iso8601("2015-12-30T12:00:00.999999999Z"),
+            Some(t)
+        );
+        for bad in [
+            "2015-12-30T12:00:00",
+            "2015-12-30 12:00:00Z",
+            "2015-12-30T12:00:00.Z",
+            "2015-12-30T12:00:00.0000000000Z",
+            "2015-12-30T12:00:00,000Z",
+            "2015-12-30T12:00:00.00aZ",
+            "2015-12-30T12:00:00+00:00",
+            "2015-02-30T12:00:00Z",
+            "2015-12-30T24:00:00Z",
+            "20151230T120000Z",
+            "",
+        ] {
+            assert_eq!(Timestamp::parse_iso8601(bad), None, "{bad}");
         }
     }
 
