@@ -510,7 +510,7 @@ async fn handle(
     let form = match post_form::accept(ep, client, head).await {
         Ok(form) => form,
         Err(Some(refusal)) => return refuse(shard, flow, client, head, &refusal).await,
-        Err(None) => return false,
+        Err(None) => return After::Close,
     };
     let verified = match form {
         Some(_) => Ok(None),
