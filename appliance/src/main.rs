@@ -131,10 +131,8 @@ fn run(path: &std::path::Path) -> anyhow::Result<()> {
     signals::spawn_waiter(
         move || {
             tracing::info!("draining: no new connections; waiting for requests in flight");
-            // Each core closes its own listeners: only the owner of a socket may close it.
-            for core in 0..drain_bus.cores() {
-                drain_bus.send_waiting(core, bus::Msg::Drain);
-            }
+            // The deadline runs first: a core too busy to read its inbox must not keep
+            // the process from exiting.
             let registry = drain_registry.clone();
             std::thread::spawn(move || {
                 let drain_timeout = drain_timeout;
@@ -147,6 +145,10 @@ fn run(path: &std::path::Path) -> anyhow::Result<()> {
                 std::thread::sleep(std::time::Duration::from_millis(200));
                 std::process::exit(0);
             });
+            // Each core closes its own listeners: only the owner of a socket may close it.
+            for core in 0..drain_bus.cores() {
+                drain_bus.send_waiting(core, bus::Msg::Drain);
+            }
         },
         move || {
             let _ = reloader.reload();
