@@ -77,6 +77,9 @@ pub enum Msg {
         /// The epoch to drop.
         epoch: u64,
     },
+    /// From the signal thread: a drain started; close this core's listeners (requests in
+    /// flight go on).
+    Drain,
     /// From the limits coordinator: report this core's usage of every limit and cap.
     LimitsReport(flume::Sender<crate::protect::Report>),
     /// From the limits coordinator: this core's new shares, computed for `epoch`.
@@ -157,5 +160,12 @@ impl Bus {
     /// Sends to one core without waiting; false when its inbox is full.
     pub fn send(&self, core: usize, msg: Msg) -> bool {
         self.inboxes[core].try_send(msg).is_ok()
+    }
+
+    /// Sends to one core, waiting while its inbox is full (a core empties it all the
+    /// time): for the few messages that must not be dropped, from threads that are not
+    /// cores. False only when the core is gone.
+    pub fn send_waiting(&self, core: usize, msg: Msg) -> bool {
+        self.inboxes[core].send(msg).is_ok()
     }
 }

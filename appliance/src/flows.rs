@@ -21,6 +21,16 @@ use weir_io::relay::Moved;
 /// Longest request target kept for `/flows` and the log.
 const TARGET_BYTES_MAX: usize = 512;
 
+/// Query parameters whose values let whoever reads them replay or forge a request: the
+/// signature of a presigned URL (SigV4 `X-Amz-Signature`, SigV2 `Signature`) and a
+/// session token. Compared without regard to case, after percent-decoding the name.
+/// `X-Amz-Credential` and `AWSAccessKeyId` stay: a key id is no secret, and operators
+/// need it to tell tenants apart.
+const SECRET_QUERY_PARAMS: [&str; 3] = ["x-amz-signature", "signature", "x-amz-security-token"];
+/// What a secret parameter's value is shown as (the name stays, so a presigned request
+/// still reads as one).
+const REDACTED: &str = "REDACTED";
+
 /// One request in flight.
 pub struct Flow {
     /// Request id (also in error bodies as `RequestId`).
@@ -73,6 +83,7 @@ impl Flow {
         target: &str,
         epoch: u64,
     ) -> Flow {
+        let target = redact_target(target);
         let mut end = target.len().min(TARGET_BYTES_MAX);
         while !target.is_char_boundary(end) {
             end -= 1;
@@ -349,6 +360,70 @@ impl AccessLog {
     }
 }
 
+/// `target` with the values of [`SECRET_QUERY_PARAMS`] replaced by `REDACTED`: what the
+/// access log, `/flows` and any other display of a request may show. Borrowed (no copy)
+/// when there is nothing to hide, which is nearly always.
+pub fn redact_target(target: &str) -> std::borrow::Cow<'_, str> {
+    let Some((path, query)) = target.split_once('?') else {
+        return target.into();
+    };
+    let secret = |segment: &str| {
+        segment
+            .split_once('=')
+            .is_some_and(|(name, _)| is_secret_param(name))
+    };
+    if !query.split('&').any(secret) {
+        return target.into();
+    }
+    let mut out = String::with_capacity(target.len());
+    out.push_str(path);
+    out.push('?');
+    for (i, segment) in query.split('&').enumerate() {
+        if i > 0 {
+            out.push('&');
+        }
+        match segment.split_once('=') {
+            Some((name, _)) if is_secret_param(name) => {
+                out.push_str(name);
+                out.push('=');
+                out.push_str(REDACTED);
+            }
+            _ => out.push_str(segment),
+        }
+    }
+    out.into()
+}
+
+/// Whether a raw (possibly percent-encoded) query parameter name is one of
+/// [`SECRET_QUERY_PARAMS`]; S3 decodes names before it reads them, so must we.
+fn is_secret_param(raw: &str) -> bool {
+    // Longest secret name, every byte escaped: anything longer cannot be one.
+    const RAW_LEN_MAX: usize = 3 * 20;
+    if raw.len() > RAW_LEN_MAX {
+        return false;
+    }
+    let bytes = raw.as_bytes();
+    let mut name = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (bytes[i], bytes.get(i + 1), bytes.get(i + 2)) {
+            (b'%', Some(&h), Some(&l)) if hex(h).is_some() && hex(l).is_some() => {
+                let value = hex(h).unwrap_or(0) * 16 + hex(l).unwrap_or(0);
+                name.push(u8::try_from(value).unwrap_or(0));
+                i += 3;
+            }
+            (b, _, _) => {
+                name.push(b);
+                i += 1;
+            }
+        }
+    }
+    SECRET_QUERY_PARAMS
+        .iter()
+        .any(|secret| secret.as_bytes().eq_ignore_ascii_case(&name))
+}
+
 /// A JSON string literal.
 pub fn json_str(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
@@ -365,4 +440,85 @@ pub fn json_str(s: &str) -> String {
     }
     out.push('"');
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SIG: &str = "aeeed9bbccd4d02ee5c0109b86d86835f995330da4c265957d157751f604d404";
+
+    #[test]
+    fn presigned_signatures_and_tokens_are_redacted() {
+        let v4 = format!(
+            "/b/k?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKID%2F20130524%2Fus-east-1%2Fs3%2Faws4_request\
+             &X-Amz-Date=20130524T000000Z&X-Amz-Expires=86400&X-Amz-SignedHeaders=host&X-Amz-Signature={SIG}"
+        );
+        assert_eq!(
+            redact_target(&v4),
+            v4.replace(SIG, "REDACTED"),
+            "the key id and the rest stay"
+        );
+        let v2 = format!("/b/k?AWSAccessKeyId=AKID&Expires=1700000000&Signature={SIG}%3D");
+        assert_eq!(
+            redact_target(&v2),
+            "/b/k?AWSAccessKeyId=AKID&Expires=1700000000&Signature=REDACTED"
+        );
+        for spelling in [
+            "x-amz-signature",
+            "X-AMZ-SIGNATURE",
+            "X%2DAmz%2DSignature",
+            "%58-amz-%73ignature",
+            "signature",
+            "X-Amz-Security-Token",
+            "x-amz-security-token",
+        ] {
+            let target = format!("/b/k?versionId=3&{spelling}={SIG}&partNumber=1");
+            let shown = redact_target(&target);
+            assert_eq!(
+                shown,
+                format!("/b/k?versionId=3&{spelling}=REDACTED&partNumber=1"),
+                "{spelling}"
+            );
+        }
+    }
+
+    #[test]
+    fn other_targets_are_kept_as_they_are() {
+        for target in [
+            "/b/k",
+            "/b/k?",
+            "/b/k?versionId=3&uploads",
+            "/b/k?Signature",
+            "/b/k?signatures=1&x-amz-signature-x=2&X-Amz-Credential=AKID",
+            "/b/k?a=1?Signature=2",
+            "/b/Signature=1",
+        ] {
+            assert!(
+                matches!(redact_target(target), std::borrow::Cow::Borrowed(t) if t == target),
+                "{target}"
+            );
+        }
+    }
+
+    #[test]
+    fn flows_and_log_lines_show_the_redacted_target() {
+        let target = format!("/b/k?X-Amz-Signature={SIG}&X-Amz-Security-Token=FwoGZXIvYXdzEJr");
+        let flow = Flow::new(
+            "00".into(),
+            "127.0.0.1:1".parse().unwrap_or_else(|_| unreachable!()),
+            "GET",
+            &target,
+            0,
+        );
+        let shown = "/b/k?X-Amz-Signature=REDACTED&X-Amz-Security-Token=REDACTED";
+        assert_eq!(flow.target, shown);
+        for text in [flow.log_line(), flow.report(Instant::now()).to_json()] {
+            assert!(text.contains(shown), "{text}");
+            assert!(
+                !text.contains(SIG) && !text.contains("FwoGZXIvYXdzEJr"),
+                "{text}"
+            );
+        }
+    }
 }

@@ -370,6 +370,7 @@ impl Health {
             Msg::Stage { .. }
             | Msg::Commit { .. }
             | Msg::Abort { .. }
+            | Msg::Drain
             | Msg::QueryFlows(_)
             | Msg::QueryStats(_)
             | Msg::LimitsReport(_)

@@ -4,8 +4,6 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use std::os::fd::AsRawFd;
-
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
@@ -27,6 +25,7 @@ mod stats;
 
 use settings::Settings;
 use weir_io::runtime::{self, Driver};
+use weir_policy::config::KeyPath;
 
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
@@ -109,12 +108,13 @@ fn run(path: &std::path::Path) -> anyhow::Result<()> {
         reloader: reloader.clone(),
     };
     let appliance = &settings.config.appliance;
+    let at = KeyPath::root().key("appliance");
     if let Some(addr) = appliance.metrics {
         let role = metrics::Role::Metrics {
             reload: appliance.admin.is_none(),
         };
         metrics::serve(addr, role, registry.clone(), admin.clone())
-            .with_context(|| format!("metrics listener {addr}"))?;
+            .map_err(|e| bind_error(&settings, &at.key("metrics"), addr, &e))?;
         tracing::info!(%addr, "metrics listening");
     }
     if let Some(addr) = appliance.admin {
@@ -122,57 +122,18 @@ fn run(path: &std::path::Path) -> anyhow::Result<()> {
             token: appliance.admin_token.clone(),
         };
         metrics::serve(addr, role, registry.clone(), admin)
-            .with_context(|| format!("admin listener {addr}"))?;
+            .map_err(|e| bind_error(&settings, &at.key("admin"), addr, &e))?;
         tracing::info!(%addr, "admin listening");
     }
-    // Bind every core's listeners up front so a taken port fails the start, not a shard.
-    // Plain-HTTP addresses, then HTTPS ones (`[tls] listen`).
-    let listen: Vec<(std::net::SocketAddr, bool)> = settings
-        .config
-        .appliance
-        .listen
-        .iter()
-        .map(|a| (*a, false))
-        .chain(
-            settings
-                .config
-                .tls
-                .iter()
-                .flat_map(|t| t.listen.iter().map(|a| (*a, true))),
-        )
-        .collect();
-    let mut per_core = Vec::with_capacity(cores);
-    for _ in 0..cores {
-        let mut ls = Vec::new();
-        for (addr, tls) in &listen {
-            ls.push(shard::Listener {
-                socket: runtime::reuseport_listener(*addr, 1024)
-                    .with_context(|| format!("listen {addr}"))?,
-                tls: *tls,
-            });
-        }
-        per_core.push(ls);
-    }
-    for (addr, tls) in &listen {
-        tracing::info!(%addr, tls, "listening");
-    }
-    let listen_fds: Vec<i32> = per_core
-        .iter()
-        .flatten()
-        .map(|l| l.socket.as_raw_fd())
-        .collect();
+    let per_core = bind_listeners(&settings)?;
     let drain_registry = registry.clone();
     let drain_timeout = settings.config.appliance.drain_timeout;
+    let drain_bus = bus.clone();
     signals::spawn_waiter(
         move || {
             tracing::info!("draining: no new connections; waiting for requests in flight");
-            for fd in &listen_fds {
-                // SAFETY: shutting down a listening socket we own wakes its blocked
-                // accept with an error; the socket itself stays valid until exit.
-                unsafe {
-                    libc::shutdown(*fd, libc::SHUT_RDWR);
-                }
-            }
+            // The deadline runs first: a core too busy to read its inbox must not keep
+            // the process from exiting.
             let registry = drain_registry.clone();
             std::thread::spawn(move || {
                 let drain_timeout = drain_timeout;
@@ -185,6 +146,10 @@ fn run(path: &std::path::Path) -> anyhow::Result<()> {
                 std::thread::sleep(std::time::Duration::from_millis(200));
                 std::process::exit(0);
             });
+            // Each core closes its own listeners: only the owner of a socket may close it.
+            for core in 0..drain_bus.cores() {
+                drain_bus.send_waiting(core, bus::Msg::Drain);
+            }
         },
         move || {
             let _ = reloader.reload();
@@ -198,10 +163,17 @@ fn run(path: &std::path::Path) -> anyhow::Result<()> {
         .ok()
         .filter(|t| !t.is_empty())
         .or_else(|| appliance.access_log.clone());
+    let from_env = std::env::var("WEIR_ACCESS_LOG").is_ok_and(|t| !t.is_empty());
     let access_log = match target {
         Some(target) => Some(
-            flows::AccessLog::start(&target, appliance.access_log_lines_max)
-                .with_context(|| format!("access log {target}"))?,
+            flows::AccessLog::start(&target, appliance.access_log_lines_max).map_err(|e| {
+                let why = format!("cannot open {target}: {e}");
+                if from_env {
+                    anyhow::anyhow!("WEIR_ACCESS_LOG: {why}")
+                } else {
+                    settings.source.error(&at.key("access_log"), why)
+                }
+            })?,
         ),
         None => None,
     };
@@ -233,4 +205,54 @@ fn run(path: &std::path::Path) -> anyhow::Result<()> {
         let _ = t.join();
     }
     Ok(())
+}
+
+/// Every core's listeners, bound before any core starts: plain-HTTP addresses, then
+/// HTTPS ones (`[tls] listen`), each address a `SO_REUSEPORT` group of one socket per
+/// core that no other process shares. A taken address fails the start, named at its key.
+/// This is the one place listeners come from: a hand-over from a running weir would hand
+/// its sockets in here instead of binding new ones.
+fn bind_listeners(settings: &Settings) -> anyhow::Result<Vec<Vec<shard::Listener>>> {
+    let cfg = &settings.config;
+    let plain = cfg.appliance.listen.iter().enumerate().map(|(i, a)| {
+        (
+            *a,
+            false,
+            KeyPath::root().key("appliance").key("listen").index(i),
+        )
+    });
+    let tls = cfg.tls.iter().flat_map(|t| {
+        t.listen
+            .iter()
+            .enumerate()
+            .map(|(i, a)| (*a, true, KeyPath::root().key("tls").key("listen").index(i)))
+    });
+    let mut per_core: Vec<Vec<shard::Listener>> = (0..settings.cores).map(|_| Vec::new()).collect();
+    for (addr, tls, key) in plain.chain(tls) {
+        let group = runtime::exclusive_listener_group(addr, settings.cores, 1024)
+            .map_err(|e| bind_error(settings, &key, addr, &e))?;
+        for (core, socket) in per_core.iter_mut().zip(group) {
+            core.push(shard::Listener { socket, tls });
+        }
+        tracing::info!(%addr, tls, "listening");
+    }
+    Ok(per_core)
+}
+
+/// A listener that could not be bound, at its key: `weir.toml:3: appliance.listen[0]:
+/// 127.0.0.1:9000 is already in use …`.
+fn bind_error(
+    settings: &Settings,
+    key: &KeyPath,
+    addr: std::net::SocketAddr,
+    e: &std::io::Error,
+) -> anyhow::Error {
+    let why = if e.to_string().contains(&addr.to_string()) {
+        e.to_string()
+    } else if e.kind() == std::io::ErrorKind::AddrInUse {
+        format!("{addr} is already in use ({e})")
+    } else {
+        format!("cannot listen on {addr}: {e}")
+    };
+    settings.source.error(key, why)
 }

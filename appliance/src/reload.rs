@@ -11,6 +11,7 @@ use std::time::Duration;
 use crate::bus::{Bus, Msg};
 use crate::metrics::Registry;
 use crate::settings::Settings;
+use weir_policy::config::KeyPath;
 
 /// How long the coordinator waits for every core to stage a config.
 const STAGE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -53,11 +54,20 @@ impl Reloader {
         let next = Settings::load(&self.path).map_err(|e| format!("{e:#}"))?;
         let current = &state.1;
         let (old, new) = (&current.config.appliance, &next.config.appliance);
+        // Keys that shape the process; a change is placed at its key in the new file.
+        let restart = |key: KeyPath, what: &str| {
+            Err(format!(
+                "{}",
+                next.source
+                    .error(&key, format!("{what} changed: needs a restart"))
+            ))
+        };
+        let appliance = KeyPath::root().key("appliance");
         if next.cores != current.cores {
-            return Err("appliance.cores changed: needs a restart".into());
+            return restart(appliance.key("cores"), "the number of cores");
         }
         if old.listen != new.listen {
-            return Err("appliance.listen changed: needs a restart".into());
+            return restart(appliance.key("listen"), "the listen addresses");
         }
         let tls_listen = |s: &Settings| {
             s.config
@@ -67,10 +77,30 @@ impl Reloader {
                 .unwrap_or_default()
         };
         if tls_listen(current) != tls_listen(&next) {
-            return Err("tls.listen changed: needs a restart".into());
+            return restart(
+                KeyPath::root().key("tls").key("listen"),
+                "the TLS listen addresses",
+            );
         }
         if old.metrics != new.metrics {
-            return Err("appliance.metrics changed: needs a restart".into());
+            return restart(appliance.key("metrics"), "the metrics address");
+        }
+        // Read once at start too: a reload that "took" them would be a lie (an admin
+        // token thought rotated would still open the admin port).
+        if old.admin != new.admin {
+            return restart(appliance.key("admin"), "the admin address");
+        }
+        if old.admin_token != new.admin_token {
+            return restart(appliance.key("admin_token"), "the admin token");
+        }
+        if old.access_log != new.access_log {
+            return restart(appliance.key("access_log"), "the access log");
+        }
+        if old.access_log_lines_max != new.access_log_lines_max {
+            return restart(
+                appliance.key("access_log_lines_max"),
+                "the access-log buffer",
+            );
         }
         let epoch = state.0 + 1;
         let next = Arc::new(next);

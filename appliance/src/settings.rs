@@ -5,17 +5,37 @@
 use std::collections::HashMap;
 use std::io::Read as _;
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::os::unix::fs::{FileTypeExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 
 use std::sync::Arc;
 
-use anyhow::{bail, Context};
-use weir_io::tls::{ClientCerts, ClientTls, PemIdentity, ServerTls};
+use weir_io::tls::{ClientCerts, ClientTls, LoadError, PemIdentity, ServerTls};
 use weir_io::upstream::TlsTarget;
 use weir_policy::config::{
-    parse_secrets, AuthMode, ClientAuth, Config, PoolCredentials, Secret, SecretSource, Secrets,
-    SECRETS_FILE_BYTES_MAX,
+    parse_secrets, AuthMode, ClientAuth, Config, ConfigError, KeyPath, PoolCredentials, Secret,
+    SecretSource, Secrets, SECRETS_FILE_BYTES_MAX,
 };
+
+/// Largest config file read. A config is a few KiB; the bound stops a link to
+/// `/dev/zero` or a runaway generator from filling memory before the parser says no.
+pub const CONFIG_FILE_BYTES_MAX: u64 = 4 << 20;
+
+/// The text a config was loaded from, kept to place what is found wrong after validation
+/// (a file it names, a node name, an address taken) at its file, line and key.
+pub struct Source {
+    /// The file, as named on the command line.
+    pub origin: String,
+    /// Its text.
+    pub text: String,
+}
+
+impl Source {
+    /// `origin:line: key: message` for a problem with `key`.
+    pub fn error(&self, key: &KeyPath, message: impl Into<String>) -> anyhow::Error {
+        ConfigError::at(&self.text, &self.origin, key, message).into()
+    }
+}
 
 /// Config as the shards use it.
 pub struct Settings {
@@ -37,6 +57,8 @@ pub struct Settings {
     pub server_tls: Option<Arc<ServerTls>>,
     /// Each pool's TLS client config (`tls`), by pool index.
     pub pool_tls: Vec<Option<Arc<ClientTls>>>,
+    /// The config file's name and text.
+    pub source: Source,
 }
 
 /// Where upstream TLS finds CA roots when a pool names none (Debian's bundle, which the
@@ -57,14 +79,15 @@ pub struct PoolIdentity {
 }
 
 impl Settings {
-    /// Reads, validates and resolves the config at `path`.
+    /// Reads, validates and resolves the config at `path`. Every error names the file,
+    /// and the line and key when one is at fault.
     pub fn load(path: &std::path::Path) -> anyhow::Result<Settings> {
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         let origin = path.display().to_string();
-        let config = Config::from_toml_str(&text, &origin).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let text = read_text_file(path, CONFIG_FILE_BYTES_MAX)
+            .map_err(|e| anyhow::anyhow!("{}", e.placed(&origin)))?;
+        let config = Config::from_toml_str(&text, &origin)?;
         let base = path.parent().unwrap_or(Path::new("."));
-        let mut settings = Settings::resolve(config)?;
+        let mut settings = Settings::resolve_from(config, Source { origin, text })?;
         settings.load_secrets(base)?;
         settings.load_tls(base)?;
         Ok(settings)
@@ -73,14 +96,17 @@ impl Settings {
     /// Reads the PEM files `[tls]` and the pools' `tls` tables name and builds the rustls
     /// configs; a bad file fails the load (and so a reload) with the file named.
     fn load_tls(&mut self, base: &Path) -> anyhow::Result<()> {
+        let source = &self.source;
         if let Some(tls) = &self.config.tls {
+            let at = KeyPath::root().key("tls");
             let mut pems = Vec::with_capacity(tls.certificates.len());
-            for c in &tls.certificates {
+            for (i, c) in tls.certificates.iter().enumerate() {
+                let item = at.key("certificate").index(i);
                 let (cert, key) = (resolve_path(base, &c.cert), resolve_path(base, &c.key));
                 pems.push((
                     format!("{} + {}", cert.display(), key.display()),
-                    read_bounded(&cert, PEM_FILE_BYTES_MAX)?,
-                    read_bounded(&key, PEM_FILE_BYTES_MAX)?,
+                    read_named(source, &item.key("cert"), &cert, PEM_FILE_BYTES_MAX)?,
+                    read_named(source, &item.key("key"), &key, PEM_FILE_BYTES_MAX)?,
                 ));
             }
             let identities: Vec<PemIdentity<'_>> = pems
@@ -96,7 +122,7 @@ impl Settings {
                     let path = resolve_path(base, file);
                     Some((
                         path.display().to_string(),
-                        read_bounded(&path, PEM_FILE_BYTES_MAX)?,
+                        read_named(source, &at.key("client_ca"), &path, PEM_FILE_BYTES_MAX)?,
                     ))
                 }
                 None => None,
@@ -107,15 +133,30 @@ impl Settings {
                 required: tls.client_auth == ClientAuth::Required,
             });
             let server = ServerTls::new(&identities, clients, tls.handshake_timeout, tls.ktls)
-                .map_err(|e| anyhow::anyhow!("[tls]: {e}"))?;
+                .map_err(|e| {
+                    // Point at the certificate or CA the material came from.
+                    let what = load_error_item(&e);
+                    let key = pems
+                        .iter()
+                        .position(|(origin, _, _)| origin == what)
+                        .map(|i| at.key("certificate").index(i))
+                        .or_else(|| {
+                            ca.as_ref()
+                                .filter(|(origin, _)| origin == what)
+                                .map(|_| at.key("client_ca"))
+                        })
+                        .unwrap_or_else(|| at.clone());
+                    source.error(&key, e.to_string())
+                })?;
             self.server_tls = Some(Arc::new(server));
         }
         let mut pool_tls = Vec::with_capacity(self.config.pools.len());
-        for pool in &self.config.pools {
+        for (i, pool) in self.config.pools.iter().enumerate() {
             let Some(t) = &pool.tls else {
                 pool_tls.push(None);
                 continue;
             };
+            let at = KeyPath::root().key("pool").index(i).key("tls");
             let ca = if !t.verify {
                 tracing::warn!(pool = %pool.name, "tls.verify = false: the nodes' certificates are not checked");
                 None
@@ -126,7 +167,7 @@ impl Settings {
                 );
                 Some((
                     path.display().to_string(),
-                    read_bounded(&path, PEM_FILE_BYTES_MAX)?,
+                    read_named(source, &at.key("ca"), &path, PEM_FILE_BYTES_MAX)?,
                 ))
             };
             let client = ClientTls::new(
@@ -137,7 +178,14 @@ impl Settings {
                     .connect_timeout
                     .max(std::time::Duration::from_secs(1)),
             )
-            .map_err(|e| anyhow::anyhow!("pool {:?} tls: {e}", pool.name))?;
+            .map_err(|e| {
+                let key = match load_error_item(&e) {
+                    "pool tls.server_name" => at.key("server_name"),
+                    what if ca.as_ref().is_some_and(|(origin, _)| origin == what) => at.key("ca"),
+                    _ => at.clone(),
+                };
+                source.error(&key, e.to_string())
+            })?;
             pool_tls.push(Some(Arc::new(client)));
         }
         self.pool_tls = pool_tls;
@@ -148,13 +196,15 @@ impl Settings {
     /// each pool's `secret_file`. Relative paths are taken from the config's folder.
     /// Messages name the file and line, never a secret.
     fn load_secrets(&mut self, base: &Path) -> anyhow::Result<()> {
+        let source = &self.source;
         let auth = &self.config.auth;
         if auth.mode == AuthMode::Verify {
             if let Some(file) = &auth.secrets_file {
                 let path = resolve_path(base, file);
-                let text = read_secret_file(&path)?;
-                self.tenant_secrets = parse_secrets(&text, &path.display().to_string())
-                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                let key = KeyPath::root().key("auth").key("secrets_file");
+                let text = read_named(source, &key, &path, SECRETS_FILE_BYTES_MAX)?;
+                // Its own lines are named in its own file.
+                self.tenant_secrets = parse_secrets(&text, &path.display().to_string())?;
                 tracing::info!(
                     keys = self.tenant_secrets.len(),
                     file = %path.display(),
@@ -163,22 +213,24 @@ impl Settings {
             }
         }
         let mut identities = Vec::with_capacity(self.config.pools.len());
-        for pool in &self.config.pools {
+        for (i, pool) in self.config.pools.iter().enumerate() {
+            let key = KeyPath::root().key("pool").index(i).key("credentials");
             let identity = pool
                 .credentials
                 .as_ref()
-                .map(|c| load_identity(base, c, &format!("pool {:?} credentials", pool.name)))
+                .map(|c| load_identity(source, base, c, &key))
                 .transpose()?;
             identities.push(identity);
         }
         let mut tenant_identities = HashMap::new();
         for (t, tenant) in self.config.tenants.iter().enumerate() {
             for (pool, creds) in &tenant.pool_credentials {
-                let what = format!(
-                    "tenant {:?} pool_credentials.{}",
-                    tenant.name, self.config.pools[*pool].name
-                );
-                tenant_identities.insert((t, *pool), load_identity(base, creds, &what)?);
+                let key = KeyPath::root()
+                    .key("tenant")
+                    .index(t)
+                    .key("pool_credentials")
+                    .key(&self.config.pools[*pool].name);
+                tenant_identities.insert((t, *pool), load_identity(source, base, creds, &key)?);
             }
         }
         self.pool_identities = identities;
@@ -193,20 +245,36 @@ impl Settings {
         Some(TlsTarget { tls, host })
     }
 
-    /// Resolves node names and the core count.
+    /// Resolves node names and the core count of a config that comes from no file.
+    #[cfg(test)]
     pub fn resolve(config: Config) -> anyhow::Result<Settings> {
+        Settings::resolve_from(
+            config,
+            Source {
+                origin: "config".into(),
+                text: String::new(),
+            },
+        )
+    }
+
+    /// Resolves node names and the core count; a name that does not resolve is an error
+    /// at its key (`pool[1].nodes[2]`).
+    fn resolve_from(config: Config, source: Source) -> anyhow::Result<Settings> {
         let mut nodes = Vec::with_capacity(config.pools.len());
-        for pool in &config.pools {
+        for (p, pool) in config.pools.iter().enumerate() {
             let mut addrs = Vec::with_capacity(pool.nodes.len());
-            for node in &pool.nodes {
+            for (n, node) in pool.nodes.iter().enumerate() {
+                let key = KeyPath::root().key("pool").index(p).key("nodes").index(n);
                 let text = node.to_string();
                 let addr = text
                     .to_socket_addrs()
-                    .with_context(|| format!("pool {:?}: resolving node {text}", pool.name))?
+                    .map_err(|e| source.error(&key, format!("cannot resolve {text}: {e}")))?
                     .next();
                 match addr {
                     Some(a) => addrs.push(a),
-                    None => bail!("pool {:?}: node {text} resolves to no address", pool.name),
+                    None => {
+                        return Err(source.error(&key, format!("{text} resolves to no address")))
+                    }
                 }
             }
             nodes.push(addrs);
@@ -230,19 +298,27 @@ impl Settings {
             tenant_secrets: Secrets::new(),
             pool_identities,
             tenant_pool_identities: HashMap::new(),
+            source,
         })
     }
 }
 
-/// An identity with its secret read (`what` names it in errors, never the secret).
-fn load_identity(base: &Path, creds: &PoolCredentials, what: &str) -> anyhow::Result<PoolIdentity> {
+/// An identity with its secret read; `key` is its `credentials` table, named in errors
+/// (never the secret).
+fn load_identity(
+    source: &Source,
+    base: &Path,
+    creds: &PoolCredentials,
+    key: &KeyPath,
+) -> anyhow::Result<PoolIdentity> {
     let secret = match &creds.secret {
         SecretSource::Inline(s) => s.clone(),
         SecretSource::File(file) => {
             let path = resolve_path(base, file);
-            let text = read_secret_file(&path)?;
+            let key = key.key("secret_file");
+            let text = read_named(source, &key, &path, SECRETS_FILE_BYTES_MAX)?;
             Secret::new(text.trim())
-                .map_err(|why| anyhow::anyhow!("{}: {what}.secret_file: {why}", path.display()))?
+                .map_err(|why| source.error(&key, format!("{}: {why}", path.display())))?
         }
     };
     Ok(PoolIdentity {
@@ -260,20 +336,90 @@ fn resolve_path(base: &Path, file: &Path) -> PathBuf {
     }
 }
 
-/// Reads a secrets file, bounded in size.
-fn read_secret_file(path: &Path) -> anyhow::Result<String> {
-    read_bounded(path, SECRETS_FILE_BYTES_MAX)
+/// The item a TLS loading error names (the origin string it was given).
+fn load_error_item(e: &LoadError) -> &str {
+    match e {
+        LoadError::Pem { what, .. } | LoadError::Rustls { what, .. } => what,
+    }
 }
 
-/// Reads a text file of at most `max` bytes.
-fn read_bounded(path: &Path, max: u64) -> anyhow::Result<String> {
-    let file = std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
-    let mut text = String::new();
-    file.take(max + 1)
-        .read_to_string(&mut text)
-        .with_context(|| format!("reading {}", path.display()))?;
-    if text.len() as u64 > max {
-        bail!("{}: larger than {max} bytes", path.display());
+/// Reads the file at `path`, which the config names at `key`: errors read
+/// `config:line: key: path: why`.
+fn read_named(source: &Source, key: &KeyPath, path: &Path, max: u64) -> anyhow::Result<String> {
+    read_text_file(path, max).map_err(|e| source.error(key, e.placed(&path.display().to_string())))
+}
+
+/// Why a file could not be read as text.
+#[derive(Debug)]
+pub enum FileError {
+    /// Opening or reading failed.
+    Io(std::io::Error),
+    /// Not a regular file (what it is instead).
+    NotRegular(&'static str),
+    /// Larger than the bound.
+    TooLarge(u64),
+    /// Not UTF-8: the 1-based line of the first bad byte.
+    NotUtf8(usize),
+}
+
+impl FileError {
+    /// The message with the file named: `path: why`, or `path:line: why`.
+    pub fn placed(&self, path: &str) -> String {
+        match self {
+            FileError::Io(e) => format!("{path}: {e}"),
+            FileError::NotRegular(what) => {
+                format!("{path}: not a regular file ({what}); name a file")
+            }
+            FileError::TooLarge(max) => format!("{path}: larger than {max} bytes"),
+            FileError::NotUtf8(line) => format!("{path}:{line}: not UTF-8 text"),
+        }
     }
-    Ok(text)
+}
+
+/// Reads a regular file of at most `max` bytes of UTF-8 text. Anything else — a FIFO
+/// (whose open would wait for a writer), a device such as `/dev/zero` (endless), a
+/// directory — is refused before a byte is read, so a bad path fails the load at once
+/// instead of hanging it or filling memory.
+pub fn read_text_file(path: &Path, max: u64) -> Result<String, FileError> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        // A FIFO opens at once instead of waiting for a writer; then it is refused.
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(FileError::Io)?;
+    let meta = file.metadata().map_err(FileError::Io)?;
+    let kind = meta.file_type();
+    let not_regular = if kind.is_dir() {
+        Some("a directory")
+    } else if kind.is_fifo() {
+        Some("a FIFO")
+    } else if kind.is_char_device() {
+        Some("a character device")
+    } else if kind.is_block_device() {
+        Some("a block device")
+    } else if kind.is_socket() {
+        Some("a socket")
+    } else if !kind.is_file() {
+        Some("not a file")
+    } else {
+        None
+    };
+    if let Some(what) = not_regular {
+        return Err(FileError::NotRegular(what));
+    }
+    if meta.len() > max {
+        return Err(FileError::TooLarge(max));
+    }
+    let mut bytes = Vec::new();
+    // Bounded again: the file may grow while it is read.
+    file.take(max + 1)
+        .read_to_end(&mut bytes)
+        .map_err(FileError::Io)?;
+    if bytes.len() as u64 > max {
+        return Err(FileError::TooLarge(max));
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        let good = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+        FileError::NotUtf8(good.iter().filter(|b| **b == b'\n').count() + 1)
+    })
 }

@@ -28,7 +28,6 @@ use crate::metrics::{CoreMetrics, Registry};
 use crate::protect::{self, Protect};
 use crate::proxy;
 use crate::settings::Settings;
-use crate::signals;
 use crate::stats::{NodeKey, Stats};
 
 /// One config epoch as a core runs it.
@@ -76,6 +75,9 @@ pub struct Shard {
     pub access_log: Option<AccessLog>,
     epoch: RefCell<Rc<Epoch>>,
     staged: RefCell<Option<Rc<Epoch>>>,
+    /// Dropped when a drain starts: every accept loop of this core holds a receiver, which
+    /// then wakes, and the loop closes its listener.
+    accepting: RefCell<Option<flume::Sender<()>>>,
     inflight: RefCell<HashMap<SocketAddr, Rc<Cell<u32>>>>,
     bus: Bus,
     registry: Registry,
@@ -219,6 +221,11 @@ impl Shard {
             Msg::LimitsGrant { epoch, keys, caps } => {
                 protect::on_grant(self, epoch, &keys, &caps);
             }
+            Msg::Drain => {
+                if self.accepting.borrow_mut().take().is_some() {
+                    tracing::info!(core = self.id, "draining: listeners closing");
+                }
+            }
             Msg::Abort { epoch } => {
                 let mut staged = self.staged.borrow_mut();
                 if staged.as_ref().is_some_and(|s| s.id == epoch) {
@@ -285,6 +292,7 @@ pub async fn run(
         protect: Protect::new(cfg, settings.cores, id, Instant::now()),
         keys: crate::identity::KeyCache::default(),
     });
+    let (accepting, stop_accepting) = flume::bounded::<()>(1);
     let shard = Rc::new(Shard {
         id,
         upstream: UpstreamPool::new(
@@ -301,6 +309,7 @@ pub async fn run(
         access_log,
         epoch: RefCell::new(placeholder),
         staged: RefCell::new(None),
+        accepting: RefCell::new(Some(accepting)),
         inflight: RefCell::new(HashMap::new()),
         bus,
         registry,
@@ -333,11 +342,20 @@ pub async fn run(
             }
         };
         let shard = shard.clone();
+        let stop = stop_accepting.clone();
         monoio::spawn(async move {
             loop {
-                let (stream, peer) = match listener.accept().await {
+                // A drain cancels the accept in flight (dropping its future) and ends the
+                // loop, which drops the listener: the kernel refuses new connections.
+                let accepted = monoio::select! {
+                    accepted = listener.accept() => Some(accepted),
+                    _ = stop.recv_async() => None,
+                };
+                let Some(accepted) = accepted else {
+                    return;
+                };
+                let (stream, peer) = match accepted {
                     Ok(x) => x,
-                    Err(_) if signals::draining() => return, // the listener was shut down
                     Err(e) => {
                         // EMFILE and friends: back off instead of spinning on the error.
                         tracing::warn!(core = shard.id, error = %e, "accept failed");

@@ -36,6 +36,138 @@ impl Driver {
     }
 }
 
+/// `count` listening sockets on `addr` bound with `SO_REUSEPORT` (one per core), sharing
+/// the address with no one else: `SO_REUSEPORT` lets any process of the same user join a
+/// group and take a share of its connections, so a taken address must fail the start
+/// (`io::ErrorKind::AddrInUse`) instead of being quietly split with a stranger.
+///
+/// Two checks: before binding, a probe socket without `SO_REUSEPORT` binds the address
+/// (the kernel refuses it while anyone listens there, or on an overlapping wildcard);
+/// after binding, the kernel's socket table must show no listener on the address but
+/// ours, which catches another process that bound between the probe and the group.
+/// A deliberate hand-over of listeners to a new process does not come through here: it
+/// adopts the sockets it is given.
+pub fn exclusive_listener_group(
+    addr: SocketAddr,
+    count: usize,
+    backlog: i32,
+) -> io::Result<Vec<std::net::TcpListener>> {
+    let in_use = |why: String| io::Error::new(io::ErrorKind::AddrInUse, why);
+    {
+        let probe = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        // A previous run's TIME_WAIT connections must not fail the start; a listener must.
+        probe.set_reuse_address(true)?;
+        probe.bind(&addr.into()).map_err(|e| match e.kind() {
+            io::ErrorKind::AddrInUse => in_use(format!(
+                "{addr} is already in use (another process listens on it)"
+            )),
+            _ => e,
+        })?;
+    }
+    verified_group(addr, count, backlog)
+}
+
+/// The group of [`exclusive_listener_group`], bound, then checked against the kernel's
+/// socket table.
+fn verified_group(
+    addr: SocketAddr,
+    count: usize,
+    backlog: i32,
+) -> io::Result<Vec<std::net::TcpListener>> {
+    let in_use = |why: String| io::Error::new(io::ErrorKind::AddrInUse, why);
+    let group = (0..count.max(1))
+        .map(|_| reuseport_listener(addr, backlog))
+        .collect::<io::Result<Vec<_>>>()?;
+    let ours: Vec<u64> = group.iter().filter_map(|l| socket_inode(l).ok()).collect();
+    // Without /proc the probe alone stands guard.
+    if let Ok(others) = foreign_listeners(addr, &ours) {
+        if others > 0 {
+            return Err(in_use(format!(
+                "{addr} is already in use ({others} listening socket(s) of another process \
+                 joined it with SO_REUSEPORT)"
+            )));
+        }
+    }
+    Ok(group)
+}
+
+/// The inode number of a socket, as `/proc/net/tcp` lists it.
+fn socket_inode(listener: &std::net::TcpListener) -> io::Result<u64> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: fstat writes into a zeroed stat we own; the fd is valid for the borrow.
+    let st = unsafe {
+        let mut st: libc::stat = std::mem::zeroed();
+        if libc::fstat(listener.as_raw_fd(), &mut st) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        st
+    };
+    Ok(st.st_ino)
+}
+
+/// Listening TCP sockets in this network namespace whose address overlaps `addr` (the
+/// same port, and the same address or a wildcard on either side) and whose inode is not
+/// in `ours`.
+fn foreign_listeners(addr: SocketAddr, ours: &[u64]) -> io::Result<usize> {
+    let table = if addr.is_ipv4() {
+        "/proc/net/tcp"
+    } else {
+        "/proc/net/tcp6"
+    };
+    let text = std::fs::read_to_string(table)?;
+    Ok(text
+        .lines()
+        .skip(1)
+        .filter_map(parse_proc_net_tcp_line)
+        .filter(|(local, state, inode)| {
+            *state == TCP_LISTEN
+                && local.port() == addr.port()
+                && (local.ip() == addr.ip()
+                    || local.ip().is_unspecified()
+                    || addr.ip().is_unspecified())
+                && !ours.contains(inode)
+        })
+        .count())
+}
+
+/// `st` of a listening socket in `/proc/net/tcp`.
+const TCP_LISTEN: u8 = 0x0A;
+
+/// Local address, state and inode of one `/proc/net/tcp{,6}` line:
+/// `sl local rem st tx:rx tr:when retrnsmt uid timeout inode …`, addresses in hex as the
+/// kernel stores them (each 32-bit word in host byte order).
+fn parse_proc_net_tcp_line(line: &str) -> Option<(SocketAddr, u8, u64)> {
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    let (local, state, inode) = (fields.get(1)?, fields.get(3)?, fields.get(9)?);
+    let (ip_hex, port_hex) = local.split_once(':')?;
+    let port = u16::from_str_radix(port_hex, 16).ok()?;
+    let words = ip_hex
+        .as_bytes()
+        .chunks(8)
+        .map(|w| {
+            std::str::from_utf8(w)
+                .ok()
+                .and_then(|w| u32::from_str_radix(w, 16).ok())
+        })
+        .collect::<Option<Vec<u32>>>()?;
+    let ip: std::net::IpAddr = match words.as_slice() {
+        [a] => std::net::Ipv4Addr::from(a.to_ne_bytes()).into(),
+        [a, b, c, d] => {
+            let mut octets = [0u8; 16];
+            for (i, w) in [a, b, c, d].iter().enumerate() {
+                octets[i * 4..i * 4 + 4].copy_from_slice(&w.to_ne_bytes());
+            }
+            std::net::Ipv6Addr::from(octets).into()
+        }
+        _ => return None,
+    };
+    Some((
+        SocketAddr::new(ip, port),
+        u8::from_str_radix(state, 16).ok()?,
+        inode.parse().ok()?,
+    ))
+}
+
 /// A listening socket bound with `SO_REUSEPORT` (one per core on the same address).
 pub fn reuseport_listener(addr: SocketAddr, backlog: i32) -> io::Result<std::net::TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
@@ -66,6 +198,69 @@ where
                 .enable_timer()
                 .build()?;
             Ok(rt.block_on(f()))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proc_net_tcp_lines_parse() {
+        let v4 = "   0: 0100007F:2328 00000000:0000 0A 00000000:00000000 00:00000000 00000000  1000        0 123456 1 0000000000000000 100 0 0 10 0";
+        assert_eq!(
+            parse_proc_net_tcp_line(v4),
+            Some(("127.0.0.1:9000".parse().unwrap(), TCP_LISTEN, 123456))
+        );
+        let v6 = "   1: 00000000000000000000000001000000:1F90 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000  1000        0 42 1 0000000000000000 100 0 0 10 0";
+        assert_eq!(
+            parse_proc_net_tcp_line(v6),
+            Some(("[::1]:8080".parse().unwrap(), TCP_LISTEN, 42))
+        );
+        assert_eq!(
+            parse_proc_net_tcp_line("  sl  local_address rem_address   st"),
+            None
+        );
+    }
+
+    /// A second group on an address already taken by a `SO_REUSEPORT` group (the way a
+    /// second weir of the same user would join it) fails; once the first is gone the
+    /// address can be taken again.
+    #[test]
+    fn a_taken_address_fails_the_group() {
+        let first = exclusive_listener_group("127.0.0.1:0".parse().unwrap(), 1, 16).unwrap();
+        let addr = first[0].local_addr().unwrap();
+        // What a stranger's reuseport socket does on its own: it joins.
+        let stranger = reuseport_listener(addr, 16).unwrap();
+        drop(first);
+        let err = exclusive_listener_group(addr, 2, 16).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AddrInUse, "{err}");
+        assert!(err.to_string().contains(&addr.to_string()), "{err}");
+        // A stranger that joined after the probe passed is caught by the second check.
+        let err = verified_group(addr, 2, 16).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AddrInUse, "{err}");
+        assert!(err.to_string().contains("1 listening socket(s)"), "{err}");
+        drop(stranger);
+        let again = exclusive_listener_group(addr, 2, 16).unwrap();
+        assert_eq!(again.len(), 2);
+        // Our own group is not "another process".
+        assert_eq!(
+            foreign_listeners(
+                addr,
+                &again
+                    .iter()
+                    .map(|l| socket_inode(l).unwrap())
+                    .collect::<Vec<_>>()
+            )
+            .unwrap(),
+            0
+        );
+        // A wildcard listener of someone else overlaps a specific address.
+        let wildcard = reuseport_listener(SocketAddr::new([0, 0, 0, 0].into(), addr.port()), 16);
+        if let Ok(w) = wildcard {
+            assert!(foreign_listeners(addr, &[]).unwrap() >= 3);
+            drop(w);
         }
     }
 }

@@ -63,28 +63,50 @@ pub(crate) enum Segment {
     Index(usize),
 }
 
-/// A dotted key such as `pool[1].nodes[0]`, built while validating.
+/// A dotted key such as `pool[1].nodes[0]`: built while validating, and by the appliance
+/// to place what it finds wrong after validation (a file the config names, a node name
+/// that does not resolve) with [`ConfigError::at`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct KeyPath(Vec<Segment>);
+pub struct KeyPath(Vec<Segment>);
 
 impl KeyPath {
     /// The document root.
-    pub(crate) fn root() -> Self {
+    pub fn root() -> Self {
         Self::default()
     }
 
     /// This path extended by a table key.
-    pub(crate) fn key(&self, name: &str) -> Self {
+    pub fn key(&self, name: &str) -> Self {
         let mut next = self.clone();
         next.0.push(Segment::Key(name.to_owned()));
         next
     }
 
     /// This path extended by an array index.
-    pub(crate) fn index(&self, i: usize) -> Self {
+    pub fn index(&self, i: usize) -> Self {
         let mut next = self.clone();
         next.0.push(Segment::Index(i));
         next
+    }
+}
+
+// === impl ConfigError ===
+
+impl ConfigError {
+    /// A problem found after validation, placed at `key` of the config `text` read from
+    /// `origin`: the line is that of the deepest part of `key` written in the text (none
+    /// when the text does not parse, which validated text always does).
+    pub fn at(text: &str, origin: &str, key: &KeyPath, message: impl Into<String>) -> Self {
+        let invalid = Invalid::new(key, message);
+        match DeTable::parse(text) {
+            Ok(root) => SpanIndex::new(text, origin, root.get_ref()).invalid(invalid),
+            Err(_) => ConfigError {
+                origin: origin.to_owned(),
+                line: None,
+                key: key.to_string(),
+                message: invalid.message,
+            },
+        }
     }
 }
 
@@ -156,6 +178,10 @@ impl<'a> SpanIndex<'a> {
     /// value containing the span gives the dotted key.
     pub(crate) fn toml_error(&self, error: &toml::de::Error) -> ConfigError {
         let (line, key) = match error.span() {
+            Some(span) if error.message().starts_with("duplicate key") => (
+                Some(line_of(self.text, span.start)),
+                self.duplicate_key(span).to_string(),
+            ),
             Some(span) => {
                 let mut path = Vec::new();
                 find_in_table(self.root, span.start, &mut path);
@@ -172,6 +198,37 @@ impl<'a> SpanIndex<'a> {
             key,
             message: operator_wording(error.message().trim_end()),
         }
+    }
+
+    /// The full path of a key written twice, `span` being the second spelling. The parser
+    /// stops there, so the key is not in the tree: its path is the table it was written
+    /// in (the last header before it, or the inline table around it) plus the dotted name
+    /// as written (`a.b = 1` in `[t]` is `t.a.b`). A header written twice (`[t]`) names
+    /// its path from the root.
+    fn duplicate_key(&self, span: Range<usize>) -> KeyPath {
+        let text = self.text;
+        let (start, end) = (span.start.min(text.len()), span.end.min(text.len()));
+        let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
+        let before = text.get(line_start..start).unwrap_or("");
+        let written = text.get(start..end).unwrap_or("");
+        let header = before.trim_start();
+        if header.starts_with('[') {
+            let dotted = format!("{}{written}", header.trim_start_matches('['));
+            return dotted_key(&dotted)
+                .or_else(|| dotted_key(written))
+                .unwrap_or_else(|| KeyPath::root().key(written));
+        }
+        let mut path = innermost_table(self.text, self.root, start, &mut Vec::new())
+            .map_or_else(KeyPath::root, |(_, p)| p);
+        // The key expression starts after the line start, an inline table's `{` or `,`.
+        let expr = before
+            .rfind(['{', ','])
+            .map_or(before, |i| &before[i + 1..]);
+        let name = dotted_key(&format!("{expr}{written}"))
+            .or_else(|| dotted_key(written))
+            .unwrap_or_else(|| KeyPath::root().key(written));
+        path.0.extend(name.0);
+        path
     }
 
     /// Places a validation failure: the line of the deepest part of its key path that is
@@ -207,6 +264,87 @@ impl<'a> SpanIndex<'a> {
             };
         }
         found
+    }
+}
+
+/// The path a dotted key as written (`a."b c".d`) spells, read by the TOML parser itself
+/// so quoting and escapes are TOML's; `None` if `written` is not a key.
+fn dotted_key(written: &str) -> Option<KeyPath> {
+    let probe = format!("{} = 0", written.trim());
+    let root = DeTable::parse(&probe).ok()?;
+    let mut path = KeyPath::root();
+    let mut table = root.get_ref();
+    loop {
+        let mut entries = table.iter();
+        let (key, value) = entries.next()?;
+        if entries.next().is_some() {
+            return None;
+        }
+        path = path.key(key.get_ref());
+        match value.get_ref() {
+            DeValue::Table(inner) => table = inner,
+            _ => return Some(path),
+        }
+    }
+}
+
+/// The table in which a key at byte `pos` was written: the header table (`[t]`,
+/// `[[t]]`) that starts last before `pos`, or an inline table (`{…}`) around `pos` that
+/// starts later; with the byte it starts at. `None` for the root.
+fn innermost_table(
+    text: &str,
+    table: &DeTable<'_>,
+    pos: usize,
+    path: &mut Vec<Segment>,
+) -> Option<(usize, KeyPath)> {
+    let mut best: Option<(usize, KeyPath)> = None;
+    for (key, value) in table.iter() {
+        path.push(Segment::Key(key.get_ref().to_string()));
+        let found = innermost_in_value(text, value.get_ref(), value.span(), pos, path);
+        path.pop();
+        best = later(best, found);
+    }
+    best
+}
+
+/// [`innermost_table`] for one value: a table is a candidate itself, and arrays and
+/// tables are searched inside.
+fn innermost_in_value(
+    text: &str,
+    value: &DeValue<'_>,
+    span: Range<usize>,
+    pos: usize,
+    path: &mut Vec<Segment>,
+) -> Option<(usize, KeyPath)> {
+    match value {
+        DeValue::Table(inner) => {
+            let opener = text.as_bytes().get(span.start).copied();
+            let here = match opener {
+                Some(b'[') if span.start <= pos => Some((span.start, KeyPath(path.clone()))),
+                Some(b'{') if span.contains(&pos) => Some((span.start, KeyPath(path.clone()))),
+                _ => None,
+            };
+            later(here, innermost_table(text, inner, pos, path))
+        }
+        DeValue::Array(items) => {
+            let mut best = None;
+            for (i, item) in items.iter().enumerate() {
+                path.push(Segment::Index(i));
+                let found = innermost_in_value(text, item.get_ref(), item.span(), pos, path);
+                path.pop();
+                best = later(best, found);
+            }
+            best
+        }
+        _ => None,
+    }
+}
+
+/// The candidate that starts later.
+fn later(a: Option<(usize, KeyPath)>, b: Option<(usize, KeyPath)>) -> Option<(usize, KeyPath)> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(if b.0 >= a.0 { b } else { a }),
+        (a, b) => a.or(b),
     }
 }
 
@@ -292,6 +430,71 @@ mod tests {
         let p = KeyPath::root().key("pool").index(1).key("nodes").index(0);
         assert_eq!(p.to_string(), "pool[1].nodes[0]");
         assert_eq!(KeyPath::root().key("a b").key("c").to_string(), "\"a b\".c");
+    }
+
+    /// A key written twice names the whole path, wherever it was written twice.
+    #[test]
+    fn duplicate_keys_name_their_path() {
+        let cases = [
+            (
+                "[[pool]]\nname = \"a\"\nnodes = [\"h:1\"]\nname = \"b\"\n",
+                4,
+                "pool[0].name",
+            ),
+            (
+                "[[pool]]\nname = \"a\"\n[[pool]]\nname = \"b\"\nname = \"c\"\n",
+                5,
+                "pool[1].name",
+            ),
+            (
+                "[appliance]\ncores = 1\n[http]\nx = 1\n[appliance]\ny = 2\n",
+                5,
+                "appliance",
+            ),
+            ("[appliance]\ncores = 1\ncores = 2\n", 3, "appliance.cores"),
+            ("a.b = 1\nc = 2\na.b = 3\n", 3, "a.b"),
+            ("[t]\nx = {y = 1, y = 2}\n", 2, "t.x.y"),
+            ("[t]\nx = [{y = 1}, {z = 1, z = 2}]\n", 2, "t.x[1].z"),
+            ("[t]\n\"q k\" = 1\n'q k' = 2\n", 3, "t.\"q k\""),
+            ("[t.u]\na = 1\n[t]\nb = 1\n[t.u]\n", 5, "t.u"),
+            ("[t]\n[t.u]\na = 1\n[t.v]\na = 1\na = 2\n", 6, "t.v.a"),
+            ("x = 1\nx = 2\n", 2, "x"),
+        ];
+        for (text, line, key) in cases {
+            let error = DeTable::parse(text).expect_err(text);
+            let (partial, _) = DeTable::parse_recoverable(text);
+            let placed = SpanIndex::new(text, "t.toml", partial.get_ref()).toml_error(&error);
+            assert_eq!(
+                (placed.line, placed.key.as_str()),
+                (Some(line), key),
+                "{text:?}: {placed}"
+            );
+            assert_eq!(placed.message, "duplicate key", "{text:?}");
+        }
+    }
+
+    #[test]
+    fn errors_found_after_validation_are_placed_at_their_key() {
+        let text = "[[pool]]\nname = \"a\"\nnodes = [\"h:1\", \"h:2\"]\n\n[pool.credentials]\naccess_key = \"K\"\nsecret_file = \"s\"\n";
+        let at = |key: &KeyPath| ConfigError::at(text, "w.toml", key, "why").to_string();
+        let pool = KeyPath::root().key("pool").index(0);
+        assert_eq!(
+            at(&pool.key("credentials").key("secret_file")),
+            "w.toml:7: pool[0].credentials.secret_file: why"
+        );
+        assert_eq!(
+            at(&pool.key("nodes").index(1)),
+            "w.toml:3: pool[0].nodes[1]: why"
+        );
+        // A key left to its default is placed at its table.
+        assert_eq!(
+            at(&pool.key("tls").key("ca")),
+            "w.toml:1: pool[0].tls.ca: why"
+        );
+        assert_eq!(
+            ConfigError::at("[[", "w.toml", &pool, "why").to_string(),
+            "w.toml: pool[0]: why"
+        );
     }
 
     #[test]

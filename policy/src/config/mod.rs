@@ -35,7 +35,7 @@ pub use auth::{
     parse_secrets, Auth, AuthMode, PoolCredentials, Secret, SecretSource, Secrets,
     SECRETS_FILE_BYTES_MAX,
 };
-pub use error::ConfigError;
+pub use error::{ConfigError, KeyPath};
 pub use tenancy::{
     Class, ClassId, Limits, RateLimit, Rule, Tenant, TenantId, DEFAULT_CLASS_NAME,
     DEFAULT_TENANT_NAME,

@@ -26,6 +26,9 @@ pub const SIGNED_HEADERS_MAX: usize = 128;
 pub const HEADER_NAME_LEN_MAX: usize = 128;
 /// Longest lifetime of a presigned URL: seven days, as S3 enforces.
 pub const PRESIGNED_EXPIRES_MAX: Duration = Duration::from_secs(604_800);
+/// Shortest lifetime of a presigned URL: a URL valid for zero seconds has expired when
+/// it is signed, and S3 refuses it as expired.
+pub const PRESIGNED_EXPIRES_MIN: Duration = Duration::from_secs(1);
 
 /// `AKID/date/region/service/aws4_request`: who signed, and for which scope.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -318,7 +321,8 @@ impl Presigned {
 
     /// Parses the presigned parameters of a raw query string. Every failure is
     /// [`SigV4Error::AuthorizationQueryParametersError`] but a foreign algorithm
-    /// ([`SigV4Error::UnsupportedAlgorithm`]).
+    /// ([`SigV4Error::UnsupportedAlgorithm`]) and an `X-Amz-Expires` of zero
+    /// ([`SigV4Error::Expired`], as S3 answers it).
     pub fn parse(raw_query: &str) -> Result<Self, SigV4Error> {
         let bad = SigV4Error::AuthorizationQueryParametersError;
         let mut values: [Option<String>; 7] = Default::default();
@@ -354,23 +358,8 @@ impl Presigned {
         if algorithm != ALGORITHM {
             return Err(SigV4Error::UnsupportedAlgorithm);
         }
-        let expires_secs: u64 = if expires.is_empty()
-            || expires.len() > 7
-            || !expires.bytes().all(|c| c.is_ascii_digit())
-        {
-            return Err(bad("X-Amz-Expires must be a number of seconds"));
-        } else {
-            expires
-                .parse()
-                .map_err(|_| bad("X-Amz-Expires must be a number of seconds"))?
-        };
-        let expires = Duration::from_secs(expires_secs);
-        if expires > PRESIGNED_EXPIRES_MAX {
-            return Err(bad(
-                "X-Amz-Expires must be less than a week (in seconds) that is 604800",
-            ));
-        }
-        Ok(Self {
+        let expires = presigned_expires(&expires)?;
+        let parsed = Self {
             credential: Credential::parse(&credential).map_err(bad)?,
             time: Timestamp::parse_amz(&date).ok_or(bad(
                 "X-Amz-Date must be in the ISO8601 Long Format \"yyyyMMdd'T'HHmmss'Z'\"",
@@ -380,8 +369,47 @@ impl Presigned {
             signature: Signature::from_hex(signature.as_bytes())
                 .ok_or(bad("X-Amz-Signature must be 64 lower-case hex digits"))?,
             security_token: token,
-        })
+        };
+        // Malformed parameters are reported first; a well-formed URL valid for zero
+        // seconds expired when it was signed.
+        if parsed.expires < PRESIGNED_EXPIRES_MIN {
+            return Err(SigV4Error::Expired);
+        }
+        Ok(parsed)
     }
+}
+
+/// `X-Amz-Expires` as S3 reads it: a decimal number of seconds, at most
+/// [`PRESIGNED_EXPIRES_MAX`]. A sign, a fraction, spaces or a value beyond the week are
+/// malformed (400 `AuthorizationQueryParametersError`, with S3's wording). Zero passes
+/// here; [`Presigned::parse`] refuses it as expired once the rest is well formed.
+fn presigned_expires(text: &str) -> Result<Duration, SigV4Error> {
+    let bad = SigV4Error::AuthorizationQueryParametersError;
+    let digits = text.strip_prefix('-').unwrap_or(text);
+    if digits.is_empty() || !digits.bytes().all(|c| c.is_ascii_digit()) {
+        return Err(bad("X-Amz-Expires should be a number"));
+    }
+    if text.starts_with('-') {
+        return Err(bad("X-Amz-Expires must be non-negative"));
+    }
+    // Leading zeros are a number too; anything longer than the bound's digits is too big.
+    let significant = digits.trim_start_matches('0');
+    let secs: u64 = if significant.is_empty() {
+        0
+    } else if significant.len() > 7 {
+        u64::MAX
+    } else {
+        significant
+            .parse()
+            .map_err(|_| bad("X-Amz-Expires should be a number"))?
+    };
+    let expires = Duration::from_secs(secs);
+    if expires > PRESIGNED_EXPIRES_MAX {
+        return Err(bad(
+            "X-Amz-Expires must be less than a week (in seconds) that is 604800",
+        ));
+    }
+    Ok(expires)
 }
 
 /// The query without the presigned-URL parameters (`X-Amz-Algorithm`, `-Credential`,

@@ -269,7 +269,7 @@ proptest! {
             0..3,
         ),
         secs in 0i64..4_000_000_000,
-        expires in 0u64..=604_800,
+        expires in 1u64..=604_800,
         used_after in 0u64..=700_000,
     ) {
         let time = Timestamp::from_unix_secs(secs).unwrap();

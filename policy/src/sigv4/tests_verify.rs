@@ -376,6 +376,110 @@ fn tampered_presigned_urls_fail() {
     ));
 }
 
+/// `X-Amz-Expires` must be 1..=604800 seconds, as S3 enforces: a URL correctly signed
+/// for zero seconds is expired (403), even used the second it was signed or before; a
+/// sign, a fraction or more than a week is malformed (400) with S3's wording.
+#[test]
+fn presigned_lifetimes_outside_s3s_range_are_refused() {
+    let host = [("Host", "examplebucket.s3.amazonaws.com")];
+    let time = Timestamp::parse_amz(EXAMPLE_TIME).unwrap();
+    let verify_at = |target: &str, secs: i64| {
+        let parts = RequestParts::new("GET", target, header_pairs(&host));
+        verify(&parts, &mut lookup, at(secs), SKEW)
+    };
+    for used_at in [-60, 0] {
+        let zero = presign("GET", "/test.txt", "", host[0].1, time, 0);
+        let err = verify_at(&zero, used_at).unwrap_err();
+        assert_eq!(err, SigV4Error::Expired, "{zero} at {used_at}");
+        assert_eq!(err.s3_status(), (403, "AccessDenied"));
+    }
+    let one = presign("GET", "/test.txt", "", host[0].1, time, 1);
+    assert_eq!(
+        verify_at(&one, 1).unwrap().presigned_expires,
+        Some(Duration::from_secs(1))
+    );
+    assert_eq!(verify_at(&one, 2).unwrap_err(), SigV4Error::Expired);
+    let week = presign("GET", "/test.txt", "", host[0].1, time, 604_800);
+    verify_at(&week, 604_800).unwrap();
+    // Leading zeros are the same number (the signature covers the text as sent).
+    let padded = presign("GET", "/test.txt", "", host[0].1, time, 60)
+        .replace("X-Amz-Expires=60", "X-Amz-Expires=00000060");
+    assert_eq!(
+        verify_at(&padded, 0).unwrap_err(),
+        SigV4Error::SignatureDoesNotMatch,
+        "parsed, then refused for the changed text only"
+    );
+    let malformed = |value: &str| {
+        PRESIGNED_TARGET.replace("X-Amz-Expires=86400", &format!("X-Amz-Expires={value}"))
+    };
+    for (value, why) in [
+        ("-1", "X-Amz-Expires must be non-negative"),
+        ("-0", "X-Amz-Expires must be non-negative"),
+        (
+            "604801",
+            "X-Amz-Expires must be less than a week (in seconds) that is 604800",
+        ),
+        (
+            "99999999999999999999",
+            "X-Amz-Expires must be less than a week (in seconds) that is 604800",
+        ),
+        ("", "X-Amz-Expires should be a number"),
+        ("-", "X-Amz-Expires should be a number"),
+        ("1.5", "X-Amz-Expires should be a number"),
+        ("%2B60", "X-Amz-Expires should be a number"),
+        ("%2060", "X-Amz-Expires should be a number"),
+        ("0x10", "X-Amz-Expires should be a number"),
+    ] {
+        let err = check("GET", &malformed(value), &host).unwrap_err();
+        assert_eq!(
+            err,
+            SigV4Error::AuthorizationQueryParametersError(why),
+            "X-Amz-Expires={value}"
+        );
+        assert_eq!(err.s3_status(), (400, "AuthorizationQueryParametersError"));
+    }
+    // A malformed URL is reported as such even when its lifetime is also zero.
+    let zero_bad_date = malformed("0").replace("X-Amz-Date=20130524T000000Z", "X-Amz-Date=2013");
+    assert!(matches!(
+        check("GET", &zero_bad_date, &host).unwrap_err(),
+        SigV4Error::AuthorizationQueryParametersError(_)
+    ));
+}
+
+/// The rest of the presigned parameters: a repeated one (even spelled with escapes) and
+/// a date in any other form than `yyyyMMdd'T'HHmmss'Z'` are malformed.
+#[test]
+fn repeated_or_misdated_presigned_parameters_are_refused() {
+    let host = [("Host", "examplebucket.s3.amazonaws.com")];
+    let query_error = |target: &str| {
+        matches!(
+            check("GET", target, &host).unwrap_err(),
+            SigV4Error::AuthorizationQueryParametersError(_)
+        )
+    };
+    for extra in [
+        "&X-Amz-Expires=86400",
+        "&X-Amz-Signature=aeeed9bbccd4d02ee5c0109b86d86835f995330da4c265957d157751f604d404",
+        "&X%2DAmz%2DDate=20130524T000000Z",
+        "&X-Amz-Security-Token=a&X-Amz-Security-Token=b",
+    ] {
+        assert!(
+            query_error(&format!("{PRESIGNED_TARGET}{extra}")),
+            "{extra}"
+        );
+    }
+    for date in [
+        "2013-05-24T00:00:00Z",
+        "20130524T000000",
+        "20130524T240000Z",
+        "20130524t000000z",
+        "20130524T000000Z%20",
+    ] {
+        let target = PRESIGNED_TARGET.replace("20130524T000000Z", date);
+        assert!(query_error(&target), "{date}");
+    }
+}
+
 #[test]
 fn tampered_chunks_fail() {
     let auth = authorization(STREAMING_SIGNED, STREAMING_SEED);
