@@ -64,8 +64,7 @@ fn dead_addr() -> SocketAddr {
 #[test]
 fn weirs_own_answers_to_head_carry_no_body() {
     let scratch = Scratch::new("own-head");
-    let cfg = WeirConfig::new(&[dead_addr()]).http("body_bytes_max = \"1MiB\"");
-    let weir = Weir::start(&cfg, scratch.path());
+    let weir = Weir::start(&WeirConfig::new(&[dead_addr()]), scratch.path());
 
     // Every node refuses connections: weir answers 503 itself.
     let head = send(
@@ -98,10 +97,11 @@ fn weirs_own_answers_to_head_carry_no_body() {
         Some("ServiceUnavailable")
     );
 
-    // A HEAD refused before any node (its announced body is too large): no body either.
+    // A HEAD refused before any node (its announced body, 6 TiB, is above the default
+    // limit): no body either.
     let big = send(
         &weir,
-        b"HEAD /bench/obj-0 HTTP/1.1\r\nHost: s3.local\r\nContent-Length: 2000000\r\n\r\n",
+        b"HEAD /bench/obj-0 HTTP/1.1\r\nHost: s3.local\r\nContent-Length: 6597069766656\r\n\r\n",
         ReadUntil::Close,
     );
     assert_eq!(big.status(), Some(400), "{}", big.text());
@@ -291,10 +291,9 @@ fn a_chunked_download_to_a_client_that_stops_reading_ends_at_the_io_timeout() {
     let scratch = Scratch::new("chunked-down-stall");
     let sent = Arc::new(AtomicU64::new(0));
     let node = endless_chunked_node(sent.clone());
-    // The idle timeout alone (no rate floor), so it is what is tested.
-    let cfg = WeirConfig::new(&[node])
-        .upstream("io_timeout = \"2s\"")
-        .http("body_rate_min = 0");
+    // The idle timeout (2 s) fires long before the default rate floor's first window
+    // (10 s) ends, so it is what is tested.
+    let cfg = WeirConfig::new(&[node]).upstream("io_timeout = \"2s\"");
     let weir = Weir::start(&cfg, scratch.path());
     let mut client = TcpStream::connect(weir.addr()).expect("connect");
     client
@@ -332,9 +331,7 @@ fn a_chunked_download_to_a_client_that_stops_reading_ends_at_the_io_timeout() {
 fn a_chunked_upload_to_a_node_that_stops_reading_ends_at_the_io_timeout() {
     let scratch = Scratch::new("chunked-up-stall");
     let node = deaf_node();
-    let cfg = WeirConfig::new(&[node])
-        .upstream("io_timeout = \"2s\"")
-        .http("body_rate_min = 0");
+    let cfg = WeirConfig::new(&[node]).upstream("io_timeout = \"2s\"");
     let weir = Weir::start(&cfg, scratch.path());
     let mut client = TcpStream::connect(weir.addr()).expect("connect");
     client
