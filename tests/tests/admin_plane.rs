@@ -261,6 +261,45 @@ fn drippers_do_not_block_probes_scrapes_or_reloads() {
     }
 }
 
+/// 32 connections from 4 addresses each pipeline 20 scrapes at once: every scrape is
+/// answered in order on its connection, and probes and reloads answer meanwhile.
+#[test]
+fn scrape_flood_is_answered_and_probes_keep_answering() {
+    let rig = Rig::start("admin-scrape-flood");
+    let metrics = rig.metrics();
+    let scrapers: Vec<_> = (0..32u8)
+        .map(|i| {
+            std::thread::spawn(move || {
+                let mut conn = connect_from(Ipv4Addr::new(127, 0, 0, 2 + i % 4), metrics);
+                let mut requests = "GET /metrics HTTP/1.1\r\nHost: weir\r\n\r\n".repeat(19);
+                requests
+                    .push_str("GET /metrics HTTP/1.1\r\nHost: weir\r\nConnection: close\r\n\r\n");
+                conn.write_all(requests.as_bytes()).expect("send scrapes");
+                conn.set_read_timeout(Some(Duration::from_secs(20)))
+                    .expect("timeout");
+                let mut bytes = Vec::new();
+                let _ = conn.read_to_end(&mut bytes);
+                let text = String::from_utf8_lossy(&bytes).into_owned();
+                (
+                    text.matches("HTTP/1.1 200 OK\r\n").count(),
+                    text.matches("\nweir_info{version=").count(),
+                )
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    rig.assert_plane_answers("during 32 connections of pipelined scrapes");
+    let answered: Vec<(usize, usize)> = scrapers
+        .into_iter()
+        .map(|t| t.join().expect("scraper"))
+        .collect();
+    println!("ADMIN_PLANE scrape flood: (answers, metric pages) per connection {answered:?}");
+    assert!(
+        answered.iter().all(|a| *a == (20, 20)),
+        "every connection should get its 20 scrapes: {answered:?}"
+    );
+}
+
 /// Idle connections from 20 loopback addresses, 10 each, on both ports (400 in all, past
 /// every cap): probes from 127.0.0.1 still answer, and weir holds at most its caps of
 /// the flood (8 per address, 64 per port), closing the longest idle ones.

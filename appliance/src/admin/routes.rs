@@ -2,7 +2,9 @@
 //! handler), and the handlers. What each endpoint answers is documented in
 //! docs/metrics.md and docs/operations.md.
 
+use std::cell::{Cell, RefCell};
 use std::fmt::Write as _;
+use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
 use weir_io::http::{reason_phrase, Method, RequestHead};
@@ -225,9 +227,12 @@ pub(super) fn find(role: &Role, request: &Request) -> Result<&'static Route, Ans
 /// One answer at a time that asks the cores and renders their replies, per listener: the
 /// cores' share of a scrape (snapshots of their statistics) then costs them no more than
 /// with one connection at a time, however many clients scrape at once. Other connections
-/// keep being read and answered meanwhile.
+/// keep being read and answered meanwhile. Single-threaded, like its executor.
 pub(super) struct CoreGate {
-    token: (flume::Sender<()>, flume::Receiver<()>),
+    busy: Cell<bool>,
+    /// Tasks waiting for the gate; all are woken when it opens (at most a few dozen), so
+    /// a waiter that went away (evicted, timed out) cannot swallow the wake-up.
+    waiting: RefCell<Vec<Waker>>,
 }
 
 /// Holds the [`CoreGate`] until dropped.
@@ -236,22 +241,37 @@ struct Permit<'a>(&'a CoreGate);
 impl CoreGate {
     /// An open gate.
     pub(super) fn new() -> CoreGate {
-        let token = flume::bounded(1);
-        let _ = token.0.try_send(());
-        CoreGate { token }
+        CoreGate {
+            busy: Cell::new(false),
+            waiting: RefCell::new(Vec::new()),
+        }
     }
 
-    /// Waits for the gate (first come, first served).
+    /// Waits for the gate.
     async fn enter(&self) -> Permit<'_> {
-        // The gate owns both ends, so the channel never disconnects.
-        let _ = self.token.1.recv_async().await;
+        std::future::poll_fn(|cx| {
+            if self.busy.get() {
+                let mut waiting = self.waiting.borrow_mut();
+                if !waiting.iter().any(|w| w.will_wake(cx.waker())) {
+                    waiting.push(cx.waker().clone());
+                }
+                return Poll::Pending;
+            }
+            self.busy.set(true);
+            Poll::Ready(())
+        })
+        .await;
         Permit(self)
     }
 }
 
 impl Drop for Permit<'_> {
     fn drop(&mut self) {
-        let _ = self.0.token.0.try_send(());
+        self.0.busy.set(false);
+        let waiting = std::mem::take(&mut *self.0.waiting.borrow_mut());
+        for waker in waiting {
+            waker.wake();
+        }
     }
 }
 
@@ -336,4 +356,100 @@ async fn collect<T>(replies: Vec<flume::Receiver<T>>) -> Vec<T> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use weir_io::http::{parse_request, HeadLimits};
+
+    fn request(method: &str, path: &str, loopback: bool) -> Request {
+        let text = format!("{method} {path} HTTP/1.1\r\nHost: weir\r\n\r\n");
+        let Ok(Some((head, _))) = parse_request(text.as_bytes(), &HeadLimits::default()) else {
+            panic!("{text:?} does not parse");
+        };
+        Request {
+            head,
+            loopback,
+            body: Vec::new(),
+        }
+    }
+
+    /// The status `find` answers with (200 when a route was found and allowed).
+    fn status(role: &Role, method: &str, path: &str, loopback: bool) -> u16 {
+        match find(role, &request(method, path, loopback)) {
+            Ok(_) => 200,
+            Err(answer) => answer.status,
+        }
+    }
+
+    #[test]
+    fn metrics_port_gives_strangers_only_metrics_and_probes() {
+        let metrics = Role::Metrics { reload: true };
+        for path in ["/metrics", "/healthz", "/readyz", "/metrics?x=1"] {
+            assert_eq!(status(&metrics, "GET", path, false), 200, "{path}");
+            assert_eq!(status(&metrics, "HEAD", path, false), 200, "HEAD {path}");
+        }
+        for (method, path) in [("GET", "/nodes"), ("GET", "/flows"), ("POST", "/reload")] {
+            assert_eq!(
+                status(&metrics, method, path, false),
+                403,
+                "{path} from outside"
+            );
+            assert_eq!(
+                status(&metrics, method, path, true),
+                200,
+                "{path} from loopback"
+            );
+        }
+        // With an admin port, reloads go there, even from loopback.
+        let no_reload = Role::Metrics { reload: false };
+        assert_eq!(status(&no_reload, "POST", "/reload", true), 403);
+        assert_eq!(status(&metrics, "GET", "/", false), 404);
+        assert_eq!(status(&metrics, "PUT", "/metrics", false), 405);
+        assert_eq!(status(&metrics, "GET", "/reload", true), 405);
+    }
+
+    #[test]
+    fn admin_port_serves_everything_but_metrics() {
+        let admin = Role::Admin { token: None };
+        for (method, path) in [
+            ("GET", "/healthz"),
+            ("GET", "/readyz"),
+            ("GET", "/nodes"),
+            ("GET", "/flows"),
+            ("POST", "/reload"),
+        ] {
+            assert_eq!(status(&admin, method, path, false), 200, "{path}");
+        }
+        assert_eq!(status(&admin, "GET", "/metrics", false), 404);
+    }
+
+    #[test]
+    fn wrong_method_names_the_allowed_ones() {
+        let metrics = Role::Metrics { reload: true };
+        let Err(answer) = find(&metrics, &request("DELETE", "/healthz", true)) else {
+            panic!("DELETE /healthz was routed");
+        };
+        assert_eq!(answer.status, 405);
+        assert_eq!(answer.headers, [("Allow", "GET, HEAD".to_string())]);
+        let Err(answer) = find(&metrics, &request("GET", "/reload", true)) else {
+            panic!("GET /reload was routed");
+        };
+        assert_eq!(answer.headers, [("Allow", "POST".to_string())]);
+    }
+
+    #[test]
+    fn head_answer_has_the_length_but_no_body() {
+        let answer = Answer::text(200, "ok");
+        let full = String::from_utf8(answer.to_bytes(false, true)).unwrap();
+        let head = String::from_utf8(answer.to_bytes(true, false)).unwrap();
+        assert!(full.ends_with("Content-Length: 3\r\nCache-Control: no-store\r\nConnection: keep-alive\r\n\r\nok\n"), "{full:?}");
+        assert!(
+            head.ends_with(
+                "Content-Length: 3\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n"
+            ),
+            "{head:?}"
+        );
+    }
 }
