@@ -1,9 +1,11 @@
 //! The control plane (metrics and admin ports) under attack: a head that never ends, byte
-//! drippers, floods of idle connections from many loopback addresses, a missing or wrong
-//! token with a body that never comes, malformed and oversized heads. Meanwhile `/metrics`,
-//! `/healthz`, `/readyz` and an authorized `POST /reload` keep answering, with their real
-//! content, within a few seconds. weir runs with its default control caps and deadlines
-//! (64 connections per listener, 8 per client address, a 5 s request deadline).
+//! drippers, floods of idle connections from many loopback addresses, crowds of pipelined
+//! scrapes, a missing or wrong token with a body that never comes, malformed and oversized
+//! heads, accepts failing with EMFILE. Meanwhile `/metrics`, `/healthz`, `/readyz` and an
+//! authorized `POST /reload` keep answering, with their real content, within a few
+//! seconds. And a reload cannot pretend to rotate the admin token. weir runs with its
+//! default control caps and deadlines (64 connections per listener, 8 per client address,
+//! a 5 s request deadline).
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
@@ -30,6 +32,7 @@ const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
 /// behind [`TOKEN`].
 struct Rig {
     weir: Weir,
+    cfg: WeirConfig,
     admin: SocketAddr,
     _nodes: Vec<SimNode>,
     _scratch: Scratch,
@@ -47,6 +50,7 @@ impl Rig {
         let weir = Weir::start(&cfg, scratch.path());
         let rig = Rig {
             weir,
+            cfg,
             admin,
             _nodes: nodes,
             _scratch: scratch,
@@ -568,4 +572,33 @@ fn accept_errors_back_off_instead_of_spinning() {
         "no accept warning in the log:\n{}",
         rig.weir.log_tail()
     );
+}
+
+/// The control listeners read `admin_token` (and their caps) once, at start: a reload
+/// that changes the token is refused — it would otherwise report success while the old
+/// token stays in force — and the old token keeps working.
+#[test]
+fn a_reload_that_rotates_the_admin_token_is_refused() {
+    let rig = Rig::start("admin-rotate");
+    let rotated = rig
+        .cfg
+        .clone()
+        .appliance("admin_token = \"a-new-token-that-needs-a-restart\"");
+    // The later `admin_token` line would be a duplicate key: drop the first one.
+    let text = rig
+        .weir
+        .render(&rotated)
+        .replacen(&format!("admin_token = \"{TOKEN}\"\n"), "", 1);
+    assert!(text.contains("a-new-token-that-needs-a-restart") && !text.contains(TOKEN));
+    rig.weir.write_config_text(&text);
+    let reply = rig.reload();
+    assert_eq!(reply.status(), Some(400), "{}", rig.explain(&reply));
+    assert!(
+        String::from_utf8_lossy(&reply.body()).contains("admin_token changed: needs a restart"),
+        "{}",
+        rig.explain(&reply)
+    );
+    // Back to the running config: the reload commits, with the token still in force.
+    rig.weir.write_config(&rig.cfg);
+    rig.assert_plane_answers("after a refused token rotation");
 }

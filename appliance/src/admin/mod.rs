@@ -12,7 +12,9 @@
 //! - **Bounded heads.** A head is read into a fixed buffer of [`conn::HEAD_BYTES_MAX`]
 //!   (8 KiB) and parsed by weir-io's strict parser with at most [`conn::HEADERS_MAX`] (32)
 //!   fields: Prometheus, curl, kubelet probes and browsers send far less. Too big is 431,
-//!   malformed 400 (501/505 for unknown methods and versions), and the connection closes.
+//!   malformed 400, and the connection closes. A method S3 does not use is 501 (the
+//!   parser's answer: not implemented anywhere here), a known one on a path without it
+//!   405 with `Allow`, an unknown path 404.
 //!   Bodies are per route ([`routes`]): up to its `body_max` with `Content-Length`
 //!   (chunked is 411, more is 413); a body is never read before its route has been found
 //!   and allowed.
@@ -25,11 +27,13 @@
 //!   compared in constant time right after the head parses: no body is read and no answer
 //!   computed before it passes (401 and close otherwise).
 //! - **Caps.** `control_connections_max` connections per listener,
-//!   `control_client_ip_connections_max` per client address (IPv6: per /64). At a cap the newcomer takes
-//!   the slot of the connection that has waited longest on its client — reading a head or
-//!   body, idle between requests, reading its answer slowly — among the same address's
-//!   connections at the per-address cap, among all at the global cap. Only when every
-//!   candidate is busy computing an answer is the newcomer closed at once. Evicting rather
+//!   `control_client_ip_connections_max` per client address (IPv6: per /64). At a cap the
+//!   newcomer takes the slot of the connection that has waited longest on its client —
+//!   reading a head or body, idle between requests, waiting for its turn at the cores,
+//!   reading its answer slowly — among the same address's connections at the per-address
+//!   cap, among all at the global cap; the evicted one is closed without an answer. Only
+//!   when every candidate is busy computing an answer is the newcomer closed at once (never
+//!   more than a couple are: see the gate below). Evicting rather
 //!   than refusing is what keeps probes answering: a slow client holds a slot for free,
 //!   while a probe's request arrives in its first packet and is answered at once; an
 //!   address at its cap only competes with itself; attackers spread over many addresses
@@ -46,6 +50,10 @@
 //!   request (HTTP/1.1 default, HTTP/1.0 opt-in) when the request was read whole and the
 //!   answer is not a 401; otherwise `Connection: close`, and when bytes of the request were
 //!   left unread the close lingers briefly so the answer is not destroyed by a reset.
+//!
+//! Caps and deadlines are config keys because they depend on the deployment (how many
+//! scrapers and operators, how slow their network); the head limits are constants because
+//! they depend only on what HTTP clients send.
 //!
 //! Adding an endpoint is a row in [`routes::ROUTES`] and a [`routes::Handler`] arm. A
 //! streaming endpoint (server-sent events) will need an exemption from the connection
@@ -345,7 +353,12 @@ async fn accept_loop(listener: Rc<Listener>, socket: std::net::TcpListener) {
                 // would come back at once; wait for descriptors or memory to free up.
                 unreported += 1;
                 if last_warning.is_none_or(|t| t.elapsed() >= ACCEPT_WARNING_INTERVAL) {
-                    tracing::warn!(listener = name, error = %e, failures = unreported, "accept failed; backing off");
+                    tracing::warn!(
+                        listener = name,
+                        error = %e,
+                        failures = unreported,
+                        "accept failed; backing off"
+                    );
                     last_warning = Some(Instant::now());
                     unreported = 0;
                 }
