@@ -594,7 +594,8 @@ fn a_reload_that_rotates_the_admin_token_is_refused() {
     let reply = rig.reload();
     assert_eq!(reply.status(), Some(400), "{}", rig.explain(&reply));
     assert!(
-        String::from_utf8_lossy(&reply.body()).contains("admin_token changed: needs a restart"),
+        String::from_utf8_lossy(&reply.body())
+            .contains("appliance.admin_token: the admin token changed: needs a restart"),
         "{}",
         rig.explain(&reply)
     );
