@@ -392,6 +392,23 @@ fn token_first_strict_heads_and_keep_alive() {
             reply.first_byte_after
         );
     }
+    // With the token, a body the route does not take is refused unread: 413 by length,
+    // 411 when chunked.
+    for (framing, status) in [
+        ("Content-Length: 5", 413),
+        ("Transfer-Encoding: chunked", 411),
+    ] {
+        let request = format!(
+            "POST /reload HTTP/1.1\r\nHost: weir\r\nAuthorization: Bearer {TOKEN}\r\n{framing}\r\n\r\n"
+        );
+        let reply = send(rig.admin, request.as_bytes());
+        assert_eq!(
+            reply.status(),
+            Some(status),
+            "{framing}: {}",
+            rig.explain(&reply)
+        );
+    }
     let malformed: [&[u8]; 4] = [
         b"GET /healthz HTTP/1.1\r\nHost: weir\r\nNo colon here\r\n\r\n",
         b"GET /healthz HTTP/1.1\nHost: weir\n\n",
