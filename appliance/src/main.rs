@@ -7,6 +7,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
+mod admin;
 mod bus;
 mod flows;
 mod health;
@@ -103,25 +104,28 @@ fn run(path: &std::path::Path) -> anyhow::Result<()> {
         registry.clone(),
         settings.clone(),
     ));
-    let admin = metrics::Admin {
+    let appliance = &settings.config.appliance;
+    let plane = admin::Plane {
+        registry: registry.clone(),
         bus: bus.clone(),
         reloader: reloader.clone(),
+        driver,
+        limits: appliance.control,
     };
-    let appliance = &settings.config.appliance;
     let at = KeyPath::root().key("appliance");
     if let Some(addr) = appliance.metrics {
-        let role = metrics::Role::Metrics {
+        let role = admin::Role::Metrics {
             reload: appliance.admin.is_none(),
         };
-        metrics::serve(addr, role, registry.clone(), admin.clone())
+        admin::serve(addr, role, plane.clone())
             .map_err(|e| bind_error(&settings, &at.key("metrics"), addr, &e))?;
         tracing::info!(%addr, "metrics listening");
     }
     if let Some(addr) = appliance.admin {
-        let role = metrics::Role::Admin {
+        let role = admin::Role::Admin {
             token: appliance.admin_token.clone(),
         };
-        metrics::serve(addr, role, registry.clone(), admin)
+        admin::serve(addr, role, plane)
             .map_err(|e| bind_error(&settings, &at.key("admin"), addr, &e))?;
         tracing::info!(%addr, "admin listening");
     }

@@ -1,21 +1,20 @@
 //! Every metric weir exports, in one place (names are listed for operators in
 //! `docs/metrics.md`). Counters are per core: each shard is the only writer of its own
 //! `CoreMetrics`, so an update is a relaxed load and store on a cache line no other core
-//! writes — no shared atomic read-modify-write on the request path (CORRECTIONS 10). The
-//! metrics thread sums the cores at scrape time.
+//! writes — no shared atomic read-modify-write on the request path. The control
+//! listeners (`crate::admin`) sum the cores at scrape time, and render what they gathered
+//! from the cores (nodes, flows) with the functions at the end of this file.
 
 use std::fmt::Write as _;
-use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use weir_policy::health::NodeState;
 
-use crate::bus::{Bus, Msg};
-use crate::flows::json_str;
-use crate::reload::Reloader;
+use crate::bus::NodeReport;
+use crate::flows::{json_str, FlowReport};
 
 /// Status classes counted for requests.
 pub const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
@@ -247,6 +246,7 @@ pub struct Registry {
     cores: Arc<Vec<CoreMetrics>>,
     /// Reloads by outcome [ok, rejected]; written only by the reload coordinator.
     reloads: Arc<[AtomicU64; 2]>,
+    control: Arc<ControlMetrics>,
     driver: &'static str,
 }
 
@@ -256,6 +256,7 @@ impl Registry {
         Registry {
             cores: Arc::new((0..cores).map(|_| CoreMetrics::default()).collect()),
             reloads: Arc::new([AtomicU64::new(0), AtomicU64::new(0)]),
+            control: Arc::new(ControlMetrics::default()),
             driver,
         }
     }
@@ -263,6 +264,11 @@ impl Registry {
     /// The counters core `i` writes.
     pub fn core(&self, i: usize) -> &CoreMetrics {
         &self.cores[i]
+    }
+
+    /// The control listeners' counters.
+    pub fn control(&self) -> &ControlMetrics {
+        &self.control
     }
 
     /// Counts a config reload by outcome (called by the single reload coordinator).
@@ -467,6 +473,7 @@ impl Registry {
                 "weir_connections_refused_total{{reason=\"{reason}\"}} {v}"
             );
         }
+        self.control.render(w);
         out
     }
 }
@@ -483,18 +490,109 @@ fn family(w: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(w, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
 
-/// What the metrics thread needs beyond counters: the cores' inboxes (to ask for their
-/// view of the nodes) and the config (pool and node names for labels).
-#[derive(Clone)]
-pub struct Admin {
-    /// Cores' inboxes.
-    pub bus: Bus,
-    /// Applies `POST /reload`.
-    pub reloader: Arc<Reloader>,
+/// `listener` labels of the control metrics: the metrics port, the admin port.
+pub const CONTROL_LISTENERS: [&str; 2] = ["metrics", "admin"];
+/// Statuses the control listeners answer with (`status` label of
+/// `weir_control_requests_total`); any other counts as `other`.
+pub const CONTROL_STATUSES: [u16; 14] = [
+    200, 400, 401, 403, 404, 405, 408, 411, 413, 417, 431, 501, 503, 505,
+];
+/// `reason` labels of `weir_control_connections_dropped_total`: refused at the global or
+/// per-address cap, evicted to make room for a newcomer, cut at a deadline.
+pub const CONTROL_DROP_REASONS: [&str; 5] = [
+    "connections",
+    "client_ip_connections",
+    "evicted",
+    "head_timeout",
+    "connection_timeout",
+];
+
+/// The control listeners' counters. Each listener's thread is the only writer of its own
+/// row, so updates use the single-writer [`bump`] like the cores' counters.
+#[derive(Default)]
+pub struct ControlMetrics {
+    /// [listener][status index; the last one is `other`]
+    requests: [[AtomicU64; CONTROL_STATUSES.len() + 1]; 2],
+    /// [listener][reason index]
+    dropped: [[AtomicU64; CONTROL_DROP_REASONS.len()]; 2],
+    /// [listener]
+    active: [AtomicU64; 2],
+}
+
+impl ControlMetrics {
+    /// Counts an answer with `status` on `listener` (an index of [`CONTROL_LISTENERS`]).
+    pub fn request(&self, listener: usize, status: u16) {
+        let idx = CONTROL_STATUSES
+            .iter()
+            .position(|s| *s == status)
+            .unwrap_or(CONTROL_STATUSES.len());
+        bump(&self.requests[listener][idx], 1);
+    }
+
+    /// Counts a connection closed for `reason` (a label of [`CONTROL_DROP_REASONS`]).
+    pub fn dropped(&self, listener: usize, reason: &str) {
+        if let Some(idx) = CONTROL_DROP_REASONS.iter().position(|r| *r == reason) {
+            bump(&self.dropped[listener][idx], 1);
+        }
+    }
+
+    /// Sets how many connections `listener` holds now.
+    pub fn set_active(&self, listener: usize, n: usize) {
+        self.active[listener].store(n as u64, Ordering::Relaxed);
+    }
+
+    fn render(&self, w: &mut String) {
+        family(
+            w,
+            "weir_control_requests_total",
+            "counter",
+            "Requests answered by the control listeners (metrics and admin ports), by listener and status.",
+        );
+        for (l, listener) in CONTROL_LISTENERS.iter().enumerate() {
+            for (i, c) in self.requests[l].iter().enumerate() {
+                let v = c.load(Ordering::Relaxed);
+                let status = CONTROL_STATUSES
+                    .get(i)
+                    .map_or("other".to_string(), u16::to_string);
+                let _ = writeln!(
+                    w,
+                    "weir_control_requests_total{{listener=\"{listener}\",status=\"{status}\"}} {v}"
+                );
+            }
+        }
+        family(
+            w,
+            "weir_control_connections_dropped_total",
+            "counter",
+            "Control connections closed by weir before they were done, by listener and reason (connections / client_ip_connections = refused at a cap, evicted = closed to make room for a newcomer, head_timeout, connection_timeout).",
+        );
+        for (l, listener) in CONTROL_LISTENERS.iter().enumerate() {
+            for (i, reason) in CONTROL_DROP_REASONS.iter().enumerate() {
+                let v = self.dropped[l][i].load(Ordering::Relaxed);
+                let _ = writeln!(
+                    w,
+                    "weir_control_connections_dropped_total{{listener=\"{listener}\",reason=\"{reason}\"}} {v}"
+                );
+            }
+        }
+        family(
+            w,
+            "weir_control_connections_active",
+            "gauge",
+            "Connections open now on each control listener.",
+        );
+        for (l, listener) in CONTROL_LISTENERS.iter().enumerate() {
+            let v = self.active[l].load(Ordering::Relaxed);
+            let _ = writeln!(
+                w,
+                "weir_control_connections_active{{listener=\"{listener}\"}} {v}"
+            );
+        }
+    }
 }
 
 /// One node merged over all cores.
-struct NodeSummary {
+pub struct NodeSummary {
     pool: String,
     addr: String,
     state: NodeState,
@@ -505,305 +603,143 @@ struct NodeSummary {
     latency_ewma: Option<Duration>,
 }
 
-impl Admin {
-    /// Asks every core for its view of the nodes and merges them: the state comes from
-    /// the node's owner (it decides), in-flight and limits are summed, latency averaged.
-    fn nodes(&self) -> Vec<NodeSummary> {
-        let cores = self.bus.cores();
-        let mut replies = Vec::with_capacity(cores);
-        for core in 0..cores {
-            let (tx, rx) = flume::bounded(1);
-            if self.bus.send(core, Msg::QueryNodes(tx)) {
-                replies.push(rx);
-            }
-        }
-        // Keyed by (pool, address) from the cores' own epochs: after a reload the start-up
-        // config no longer describes the nodes.
-        let mut out: Vec<NodeSummary> = Vec::new();
-        let mut index: std::collections::HashMap<(Arc<str>, SocketAddr), usize> =
-            Default::default();
-        let mut latency_samples: Vec<(Duration, u32)> = Vec::new();
-        for rx in replies {
-            let Ok(reports) = rx.recv_timeout(Duration::from_secs(1)) else {
-                continue;
-            };
-            for r in reports {
-                let i = *index.entry((r.pool.clone(), r.addr)).or_insert_with(|| {
-                    out.push(NodeSummary {
-                        pool: r.pool.to_string(),
-                        addr: r.addr.to_string(),
-                        state: r.state,
-                        reason: r.reason.clone(),
-                        since_secs: r.since_secs,
-                        inflight: 0,
-                        limit: 0,
-                        latency_ewma: None,
-                    });
-                    latency_samples.push((Duration::ZERO, 0));
-                    out.len() - 1
+impl NodeSummary {
+    /// Whether the node may take requests (`/readyz` needs one).
+    pub fn is_routable(&self) -> bool {
+        self.state.is_routable()
+    }
+}
+
+/// Merges every core's view of the nodes: the state comes from the node's owner (it
+/// decides), in-flight and limits are summed, latency averaged.
+pub fn merge_nodes(replies: Vec<Vec<NodeReport>>) -> Vec<NodeSummary> {
+    // Keyed by (pool, address) from the cores' own epochs: after a reload the start-up
+    // config no longer describes the nodes.
+    let mut out: Vec<NodeSummary> = Vec::new();
+    let mut index: std::collections::HashMap<(Arc<str>, SocketAddr), usize> = Default::default();
+    let mut latency_samples: Vec<(Duration, u32)> = Vec::new();
+    for reports in replies {
+        for r in reports {
+            let i = *index.entry((r.pool.clone(), r.addr)).or_insert_with(|| {
+                out.push(NodeSummary {
+                    pool: r.pool.to_string(),
+                    addr: r.addr.to_string(),
+                    state: r.state,
+                    reason: r.reason.clone(),
+                    since_secs: r.since_secs,
+                    inflight: 0,
+                    limit: 0,
+                    latency_ewma: None,
                 });
-                let n = &mut out[i];
-                if r.owned {
-                    n.state = r.state;
-                    n.reason = r.reason.clone();
-                    n.since_secs = r.since_secs;
-                }
-                n.inflight += r.inflight;
-                n.limit += r.limit;
-                if let Some(l) = r.latency_ewma {
-                    latency_samples[i].0 += l;
-                    latency_samples[i].1 += 1;
-                }
-            }
-        }
-        for (n, (sum, count)) in out.iter_mut().zip(latency_samples) {
-            if count > 0 {
-                n.latency_ewma = Some(sum / count);
-            }
-        }
-        out
-    }
-
-    fn nodes_json(&self) -> String {
-        let mut w = String::from("[");
-        for (i, n) in self.nodes().iter().enumerate() {
-            if i > 0 {
-                w.push(',');
-            }
-            let _ = write!(
-                w,
-                "\n{{\"pool\":{},\"node\":{},\"state\":\"{}\",\"reason\":{},\"since_seconds\":{:.3},\"inflight\":{},\"limit\":{},\"latency_ewma_seconds\":{}}}",
-                json_str(&n.pool),
-                json_str(&n.addr),
-                n.state,
-                json_str(&n.reason),
-                n.since_secs,
-                n.inflight,
-                n.limit,
-                n.latency_ewma.map_or("null".to_string(), |l| format!("{:.6}", l.as_secs_f64())),
-            );
-        }
-        w.push_str("\n]\n");
-        w
-    }
-
-    fn flows_json(&self) -> String {
-        let mut w = String::from("[");
-        let mut first = true;
-        for core in 0..self.bus.cores() {
-            let (tx, rx) = flume::bounded(1);
-            if !self.bus.send(core, Msg::QueryFlows(tx)) {
-                continue;
-            }
-            let Ok(flows) = rx.recv_timeout(Duration::from_secs(1)) else {
-                continue;
-            };
-            for f in flows {
-                w.push_str(if first { "\n" } else { ",\n" });
-                first = false;
-                w.push_str(&f.to_json());
-            }
-        }
-        w.push_str("\n]\n");
-        w
-    }
-
-    fn render_stats(&self, w: &mut String) {
-        let mut snapshots = Vec::new();
-        for core in 0..self.bus.cores() {
-            let (tx, rx) = flume::bounded(1);
-            if self.bus.send(core, Msg::QueryStats(tx)) {
-                if let Ok(snap) = rx.recv_timeout(Duration::from_secs(1)) {
-                    snapshots.push(snap);
-                }
-            }
-        }
-        crate::stats::render(snapshots, w);
-    }
-
-    fn render_nodes(&self, w: &mut String) {
-        let nodes = self.nodes();
-        family(
-            w,
-            "weir_node_state",
-            "gauge",
-            "Node state as decided by its owner core (1 for the current state).",
-        );
-        for n in &nodes {
-            for state in [
-                NodeState::Up,
-                NodeState::Degraded,
-                NodeState::Down,
-                NodeState::Draining,
-            ] {
-                let v = u8::from(n.state == state);
-                let _ = writeln!(
-                    w,
-                    "weir_node_state{{pool=\"{}\",node=\"{}\",state=\"{state}\"}} {v}",
-                    n.pool, n.addr
-                );
-            }
-        }
-        family(
-            w,
-            "weir_node_inflight_requests",
-            "gauge",
-            "Requests in flight to the node, all cores.",
-        );
-        for n in &nodes {
-            let _ = writeln!(
-                w,
-                "weir_node_inflight_requests{{pool=\"{}\",node=\"{}\"}} {}",
-                n.pool, n.addr, n.inflight
-            );
-        }
-        family(
-            w,
-            "weir_node_concurrency_limit",
-            "gauge",
-            "Concurrency limit for the node (AIMD under throttling), all cores.",
-        );
-        for n in &nodes {
-            let _ = writeln!(
-                w,
-                "weir_node_concurrency_limit{{pool=\"{}\",node=\"{}\"}} {}",
-                n.pool, n.addr, n.limit
-            );
-        }
-    }
-}
-
-/// Which endpoints a listener serves.
-#[derive(Clone)]
-pub enum Role {
-    /// The metrics port: `/metrics`, `/healthz`, and the read-only `/nodes` and `/flows`;
-    /// `POST /reload` from loopback only when no admin listener is configured.
-    Metrics {
-        /// Whether this port also takes reloads (no admin port configured).
-        reload: bool,
-    },
-    /// The admin port: everything, behind the bearer token when one is configured.
-    Admin {
-        /// Required `Authorization: Bearer` token.
-        token: Option<String>,
-    },
-}
-
-/// Serves one role's endpoints on its own thread, so they stay answered while every core
-/// is saturated by the data path.
-pub fn serve(
-    addr: SocketAddr,
-    role: Role,
-    registry: Registry,
-    admin: Admin,
-) -> std::io::Result<std::thread::JoinHandle<()>> {
-    let listener = TcpListener::bind(addr)?;
-    let name = match role {
-        Role::Metrics { .. } => "weir-metrics",
-        Role::Admin { .. } => "weir-admin",
-    };
-    std::thread::Builder::new().name(name.into()).spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let loopback = stream.peer_addr().map(|a| a.ip().is_loopback()).unwrap_or(false);
-            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-            let _ = stream.set_write_timeout(Some(Duration::from_secs(5)));
-            let mut reader = BufReader::new(&stream);
-            let mut line = String::new();
-            if reader.read_line(&mut line).is_err() {
-                continue;
-            }
-            // Read the head (bounded): only the request line and Authorization matter.
-            let mut header = String::new();
-            let mut bearer: Option<String> = None;
-            let mut lines = 0;
-            while lines < 100 && reader.read_line(&mut header).map(|n| n > 2).unwrap_or(false) {
-                if let Some((name, value)) = header.split_once(':') {
-                    if name.trim().eq_ignore_ascii_case("authorization") {
-                        bearer = value.trim().strip_prefix("Bearer ").map(|t| t.trim().to_string());
-                    }
-                }
-                header.clear();
-                lines += 1;
-            }
-            let mut parts = line.split_whitespace();
-            let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-            let (status, ctype, body) = answer(&role, &registry, &admin, method, path, loopback, bearer.as_deref());
-            let mut w = &stream;
-            let _ = write!(
-                w,
-                "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-        }
-    })
-}
-
-fn answer(
-    role: &Role,
-    registry: &Registry,
-    admin: &Admin,
-    method: &str,
-    path: &str,
-    loopback: bool,
-    bearer: Option<&str>,
-) -> (&'static str, &'static str, String) {
-    let text = |status, body: &str| (status, "text/plain", format!("{body}\n"));
-    let (is_admin, may_reload) = match role {
-        Role::Admin { token: Some(token) } => {
-            // Constant-time enough for a token compared once per request.
-            let ok = bearer.is_some_and(|b| {
-                b.len() == token.len()
-                    && b.bytes()
-                        .zip(token.bytes())
-                        .fold(0, |acc, (x, y)| acc | (x ^ y))
-                        == 0
+                latency_samples.push((Duration::ZERO, 0));
+                out.len() - 1
             });
-            if !ok {
-                return text(
-                    "401 Unauthorized",
-                    "admin endpoints need Authorization: Bearer <admin_token>",
-                );
+            let n = &mut out[i];
+            if r.owned {
+                n.state = r.state;
+                n.reason = r.reason.clone();
+                n.since_secs = r.since_secs;
             }
-            (true, true)
-        }
-        Role::Admin { token: None } => (true, true),
-        Role::Metrics { reload } => (false, *reload && loopback),
-    };
-    match (method, path) {
-        ("GET", "/metrics") if !is_admin => {
-            let mut body = registry.render();
-            admin.render_nodes(&mut body);
-            admin.render_stats(&mut body);
-            ("200 OK", "text/plain; version=0.0.4", body)
-        }
-        ("GET", "/healthz") => text("200 OK", "ok"),
-        ("GET", "/readyz") => {
-            if admin.nodes().iter().any(|n| n.state.is_routable()) {
-                text("200 OK", "ready")
-            } else {
-                text("503 Service Unavailable", "no pool has a routable node")
+            n.inflight += r.inflight;
+            n.limit += r.limit;
+            if let Some(l) = r.latency_ewma {
+                latency_samples[i].0 += l;
+                latency_samples[i].1 += 1;
             }
         }
-        // Live flows name clients, buckets and keys: on the metrics port (often bound
-        // wide for Prometheus) only from loopback; elsewhere through the admin port.
-        ("GET", "/nodes") if is_admin || loopback => {
-            ("200 OK", "application/json", admin.nodes_json())
+    }
+    for (n, (sum, count)) in out.iter_mut().zip(latency_samples) {
+        if count > 0 {
+            n.latency_ewma = Some(sum / count);
         }
-        ("GET", "/flows") if is_admin || loopback => {
-            ("200 OK", "application/json", admin.flows_json())
+    }
+    out
+}
+
+/// `GET /nodes`: one JSON object per node.
+pub fn nodes_json(nodes: &[NodeSummary]) -> String {
+    let mut w = String::from("[");
+    for (i, n) in nodes.iter().enumerate() {
+        if i > 0 {
+            w.push(',');
         }
-        ("GET", "/nodes" | "/flows") => text(
-            "403 Forbidden",
-            "nodes and flows: use the admin port (or loopback on the metrics port)",
-        ),
-        ("POST", "/reload") if may_reload => match admin.reloader.reload() {
-            Ok(msg) => text("200 OK", &msg),
-            Err(why) => text("400 Bad Request", &format!("reload rejected: {why}")),
-        },
-        ("POST", "/reload") => text(
-            "403 Forbidden",
-            "reload: use the admin port (or loopback when none is configured)",
-        ),
-        _ => text("404 Not Found", "not found"),
+        let _ = write!(
+            w,
+            "\n{{\"pool\":{},\"node\":{},\"state\":\"{}\",\"reason\":{},\"since_seconds\":{:.3},\"inflight\":{},\"limit\":{},\"latency_ewma_seconds\":{}}}",
+            json_str(&n.pool),
+            json_str(&n.addr),
+            n.state,
+            json_str(&n.reason),
+            n.since_secs,
+            n.inflight,
+            n.limit,
+            n.latency_ewma.map_or("null".to_string(), |l| format!("{:.6}", l.as_secs_f64())),
+        );
+    }
+    w.push_str("\n]\n");
+    w
+}
+
+/// `GET /flows`: every core's live transfers, core by core.
+pub fn flows_json(per_core: Vec<Vec<FlowReport>>) -> String {
+    let mut w = String::from("[");
+    let mut first = true;
+    for f in per_core.into_iter().flatten() {
+        w.push_str(if first { "\n" } else { ",\n" });
+        first = false;
+        w.push_str(&f.to_json());
+    }
+    w.push_str("\n]\n");
+    w
+}
+
+/// The per-node gauges of `/metrics`.
+pub fn render_nodes(w: &mut String, nodes: &[NodeSummary]) {
+    family(
+        w,
+        "weir_node_state",
+        "gauge",
+        "Node state as decided by its owner core (1 for the current state).",
+    );
+    for n in nodes {
+        for state in [
+            NodeState::Up,
+            NodeState::Degraded,
+            NodeState::Down,
+            NodeState::Draining,
+        ] {
+            let v = u8::from(n.state == state);
+            let _ = writeln!(
+                w,
+                "weir_node_state{{pool=\"{}\",node=\"{}\",state=\"{state}\"}} {v}",
+                n.pool, n.addr
+            );
+        }
+    }
+    family(
+        w,
+        "weir_node_inflight_requests",
+        "gauge",
+        "Requests in flight to the node, all cores.",
+    );
+    for n in nodes {
+        let _ = writeln!(
+            w,
+            "weir_node_inflight_requests{{pool=\"{}\",node=\"{}\"}} {}",
+            n.pool, n.addr, n.inflight
+        );
+    }
+    family(
+        w,
+        "weir_node_concurrency_limit",
+        "gauge",
+        "Concurrency limit for the node (AIMD under throttling), all cores.",
+    );
+    for n in nodes {
+        let _ = writeln!(
+            w,
+            "weir_node_concurrency_limit{{pool=\"{}\",node=\"{}\"}} {}",
+            n.pool, n.addr, n.limit
+        );
     }
 }

@@ -102,6 +102,25 @@ impl Reloader {
                 "the access-log buffer",
             );
         }
+        // The control listeners read their caps and deadlines once, at start.
+        let (was, now) = (&old.control, &new.control);
+        let control_key = if was.connections_max != now.connections_max {
+            Some("control_connections_max")
+        } else if was.client_ip_connections_max != now.client_ip_connections_max {
+            Some("control_client_ip_connections_max")
+        } else if was.head_timeout != now.head_timeout {
+            Some("control_head_timeout")
+        } else if was.connection_timeout != now.connection_timeout {
+            Some("control_connection_timeout")
+        } else {
+            None
+        };
+        if let Some(key) = control_key {
+            return restart(
+                appliance.key(key),
+                "the control listeners' caps and deadlines",
+            );
+        }
         let epoch = state.0 + 1;
         let next = Arc::new(next);
         let cores = self.bus.cores();

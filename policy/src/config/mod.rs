@@ -113,6 +113,34 @@ pub struct Appliance {
     pub access_log_lines_max: usize,
     /// How long SIGTERM waits for requests in flight before exiting anyway.
     pub drain_timeout: Duration,
+    /// Caps and deadlines of the control listeners (`metrics`, `admin`).
+    pub control: Control,
+}
+
+/// The `control_*` keys of `[appliance]`: what one control listener (the metrics or the
+/// admin port) lets its clients hold, each listener counted on its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Control {
+    /// Most connections open at once on the listener.
+    pub connections_max: usize,
+    /// Most connections open at once from one client address (at most `connections_max`).
+    pub client_ip_connections_max: usize,
+    /// Time allowed for a request (head and body) from the moment the connection waits
+    /// for it: after accept, or after the previous answer on a keep-alive connection.
+    pub head_timeout: Duration,
+    /// Time allowed for a whole connection, answers included (at least `head_timeout`).
+    pub connection_timeout: Duration,
+}
+
+impl Default for Control {
+    fn default() -> Self {
+        Self {
+            connections_max: 64,
+            client_ip_connections_max: 8,
+            head_timeout: Duration::from_secs(5),
+            connection_timeout: Duration::from_secs(30),
+        }
+    }
 }
 
 /// How bodies move between client and storage node.
@@ -230,6 +258,7 @@ impl Default for Appliance {
             access_log: None,
             access_log_lines_max: 65536,
             drain_timeout: Duration::from_secs(30),
+            control: Control::default(),
         }
     }
 }

@@ -606,6 +606,77 @@ fn rejects_bad_admin_and_access_log() {
 }
 
 #[test]
+fn control_keys_default_and_parse() {
+    let c = parse(&format!("[appliance]{POOL}")).unwrap();
+    assert_eq!(
+        c.appliance.control,
+        Control {
+            connections_max: 64,
+            client_ip_connections_max: 8,
+            head_timeout: Duration::from_secs(5),
+            connection_timeout: Duration::from_secs(30),
+        }
+    );
+    let text = format!(
+        "[appliance]\ncontrol_connections_max = 4\ncontrol_client_ip_connections_max = 2\n\
+         control_head_timeout = \"250ms\"\ncontrol_connection_timeout = \"1m\"{POOL}"
+    );
+    assert_eq!(
+        parse(&text).unwrap().appliance.control,
+        Control {
+            connections_max: 4,
+            client_ip_connections_max: 2,
+            head_timeout: Duration::from_millis(250),
+            connection_timeout: Duration::from_secs(60),
+        }
+    );
+    // A small global cap lowers the per-address default with it.
+    let small = format!("[appliance]\ncontrol_connections_max = 3{POOL}");
+    assert_eq!(
+        parse(&small)
+            .unwrap()
+            .appliance
+            .control
+            .client_ip_connections_max,
+        3
+    );
+}
+
+#[test]
+fn rejects_bad_control_keys() {
+    rejects_with_pool(
+        "[appliance]\ncontrol_connections_max = 0",
+        2,
+        "appliance.control_connections_max",
+        "outside 1..=4096",
+    );
+    rejects_with_pool(
+        "[appliance]\ncontrol_connections_max = 10\ncontrol_client_ip_connections_max = 11",
+        3,
+        "appliance.control_client_ip_connections_max",
+        "outside 1..=10",
+    );
+    rejects_with_pool(
+        "[appliance]\ncontrol_head_timeout = \"50ms\"",
+        2,
+        "appliance.control_head_timeout",
+        "outside 100ms..=1m",
+    );
+    rejects_with_pool(
+        "[appliance]\ncontrol_connection_timeout = \"2s\"",
+        2,
+        "appliance.control_connection_timeout",
+        "outside 10s..=1h",
+    );
+    rejects_with_pool(
+        "[appliance]\ncontrol_head_timeout = \"20s\"\ncontrol_connection_timeout = \"15s\"",
+        3,
+        "appliance.control_connection_timeout",
+        "shorter than control_head_timeout (20s)",
+    );
+}
+
+#[test]
 fn admin_off_loopback_is_allowed_with_a_token() {
     let text = "[appliance]\nadmin = \"0.0.0.0:9101\"\nadmin_token = \"0123456789abcdef0123\"\naccess_log = \"stdout\"\n[[pool]]\nname = \"p\"\nnodes = [\"127.0.0.1:1\"]\n";
     let cfg = Config::from_toml_str(text, "t.toml").expect("valid");

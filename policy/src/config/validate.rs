@@ -14,7 +14,7 @@ use super::raw::{
 use super::tls;
 use super::units::{format_duration, format_size, ConfigDuration, ConfigSize};
 use super::validate_tenancy::{tenancy, RawTenancy, Tenancy};
-use super::{Appliance, Config, Http, NodeAddr, Pool, Route, Upstream};
+use super::{Appliance, Config, Control, Http, NodeAddr, Pool, Route, Upstream};
 use crate::dns;
 use crate::health::{ExpectStatus, HealthParams, ProbeMethod, PROBE_BODY_BYTES_MAX};
 use crate::route::BucketGlob;
@@ -35,6 +35,17 @@ const ADMIN_TOKEN_BYTES_MIN: usize = 16;
 const ACCESS_LOG_LINES: RangeInclusive<usize> = 1..=1_000_000;
 /// Longest drain on SIGTERM.
 const DRAIN_TIMEOUT_MAX: Duration = Duration::from_secs(3600);
+/// Connections of one control listener: each costs a few KiB and a task; beyond a few
+/// thousand the port is a data path, which it is not meant to be.
+const CONTROL_CONNECTIONS: RangeInclusive<usize> = 1..=4096;
+/// Control request deadline: shorter than a loaded network's round trips is a typo,
+/// longer than a minute lets a slow client sit on a slot for nothing.
+const CONTROL_HEAD_TIMEOUT: RangeInclusive<Duration> =
+    Duration::from_millis(100)..=Duration::from_secs(60);
+/// Control connection deadline: a reload may take several seconds (every core stages the
+/// new config), and its answer must get out; an hour is plenty for any answer.
+const CONTROL_CONNECTION_TIMEOUT: RangeInclusive<Duration> =
+    Duration::from_secs(10)..=Duration::from_secs(3600);
 /// Request head size: S3 heads with SigV4 and metadata exceed 1KiB rarely, never 1MiB.
 const HEADER_BYTES: RangeInclusive<u64> = (1 << 10)..=(1 << 20);
 /// Header field count: at least `Host`.
@@ -404,6 +415,15 @@ fn appliance(path: &KeyPath, raw: RawAppliance) -> Result<Appliance, Invalid> {
         ));
     }
 
+    let control = control(
+        path,
+        [
+            raw.control_connections_max,
+            raw.control_client_ip_connections_max,
+        ],
+        [raw.control_head_timeout, raw.control_connection_timeout],
+    )?;
+
     Ok(Appliance {
         cores,
         listen,
@@ -416,6 +436,75 @@ fn appliance(path: &KeyPath, raw: RawAppliance) -> Result<Appliance, Invalid> {
         access_log,
         access_log_lines_max,
         drain_timeout,
+        control,
+    })
+}
+
+/// The `control_*` keys: caps and deadlines of the metrics and admin listeners.
+fn control(
+    path: &KeyPath,
+    [raw_connections, raw_client_ip]: [Option<usize>; 2],
+    [raw_head, raw_connection]: [Option<ConfigDuration>; 2],
+) -> Result<Control, Invalid> {
+    let d = Control::default();
+    let connections_max = count(
+        &path.key("control_connections_max"),
+        raw_connections,
+        d.connections_max,
+        CONTROL_CONNECTIONS,
+    )?;
+    let client_ip_connections_max = count(
+        &path.key("control_client_ip_connections_max"),
+        raw_client_ip,
+        d.client_ip_connections_max.min(connections_max),
+        1..=connections_max,
+    )?;
+    let bounded_duration = |key: &str,
+                            raw: Option<ConfigDuration>,
+                            default: Duration,
+                            bounds: RangeInclusive<Duration>|
+     -> Result<Duration, Invalid> {
+        let value = raw.map_or(default, |ConfigDuration(t)| t);
+        if bounds.contains(&value) {
+            return Ok(value);
+        }
+        Err(Invalid::new(
+            &path.key(key),
+            format!(
+                "{} is outside {}..={}",
+                format_duration(value),
+                format_duration(*bounds.start()),
+                format_duration(*bounds.end())
+            ),
+        ))
+    };
+    let head_timeout = bounded_duration(
+        "control_head_timeout",
+        raw_head,
+        d.head_timeout,
+        CONTROL_HEAD_TIMEOUT,
+    )?;
+    let connection_timeout = bounded_duration(
+        "control_connection_timeout",
+        raw_connection,
+        d.connection_timeout,
+        CONTROL_CONNECTION_TIMEOUT,
+    )?;
+    if connection_timeout < head_timeout {
+        return Err(Invalid::new(
+            &path.key("control_connection_timeout"),
+            format!(
+                "{} is shorter than control_head_timeout ({})",
+                format_duration(connection_timeout),
+                format_duration(head_timeout)
+            ),
+        ));
+    }
+    Ok(Control {
+        connections_max,
+        client_ip_connections_max,
+        head_timeout,
+        connection_timeout,
     })
 }
 

@@ -1,0 +1,455 @@
+//! The control endpoints: one table of (method, path, who may call it, body limit,
+//! handler), and the handlers. What each endpoint answers is documented in
+//! docs/metrics.md and docs/operations.md.
+
+use std::cell::{Cell, RefCell};
+use std::fmt::Write as _;
+use std::task::{Poll, Waker};
+use std::time::{Duration, Instant};
+
+use weir_io::http::{reason_phrase, Method, RequestHead};
+
+use crate::bus::{Bus, Msg};
+use crate::metrics;
+
+use super::{Listener, Role, Slot};
+
+/// How long the cores get to answer a question (a core that does not is left out, as a
+/// stuck core must not hold up a scrape).
+const QUERY_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Who may call a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Access {
+    /// Anyone who reaches the port (past the admin token, where one is set).
+    Anyone,
+    /// The metrics port only; the admin port does not have it (404).
+    MetricsPort,
+    /// The admin port, or loopback clients of the metrics port: answers that name
+    /// clients, buckets and keys.
+    Operator,
+    /// The admin port, or loopback clients of the metrics port when no admin port is
+    /// configured: what changes weir.
+    Control,
+}
+
+/// What answers a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Handler {
+    /// Prometheus text: counters, per-node gauges, the cores' labeled statistics.
+    Metrics,
+    /// `ok` while the process runs.
+    Healthz,
+    /// 200 when some pool has a routable node, else 503.
+    Readyz,
+    /// The nodes as JSON.
+    Nodes,
+    /// The live transfers as JSON.
+    Flows,
+    /// Re-reads the config file.
+    Reload,
+}
+
+/// One endpoint.
+pub(super) struct Route {
+    method: Method,
+    path: &'static str,
+    access: Access,
+    /// Largest request body taken (with `Content-Length`); 0 = none.
+    pub(super) body_max: usize,
+    handler: Handler,
+}
+
+/// Every control endpoint. HEAD is answered wherever GET is.
+pub(super) const ROUTES: &[Route] = &[
+    Route {
+        method: Method::Get,
+        path: "/metrics",
+        access: Access::MetricsPort,
+        body_max: 0,
+        handler: Handler::Metrics,
+    },
+    Route {
+        method: Method::Get,
+        path: "/healthz",
+        access: Access::Anyone,
+        body_max: 0,
+        handler: Handler::Healthz,
+    },
+    Route {
+        method: Method::Get,
+        path: "/readyz",
+        access: Access::Anyone,
+        body_max: 0,
+        handler: Handler::Readyz,
+    },
+    Route {
+        method: Method::Get,
+        path: "/nodes",
+        access: Access::Operator,
+        body_max: 0,
+        handler: Handler::Nodes,
+    },
+    Route {
+        method: Method::Get,
+        path: "/flows",
+        access: Access::Operator,
+        body_max: 0,
+        handler: Handler::Flows,
+    },
+    Route {
+        method: Method::Post,
+        path: "/reload",
+        access: Access::Control,
+        body_max: 0,
+        handler: Handler::Reload,
+    },
+];
+
+/// A request whose head passed the token check.
+pub(super) struct Request {
+    /// The parsed head.
+    pub(super) head: RequestHead,
+    /// The client is on this machine (IPv4-mapped loopback included).
+    pub(super) loopback: bool,
+    /// The body, read only once the route took it.
+    pub(super) body: Vec<u8>,
+}
+
+/// An answer: status, content type, body, extra header fields.
+pub(super) struct Answer {
+    pub(super) status: u16,
+    content_type: &'static str,
+    body: Vec<u8>,
+    headers: Vec<(&'static str, String)>,
+}
+
+impl Answer {
+    /// A `text/plain` answer: `message` and a newline.
+    pub(super) fn text(status: u16, message: &str) -> Answer {
+        Answer::new(status, "text/plain", format!("{message}\n"))
+    }
+
+    fn new(status: u16, content_type: &'static str, body: String) -> Answer {
+        Answer {
+            status,
+            content_type,
+            body: body.into_bytes(),
+            headers: Vec::new(),
+        }
+    }
+
+    /// Adds a header field.
+    pub(super) fn header(mut self, name: &'static str, value: String) -> Answer {
+        self.headers.push((name, value));
+        self
+    }
+
+    /// The response bytes; `Content-Length` is the body's even when `head_only` leaves it
+    /// out (the answer to HEAD).
+    pub(super) fn to_bytes(&self, head_only: bool, keep_alive: bool) -> Vec<u8> {
+        let mut head = String::with_capacity(160);
+        let reason = match self.status {
+            401 => "Unauthorized",
+            s => reason_phrase(s),
+        };
+        let _ = write!(
+            head,
+            "HTTP/1.1 {} {reason}\r\nContent-Type: {}\r\nContent-Length: {}\r\nCache-Control: no-store\r\n",
+            self.status,
+            self.content_type,
+            self.body.len()
+        );
+        for (name, value) in &self.headers {
+            let _ = write!(head, "{name}: {value}\r\n");
+        }
+        head.push_str(if keep_alive {
+            "Connection: keep-alive\r\n\r\n"
+        } else {
+            "Connection: close\r\n\r\n"
+        });
+        let mut out = head.into_bytes();
+        if !head_only {
+            out.extend_from_slice(&self.body);
+        }
+        out
+    }
+}
+
+/// The route for `request` on a listener of `role`, or the answer that refuses it
+/// (404, 405 with `Allow`, 403).
+pub(super) fn find(role: &Role, request: &Request) -> Result<&'static Route, Answer> {
+    let path = request.head.path();
+    let method = match request.head.method {
+        Method::Head => Method::Get,
+        m => m,
+    };
+    let here = |r: &&Route| r.path == path && !(r.access == Access::MetricsPort && role.is_admin());
+    if !ROUTES.iter().any(|r| here(&r)) {
+        return Err(Answer::text(404, "not found"));
+    }
+    let Some(route) = ROUTES.iter().filter(here).find(|r| r.method == method) else {
+        let mut allow: Vec<&str> = Vec::new();
+        for r in ROUTES.iter().filter(here) {
+            allow.push(r.method.as_str());
+            if r.method == Method::Get {
+                allow.push("HEAD");
+            }
+        }
+        return Err(
+            Answer::text(405, &format!("{path} takes {}", allow.join(", ")))
+                .header("Allow", allow.join(", ")),
+        );
+    };
+    let allowed = match route.access {
+        Access::Anyone | Access::MetricsPort => true,
+        Access::Operator => role.is_admin() || request.loopback,
+        Access::Control => match role {
+            Role::Admin { .. } => true,
+            Role::Metrics { reload } => *reload && request.loopback,
+        },
+    };
+    if allowed {
+        return Ok(route);
+    }
+    Err(match route.access {
+        Access::Control => Answer::text(
+            403,
+            &format!("{path}: use the admin port (or loopback when none is configured)"),
+        ),
+        _ => Answer::text(
+            403,
+            &format!("{path}: use the admin port (or loopback on the metrics port)"),
+        ),
+    })
+}
+
+/// One answer at a time that asks the cores and renders their replies, per listener: the
+/// cores' share of a scrape (snapshots of their statistics) then costs them no more than
+/// with one connection at a time, however many clients scrape at once. Other connections
+/// keep being read and answered meanwhile. Single-threaded, like its executor.
+pub(super) struct CoreGate {
+    busy: Cell<bool>,
+    /// Tasks waiting for the gate; all are woken when it opens (at most a few dozen), so
+    /// a waiter that went away (evicted, timed out) cannot swallow the wake-up.
+    waiting: RefCell<Vec<Waker>>,
+}
+
+/// Holds the [`CoreGate`] until dropped.
+struct Permit<'a>(&'a CoreGate);
+
+impl CoreGate {
+    /// An open gate.
+    pub(super) fn new() -> CoreGate {
+        CoreGate {
+            busy: Cell::new(false),
+            waiting: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// Waits for the gate.
+    async fn enter(&self) -> Permit<'_> {
+        std::future::poll_fn(|cx| {
+            if self.busy.get() {
+                let mut waiting = self.waiting.borrow_mut();
+                if !waiting.iter().any(|w| w.will_wake(cx.waker())) {
+                    waiting.push(cx.waker().clone());
+                }
+                return Poll::Pending;
+            }
+            self.busy.set(true);
+            Poll::Ready(())
+        })
+        .await;
+        Permit(self)
+    }
+}
+
+impl Drop for Permit<'_> {
+    fn drop(&mut self) {
+        self.0.busy.set(false);
+        let waiting = std::mem::take(&mut *self.0.waiting.borrow_mut());
+        for waker in waiting {
+            waker.wake();
+        }
+    }
+}
+
+/// Computes the answer to an allowed request. The connection stays evictable while it
+/// waits for its turn at the [`CoreGate`], and is not while its answer is computed.
+pub(super) async fn handle(
+    listener: &Listener,
+    slot: &Slot,
+    route: &Route,
+    request: &Request,
+) -> Answer {
+    let _ = &request.body; // no route takes a body yet
+    let plane = &listener.plane;
+    let _permit = match route.handler {
+        Handler::Healthz | Handler::Reload => None,
+        Handler::Metrics | Handler::Readyz | Handler::Nodes | Handler::Flows => {
+            Some(listener.cores.enter().await)
+        }
+    };
+    slot.work();
+    match route.handler {
+        Handler::Metrics => {
+            let nodes = ask(&plane.bus, Msg::QueryNodes);
+            let stats = ask(&plane.bus, Msg::QueryStats);
+            let nodes = metrics::merge_nodes(collect(nodes).await);
+            let stats = collect(stats).await;
+            let mut body = plane.registry.render();
+            metrics::render_nodes(&mut body, &nodes);
+            crate::stats::render(stats, &mut body);
+            Answer::new(200, "text/plain; version=0.0.4", body)
+        }
+        Handler::Healthz => Answer::text(200, "ok"),
+        Handler::Readyz => {
+            let nodes = metrics::merge_nodes(collect(ask(&plane.bus, Msg::QueryNodes)).await);
+            if nodes.iter().any(metrics::NodeSummary::is_routable) {
+                Answer::text(200, "ready")
+            } else {
+                Answer::text(503, "no pool has a routable node")
+            }
+        }
+        Handler::Nodes => {
+            let nodes = metrics::merge_nodes(collect(ask(&plane.bus, Msg::QueryNodes)).await);
+            Answer::new(200, "application/json", metrics::nodes_json(&nodes))
+        }
+        Handler::Flows => {
+            let flows = collect(ask(&plane.bus, Msg::QueryFlows)).await;
+            Answer::new(200, "application/json", metrics::flows_json(flows))
+        }
+        Handler::Reload => {
+            let reloader = plane.reloader.clone();
+            match listener.worker.run(move || reloader.reload()).await {
+                Some(Ok(msg)) => Answer::text(200, &msg),
+                Some(Err(why)) => Answer::text(400, &format!("reload rejected: {why}")),
+                None => Answer::text(503, "busy with earlier reloads; try again")
+                    .header("Retry-After", "1".into()),
+            }
+        }
+    }
+}
+
+/// Puts a question to every core whose inbox has room; the replies come through the
+/// returned receivers.
+fn ask<T>(bus: &Bus, question: impl Fn(flume::Sender<T>) -> Msg) -> Vec<flume::Receiver<T>> {
+    let mut replies = Vec::with_capacity(bus.cores());
+    for core in 0..bus.cores() {
+        let (tx, rx) = flume::bounded(1);
+        if bus.send(core, question(tx)) {
+            replies.push(rx);
+        }
+    }
+    replies
+}
+
+/// The replies that arrive within [`QUERY_TIMEOUT`], in core order, awaited without
+/// blocking the executor.
+async fn collect<T>(replies: Vec<flume::Receiver<T>>) -> Vec<T> {
+    let deadline = monoio::time::Instant::from_std(Instant::now() + QUERY_TIMEOUT);
+    let mut out = Vec::with_capacity(replies.len());
+    for rx in replies {
+        if let Ok(Ok(reply)) = monoio::time::timeout_at(deadline, rx.recv_async()).await {
+            out.push(reply);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use weir_io::http::{parse_request, HeadLimits};
+
+    fn request(method: &str, path: &str, loopback: bool) -> Request {
+        let text = format!("{method} {path} HTTP/1.1\r\nHost: weir\r\n\r\n");
+        let Ok(Some((head, _))) = parse_request(text.as_bytes(), &HeadLimits::default()) else {
+            panic!("{text:?} does not parse");
+        };
+        Request {
+            head,
+            loopback,
+            body: Vec::new(),
+        }
+    }
+
+    /// The status `find` answers with (200 when a route was found and allowed).
+    fn status(role: &Role, method: &str, path: &str, loopback: bool) -> u16 {
+        match find(role, &request(method, path, loopback)) {
+            Ok(_) => 200,
+            Err(answer) => answer.status,
+        }
+    }
+
+    #[test]
+    fn metrics_port_gives_strangers_only_metrics_and_probes() {
+        let metrics = Role::Metrics { reload: true };
+        for path in ["/metrics", "/healthz", "/readyz", "/metrics?x=1"] {
+            assert_eq!(status(&metrics, "GET", path, false), 200, "{path}");
+            assert_eq!(status(&metrics, "HEAD", path, false), 200, "HEAD {path}");
+        }
+        for (method, path) in [("GET", "/nodes"), ("GET", "/flows"), ("POST", "/reload")] {
+            assert_eq!(
+                status(&metrics, method, path, false),
+                403,
+                "{path} from outside"
+            );
+            assert_eq!(
+                status(&metrics, method, path, true),
+                200,
+                "{path} from loopback"
+            );
+        }
+        // With an admin port, reloads go there, even from loopback.
+        let no_reload = Role::Metrics { reload: false };
+        assert_eq!(status(&no_reload, "POST", "/reload", true), 403);
+        assert_eq!(status(&metrics, "GET", "/", false), 404);
+        assert_eq!(status(&metrics, "PUT", "/metrics", false), 405);
+        assert_eq!(status(&metrics, "GET", "/reload", true), 405);
+    }
+
+    #[test]
+    fn admin_port_serves_everything_but_metrics() {
+        let admin = Role::Admin { token: None };
+        for (method, path) in [
+            ("GET", "/healthz"),
+            ("GET", "/readyz"),
+            ("GET", "/nodes"),
+            ("GET", "/flows"),
+            ("POST", "/reload"),
+        ] {
+            assert_eq!(status(&admin, method, path, false), 200, "{path}");
+        }
+        assert_eq!(status(&admin, "GET", "/metrics", false), 404);
+    }
+
+    #[test]
+    fn wrong_method_names_the_allowed_ones() {
+        let metrics = Role::Metrics { reload: true };
+        let Err(answer) = find(&metrics, &request("DELETE", "/healthz", true)) else {
+            panic!("DELETE /healthz was routed");
+        };
+        assert_eq!(answer.status, 405);
+        assert_eq!(answer.headers, [("Allow", "GET, HEAD".to_string())]);
+        let Err(answer) = find(&metrics, &request("GET", "/reload", true)) else {
+            panic!("GET /reload was routed");
+        };
+        assert_eq!(answer.headers, [("Allow", "POST".to_string())]);
+    }
+
+    #[test]
+    fn head_answer_has_the_length_but_no_body() {
+        let answer = Answer::text(200, "ok");
+        let full = String::from_utf8(answer.to_bytes(false, true)).unwrap();
+        let head = String::from_utf8(answer.to_bytes(true, false)).unwrap();
+        assert!(full.ends_with("Content-Length: 3\r\nCache-Control: no-store\r\nConnection: keep-alive\r\n\r\nok\n"), "{full:?}");
+        assert!(
+            head.ends_with(
+                "Content-Length: 3\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n"
+            ),
+            "{head:?}"
+        );
+    }
+}
