@@ -297,7 +297,7 @@ fn rejects_bad_limits_keys() {
         (
             "client_ip_bytes_per_sec = \"512B\"",
             "limits.client_ip_bytes_per_sec",
-            "512B is outside 1KiB..=1024GiB",
+            "512B is outside 1KiB..=1TiB",
         ),
         (
             "bucket_requests_per_sec = 100000001",
@@ -307,7 +307,7 @@ fn rejects_bad_limits_keys() {
         (
             "bucket_bytes_per_sec = \"2048GiB\"",
             "limits.bucket_bytes_per_sec",
-            "outside 1KiB..=1024GiB",
+            "outside 1KiB..=1TiB",
         ),
         (
             "node_inflight_max = 0",

@@ -43,7 +43,7 @@ pub enum UnitError {
 }
 
 /// Units accepted by [`parse_size`], for messages.
-const SIZE_UNITS: &str = "B, KiB, MiB, GiB, KB, MB, GB";
+const SIZE_UNITS: &str = "B, KiB, MiB, GiB, TiB, KB, MB, GB, TB";
 /// Units accepted by [`parse_duration`], for messages.
 const DURATION_UNITS: &str = "ms, s, m, h";
 
@@ -61,9 +61,11 @@ pub fn parse_size(text: &str) -> Result<u64, UnitError> {
         "KiB" => 1 << 10,
         "MiB" => 1 << 20,
         "GiB" => 1 << 30,
+        "TiB" => 1 << 40,
         "KB" => 1_000,
         "MB" => 1_000_000,
         "GB" => 1_000_000_000,
+        "TB" => 1_000_000_000_000,
         other => {
             return Err(UnitError::UnknownUnit {
                 unit: other.to_owned(),
@@ -126,7 +128,12 @@ fn split_number(text: &str) -> Result<(u64, &str), UnitError> {
 /// Renders bytes in the config's own syntax, with the largest binary unit that divides
 /// them exactly (`16KiB`, `1MiB`, `1500B`), so messages can be pasted back into the file.
 pub fn format_size(bytes: u64) -> String {
-    const UNITS: [(u64, &str); 3] = [(1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")];
+    const UNITS: [(u64, &str); 4] = [
+        (1 << 40, "TiB"),
+        (1 << 30, "GiB"),
+        (1 << 20, "MiB"),
+        (1 << 10, "KiB"),
+    ];
     for (factor, unit) in UNITS {
         if bytes != 0 && bytes.is_multiple_of(factor) {
             return format!("{}{unit}", bytes / factor);
@@ -243,6 +250,9 @@ mod tests {
         assert_eq!(parse_size("16KiB"), Ok(16 * 1024));
         assert_eq!(parse_size("1 MiB"), Ok(1 << 20));
         assert_eq!(parse_size("2GiB"), Ok(2 << 30));
+        assert_eq!(parse_size("5TiB"), Ok(5 << 40));
+        assert_eq!(parse_size("2TB"), Ok(2_000_000_000_000));
+        assert_eq!(format_size(5 << 40), "5TiB");
         assert_eq!(parse_size("64KB"), Ok(64_000));
         assert_eq!(parse_size("3MB"), Ok(3_000_000));
         assert_eq!(parse_size("1GB"), Ok(1_000_000_000));
