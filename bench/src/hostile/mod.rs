@@ -15,5 +15,7 @@ pub mod attack;
 pub mod node;
 pub mod script;
 
-pub use node::{spawn_hostile_nodes, Connection, HostileNode, HostileOptions, Received};
+pub use node::{
+    early_answer_body, spawn_hostile_nodes, Connection, HostileNode, HostileOptions, Received,
+};
 pub use script::{expected_body, Script, SMUGGLED_BODY};

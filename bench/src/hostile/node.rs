@@ -1053,10 +1053,7 @@ impl Conn {
         record: Option<usize>,
     ) -> Result<Next> {
         let (_, complete) = self.read_body(framing, after, record, &mut |_| {})?;
-        let body = s3_error(
-            "InvalidArgument",
-            "the hostile node answers before the upload is over",
-        );
+        let body = early_answer_body();
         let mut out = format!(
             "HTTP/1.1 400 Bad Request\r\nContent-Type: application/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
             body.len()
@@ -1113,6 +1110,14 @@ fn interim(code: u16) -> Vec<u8> {
         103 => b"HTTP/1.1 103 Early Hints\r\nLink: </hostile/style.css>; rel=preload; as=style\r\nLink: </hostile/app.js>; rel=preload; as=script\r\n\r\n".to_vec(),
         other => format!("HTTP/1.1 {other} Interim\r\n\r\n").into_bytes(),
     }
+}
+
+/// The body of `early_answer`'s final 400 (an S3 XML error).
+pub fn early_answer_body() -> Vec<u8> {
+    s3_error(
+        "InvalidArgument",
+        "the hostile node answers before the upload is over",
+    )
 }
 
 /// An S3 XML error body.
