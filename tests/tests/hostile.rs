@@ -103,6 +103,23 @@ impl Rig {
         self.weir.metric_sum("weir_upstream_errors_total", |_| true)
     }
 
+    /// No node is down (up or degraded both still take traffic).
+    fn assert_no_node_down(&self, context: &str) {
+        for node in &self.nodes {
+            let state = self.weir.node_state(node.addr());
+            assert!(
+                matches!(state.as_deref(), Some("up" | "degraded")),
+                "{context}: node {} is {state:?}: /nodes {:?}",
+                node.addr(),
+                self.weir.nodes()
+            );
+        }
+        let down = self
+            .weir
+            .metric_sum("weir_node_state", |l| l.contains("state=\"down\""));
+        assert_eq!(down, 0.0, "{context}: weir_node_state shows a node down");
+    }
+
     fn assert_nodes_up(&self, context: &str) {
         for node in &self.nodes {
             assert_eq!(
@@ -125,6 +142,53 @@ impl Rig {
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// The client these tests use, straight at the hostile node: it tells interim answers from
+/// the final one, FIN from RST, and a short body from a whole one — so what the tests
+/// below see through weir is weir's doing.
+#[test]
+fn the_hostile_node_does_what_the_tests_rely_on() {
+    let nodes = hostile::start(1);
+    let node = nodes[0].addr();
+    let get =
+        |target: &str, minor: u8| exchange(node, &request("GET", target, minor, &[]), false, WAIT);
+    let target = "/hostile/interim/direct?codes=103,102&size=3000";
+    let ex = get(target, 1);
+    assert_eq!(ex.interim_statuses(), vec![103, 102], "{}", ex.summary());
+    assert_eq!((ex.status(), ex.end), (Some(200), End::Framed));
+    assert!(ex.body == expected(target));
+    for target in [
+        "/hostile/close_delimited_reset/direct?bytes=100KiB",
+        "/hostile/length_reset/direct?size=1MiB&bytes=100KiB",
+        "/hostile/chunked_reset/direct?bytes=100KiB",
+    ] {
+        let ex = get(target, 1);
+        assert_eq!(ex.end, End::Reset, "{target}: {}", ex.summary());
+        assert_eq!(ex.body.len(), 100 << 10, "{target}");
+        assert!(is_pattern_prefix(target, &ex.body), "{target}");
+    }
+    let target = "/hostile/wrong_length_short/direct?size=256KiB&sent=100KiB";
+    let ex = get(target, 1);
+    assert_eq!(
+        (ex.end, ex.body.len()),
+        (End::Eof, 100 << 10),
+        "{}",
+        ex.summary()
+    );
+    let target = "/hostile/interim_flood/direct?every_ms=0&count=300&size=10";
+    let ex = get(target, 1);
+    assert_eq!(
+        (ex.interim.len(), ex.status()),
+        (300, Some(200)),
+        "{}",
+        ex.summary()
+    );
+    let target = "/hostile/early_answer/direct?after=1MiB&close=rst";
+    let head = request("PUT", target, 1, &["Content-Length: 33554432".to_string()]);
+    let ex = exchange_upload(node, &head, vec![0u8; 32 << 20], WAIT);
+    assert_eq!(ex.status(), Some(400), "{}", ex.summary());
+    assert_eq!(ex.body, early_answer_body());
 }
 
 /// 103 + 102 and then 200: an HTTP/1.1 client receives both interim answers (the 103 with
@@ -358,7 +422,9 @@ fn an_early_answer_to_an_upload_reaches_the_client() {
     rig.innocent_get("/data/after-early?size=2000", "after the early answers");
 }
 
-/// Oversized and malformed response heads get a 502 (S3 XML); a body shorter than its
+/// Oversized and malformed response heads get a 502 (S3 XML) — except the two breakages
+/// RFC 9112 lets a proxy repair (a space before a field's colon, a NUL in a value), which
+/// may instead be answered with exactly the node's body; a body shorter than its
 /// `Content-Length` resets the client; a body longer than it never reaches the next
 /// request.
 #[test]
@@ -374,10 +440,20 @@ fn broken_response_heads_and_lengths() {
             kind.name()
         ));
     }
+    let repairable = [Malformed::SpaceBeforeColon, Malformed::Nul]
+        .map(|k| format!("/hostile/malformed_head/m-{0}?kind={0}", k.name()));
     let mut wrong = Vec::new();
     for target in &targets {
         let ex = rig.get(target, 1);
-        if ex.status() != Some(502) || ex.s3_code().is_none() || ex.end == End::Timeout {
+        let rejected = ex.status() == Some(502) && ex.s3_code().is_some() && ex.end != End::Timeout;
+        let repaired = repairable.contains(target)
+            && ex.status() == Some(200)
+            && ex.end == End::Framed
+            && ex.body == pattern_bytes(target, weir_bench::hostile::script::DEFAULT_SIZE_BYTES);
+        if repaired {
+            continue;
+        }
+        if !rejected {
             wrong.push(format!("{target}: {}", ex.summary()));
         }
         assert!(
@@ -471,12 +547,15 @@ fn a_query_of_death_takes_no_node_down() {
     for i in 0..20 {
         let target = format!("/data/poison-{i}?size=100");
         let tried = rig.received(&target);
+        // The first one cannot be known for poison before a node has seen it.
+        let least = usize::from(i == 0);
         assert!(
-            (1..=2).contains(&tried),
-            "poison request {i} reached {tried} node(s), want 1 or 2 (answers: {poison_answers:?})"
+            (least..=2).contains(&tried),
+            "poison request {i} reached {tried} node(s), want {least} to 2 (answers: \
+             {poison_answers:?})"
         );
     }
-    rig.assert_nodes_up("after 20 poison requests");
+    rig.assert_no_node_down("after 20 poison requests");
 }
 
 /// With `node_inflight_max = 8`, 64 PUTs that send their head and then a body byte a

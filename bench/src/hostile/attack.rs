@@ -677,7 +677,7 @@ fn bomb(config: &AttackConfig, n: u64) -> Vec<u8> {
         "GET {} HTTP/1.1\r\nHost: attack\r\nConnection: close\r\n",
         config.path
     );
-    if n % 2 == 0 {
+    if n.is_multiple_of(2) {
         for i in 0..config.bomb_fields {
             let _ = write!(out, "X-Bomb-{i}: {i}\r\n");
         }

@@ -339,10 +339,11 @@ pub fn expected_body(target: &str) -> Result<Option<Vec<u8>>> {
         | Script::IdleBytes { size, .. }
         | Script::HeaderClose { size, .. }
         | Script::OversizedHead { size, .. } => size,
-        Script::InterimFlood { count, size, .. } => match count {
-            Some(_) => size,
-            None => return Ok(None),
-        },
+        Script::InterimFlood {
+            count: Some(_),
+            size,
+            ..
+        } => size,
         _ => return Ok(None),
     };
     Ok(Some(pattern_bytes(target, size)))
