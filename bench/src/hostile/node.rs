@@ -82,7 +82,7 @@ pub struct Received {
     pub body_complete: bool,
     /// The script's name (`plain`, `interim`, …; `error` for a target the node refused).
     pub mode: String,
-    /// Status of the final answer sent, if one was.
+    /// Status of the final answer, once the node starts sending it.
     pub answered: Option<u16>,
 }
 
@@ -790,8 +790,8 @@ impl Conn {
         )
         .into_bytes();
         out.extend_from_slice(body);
-        self.write(&out)?;
         self.shared.update(record, |r| r.answered = Some(status));
+        self.write(&out)?;
         Ok(())
     }
 
@@ -830,8 +830,8 @@ impl Conn {
                 let out = format!(
                     "HTTP/1.1 200 OK\r\nETag: \"{etag}\"\r\nContent-Length: 0\r\n{connection}\r\n"
                 );
-                self.write(out.as_bytes())?;
                 self.shared.update(record, |r| r.answered = Some(200));
+                self.write(out.as_bytes())?;
                 Ok(keep)
             }
             "DELETE" => {
@@ -840,8 +840,8 @@ impl Conn {
                         .stored_bytes
                         .fetch_sub(old.len() as u64, Relaxed);
                 }
-                self.write(format!("HTTP/1.1 204 No Content\r\n{connection}\r\n").as_bytes())?;
                 self.shared.update(record, |r| r.answered = Some(204));
+                self.write(format!("HTTP/1.1 204 No Content\r\n{connection}\r\n").as_bytes())?;
                 Ok(keep)
             }
             "GET" | "HEAD" => {
@@ -857,6 +857,7 @@ impl Conn {
                 let out = format!(
                     "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nETag: \"{etag}\"\r\nContent-Length: {len}\r\n{connection}\r\n"
                 );
+                self.shared.update(record, |r| r.answered = Some(200));
                 self.write(out.as_bytes())?;
                 if head.method == "GET" {
                     match stored {
@@ -864,7 +865,6 @@ impl Conn {
                         None => self.write_pattern(&head.target, 0, len)?,
                     }
                 }
-                self.shared.update(record, |r| r.answered = Some(200));
                 Ok(keep)
             }
             _ => {
@@ -932,18 +932,18 @@ impl Conn {
                 self.plain(head, size, put_body, record)
             }
             Script::CloseDelimitedReset { bytes } => {
+                answered(&self.shared, 200);
                 self.write(
                     b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nConnection: close\r\n\r\n",
                 )?;
-                answered(&self.shared, 200);
                 self.write_pattern(&target, 0, bytes)?;
                 Ok(Next::Reset)
             }
             Script::ChunkedReset { bytes } => {
+                answered(&self.shared, 200);
                 self.write(
                     b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nTransfer-Encoding: chunked\r\n\r\n",
                 )?;
-                answered(&self.shared, 200);
                 let body = script::pattern_bytes(&target, bytes);
                 for chunk in body.chunks(CHUNK_BYTES) {
                     let mut out = format!("{:x}\r\n", chunk.len()).into_bytes();
@@ -962,13 +962,13 @@ impl Conn {
                 } else {
                     String::new()
                 };
+                answered(&self.shared, 200);
                 self.write(
                     format!(
                         "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n{etag}Content-Length: {size}\r\n\r\n"
                     )
                     .as_bytes(),
                 )?;
-                answered(&self.shared, 200);
                 self.write_pattern(&target, 0, bytes.min(size))?;
                 Ok(Next::Reset)
             }
@@ -983,30 +983,28 @@ impl Conn {
                     i += 1;
                 }
                 out.extend_from_slice(format!("Content-Length: {size}\r\n\r\n").as_bytes());
-                self.write(&out)?;
                 answered(&self.shared, 200);
+                self.write(&out)?;
                 self.write_pattern(&target, 0, size)?;
                 Ok(keep(head))
             }
             Script::MalformedHead { kind, size } => {
                 let body = script::pattern_bytes(&target, size);
+                let status = if kind == script::Malformed::Switching {
+                    101
+                } else {
+                    200
+                };
+                answered(&self.shared, status);
                 self.write(&kind.response(&body))?;
-                answered(
-                    &self.shared,
-                    if kind == script::Malformed::Switching {
-                        101
-                    } else {
-                        200
-                    },
-                );
                 wait_sent(&self.stream);
                 Ok(Next::Close)
             }
             Script::WrongLengthShort { size, sent } => {
+                answered(&self.shared, 200);
                 self.write(
                     format!("HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {size}\r\n\r\n").as_bytes(),
                 )?;
-                answered(&self.shared, 200);
                 self.write_pattern(&target, 0, sent)?;
                 wait_sent(&self.stream);
                 let _ = self.stream.shutdown(Shutdown::Both);
@@ -1019,8 +1017,8 @@ impl Conn {
                 .into_bytes();
                 out.extend_from_slice(&script::pattern_bytes(&target, size));
                 out.extend_from_slice(&script::smuggled_response());
-                self.write(&out)?;
                 answered(&self.shared, 200);
+                self.write(&out)?;
                 Ok(keep(head))
             }
             Script::IdleBytes { size, delay } => {
@@ -1060,8 +1058,8 @@ impl Conn {
         )
         .into_bytes();
         out.extend_from_slice(&body);
-        self.write(&out)?;
         self.shared.update(record, |r| r.answered = Some(400));
+        self.write(&out)?;
         if complete {
             return Ok(Next::Close);
         }

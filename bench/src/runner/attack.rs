@@ -36,13 +36,13 @@ use crate::hostile::attack::{self, AttackConfig, AttackReport, Held};
 use crate::load::{self, ErrorCounts, LoadConfig, Summary};
 use crate::Synthetic;
 
-/// Listen ports of this scenario's proxies, as offsets from the runner's base port (the
-/// other targets are stopped or listen elsewhere; every port stays below base + 100):
-/// weir, weir-protected (its metrics on the next port), HAProxy.
+/// Listen ports of this scenario's proxies, as offsets from the runner's base port: weir,
+/// weir-protected (its metrics on the next port), HAProxy — above every other scenario's
+/// ports (the SeaweedFS cluster ends at base + 91) and below base + 100.
 const PORT_OFFSETS: [(Kind, u16); 3] = [
-    (Kind::Weir, 56),
-    (Kind::WeirProtected, 58),
-    (Kind::Haproxy, 68),
+    (Kind::Weir, 92),
+    (Kind::WeirProtected, 94),
+    (Kind::Haproxy, 96),
 ];
 /// Cores (threads) every proxy of the bench runs on.
 pub const PROXY_CORES: u32 = 2;
