@@ -2,14 +2,16 @@
 //! simulator with fault injection (`sim`), a verifying load generator (`load`), and the
 //! pieces they share (the synthetic object pattern, range resolution, a latency histogram,
 //! a strict chunked decoder, a one-shot HTTP client, unsigned access keys (`auth`) and real
-//! SigV4 signing (`sigv4`)), and the comparison runner against HAProxy, nginx and Envoy, over
-//! the simulator or a SeaweedFS cluster (`runner`).
+//! SigV4 signing (`sigv4`)), the comparison runner against HAProxy, nginx and Envoy, over
+//! the simulator or a SeaweedFS cluster (`runner`), and hostile peers: a misbehaving storage
+//! node and an attacking client fleet (`hostile`).
 //!
 //! Nothing here is used by the appliance at run time, and nothing here uses weir's own
 //! codec: the bench checks weir, so it must not share weir's bugs.
 
 pub mod auth;
 pub mod hist;
+pub mod hostile;
 pub mod http;
 pub mod load;
 pub mod pattern;

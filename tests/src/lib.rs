@@ -17,6 +17,7 @@
 //! - [`clients`]: boto3 scripts from `tests/py/`, the AWS CLI, s5cmd, curl `--aws-sigv4`.
 //! - [`data`]: deterministic test data and SHA-256 helpers.
 //! - [`raw`]: raw HTTP/1.1 over TCP for the malformed-request corpus.
+//! - [`hostile`]: the bench's hostile storage node, and a raw client telling FIN from RST.
 //! - [`sim`]: the bench simulator's in-process nodes (synthetic objects, fault injection).
 //! - [`strace`]: bytes moved by splice(2), from strace output (the zero-copy proof).
 //! - [`transfer`]: background curl GETs/PUTs checked by SHA-256, synthetic-object hashes,
@@ -25,6 +26,7 @@
 pub mod certs;
 pub mod clients;
 pub mod data;
+pub mod hostile;
 pub mod netns;
 pub mod nodes;
 pub mod ports;

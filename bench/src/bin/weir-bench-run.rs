@@ -16,6 +16,7 @@
 //!   target/ci/weir-bench-run --scenarios noisy-neighbour
 //!   target/ci/weir-bench-run --scenarios tls-get   # HTTPS through weir (rustls, kTLS) and HAProxy
 //!   target/ci/weir-bench-run --scenarios identity  # SigV4 verification + re-signing in weir
+//!   target/ci/weir-bench-run --scenarios attack    # innocent clients beside an attack, weir vs HAProxy
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -25,6 +26,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use weir_bench::load::{self, ErrorCounts, LoadConfig, Op};
+use weir_bench::runner::attack::{self, AttackRun};
 use weir_bench::runner::identity::{self, IdentityRun};
 use weir_bench::runner::noisy::{self, NoisyRun, Phase, TenantCounters};
 use weir_bench::runner::peers::{self, Binaries, Kind, Target};
@@ -88,13 +90,13 @@ struct Cli {
     #[arg(long, default_value = "5s")]
     duration: String,
     /// Scenarios to run (comma-separated): large-get, small-get, large-put,
-    /// noisy-neighbour, failover, tls-get, identity, seaweed. bench/results/README.md (the
+    /// noisy-neighbour, failover, tls-get, identity, attack, seaweed. bench/results/README.md (the
     /// index) is rewritten only by a run of all of them; a partial run leaves its index in the raw
     /// folder.
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "large-get,small-get,large-put,noisy-neighbour,failover,tls-get,identity,seaweed"
+        default_value = "large-get,small-get,large-put,noisy-neighbour,failover,tls-get,identity,attack,seaweed"
     )]
     scenarios: Vec<String>,
     /// SeaweedFS' weed binary for the seaweed scenario (default: .cache/bench-venv/bin/weed,
@@ -121,6 +123,9 @@ struct Cli {
     /// ~0.3 CPU-s/GB on the same cores).
     #[arg(long)]
     verify_large: bool,
+    /// Length of the attack scenario's attacked phase (its calm phase lasts --duration).
+    #[arg(long, default_value = "15s")]
+    attack_duration: String,
     /// Length of each noisy-neighbour phase (training alone, then beside the flood).
     #[arg(long, default_value = "8s")]
     noisy_duration: String,
@@ -219,6 +224,7 @@ fn main() -> Result<()> {
         cli.failover_duration = "5s".into();
         cli.failover_kill_at = "2s".into();
         cli.failover_recover = "5s".into();
+        cli.attack_duration = "2s".into();
         if cli.out == Path::new("bench/results") {
             cli.out = PathBuf::from("bench/results/raw/smoke");
         }
@@ -240,7 +246,12 @@ fn main() -> Result<()> {
     let sim_scenarios: Vec<Scenario> = scenarios
         .iter()
         .copied()
-        .filter(|s| !matches!(s, Scenario::Seaweed | Scenario::TlsGet | Scenario::Identity))
+        .filter(|s| {
+            !matches!(
+                s,
+                Scenario::Seaweed | Scenario::TlsGet | Scenario::Identity | Scenario::Attack
+            )
+        })
         .collect();
     let mut kinds = cli
         .targets
@@ -283,7 +294,10 @@ fn main() -> Result<()> {
     };
     let tls_get = scenarios.contains(&Scenario::TlsGet);
     let identity_scenario = scenarios.contains(&Scenario::Identity);
-    if (!sim_scenarios.is_empty() || tls_get || identity_scenario) && !sim_binary.exists() {
+    let attack_scenario = scenarios.contains(&Scenario::Attack);
+    if (!sim_scenarios.is_empty() || tls_get || identity_scenario || attack_scenario)
+        && !sim_binary.exists()
+    {
         bail!("weir-sim not found at {} (use --sim)", sim_binary.display());
     }
     let weed = if scenarios.contains(&Scenario::Seaweed) {
@@ -471,6 +485,21 @@ fn main() -> Result<()> {
         bench.sims.clear();
     }
 
+    let mut attack_run = None;
+    let mut attack_error = None;
+    if attack_scenario {
+        match bench.attack(&kinds) {
+            Ok(run) => attack_run = Some(run),
+            Err(err) => {
+                let note = format!("attack: not measured: {err:#}");
+                println!("{note}");
+                bench.note(note);
+                attack_error = Some(err);
+            }
+        }
+        bench.sims.clear();
+    }
+
     let seaweed_cells = seaweed_cells(&bench.cli)?;
     let mut cluster_info = None;
     let mut seaweed_error = None;
@@ -506,12 +535,16 @@ fn main() -> Result<()> {
         cluster_info.as_ref(),
         tls_run.as_ref(),
         identity_run.as_ref(),
+        attack_run.as_ref(),
     )?;
     println!(
         "weir-bench-run: done in {:.0} s; pages in {}",
         started.elapsed().as_secs_f64(),
         bench.cli.out.display()
     );
+    if let Some(err) = attack_error {
+        return Err(err.context("the attack scenario failed (its page was not written)"));
+    }
     match (seaweed_error, tls_error, identity_error) {
         (Some(err), _, _) => {
             Err(err.context("the seaweed scenario failed (its page was not written)"))
@@ -610,7 +643,8 @@ fn cells(cli: &Cli, scenarios: &[Scenario]) -> Result<Vec<Cell>> {
             | Scenario::Failover
             | Scenario::Seaweed
             | Scenario::TlsGet
-            | Scenario::Identity => {}
+            | Scenario::Identity
+            | Scenario::Attack => {}
         }
     }
     Ok(out)
@@ -1044,6 +1078,35 @@ impl Bench {
         identity::run(&setup, &mut self.records)
     }
 
+    /// The attack scenario over the simulators (started again if an earlier scenario
+    /// stopped them); its proxies (weir, weir-protected, HAProxy, as chosen) are its own.
+    fn attack(&mut self, kinds: &[Kind]) -> Result<AttackRun> {
+        if self.sims.is_empty() {
+            for i in 0..NODES {
+                let sim = self.start_sim(i)?;
+                self.sims.push(sim);
+            }
+        }
+        let setup = attack::Setup {
+            binaries: &self.binaries,
+            nodes: &self.node_addrs,
+            run_dir: &self.run_dir,
+            base_port: self.cli.base_port,
+            rounds: self.cli.rounds,
+            calm: self.duration,
+            attacked: parse_duration(&self.cli.attack_duration)?,
+            kinds: kinds.to_vec(),
+            mix: if self.cli.smoke {
+                attack::Mix::smoke()
+            } else {
+                attack::Mix::full()
+            },
+            keys: Synthetic::parse(SMALL_KEYS)?,
+            innocent_connections: if self.cli.smoke { 4 } else { 16 },
+        };
+        attack::run(&setup, &mut self.records)
+    }
+
     fn load_config(&self, target: usize, cell: &Cell, duration: Duration) -> LoadConfig {
         let mut config =
             LoadConfig::new(self.targets[target].addrs.clone(), vec![cell.keys.clone()]);
@@ -1405,6 +1468,7 @@ fn write_pages(
     cluster: Option<&ClusterInfo>,
     tls_run: Option<&TlsRun>,
     identity_run: Option<&IdentityRun>,
+    attack_run: Option<&AttackRun>,
 ) -> Result<()> {
     let out = &bench.cli.out;
     std::fs::create_dir_all(out)?;
@@ -1438,6 +1502,10 @@ fn write_pages(
             },
             Scenario::Identity => match identity_run {
                 Some(run) => identity::page(meta, run),
+                None => continue,
+            },
+            Scenario::Attack => match attack_run {
+                Some(run) => attack::page(meta, run),
                 None => continue,
             },
         };

@@ -14,11 +14,14 @@
 //! - `tls`: the TLS scenario (curl over HTTPS through weir's rustls and kTLS paths and
 //!   HAProxy), self-contained from its proxies to its page;
 //! - `identity`: the identity scenario (weir bare vs SigV4 verification vs verification +
-//!   re-signing, header-signed and streaming-signed), self-contained like `tls`.
+//!   re-signing, header-signed and streaming-signed), self-contained like `tls`;
+//! - `attack`: the attack scenario (innocent clients beside slowloris, slow bodies, idle
+//!   connections, header bombs and a connection flood; what each proxy holds), likewise.
 //!
 //! The binary (`src/bin/weir-bench-run.rs`) drives the rounds; everything here is the
 //! vocabulary it records results in.
 
+pub mod attack;
 pub mod identity;
 pub mod noisy;
 pub mod peers;
@@ -52,6 +55,10 @@ pub enum Scenario {
     /// 64 MiB GETs and PUTs (header-signed and streaming-signed) through weir bare, with
     /// SigV4 verification, and with verification + re-signing: weir CPU-s/GB (issue 9).
     Identity,
+    /// Innocent 4 KiB GETs alone and beside an attack on the client side (slowloris,
+    /// slow bodies, idle connections, header bombs, a connection flood) through weir and
+    /// HAProxy: what each proxy holds and what the innocents lose.
+    Attack,
     /// A SeaweedFS cluster with 3 S3 gateways (SigV4 verified) instead of the simulators:
     /// 64 MiB GETs on 16 streams and 4 KiB GETs on 64 connections.
     Seaweed,
@@ -59,7 +66,7 @@ pub enum Scenario {
 
 impl Scenario {
     /// Every scenario, in run order.
-    pub const ALL: [Scenario; 8] = [
+    pub const ALL: [Scenario; 9] = [
         Scenario::LargeGet,
         Scenario::SmallGet,
         Scenario::LargePut,
@@ -67,6 +74,7 @@ impl Scenario {
         Scenario::Failover,
         Scenario::TlsGet,
         Scenario::Identity,
+        Scenario::Attack,
         Scenario::Seaweed,
     ];
 
@@ -80,6 +88,7 @@ impl Scenario {
             Scenario::Failover => "failover",
             Scenario::TlsGet => "tls-get",
             Scenario::Identity => "identity",
+            Scenario::Attack => "attack",
             Scenario::Seaweed => "seaweed",
         }
     }
@@ -110,6 +119,10 @@ impl Scenario {
             Scenario::TlsGet => "Large GET over TLS: 64 MiB objects, rustls vs kTLS vs HAProxy",
             Scenario::Identity => {
                 "Identity at the edge: SigV4 verify and re-sign, 64 MiB GET and PUT"
+            }
+            Scenario::Attack => {
+                "Under attack: innocent 4 KiB GETs beside slowloris, slow bodies, idle \
+                 connections, header bombs and a connection flood"
             }
         }
     }
