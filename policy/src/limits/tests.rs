@@ -43,6 +43,30 @@ fn req(c: &Config, key: Option<&str>, path: &str, client: &str) -> Classified {
     })
 }
 
+/// Requests that wait on a shared limit alone (a bucket rate, no tenant rate) queue one
+/// behind the other: each sees the charges of those admitted before it.
+#[test]
+fn waiters_on_a_shared_limit_alone_get_successive_slots() {
+    let cfg = config(
+        "[limits]\nbucket_requests_per_sec = 10\nburst = \"100ms\"\n\
+         [[class]]\nname = \"c\"\nqueue_timeout = \"1s\"\n",
+    );
+    let now = t0();
+    let mut l = Limiter::new(&cfg, 1, now);
+    let c = req(&cfg, None, "/b1b/k", "10.0.0.1");
+    assert_eq!(l.admit(&c, c.client_ip, now), Admit::Go);
+    for i in 1..=4 {
+        assert_eq!(
+            l.admit(&c, c.client_ip, now),
+            Admit::Wait {
+                until: now + ms(100 * i),
+                class: ClassId(0)
+            },
+            "request {i}"
+        );
+    }
+}
+
 const TENANT_10: &str = r#"
 [[class]]
 name = "c"
