@@ -16,10 +16,12 @@ use super::tenancy::{
     CLASS_QUEUE_TIMEOUT_DEFAULT, CLASS_WEIGHT_DEFAULT, DEFAULT_TENANT_NAME,
 };
 use super::units::{format_duration, format_size, ConfigDuration, ConfigSize};
-use super::validate::{bounded, count, is_label_name, limit_len, pool_chain, LABEL_LEN_MAX};
+use super::validate::{
+    bounded, bucket_glob, count, is_label_name, limit_len, pool_chain, LABEL_LEN_MAX,
+};
 use super::Pool;
 use crate::classify::is_access_key;
-use crate::route::{BucketGlob, Cidr, OpClass};
+use crate::route::{BucketNames, Cidr, OpClass};
 
 /// Requests per second of any limit: 10^8 is beyond any one appliance.
 const REQUESTS_PER_SEC: RangeInclusive<u64> = 1..=100_000_000;
@@ -87,6 +89,7 @@ pub(crate) fn tenancy(
     raw: RawTenancy,
     http_connections_max: Option<usize>,
     pools: &[Pool],
+    names: BucketNames,
 ) -> Result<Tenancy, Invalid> {
     let root = KeyPath::root();
     let limits = limits(&root.key("limits"), raw.limits, http_connections_max)?;
@@ -106,6 +109,7 @@ pub(crate) fn tenancy(
         &classes,
         limits.burst,
         pools,
+        names,
     )?;
     let rules = rules(
         &root.key("rule"),
@@ -114,6 +118,7 @@ pub(crate) fn tenancy(
         &classes,
         pools,
         limits.burst,
+        names,
     )?;
     Ok(Tenancy {
         limits,
@@ -266,6 +271,7 @@ fn tenants(
     classes: &[Class],
     burst: Duration,
     pools: &[Pool],
+    names: BucketNames,
 ) -> Result<Tenants, Invalid> {
     limit_len(path, raw.len(), TENANTS_MAX)?;
     let mut tenants: Vec<Tenant> = Vec::with_capacity(raw.len() + 1);
@@ -358,12 +364,7 @@ fn tenants(
                 limit_len(&list_path, texts.len(), CONDITION_ITEMS_MAX)?;
                 let mut globs = Vec::with_capacity(texts.len());
                 for (j, text) in texts.iter().enumerate() {
-                    globs.push(BucketGlob::new(text).map_err(|e| {
-                        Invalid::new(
-                            &list_path.index(j),
-                            format!("bad bucket glob {text:?}: {e}"),
-                        )
-                    })?);
+                    globs.push(bucket_glob(&list_path.index(j), text, names)?);
                 }
                 Some(globs)
             }
@@ -444,6 +445,7 @@ fn rules(
     classes: &[Class],
     pools: &[Pool],
     burst: Duration,
+    names: BucketNames,
 ) -> Result<Vec<Rule>, Invalid> {
     limit_len(path, raw.len(), RULES_MAX)?;
     let mut rules = Vec::with_capacity(raw.len());
@@ -461,14 +463,7 @@ fn rules(
         };
         let bucket = rr
             .bucket
-            .map(|text| {
-                BucketGlob::new(&text).map_err(|e| {
-                    Invalid::new(
-                        &rule_path.key("bucket"),
-                        format!("bad bucket glob {text:?}: {e}"),
-                    )
-                })
-            })
+            .map(|text| bucket_glob(&rule_path.key("bucket"), &text, names))
             .transpose()?;
         let ops = match rr.op {
             None => Vec::new(),
