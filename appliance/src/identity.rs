@@ -125,6 +125,11 @@ pub fn denied(denied: Denied, bucket: Option<&str>) -> Refusal {
                 bucket.unwrap_or_default()
             ),
         ),
+        Denied::CopySourceBucket => (
+            403,
+            "AccessDenied",
+            "Access Denied: the tenant may not read the copy source's bucket".into(),
+        ),
         Denied::Pool => (
             403,
             "AccessDenied",
@@ -567,6 +572,7 @@ mod tests {
                 authorization: None,
                 client_ip: std::net::IpAddr::from([127, 0, 0, 1]),
                 client_name: None,
+                copy_sources: &[],
             })
         };
         let original = signed_for("/bench/small-0");

@@ -387,6 +387,7 @@ async fn handle(
                 .and_then(|v| std::str::from_utf8(v).ok()),
             client_ip: flow.client.ip(),
             client_name,
+            copy_sources: &head.headers_named("x-amz-copy-source").collect::<Vec<_>>(),
         }),
     );
     *flow.bucket.borrow_mut() = classified.bucket.clone();

@@ -11,12 +11,14 @@
 //! The bucket is the one the storage node will act on, canonical, and the same one the
 //! rules, routes, limits, access policy and metrics see; a target that nodes could read as
 //! another bucket is refused ([`Denied::Target`], answered 400 before admission), never
-//! taken as "no bucket" (docs/identity.md, "Request targets").
+//! taken as "no bucket" (docs/identity.md, "Request targets"). The bucket of a copy
+//! source (`x-amz-copy-source`), which the node also reads, is held to the same rules and
+//! to the tenant's `buckets`.
 
 use std::net::IpAddr;
 
 use crate::config::Config;
-use crate::route::{op_class, s3_target};
+use crate::route::{copy_source_bucket, op_class, s3_target};
 
 pub use crate::route::TargetError;
 
@@ -43,6 +45,9 @@ pub struct Request<'a> {
     pub client_ip: IpAddr,
     /// The DNS name of the client's verified TLS certificate, if it presented one.
     pub client_name: Option<&'a str>,
+    /// Every `x-amz-copy-source` value (CopyObject, UploadPartCopy; normally none or
+    /// one): a second bucket the node reads.
+    pub copy_sources: &'a [&'a [u8]],
 }
 
 /// What the appliance needs to admit, queue, route and account a request.
@@ -77,6 +82,8 @@ pub enum Denied {
     Target(TargetError),
     /// The bucket matches none of the tenant's `buckets`.
     Bucket,
+    /// The copy source's bucket matches none of the tenant's `buckets`.
+    CopySourceBucket,
     /// No pool of the request's chain is among the tenant's `pools`.
     Pool,
 }
@@ -86,7 +93,7 @@ impl Denied {
     pub fn label(self) -> &'static str {
         match self {
             Denied::Target(e) => e.metric_reason(),
-            Denied::Bucket => "bucket_denied",
+            Denied::Bucket | Denied::CopySourceBucket => "bucket_denied",
             Denied::Pool => "pool_denied",
         }
     }
@@ -98,7 +105,7 @@ impl Config {
     /// table, else pool 0) and `class` (else the tenant's, else the default class).
     pub fn classify(&self, req: &Request<'_>) -> Classified {
         let appliance = &self.appliance;
-        let (target, refused) = match s3_target(
+        let (target, mut refused) = match s3_target(
             req.host,
             req.path,
             &appliance.virtual_host_suffixes,
@@ -107,6 +114,18 @@ impl Config {
             Ok(target) => (target, None),
             Err(e) => (None, Some(Denied::Target(e))),
         };
+        let copy_source = match req.copy_sources {
+            [] => Ok(None),
+            [value] => std::str::from_utf8(value)
+                .map_err(|_| TargetError::MalformedCopySource)
+                .and_then(|v| copy_source_bucket(v, appliance.bucket_names))
+                .map(Some),
+            _ => Err(TargetError::MalformedCopySource),
+        };
+        let copy_source = copy_source.unwrap_or_else(|e| {
+            refused = refused.or(Some(Denied::Target(e)));
+            None
+        });
         let bucket = target.as_ref().map(|t| t.bucket.as_ref());
         let op = op_class(
             req.method,
@@ -134,9 +153,13 @@ impl Config {
         };
         let denied = refused.or_else(|| {
             let t = self.tenants.get(tenant.0)?;
-            if let (Some(globs), Some(b)) = (&t.buckets, bucket) {
-                if !globs.iter().any(|g| g.matches(b)) {
+            if let Some(globs) = &t.buckets {
+                let allowed = |b: &str| globs.iter().any(|g| g.matches(b));
+                if bucket.is_some_and(|b| !allowed(b)) {
                     return Some(Denied::Bucket);
+                }
+                if copy_source.is_some_and(|b| !allowed(b)) {
+                    return Some(Denied::CopySourceBucket);
                 }
             }
             let allowed = t.pools.as_ref()?;

@@ -8,15 +8,16 @@
 //! `/bench/small-0` under other spellings). Every spelling of `bench` — percent-encoded,
 //! `//`, `.`/`..` segments, `\`, an encoded slash, virtual-host names in any case, with a
 //! trailing dot or a port — is refused (400 or 403) and no node sees it; the allowed
-//! bucket still works, path-style and virtual-host. Spellings cannot move `bench` off its
-//! route to the first pool, nor past a per-bucket rate limit.
+//! bucket still works, path-style and virtual-host. Nor can a copy source name `bench`.
+//! Spellings cannot move `bench` off its route to the first pool, nor past a per-bucket
+//! rate limit.
 //!
 //! The pools re-sign (`credentials`) and the nodes check those signatures, so a
 //! virtual-host request reaches the node path-style, with the bucket weir decided on.
 
 use std::time::{Duration, Instant, SystemTime};
 
-use weir_bench::sigv4::{Credentials, Signer};
+use weir_bench::sigv4::{self, Credentials, Signer};
 use weir_bench::SimNode;
 use weir_tests::data::Scratch;
 use weir_tests::raw::{exchange, RawReply, ReadUntil};
@@ -24,11 +25,20 @@ use weir_tests::sim;
 use weir_tests::weir::{PoolConfig, Weir, WeirConfig};
 
 /// The `lab` tenant: `buckets = ["lab-*"]`.
-const LAB: (&str, &str) = ("LABTENANTKEY00000001", "lab-tenant-secret-0000000000000000000000");
+const LAB: (&str, &str) = (
+    "LABTENANTKEY00000001",
+    "lab-tenant-secret-0000000000000000000000",
+);
 /// The `ops` tenant: any bucket.
-const OPS: (&str, &str) = ("OPSTENANTKEY00000001", "ops-tenant-secret-0000000000000000000000");
+const OPS: (&str, &str) = (
+    "OPSTENANTKEY00000001",
+    "ops-tenant-secret-0000000000000000000000",
+);
 /// The identity weir re-signs with for the nodes (which check it).
-const SITE: (&str, &str) = ("SITEKEY0000000000001", "site-secret-key-000000000000000000000000");
+const SITE: (&str, &str) = (
+    "SITEKEY0000000000001",
+    "site-secret-key-000000000000000000000000",
+);
 /// Virtual-host suffix.
 const SUFFIX: &str = "s3.weir.test";
 /// Bytes of every synthetic object.
@@ -96,10 +106,7 @@ access_keys = ["{}"]
 impl Setup {
     /// Requests each node has seen.
     fn seen(&self) -> (u64, u64) {
-        (
-            self.node_a.stats().requests,
-            self.node_b.stats().requests,
-        )
+        (self.node_a.stats().requests, self.node_b.stats().requests)
     }
 
     /// Sends `method sent` with `Host: host`, signed by `who` for path `signed_path`.
@@ -137,6 +144,43 @@ impl Setup {
         )
     }
 
+    /// A CopyObject `PUT target` from `source` (`x-amz-copy-source`, signed) by `who`.
+    fn copy(&self, who: (&str, &str), target: &str, source: &str) -> RawReply {
+        let mut signer = Signer::new(Credentials {
+            access_key: who.0.into(),
+            secret_key: who.1.into(),
+            region: "us-east-1".into(),
+        });
+        let host = self.weir.addr().to_string();
+        let date = sigv4::amz_date(SystemTime::now());
+        let authorization = signer.authorization(
+            "PUT",
+            &sigv4::uri_encode_path(&decode(target)),
+            "",
+            &[
+                ("host", &host),
+                ("x-amz-content-sha256", sigv4::UNSIGNED_PAYLOAD),
+                ("x-amz-copy-source", source),
+                ("x-amz-date", &date),
+            ],
+            sigv4::UNSIGNED_PAYLOAD,
+            &date,
+        );
+        let request = format!(
+            "PUT {target} HTTP/1.1\r\nHost: {host}\r\nx-amz-content-sha256: {}\r\n\
+             x-amz-copy-source: {source}\r\nx-amz-date: {date}\r\nAuthorization: {authorization}\r\n\
+             Content-Length: 0\r\nConnection: close\r\n\r\n",
+            sigv4::UNSIGNED_PAYLOAD
+        );
+        exchange(
+            self.weir.addr(),
+            &[request.as_bytes()],
+            Duration::ZERO,
+            Duration::from_secs(10),
+            ReadUntil::Response,
+        )
+    }
+
     /// [`Setup::send`], signed for exactly what is sent (the canonical, decoded path:
     /// what a client holding the secret signs for that target).
     fn send_signed_as_sent(
@@ -157,7 +201,9 @@ fn decode(path: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        let hex = b.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+        let hex = b
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok());
         match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
             Some(byte) if b[i] == b'%' => {
                 out.push(byte);
@@ -204,7 +250,7 @@ fn bench_spellings() -> Vec<(Option<String>, &'static str)> {
         format!("BENCH.{SUFFIX}"),
         format!("bench.{SUFFIX}."),
         format!("bench.{SUFFIX}:9000"),
-        format!("Bench.S3.Weir.Test.:9000"),
+        format!("Bench.{}.:9000", SUFFIX.to_ascii_uppercase()),
         format!("bench.{SUFFIX}.."),
     ] {
         out.push((Some(host.clone()), "/small-0"));
@@ -230,7 +276,10 @@ fn no_spelling_of_a_bucket_escapes_the_tenant_policy() {
         for method in ["GET", "PUT", "DELETE"] {
             let body: &[u8] = if method == "PUT" { b"overwritten" } else { b"" };
             for (how, reply) in [
-                ("signed as sent", s.send_signed_as_sent(LAB, method, &host, sent, body)),
+                (
+                    "signed as sent",
+                    s.send_signed_as_sent(LAB, method, &host, sent, body),
+                ),
                 (
                     "signed for /bench/small-0",
                     s.send(LAB, method, &host, sent, "/bench/small-0", body),
@@ -238,26 +287,64 @@ fn no_spelling_of_a_bucket_escapes_the_tenant_policy() {
             ] {
                 let status = reply.status();
                 if !matches!(status, Some(400 | 403)) {
-                    served.push(format!("{method} {sent} Host: {host} ({how}): {status:?} {}", s3_code(&reply)));
+                    served.push(format!(
+                        "{method} {sent} Host: {host} ({how}): {status:?} {}",
+                        s3_code(&reply)
+                    ));
                 }
             }
         }
     }
-    assert_eq!(s.seen(), (0, 0), "no node may see a spelling of bench: {served:#?}");
+    // CopyObject reads a second bucket: naming bench there, in any spelling, is refused.
+    for source in [
+        "bench/small-0",
+        "/bench/small-0",
+        "/bench/small-0?versionId=1",
+        "%62ench/small-0",
+        "//bench/small-0",
+        "lab-x/../bench/small-0",
+        "lab-x/%2e%2e/bench/small-0",
+        "BENCH/small-0",
+    ] {
+        let reply = s.copy(LAB, "/lab-x/stolen", source);
+        if !matches!(reply.status(), Some(400 | 403)) {
+            served.push(format!(
+                "copy from {source}: {:?} {}",
+                reply.status(),
+                s3_code(&reply)
+            ));
+        }
+    }
+    assert_eq!(
+        s.seen(),
+        (0, 0),
+        "no node may see a spelling of bench: {served:#?}"
+    );
     assert!(served.is_empty(), "served: {served:#?}");
 
     // Refused as ambiguous (400) or as bench (403), each counted.
     let counted = |reason: &str| {
-        s.weir
-            .metric_sum("weir_auth_failures_total", |l| l.contains(&format!("reason=\"{reason}\"")))
+        s.weir.metric_sum("weir_auth_failures_total", |l| {
+            l.contains(&format!("reason=\"{reason}\""))
+        })
     };
-    assert!(counted("ambiguous_target") >= 10.0, "{}", s.weir.metrics_text());
+    assert!(
+        counted("ambiguous_target") >= 10.0,
+        "{}",
+        s.weir.metrics_text()
+    );
     assert!(counted("invalid_bucket_name") >= 1.0);
     assert!(counted("bucket_denied") >= 10.0);
     let reply = s.send_signed_as_sent(LAB, "GET", &weir_host, "/%62ench/small-0", b"");
-    assert_eq!((reply.status(), s3_code(&reply).as_str()), (Some(400), "InvalidURI"));
+    assert_eq!(
+        (reply.status(), s3_code(&reply).as_str()),
+        (Some(400), "InvalidURI")
+    );
     let reply = s.send_signed_as_sent(LAB, "GET", &format!("BENCH.{SUFFIX}"), "/small-0", b"");
-    assert_eq!((reply.status(), s3_code(&reply).as_str()), (Some(403), "AccessDenied"));
+    assert_eq!(
+        (reply.status(), s3_code(&reply).as_str()),
+        (Some(403), "AccessDenied")
+    );
 
     // The control: lab's own bucket, path-style and virtual-host (any case, trailing dot,
     // port), reaches pool a and is served with the object's bytes.
@@ -268,12 +355,28 @@ fn no_spelling_of_a_bucket_escapes_the_tenant_policy() {
         (format!("LAB-X.{SUFFIX}.:80"), "/obj-0"),
     ] {
         let reply = s.send_signed_as_sent(LAB, "GET", &host, target, b"");
-        assert_eq!(reply.status(), Some(200), "{host} {target}: {}", reply.text());
+        assert_eq!(
+            reply.status(),
+            Some(200),
+            "{host} {target}: {}",
+            reply.text()
+        );
         assert_eq!(reply.body().len(), OBJECT_BYTES, "{host} {target}");
     }
     let reply = s.send_signed_as_sent(LAB, "PUT", &weir_host, "/lab-x/new-0", b"0123456789");
     assert_eq!(reply.status(), Some(200), "{}", reply.text());
-    assert_eq!(s.seen(), (before.0 + 4, before.1), "lab-x is served by pool a");
+    let reply = s.copy(LAB, "/lab-x/copied", "/lab-x/obj-0");
+    assert_eq!(
+        reply.status(),
+        Some(200),
+        "a copy within lab-x: {}",
+        reply.text()
+    );
+    assert_eq!(
+        s.seen(),
+        (before.0 + 5, before.1),
+        "lab-x is served by pool a"
+    );
 
     // Named both ways, the Host wins (as in S3): the path is a key inside lab-x, and the
     // node is asked for exactly that (re-signed path-style), never for bench/small-0.
@@ -286,8 +389,12 @@ fn no_spelling_of_a_bucket_escapes_the_tenant_policy() {
             reply.text()
         );
     }
-    assert_eq!(s.seen(), (before.0 + 6, before.1));
-    assert_eq!(s.node_a.stats().sigv4_failures, 0, "every forwarded head was re-signed");
+    assert_eq!(s.seen(), (before.0 + 7, before.1));
+    assert_eq!(
+        s.node_a.stats().sigv4_failures,
+        0,
+        "every forwarded head was re-signed"
+    );
     s.weir.assert_running();
 }
 
@@ -363,8 +470,15 @@ fn no_spelling_of_a_bucket_escapes_its_rate_limit() {
         "RATE: {} requests over {elapsed:.2}s, nodes saw a={a} b={b}, bound {bound}; statuses {statuses:?}",
         6 * spellings.len()
     );
-    assert!(a + b <= bound, "storage saw {} > {bound}: {statuses:?}", a + b);
-    assert!(b >= 1, "the canonical spelling is served at the rate: {statuses:?}");
+    assert!(
+        a + b <= bound,
+        "storage saw {} > {bound}: {statuses:?}",
+        a + b
+    );
+    assert!(
+        b >= 1,
+        "the canonical spelling is served at the rate: {statuses:?}"
+    );
     assert!(
         statuses.get(&Some(503)).copied().unwrap_or(0) > 0,
         "over the rate, SlowDown: {statuses:?}"

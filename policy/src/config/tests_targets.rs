@@ -53,6 +53,7 @@ fn classify(c: &Config, key: &str, method: &str, host: &str, path: &str) -> Clas
         authorization: Some(&auth),
         client_ip: IpAddr::from([10, 0, 0, 1]),
         client_name: None,
+        copy_sources: &[],
     })
 }
 
@@ -130,6 +131,72 @@ fn no_spelling_of_a_bucket_escapes_its_route() {
     }
     let root = classify(&c, "OPSKEY", "GET", "weir.test", "/");
     assert_eq!((root.denied, root.pools), (None, vec![0]));
+}
+
+/// CopyObject and UploadPartCopy make the node read a second bucket, named in
+/// `x-amz-copy-source`: it is held to the same rules and the tenant must be allowed it.
+#[test]
+fn a_copy_source_is_a_bucket_the_tenant_must_be_allowed() {
+    let c = config();
+    let copy = |key: &str, sources: &[&[u8]]| {
+        let auth = format!(
+            "AWS4-HMAC-SHA256 Credential={key}/20240101/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=x"
+        );
+        c.classify(&Request {
+            method: "PUT",
+            host: Some("weir.test"),
+            path: "/lab-x/copy",
+            query: None,
+            authorization: Some(&auth),
+            client_ip: IpAddr::from([10, 0, 0, 1]),
+            client_name: None,
+            copy_sources: sources,
+        })
+        .denied
+    };
+    use TargetError::*;
+    let cases: &[(&[&[u8]], Option<Denied>)] = &[
+        (&[b"lab-x/obj-0"], None),
+        (&[b"/lab-x/obj-0?versionId=3"], None),
+        (&[b"bench/small-0"], Some(Denied::CopySourceBucket)),
+        (
+            &[b"/bench/small-0?versionId=3"],
+            Some(Denied::CopySourceBucket),
+        ),
+        (&[b"%62ench/small-0"], Some(Denied::Target(EncodedBucket))),
+        (
+            &[b"//bench/small-0"],
+            Some(Denied::Target(EmptyBucketSegment)),
+        ),
+        (
+            &[b"lab-x/../bench/small-0"],
+            Some(Denied::Target(DotSegment)),
+        ),
+        (
+            &[b"lab-x/%2E%2E/bench/small-0"],
+            Some(Denied::Target(DotSegment)),
+        ),
+        (&[b"BENCH/small-0"], Some(Denied::Target(InvalidBucketName))),
+        (
+            &[b"lab-x/obj-0", b"bench/small-0"],
+            Some(Denied::Target(MalformedCopySource)),
+        ),
+        (&[b"lab-x/\xff"], Some(Denied::Target(MalformedCopySource))),
+    ];
+    for &(sources, want) in cases {
+        assert_eq!(copy("LABKEY", sources), want, "{sources:?}");
+    }
+    // A tenant allowed every bucket may copy from bench; ambiguity is refused for all.
+    assert_eq!(copy("OPSKEY", &[b"bench/small-0"]), None);
+    assert_eq!(
+        copy("OPSKEY", &[b"%62ench/small-0"]),
+        Some(Denied::Target(EncodedBucket))
+    );
+    assert_eq!(
+        Denied::CopySourceBucket.label(),
+        Denied::Bucket.label(),
+        "counted as bucket_denied"
+    );
 }
 
 #[test]

@@ -101,25 +101,20 @@ pub(crate) fn tenancy(
         raw.defaults.class,
         limits.burst,
     )?;
+    let refs = Refs {
+        classes: &classes,
+        pools,
+        burst: limits.burst,
+        names,
+    };
     let (tenants, default_tenant, access_keys) = tenants(
         &root.key("tenant"),
         raw.tenants,
         &defaults_path,
         raw.defaults.tenant,
-        &classes,
-        limits.burst,
-        pools,
-        names,
+        &refs,
     )?;
-    let rules = rules(
-        &root.key("rule"),
-        raw.rules,
-        &tenants,
-        &classes,
-        pools,
-        limits.burst,
-        names,
-    )?;
+    let rules = rules(&root.key("rule"), raw.rules, &tenants, &refs)?;
     Ok(Tenancy {
         limits,
         classes,
@@ -263,16 +258,30 @@ fn classes(
 /// The tenants, the default tenant and the access key index.
 type Tenants = (Vec<Tenant>, TenantId, HashMap<String, TenantId>);
 
+/// What tenants and rules refer to, validated before them.
+#[derive(Clone, Copy)]
+struct Refs<'a> {
+    classes: &'a [Class],
+    pools: &'a [Pool],
+    /// `[limits] burst`, the default of every rate's.
+    burst: Duration,
+    /// The bucket names bucket globs must be able to match.
+    names: BucketNames,
+}
+
 fn tenants(
     path: &KeyPath,
     raw: Vec<RawTenant>,
     defaults_path: &KeyPath,
     default_name: Option<String>,
-    classes: &[Class],
-    burst: Duration,
-    pools: &[Pool],
-    names: BucketNames,
+    refs: &Refs<'_>,
 ) -> Result<Tenants, Invalid> {
+    let Refs {
+        classes,
+        pools,
+        burst,
+        names,
+    } = *refs;
     limit_len(path, raw.len(), TENANTS_MAX)?;
     let mut tenants: Vec<Tenant> = Vec::with_capacity(raw.len() + 1);
     let mut keys: HashMap<String, TenantId> = HashMap::new();
@@ -442,11 +451,14 @@ fn rules(
     path: &KeyPath,
     raw: Vec<RawRule>,
     tenants: &[Tenant],
-    classes: &[Class],
-    pools: &[Pool],
-    burst: Duration,
-    names: BucketNames,
+    refs: &Refs<'_>,
 ) -> Result<Vec<Rule>, Invalid> {
+    let Refs {
+        classes,
+        pools,
+        burst,
+        names,
+    } = *refs;
     limit_len(path, raw.len(), RULES_MAX)?;
     let mut rules = Vec::with_capacity(raw.len());
     for (i, rr) in raw.into_iter().enumerate() {

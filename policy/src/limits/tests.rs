@@ -40,6 +40,7 @@ fn req(c: &Config, key: Option<&str>, path: &str, client: &str) -> Classified {
         authorization: auth.as_deref(),
         client_ip: client.parse().unwrap(),
         client_name: None,
+        copy_sources: &[],
     })
 }
 
@@ -88,6 +89,7 @@ fn a_bucket_rate_holds_whatever_the_spelling() {
             authorization: None,
             client_ip: "10.0.0.1".parse().unwrap(),
             client_name: None,
+            copy_sources: &[],
         })
     };
     let spellings = [
@@ -636,6 +638,7 @@ proptest! {
             authorization: auth.as_deref(),
             client_ip: IpAddr::from(ip),
             client_name: None,
+            copy_sources: &[],
         });
         prop_assert!(!c.pools.is_empty());
         let now = start + ms(dt);

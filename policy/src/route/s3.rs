@@ -21,7 +21,9 @@
 //!   (the Host wins over a bucket in the path, as in S3). A Host equal to a suffix is the
 //!   service endpoint: path-style.
 //!
-//! What is refused is a [`TargetError`], answered with a 400 S3 error.
+//! The bucket of a copy source (`x-amz-copy-source`), which the node also reads, is held
+//! to the path-style rules ([`copy_source_bucket`]). What is refused is a
+//! [`TargetError`], answered with a 400 S3 error.
 
 use std::borrow::Cow;
 
@@ -118,6 +120,9 @@ pub enum TargetError {
     /// With virtual-host suffixes configured, a Host that is not `name[.][:port]`.
     #[error("the Host field is not a host name with an optional port")]
     BadHost,
+    /// `x-amz-copy-source` repeated, or not text: nodes would pick different ones.
+    #[error("x-amz-copy-source is repeated or not text")]
+    MalformedCopySource,
 }
 
 impl TargetError {
@@ -125,7 +130,7 @@ impl TargetError {
     pub fn s3_code(self) -> &'static str {
         match self {
             TargetError::InvalidBucketName => "InvalidBucketName",
-            TargetError::BadHost => "InvalidArgument",
+            TargetError::BadHost | TargetError::MalformedCopySource => "InvalidArgument",
             _ => "InvalidURI",
         }
     }
@@ -196,6 +201,27 @@ pub fn s3_target<'a>(
         key,
         virtual_host: false,
     }))
+}
+
+/// The bucket an `x-amz-copy-source` value (CopyObject, UploadPartCopy) names: the node
+/// reads that bucket too, so it is held to the path-style rules — `[/]bucket/key`, the
+/// bucket segment plain and valid under `names`, the key free of dot segments — and
+/// anything else is refused like an ambiguous target. A `?versionId=` suffix is allowed.
+pub fn copy_source_bucket(value: &str, names: BucketNames) -> Result<&str, TargetError> {
+    let source = value.split_once('?').map_or(value, |(s, _)| s);
+    let source = source.strip_prefix('/').unwrap_or(source);
+    check_segments(source)?;
+    let (bucket, key) = source.split_once('/').unwrap_or((source, ""));
+    if bucket.is_empty() {
+        return Err(TargetError::EmptyBucketSegment);
+    }
+    if bucket.contains('%') {
+        return Err(TargetError::EncodedBucket);
+    }
+    if !names.is_valid(bucket) || key.is_empty() {
+        return Err(TargetError::InvalidBucketName);
+    }
+    Ok(bucket)
 }
 
 /// Checks every segment of the decoded path (without its leading `/`): escapes well
@@ -679,6 +705,37 @@ mod tests {
         }
         assert!(is_bucket_name(&"a".repeat(63)));
         assert!(!is_bucket_name(&"a".repeat(64)));
+    }
+
+    #[test]
+    fn copy_sources_name_their_bucket_plainly() {
+        fn strict(v: &str) -> Result<&str, TargetError> {
+            copy_source_bucket(v, BucketNames::Strict)
+        }
+        assert_eq!(strict("bench/small-0"), Ok("bench"));
+        assert_eq!(strict("/bench/small-0"), Ok("bench"));
+        assert_eq!(strict("/bench/dir/a%20b?versionId=3"), Ok("bench"));
+        assert_eq!(strict("%62ench/small-0"), Err(TargetError::EncodedBucket));
+        assert_eq!(
+            strict("//bench/small-0"),
+            Err(TargetError::EmptyBucketSegment)
+        );
+        assert_eq!(
+            strict("lab-x/../bench/small-0"),
+            Err(TargetError::DotSegment)
+        );
+        assert_eq!(
+            strict("/lab-x/%2e%2e/bench/small-0"),
+            Err(TargetError::DotSegment)
+        );
+        assert_eq!(strict("BENCH/small-0"), Err(TargetError::InvalidBucketName));
+        assert_eq!(strict("bench"), Err(TargetError::InvalidBucketName));
+        assert_eq!(strict("bench/"), Err(TargetError::InvalidBucketName));
+        assert_eq!(strict(""), Err(TargetError::EmptyBucketSegment));
+        assert_eq!(
+            copy_source_bucket("Old_Data/k", BucketNames::Legacy),
+            Ok("Old_Data")
+        );
     }
 
     #[test]
