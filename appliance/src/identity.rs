@@ -1,4 +1,4 @@
-//! Identity at the edge (issue 9, `docs/identity.md`): verifying clients' SigV4
+//! Identity at the edge (`docs/identity.md`): verifying clients' SigV4
 //! signatures against the tenants' secrets, and re-signing what goes to a pool that has
 //! `credentials` of its own. The rules live in `weir_policy::sigv4`; this module owns the
 //! secrets (from [`Settings`]), the clock, and the per-core cache of derived keys.
@@ -15,7 +15,7 @@ use std::time::SystemTime;
 use weir_io::http::{write_request_head, Header, RequestHead};
 use weir_policy::classify::Denied;
 use weir_policy::config::AuthMode;
-use weir_policy::route::{is_bucket_name, virtual_host_bucket};
+use weir_policy::route::s3_target;
 use weir_policy::sigv4::{
     self, strip_presigned_params, ChunkSigner, ChunkStream, ChunkVerifier, Identity, KeyLookup,
     PayloadHash, RequestParts, Scope, SigV4Error, SigningKey,
@@ -128,20 +128,34 @@ fn parts(head: &RequestHead) -> RequestParts<'_, impl sigv4::HeaderIter<'_>> {
     )
 }
 
-/// The refusal of a request the tenant's access policy (`buckets`, `pools`) does not allow.
+/// The refusal of a request classification refused: a target that is ambiguous or names
+/// an invalid bucket (400, docs/identity.md "Request targets"), or one the tenant's access
+/// policy (`buckets`, `pools`) does not allow (403).
 pub fn denied(denied: Denied, bucket: Option<&str>) -> Refusal {
-    let message = match denied {
-        Denied::Bucket => format!(
-            "Access Denied: the tenant may not use bucket {:?}",
-            bucket.unwrap_or_default()
+    let (status, code, message) = match denied {
+        Denied::Target(e) => (400, e.s3_code(), e.to_string()),
+        Denied::Bucket => (
+            403,
+            "AccessDenied",
+            format!(
+                "Access Denied: the tenant may not use bucket {:?}",
+                bucket.unwrap_or_default()
+            ),
         ),
-        Denied::Pool => {
-            "Access Denied: the tenant may not use the pools serving this bucket".into()
-        }
+        Denied::CopySourceBucket => (
+            403,
+            "AccessDenied",
+            "Access Denied: the tenant may not read the copy source's bucket".into(),
+        ),
+        Denied::Pool => (
+            403,
+            "AccessDenied",
+            "Access Denied: the tenant may not use the pools serving this bucket".into(),
+        ),
     };
     Refusal {
-        status: 403,
-        code: "AccessDenied",
+        status,
+        code,
         message,
         reason: denied.label(),
     }
@@ -274,7 +288,7 @@ pub fn resign(
     };
     let host = settings.config.pools[pool].nodes[node].to_string();
     let mut out = head.clone();
-    out.target = node_target(settings, head);
+    out.target = node_target(settings, head)?;
     out.headers
         .retain(|h| !REPLACED[..4].iter().any(|name| h.is(name)));
     let signed = sigv4::sign(
@@ -336,25 +350,29 @@ pub fn pool_signer(
 
 /// The target to send a re-signed request to a node with: presigned query parameters
 /// dropped, and a virtual-host request (`bucket.<suffix>` Host) made path-style — the
-/// node's Host replaces the client's, so the bucket moves into the path.
-pub fn node_target(settings: &Settings, head: &RequestHead) -> String {
+/// node's Host replaces the client's, so the bucket moves into the path: the same
+/// canonical bucket classification decided on (lower-cased), never the Host's spelling.
+pub fn node_target(settings: &Settings, head: &RequestHead) -> Result<String, SigV4Error> {
     let (path, query) = head.target.split_once('?').unwrap_or((&head.target, ""));
     let query = strip_presigned_params(query);
-    let suffixes = &settings.config.appliance.virtual_host_suffixes;
-    let path = match head
-        .host()
-        .and_then(|h| virtual_host_bucket(h, suffixes))
-        .filter(|b| is_bucket_name(b))
-    {
-        Some(bucket) if path == "/" => format!("/{bucket}"),
-        Some(bucket) => format!("/{bucket}{path}"),
+    let appliance = &settings.config.appliance;
+    let target = s3_target(
+        head.host(),
+        path,
+        &appliance.virtual_host_suffixes,
+        appliance.bucket_names,
+    )
+    .map_err(|_| SigV4Error::Unsignable("a request target classification refuses"))?;
+    let path = match target.filter(|t| t.virtual_host) {
+        Some(t) if path == "/" => format!("/{}", t.bucket),
+        Some(t) => format!("/{}{path}", t.bucket),
         None => path.to_owned(),
     };
-    if query.is_empty() {
+    Ok(if query.is_empty() {
         path
     } else {
         format!("{path}?{query}")
-    }
+    })
 }
 
 /// A request re-signed for a pool: the head to write and, for a streaming-signed
@@ -489,6 +507,125 @@ mod tests {
             resigned("GET /photos/k HTTP/1.1\r\nHost: s3.weir.example\r\n\r\n").0,
             "/photos/k"
         );
+        // The bucket moved into the path is the canonical one classification decided on:
+        // lower-cased, whatever the Host's case, trailing dot or port; a bucket also named
+        // in the path stays part of the key (the Host wins, as in S3).
+        for host in [
+            "Lab-X.s3.weir.example",
+            "LAB-X.S3.WEIR.EXAMPLE.",
+            "lab-x.s3.weir.example.:9000",
+        ] {
+            let raw = format!("GET /bench/small-0 HTTP/1.1\r\nHost: {host}\r\n\r\n");
+            assert_eq!(resigned(&raw).0, "/lab-x/bench/small-0", "{host}");
+        }
+        // A target classification refuses is never re-signed (it never gets this far).
+        for raw in [
+            "GET /k HTTP/1.1\r\nHost: ab.s3.weir.example\r\n\r\n",
+            "GET /%62ench/k HTTP/1.1\r\nHost: weir.example\r\n\r\n",
+        ] {
+            assert!(matches!(
+                resign(&s, &cache, 0, 0, 0, &head(raw), now()),
+                Err(SigV4Error::Unsignable(_))
+            ));
+        }
+    }
+
+    #[test]
+    fn a_refused_target_is_answered_400_with_its_s3_code_and_reason() {
+        use weir_policy::classify::TargetError;
+        let r = denied(Denied::Target(TargetError::EncodedBucket), None);
+        assert_eq!(
+            (r.status, r.code, r.reason),
+            (400, "InvalidURI", "ambiguous_target")
+        );
+        let r = denied(Denied::Target(TargetError::InvalidBucketName), None);
+        assert_eq!(
+            (r.status, r.code, r.reason),
+            (400, "InvalidBucketName", "invalid_bucket_name")
+        );
+        let r = denied(Denied::Bucket, Some("bench"));
+        assert_eq!(
+            (r.status, r.code, r.reason),
+            (403, "AccessDenied", "bucket_denied")
+        );
+        assert!(r.message.contains("\"bench\""), "{}", r.message);
+    }
+
+    /// A request signed for `/bench/small-0` and sent with another spelling is either not
+    /// verified, or verified against a canonical form that names the same bucket and key
+    /// the node decodes, and then refused by classification when the spelling is
+    /// ambiguous: it never passes with policy decided on another bucket.
+    #[test]
+    fn a_respelled_signed_request_fails_verification_or_classification() {
+        let mut s = settings("[auth]\nmode = \"verify\"\nsecrets_file = \"x\"\n");
+        s.tenant_secrets
+            .insert("TENANT".into(), Secret::new("tenant-secret").unwrap());
+        let cache = KeyCache::default();
+        let key = SigningKey::derive(
+            b"tenant-secret",
+            Scope::new(
+                sigv4::Timestamp::from_system_time(now()).unwrap().date(),
+                "us-east-1",
+                "s3",
+            ),
+        );
+        let signed_for = |target: &str| {
+            let unsigned = head(&format!(
+                "GET {target} HTTP/1.1\r\nHost: weir.example\r\nx-amz-content-sha256: UNSIGNED-PAYLOAD\r\n\r\n"
+            ));
+            let signed = sigv4::sign(
+                &parts(&unsigned),
+                &Identity {
+                    access_key: "TENANT",
+                    key: &key,
+                },
+                "weir.example",
+                &[],
+                now(),
+            )
+            .unwrap();
+            let mut out = unsigned.clone();
+            out.headers
+                .retain(|h| !h.is("host") && !h.is("x-amz-content-sha256"));
+            for (name, value) in signed.headers() {
+                out.headers
+                    .push(Header::new(name, value.as_bytes().to_vec()));
+            }
+            out
+        };
+        let classify = |h: &RequestHead| {
+            s.config.classify(&weir_policy::classify::Request {
+                method: h.method.as_str(),
+                host: h.host(),
+                path: h.path(),
+                query: h.query(),
+                authorization: None,
+                client_ip: std::net::IpAddr::from([127, 0, 0, 1]),
+                client_name: None,
+                copy_sources: &[],
+            })
+        };
+        let original = signed_for("/bench/small-0");
+        for sent in [
+            "/%62ench/small-0",
+            "//bench/small-0",
+            "/./bench/small-0",
+            "/lab-x/../bench/small-0",
+            "/bench%2Fsmall-0",
+        ] {
+            let mut respelled = original.clone();
+            respelled.target = sent.into();
+            let verified = verify(&s, &cache, &respelled, now()).is_ok();
+            let refused = matches!(classify(&respelled).denied, Some(Denied::Target(_)));
+            assert!(!verified || refused, "{sent}: verified and not refused");
+        }
+        // Encoded bytes in the key verify (S3 canonicalises the same way) and name the
+        // same bucket and key to every node: allowed.
+        let mut key_encoded = original.clone();
+        key_encoded.target = "/bench/small-%30".into();
+        assert!(verify(&s, &cache, &key_encoded, now()).is_ok());
+        let c = classify(&key_encoded);
+        assert_eq!((c.denied, c.bucket.as_deref()), (None, Some("bench")));
     }
 
     #[test]

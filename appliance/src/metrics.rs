@@ -23,7 +23,7 @@ pub const REJECT_STATUSES: [u16; 9] = [400, 408, 411, 413, 417, 431, 501, 505, 0
 
 /// `reason` labels of `weir_auth_failures_total`: every `SigV4Error::metric_reason`,
 /// then the edge's own refusals (`crate::identity`). Unknown reasons count as `other`.
-pub const AUTH_FAILURE_REASONS: [&str; 30] = [
+pub const AUTH_FAILURE_REASONS: [&str; 32] = [
     "header_malformed",
     "query_malformed",
     "unsupported_algorithm",
@@ -53,6 +53,8 @@ pub const AUTH_FAILURE_REASONS: [&str; 30] = [
     "security_token",
     "bucket_denied",
     "pool_denied",
+    "ambiguous_target",
+    "invalid_bucket_name",
     "other",
 ];
 

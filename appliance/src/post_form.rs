@@ -96,7 +96,7 @@ impl Form {
         let file_start = self.prefix.file_start();
         let length = self.content_length - file_start as u64 + prefix.len() as u64;
         let mut head = self.head.clone();
-        head.target = identity::node_target(settings, &self.head);
+        head.target = identity::node_target(settings, &self.head)?;
         head.headers
             .retain(|h| !h.is("host") && !h.is("content-length"));
         let host = settings.config.pools[pool].nodes[node].to_string();
@@ -134,9 +134,17 @@ fn form_upload(
     {
         return Ok(None);
     }
-    let suffixes = &settings.config.appliance.virtual_host_suffixes;
-    let Some(target) = s3_target(head.host(), head.path(), suffixes).filter(|t| !t.has_key())
-    else {
+    let appliance = &settings.config.appliance;
+    // An ambiguous target is not a form to read: classification refuses it.
+    let Some(target) = s3_target(
+        head.host(),
+        head.path(),
+        &appliance.virtual_host_suffixes,
+        appliance.bucket_names,
+    )
+    .ok()
+    .flatten()
+    .filter(|t| !t.has_key()) else {
         return Ok(None);
     };
     let mut types = head.headers_named("content-type");
@@ -146,7 +154,7 @@ fn form_upload(
     let Some(boundary) = post::form_boundary(content_type)? else {
         return Ok(None);
     };
-    Ok(Some((boundary, target.bucket.to_owned())))
+    Ok(Some((boundary, target.bucket.into_owned())))
 }
 
 /// Reads and verifies a form upload's fields before its file. `Ok(None)`: not a form

@@ -535,6 +535,7 @@ async fn handle(
         authorization,
         client_ip: flow.client.ip(),
         client_name,
+        copy_sources: &head.headers_named("x-amz-copy-source").collect::<Vec<_>>(),
     }));
     *flow.bucket.borrow_mut() = classified.bucket.clone();
     flow.op.set(classified.op.as_str());

@@ -2,15 +2,25 @@
 //! access key), bucket, operation class, rule, QoS class and pool chain.
 //!
 //! Driven by the appliance once per request, after the head is parsed and before
-//! admission (DESIGN.md §3). weir classifies, it does not authenticate: the access key is
-//! read from the SigV4/SigV2 credential without checking the signature, so anyone who
-//! knows a key id can be counted as that tenant (CORRECTIONS 13, docs/limits.md). Keys
-//! that are unknown, absent or malformed fall into the default tenant.
+//! admission. Classification does not authenticate: the access key is read from the
+//! SigV4/SigV2 credential without checking the signature (that is `[auth] mode = "verify"`,
+//! done before this), so without verification anyone who knows a key id can be counted as
+//! that tenant (docs/limits.md). Keys that are unknown, absent or malformed fall into the
+//! default tenant.
+//!
+//! The bucket is the one the storage node will act on, canonical, and the same one the
+//! rules, routes, limits, access policy and metrics see; a target that nodes could read as
+//! another bucket is refused ([`Denied::Target`], answered 400 before admission), never
+//! taken as "no bucket" (docs/identity.md, "Request targets"). The bucket of a copy
+//! source (`x-amz-copy-source`), which the node also reads, is held to the same rules and
+//! to the tenant's `buckets`.
 
 use std::net::IpAddr;
 
 use crate::config::Config;
-use crate::route::{op_class, s3_target};
+use crate::route::{copy_source_bucket, op_class, s3_target};
+
+pub use crate::route::TargetError;
 
 pub use crate::config::{Class, ClassId, TenantId};
 pub use crate::route::OpClass;
@@ -35,6 +45,9 @@ pub struct Request<'a> {
     pub client_ip: IpAddr,
     /// The DNS name of the client's verified TLS certificate, if it presented one.
     pub client_name: Option<&'a str>,
+    /// Every `x-amz-copy-source` value (CopyObject, UploadPartCopy; normally none or
+    /// one): a second bucket the node reads.
+    pub copy_sources: &'a [&'a [u8]],
 }
 
 /// What the appliance needs to admit, queue, route and account a request.
@@ -42,7 +55,8 @@ pub struct Request<'a> {
 pub struct Classified {
     /// The tenant (an index into `Config::tenants`; the default tenant for unknown keys).
     pub tenant: TenantId,
-    /// The bucket addressed, if the request names a valid one.
+    /// The bucket addressed, canonical (`route::s3_target`); `None` for the service root
+    /// (ListBuckets) and for a refused target.
     pub bucket: Option<String>,
     /// The kind of S3 operation.
     pub op: OpClass,
@@ -55,16 +69,21 @@ pub struct Classified {
     /// The client's address in canonical form (IPv4-mapped IPv6 as IPv4), the key of
     /// per-client-IP limits.
     pub client_ip: IpAddr,
-    /// Set when the tenant may not make this request (its `buckets` or `pools`): the
-    /// appliance answers `AccessDenied` and no node sees it.
+    /// Set when the request is refused at classification: an ambiguous or invalid target
+    /// (answered 400), or the tenant's access policy (its `buckets` or `pools`, answered
+    /// `AccessDenied`). Either way no node sees it and no limit is charged.
     pub denied: Option<Denied>,
 }
 
-/// Why a tenant's request is refused by access policy.
+/// Why a request is refused at classification.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Denied {
+    /// The target is ambiguous or names an invalid bucket (400, before access policy).
+    Target(TargetError),
     /// The bucket matches none of the tenant's `buckets`.
     Bucket,
+    /// The copy source's bucket matches none of the tenant's `buckets`.
+    CopySourceBucket,
     /// No pool of the request's chain is among the tenant's `pools`.
     Pool,
 }
@@ -73,7 +92,8 @@ impl Denied {
     /// The `reason` label (of `weir_auth_failures_total`).
     pub fn label(self) -> &'static str {
         match self {
-            Denied::Bucket => "bucket_denied",
+            Denied::Target(e) => e.metric_reason(),
+            Denied::Bucket | Denied::CopySourceBucket => "bucket_denied",
             Denied::Pool => "pool_denied",
         }
     }
@@ -84,9 +104,34 @@ impl Config {
     /// the first `[[rule]]` whose conditions all hold; its `pools` (else the `[[route]]`
     /// table, else pool 0) and `class` (else the tenant's, else the default class).
     pub fn classify(&self, req: &Request<'_>) -> Classified {
-        let target = s3_target(req.host, req.path, &self.appliance.virtual_host_suffixes);
-        let bucket = target.map(|t| t.bucket);
-        let op = op_class(req.method, target.is_some_and(|t| t.has_key()), req.query);
+        let appliance = &self.appliance;
+        let (target, mut refused) = match s3_target(
+            req.host,
+            req.path,
+            &appliance.virtual_host_suffixes,
+            appliance.bucket_names,
+        ) {
+            Ok(target) => (target, None),
+            Err(e) => (None, Some(Denied::Target(e))),
+        };
+        let copy_source = match req.copy_sources {
+            [] => Ok(None),
+            [value] => std::str::from_utf8(value)
+                .map_err(|_| TargetError::MalformedCopySource)
+                .and_then(|v| copy_source_bucket(v, appliance.bucket_names))
+                .map(Some),
+            _ => Err(TargetError::MalformedCopySource),
+        };
+        let copy_source = copy_source.unwrap_or_else(|e| {
+            refused = refused.or(Some(Denied::Target(e)));
+            None
+        });
+        let bucket = target.as_ref().map(|t| t.bucket.as_ref());
+        let op = op_class(
+            req.method,
+            target.as_ref().is_some_and(|t| t.has_key()),
+            req.query,
+        );
         // A verified certificate is an identity; an access key is only a claim until
         // `[auth]` verifies it, so the certificate decides when it names a tenant.
         let tenant = req
@@ -106,10 +151,15 @@ impl Config {
             Some(chain) => chain.clone(),
             None => self.route(bucket).to_vec(),
         };
-        let denied = self.tenants.get(tenant.0).and_then(|t| {
-            if let (Some(globs), Some(b)) = (&t.buckets, bucket) {
-                if !globs.iter().any(|g| g.matches(b)) {
+        let denied = refused.or_else(|| {
+            let t = self.tenants.get(tenant.0)?;
+            if let Some(globs) = &t.buckets {
+                let allowed = |b: &str| globs.iter().any(|g| g.matches(b));
+                if bucket.is_some_and(|b| !allowed(b)) {
                     return Some(Denied::Bucket);
+                }
+                if copy_source.is_some_and(|b| !allowed(b)) {
+                    return Some(Denied::CopySourceBucket);
                 }
             }
             let allowed = t.pools.as_ref()?;

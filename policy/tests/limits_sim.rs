@@ -120,6 +120,7 @@ fn classify(cfg: &Config, key: &str, client: u8) -> Classified {
         authorization: Some(&auth),
         client_ip: IpAddr::V4(Ipv4Addr::new(10, 0, 0, client)),
         client_name: None,
+        copy_sources: &[],
     })
 }
 

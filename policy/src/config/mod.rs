@@ -19,6 +19,8 @@ pub mod units;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_targets;
+#[cfg(test)]
 mod tests_tenancy;
 
 use std::collections::HashMap;
@@ -29,7 +31,7 @@ use serde::Deserialize;
 use toml::de::DeTable;
 
 pub use crate::health::HealthParams;
-pub use crate::route::BucketGlob;
+pub use crate::route::{BucketGlob, BucketNames};
 pub use addr::{NodeAddr, NodeAddrError};
 pub use auth::{
     parse_secrets, Auth, AuthMode, PoolCredentials, Secret, SecretSource, Secrets,
@@ -102,6 +104,9 @@ pub struct Appliance {
     /// Host suffixes for virtual-host style addressing (`bucket.<suffix>`), lower-case,
     /// without a leading dot; empty = path-style only.
     pub virtual_host_suffixes: Vec<String>,
+    /// Which bucket names path-style requests may use; a request naming any other is
+    /// refused (docs/identity.md, "Request targets").
+    pub bucket_names: BucketNames,
     /// Admin listener (`/healthz`, `/readyz`, `/nodes`, `/flows`, `POST /reload`), if any;
     /// a non-loopback address requires `admin_token`.
     pub admin: Option<SocketAddr>,
@@ -253,6 +258,7 @@ impl Default for Appliance {
             body_path: BodyPath::Splice,
             pipe_bytes: 1 << 20,
             virtual_host_suffixes: Vec::new(),
+            bucket_names: BucketNames::Strict,
             admin: None,
             admin_token: None,
             access_log: None,

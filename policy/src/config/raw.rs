@@ -54,6 +54,7 @@ pub(crate) struct RawAppliance {
     pub(crate) body_path: Option<BodyPath>,
     pub(crate) pipe_bytes: Option<ConfigSize>,
     pub(crate) virtual_host_suffixes: Option<Vec<String>>,
+    pub(crate) bucket_names: Option<String>,
     pub(crate) admin: Option<String>,
     pub(crate) admin_token: Option<String>,
     pub(crate) access_log: Option<String>,

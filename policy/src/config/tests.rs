@@ -54,6 +54,7 @@ fn example_file_parses() {
     assert_eq!(c.appliance.body_path, BodyPath::Splice);
     assert_eq!(c.appliance.pipe_bytes, 1 << 20);
     assert!(c.appliance.virtual_host_suffixes.is_empty());
+    assert_eq!(c.appliance.bucket_names, BucketNames::Strict);
     // The example documents the defaults: keep the two in step.
     assert_eq!(c.http, Http::default());
     assert_eq!(c.upstream, Upstream::default());
@@ -94,6 +95,7 @@ metrics = "127.0.0.1:9100"
 body_path = "copy"
 pipe_bytes = 65536
 virtual_host_suffixes = [".S3.Example.com", "s3.local"]
+bucket_names = "legacy"
 [http]
 header_bytes_max = "32KB"
 headers_count_max = 64
@@ -156,6 +158,7 @@ pools = ["site-a", "site_b.2"]
             body_path: BodyPath::Copy,
             pipe_bytes: 65536,
             virtual_host_suffixes: vec!["s3.example.com".into(), "s3.local".into()],
+            bucket_names: BucketNames::Legacy,
             ..Appliance::default()
         }
     );
@@ -396,8 +399,9 @@ fn rejects_route_to_unknown_pool() {
 fn rejects_bad_glob() {
     for (glob, needle) in [
         ("", "empty pattern"),
-        ("Rag-*", "'R' cannot occur"),
+        ("Rag-*", "'R': bucket names are lower case"),
         ("rag_[0-9]", "'_' cannot occur"),
+        ("-rag*", "no valid bucket name matches it"),
     ] {
         let text = format!("{POOL}\n[[route]]\nbucket = \"{glob}\"\npool = \"default\"\n");
         rejects(&text, Some(7), "route[0].bucket", needle);

@@ -720,6 +720,7 @@ fn classify(c: &Config, auth: Option<&str>, method: &str, path: &str, from: &str
         authorization: auth,
         client_ip: ip(from),
         client_name: None,
+        copy_sources: &[],
     })
 }
 
@@ -794,6 +795,7 @@ fn classification_tenant_rule_class_and_pools() {
         authorization: None,
         client_ip: ip("10.0.0.1"),
         client_name: None,
+        copy_sources: &[],
     });
     assert_eq!(
         (x.tenant, x.bucket.as_deref()),
@@ -857,6 +859,7 @@ fn a_verified_client_certificate_names_the_tenant_before_any_access_key() {
             authorization: auth,
             client_ip: ip("10.0.0.1"),
             client_name: name,
+            copy_sources: &[],
         })
         .tenant
         .0
@@ -908,6 +911,7 @@ fn tenant_buckets_and_pools_decide_access() {
             authorization: Some(&auth),
             client_ip: ip("10.0.0.9"),
             client_name: None,
+            copy_sources: &[],
         })
     };
     let ok = at("/lab-1/k");
@@ -936,6 +940,7 @@ fn tenant_buckets_and_pools_decide_access() {
         authorization: Some(&auth),
         client_ip: ip("10.0.0.9"),
         client_name: None,
+        copy_sources: &[],
     });
     assert_eq!(d.denied, Some(crate::classify::Denied::Pool));
     assert!(

@@ -17,7 +17,7 @@ use super::validate_tenancy::{tenancy, RawTenancy, Tenancy};
 use super::{Appliance, Config, Control, Http, NodeAddr, Pool, Route, Upstream};
 use crate::dns;
 use crate::health::{ExpectStatus, HealthParams, ProbeMethod, PROBE_BODY_BYTES_MAX};
-use crate::route::BucketGlob;
+use crate::route::{BucketGlob, BucketNames};
 use toml::de::{DeTable, DeValue};
 
 /// Most shards: beyond this a typo is likelier than a machine.
@@ -181,7 +181,12 @@ pub(crate) fn config(raw: RawConfig) -> Result<Config, Invalid> {
     let mut http = http(&root.key("http"), raw.http)?;
     let upstream = upstream(&root.key("upstream"), raw.upstream)?;
     let pools = pools(&root.key("pool"), raw.pool)?;
-    let routes = routes(&root.key("route"), raw.route, &pools)?;
+    let routes = routes(
+        &root.key("route"),
+        raw.route,
+        &pools,
+        appliance.bucket_names,
+    )?;
     let Tenancy {
         limits,
         classes,
@@ -200,6 +205,7 @@ pub(crate) fn config(raw: RawConfig) -> Result<Config, Invalid> {
         },
         http_connections_max,
         &pools,
+        appliance.bucket_names,
     )?;
     // One value, two spellings: code reading either field sees the same cap.
     http.connections_max = limits.connections_max;
@@ -338,6 +344,16 @@ fn appliance(path: &KeyPath, raw: RawAppliance) -> Result<Appliance, Invalid> {
         }
     };
 
+    let bucket_names = match raw.bucket_names {
+        None => d.bucket_names,
+        Some(text) => BucketNames::from_name(&text).ok_or_else(|| {
+            Invalid::new(
+                &path.key("bucket_names"),
+                format!("{text:?} is neither \"strict\" nor \"legacy\""),
+            )
+        })?,
+    };
+
     let admin_token = match raw.admin_token {
         None => None,
         Some(token) => {
@@ -431,6 +447,7 @@ fn appliance(path: &KeyPath, raw: RawAppliance) -> Result<Appliance, Invalid> {
         body_path: raw.body_path.unwrap_or(d.body_path),
         pipe_bytes,
         virtual_host_suffixes,
+        bucket_names,
         admin,
         admin_token,
         access_log,
@@ -860,18 +877,18 @@ fn nodes(path: &KeyPath, texts: &[String]) -> Result<Vec<NodeAddr>, Invalid> {
     Ok(nodes)
 }
 
-fn routes(path: &KeyPath, raw: Vec<RawRoute>, pools: &[Pool]) -> Result<Vec<Route>, Invalid> {
+fn routes(
+    path: &KeyPath,
+    raw: Vec<RawRoute>,
+    pools: &[Pool],
+    names: BucketNames,
+) -> Result<Vec<Route>, Invalid> {
     limit_len(path, raw.len(), ROUTES_MAX)?;
     raw.into_iter()
         .enumerate()
         .map(|(i, raw_route)| {
             let route_path = path.index(i);
-            let bucket = BucketGlob::new(&raw_route.bucket).map_err(|e| {
-                Invalid::new(
-                    &route_path.key("bucket"),
-                    format!("bad bucket glob {:?}: {e}", raw_route.bucket),
-                )
-            })?;
+            let bucket = bucket_glob(&route_path.key("bucket"), &raw_route.bucket, names)?;
             let chain = pool_chain(&route_path, raw_route.pool, raw_route.pools, pools)?;
             Ok(Route {
                 bucket,
@@ -879,6 +896,17 @@ fn routes(path: &KeyPath, raw: Vec<RawRoute>, pools: &[Pool]) -> Result<Vec<Rout
             })
         })
         .collect()
+}
+
+/// A `[[route]]`, `[[rule]]` or `[[tenant]]` bucket glob, which must be able to match a
+/// bucket name under `names` (the canonical buckets requests are classified by).
+pub(super) fn bucket_glob(
+    path: &KeyPath,
+    text: &str,
+    names: BucketNames,
+) -> Result<BucketGlob, Invalid> {
+    BucketGlob::for_names(text, names)
+        .map_err(|e| Invalid::new(path, format!("bad bucket glob {text:?}: {e}")))
 }
 
 /// A route's or rule's `pool` (one) or `pools` (a failover chain, ordered by the pools'

@@ -16,10 +16,12 @@ use super::tenancy::{
     CLASS_QUEUE_TIMEOUT_DEFAULT, CLASS_WEIGHT_DEFAULT, DEFAULT_TENANT_NAME,
 };
 use super::units::{format_duration, format_size, ConfigDuration, ConfigSize};
-use super::validate::{bounded, count, is_label_name, limit_len, pool_chain, LABEL_LEN_MAX};
+use super::validate::{
+    bounded, bucket_glob, count, is_label_name, limit_len, pool_chain, LABEL_LEN_MAX,
+};
 use super::Pool;
 use crate::classify::is_access_key;
-use crate::route::{BucketGlob, Cidr, OpClass};
+use crate::route::{BucketNames, Cidr, OpClass};
 
 /// Requests per second of any limit: 10^8 is beyond any one appliance.
 const REQUESTS_PER_SEC: RangeInclusive<u64> = 1..=100_000_000;
@@ -87,6 +89,7 @@ pub(crate) fn tenancy(
     raw: RawTenancy,
     http_connections_max: Option<usize>,
     pools: &[Pool],
+    names: BucketNames,
 ) -> Result<Tenancy, Invalid> {
     let root = KeyPath::root();
     let limits = limits(&root.key("limits"), raw.limits, http_connections_max)?;
@@ -98,23 +101,20 @@ pub(crate) fn tenancy(
         raw.defaults.class,
         limits.burst,
     )?;
+    let refs = Refs {
+        classes: &classes,
+        pools,
+        burst: limits.burst,
+        names,
+    };
     let (tenants, default_tenant, access_keys) = tenants(
         &root.key("tenant"),
         raw.tenants,
         &defaults_path,
         raw.defaults.tenant,
-        &classes,
-        limits.burst,
-        pools,
+        &refs,
     )?;
-    let rules = rules(
-        &root.key("rule"),
-        raw.rules,
-        &tenants,
-        &classes,
-        pools,
-        limits.burst,
-    )?;
+    let rules = rules(&root.key("rule"), raw.rules, &tenants, &refs)?;
     Ok(Tenancy {
         limits,
         classes,
@@ -258,15 +258,30 @@ fn classes(
 /// The tenants, the default tenant and the access key index.
 type Tenants = (Vec<Tenant>, TenantId, HashMap<String, TenantId>);
 
+/// What tenants and rules refer to, validated before them.
+#[derive(Clone, Copy)]
+struct Refs<'a> {
+    classes: &'a [Class],
+    pools: &'a [Pool],
+    /// `[limits] burst`, the default of every rate's.
+    burst: Duration,
+    /// The bucket names bucket globs must be able to match.
+    names: BucketNames,
+}
+
 fn tenants(
     path: &KeyPath,
     raw: Vec<RawTenant>,
     defaults_path: &KeyPath,
     default_name: Option<String>,
-    classes: &[Class],
-    burst: Duration,
-    pools: &[Pool],
+    refs: &Refs<'_>,
 ) -> Result<Tenants, Invalid> {
+    let Refs {
+        classes,
+        pools,
+        burst,
+        names,
+    } = *refs;
     limit_len(path, raw.len(), TENANTS_MAX)?;
     let mut tenants: Vec<Tenant> = Vec::with_capacity(raw.len() + 1);
     let mut keys: HashMap<String, TenantId> = HashMap::new();
@@ -358,12 +373,7 @@ fn tenants(
                 limit_len(&list_path, texts.len(), CONDITION_ITEMS_MAX)?;
                 let mut globs = Vec::with_capacity(texts.len());
                 for (j, text) in texts.iter().enumerate() {
-                    globs.push(BucketGlob::new(text).map_err(|e| {
-                        Invalid::new(
-                            &list_path.index(j),
-                            format!("bad bucket glob {text:?}: {e}"),
-                        )
-                    })?);
+                    globs.push(bucket_glob(&list_path.index(j), text, names)?);
                 }
                 Some(globs)
             }
@@ -441,10 +451,14 @@ fn rules(
     path: &KeyPath,
     raw: Vec<RawRule>,
     tenants: &[Tenant],
-    classes: &[Class],
-    pools: &[Pool],
-    burst: Duration,
+    refs: &Refs<'_>,
 ) -> Result<Vec<Rule>, Invalid> {
+    let Refs {
+        classes,
+        pools,
+        burst,
+        names,
+    } = *refs;
     limit_len(path, raw.len(), RULES_MAX)?;
     let mut rules = Vec::with_capacity(raw.len());
     for (i, rr) in raw.into_iter().enumerate() {
@@ -461,14 +475,7 @@ fn rules(
         };
         let bucket = rr
             .bucket
-            .map(|text| {
-                BucketGlob::new(&text).map_err(|e| {
-                    Invalid::new(
-                        &rule_path.key("bucket"),
-                        format!("bad bucket glob {text:?}: {e}"),
-                    )
-                })
-            })
+            .map(|text| bucket_glob(&rule_path.key("bucket"), &text, names))
             .transpose()?;
         let ops = match rr.op {
             None => Vec::new(),

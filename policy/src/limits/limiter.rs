@@ -347,7 +347,11 @@ impl Limiter {
             if is_own(*s) {
                 share.charge(1.0, now);
             } else {
-                share.charge_at(1.0, until, now);
+                // At `go`, the time its own limits let it go, not at `until`: a charge
+                // kept for `until` would be invisible to the next request asking at `go`,
+                // and every request waiting on a shared limit alone would get the same
+                // slot.
+                share.charge_at(1.0, go, now);
             }
         }
         if wait.is_zero() {

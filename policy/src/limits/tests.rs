@@ -40,7 +40,94 @@ fn req(c: &Config, key: Option<&str>, path: &str, client: &str) -> Classified {
         authorization: auth.as_deref(),
         client_ip: client.parse().unwrap(),
         client_name: None,
+        copy_sources: &[],
     })
+}
+
+/// Requests that wait on a shared limit alone (a bucket rate, no tenant rate) queue one
+/// behind the other: each sees the charges of those admitted before it.
+#[test]
+fn waiters_on_a_shared_limit_alone_get_successive_slots() {
+    let cfg = config(
+        "[limits]\nbucket_requests_per_sec = 10\nburst = \"100ms\"\n\
+         [[class]]\nname = \"c\"\nqueue_timeout = \"1s\"\n",
+    );
+    let now = t0();
+    let mut l = Limiter::new(&cfg, 1, now);
+    let c = req(&cfg, None, "/b1b/k", "10.0.0.1");
+    assert_eq!(l.admit(&c, c.client_ip, now), Admit::Go);
+    for i in 1..=4 {
+        assert_eq!(
+            l.admit(&c, c.client_ip, now),
+            Admit::Wait {
+                until: now + ms(100 * i),
+                class: ClassId(0)
+            },
+            "request {i}"
+        );
+    }
+}
+
+/// A bucket's rate is keyed on the canonical bucket: a virtual-host spelling (any case,
+/// trailing dot, port) spends the same tokens as the path-style one, and spellings that
+/// could escape it are refused at classification, before admission.
+#[test]
+fn a_bucket_rate_holds_whatever_the_spelling() {
+    let cfg = config(
+        "[appliance]\nvirtual_host_suffixes = [\"s3.test\"]\n\
+         [limits]\nbucket_requests_per_sec = 10\nburst = \"100ms\"\n\
+         [[class]]\nname = \"c\"\nqueue_timeout = \"250ms\"\n",
+    );
+    let now = t0();
+    let mut l = Limiter::new(&cfg, 1, now);
+    let at = |host: &str, path: &str| {
+        cfg.classify(&Request {
+            method: "GET",
+            host: Some(host),
+            path,
+            query: None,
+            authorization: None,
+            client_ip: "10.0.0.1".parse().unwrap(),
+            client_name: None,
+            copy_sources: &[],
+        })
+    };
+    let spellings = [
+        ("weir.test", "/bench/k"),
+        ("BENCH.s3.test", "/k"),
+        ("bench.s3.test.", "/k"),
+        ("Bench.S3.Test:9000", "/k"),
+    ];
+    let mut verdicts = Vec::new();
+    for (host, path) in spellings {
+        let c = at(host, path);
+        assert_eq!(
+            (c.bucket.as_deref(), c.denied),
+            (Some("bench"), None),
+            "{host} {path}"
+        );
+        verdicts.push(l.admit(&c, c.client_ip, now));
+    }
+    assert_eq!(verdicts[0], Admit::Go);
+    assert!(matches!(verdicts[1], Admit::Wait { until, .. } if until == now + ms(100)));
+    assert!(matches!(verdicts[2], Admit::Wait { until, .. } if until == now + ms(200)));
+    assert!(
+        matches!(verdicts[3], Admit::Reject { .. }),
+        "{:?}",
+        verdicts[3]
+    );
+    for (host, path) in [
+        ("weir.test", "/%62ench/k"),
+        ("weir.test", "//bench/k"),
+        ("weir.test", "/./bench/k"),
+    ] {
+        let c = at(host, path);
+        assert!(
+            matches!(c.denied, Some(crate::classify::Denied::Target(_))),
+            "{path}"
+        );
+        assert_eq!(c.bucket, None);
+    }
 }
 
 const TENANT_10: &str = r#"
@@ -551,6 +638,7 @@ proptest! {
             authorization: auth.as_deref(),
             client_ip: IpAddr::from(ip),
             client_name: None,
+            copy_sources: &[],
         });
         prop_assert!(!c.pools.is_empty());
         let now = start + ms(dt);
