@@ -112,10 +112,11 @@ pub async fn serve_client(
         SPLICE_BYTES_MIN,
     );
     drop(ep);
+    let mut first = true;
     loop {
         // Each request runs on the epoch current when it starts, to its end.
         let ep = shard.epoch();
-        match read_request(&ep, &mut client).await {
+        match read_request(&ep, &mut client, std::mem::take(&mut first)).await {
             Incoming::Closed => return,
             Incoming::Reject(err) => {
                 reject(shard, &client, &err, "", None).await;
@@ -234,8 +235,12 @@ fn record_stats(shard: &Shard, ep: &Epoch, flow: &Flow) {
 }
 
 /// Reads the next request head. An idle keep-alive connection closes silently; 408 only
-/// when part of a head arrived and the rest did not in time.
-async fn read_request(ep: &Epoch, client: &mut Conn) -> Incoming {
+/// when part of a head arrived and the rest did not in time. A new connection (`first`)
+/// must start its first request within `head_timeout`, not `client_idle_timeout`: a
+/// client that connects and says nothing is idling on weir's connection budget, not
+/// between requests (HAProxy's `timeout http-request` and nginx's `client_header_timeout`
+/// hold the first request alike).
+async fn read_request(ep: &Epoch, client: &mut Conn, first: bool) -> Incoming {
     let http = &ep.settings.config.http;
     let limits = HeadLimits {
         header_bytes_max: http.header_bytes_max,
@@ -255,6 +260,7 @@ async fn read_request(ep: &Epoch, client: &mut Conn) -> Incoming {
             deadline.get_or_insert_with(|| Instant::now() + http.head_timeout);
         }
         let wait = match deadline {
+            None if first => http.head_timeout,
             None => http.client_idle_timeout,
             Some(d) => d.saturating_duration_since(Instant::now()),
         };

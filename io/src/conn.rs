@@ -55,7 +55,10 @@ impl From<TcpStream> for Socket {
 /// A client or upstream connection with its read-ahead buffer.
 pub struct Conn {
     stream: Socket,
+    /// Allocated when the first bytes arrive: a connection that never sends anything (an
+    /// idle or attacking client) costs its socket and task, not a buffer.
     buf: Vec<u8>,
+    buf_bytes: usize,
     start: usize,
     end: usize,
 }
@@ -71,10 +74,19 @@ impl Conn {
         }
         Ok(Conn {
             stream,
-            buf: vec![0; buf_bytes],
+            buf: Vec::new(),
+            buf_bytes,
             start: 0,
             end: 0,
         })
+    }
+
+    /// The read-ahead buffer, allocated on first use.
+    fn buffer(&mut self) -> &mut [u8] {
+        if self.buf.is_empty() {
+            self.buf = vec![0; self.buf_bytes];
+        }
+        &mut self.buf
     }
 
     /// Like [`Conn::new`], with `prefix` already read (plaintext a TLS handshake
@@ -86,14 +98,16 @@ impl Conn {
         prefix: &[u8],
     ) -> io::Result<Conn> {
         let mut conn = Conn::new(stream, buf_bytes)?;
-        if prefix.len() > conn.buf.len() {
+        if prefix.len() > buf_bytes {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 "read buffer full",
             ));
         }
-        conn.buf[..prefix.len()].copy_from_slice(prefix);
-        conn.end = prefix.len();
+        if !prefix.is_empty() {
+            conn.buffer()[..prefix.len()].copy_from_slice(prefix);
+            conn.end = prefix.len();
+        }
         Ok(conn)
     }
 
@@ -124,7 +138,7 @@ impl Conn {
 
     /// True when the read-ahead buffer cannot take another byte.
     pub fn is_full(&self) -> bool {
-        self.start == 0 && self.end == self.buf.len()
+        self.start == 0 && self.end == self.buf_bytes
     }
 
     fn compact(&mut self) {
@@ -153,20 +167,21 @@ impl Conn {
     /// Like [`Conn::read_more`] without waiting: `WouldBlock` when nothing is there.
     pub fn try_read_more(&mut self) -> io::Result<usize> {
         self.compact();
-        if self.end == self.buf.len() {
+        if self.end == self.buf_bytes {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 "read buffer full",
             ));
         }
-        let n = sys::recv(self.fd(), &mut self.buf[self.end..])?;
+        let (fd, end) = (self.fd(), self.end);
+        let n = sys::recv(fd, &mut self.buffer()[end..])?;
         self.end += n;
         Ok(n)
     }
 
     /// Free room in the read-ahead buffer (after compaction).
     pub fn room(&self) -> usize {
-        self.buf.len() - (self.end - self.start)
+        self.buf_bytes - (self.end - self.start)
     }
 
     /// Reads the start of the next message (a request on a keep-alive connection, or
@@ -184,7 +199,8 @@ impl Conn {
         self.end = 0;
         loop {
             self.stream.readable(false).await?;
-            match sys::recv(self.fd(), &mut self.buf[..]) {
+            let fd = self.fd();
+            match sys::recv(fd, self.buffer()) {
                 Ok(n) => {
                     self.end = n;
                     return Ok(n);

@@ -431,3 +431,29 @@ fn a_trickling_download_is_cut_at_the_rate_floor() {
         weir.flows()
     );
 }
+
+#[test]
+fn a_connection_that_never_sends_a_request_is_closed_at_the_head_timeout() {
+    let scratch = Scratch::new("fresh-idle");
+    let canary = Canary::start();
+    // Keep-alive connections may idle for a minute between requests; a fresh one must
+    // start its first request within head_timeout (2 s here).
+    let mut cfg = WeirConfig::new(&[canary.addr()]);
+    cfg.client_idle_timeout = Some("60s".into());
+    let weir = Weir::start(&cfg, scratch.path());
+    let started = Instant::now();
+    let reply = exchange(
+        weir.addr(),
+        &[],
+        Duration::ZERO,
+        Duration::from_secs(20),
+        ReadUntil::Close,
+    );
+    let took = started.elapsed();
+    assert!(reply.closed, "a silent connection was held 20 s");
+    assert!(reply.bytes.is_empty(), "{}", reply.text());
+    assert!(
+        took < Duration::from_secs(10),
+        "closed after {took:?}, want about head_timeout (2 s), far below client_idle_timeout"
+    );
+}

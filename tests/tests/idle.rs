@@ -71,6 +71,8 @@ fn ten_thousand_idle_connections_fit_in_64_kib_each() {
     let nodes = sim::start(1, &["bench/small-:4KiB:1"]);
     let mut cfg = WeirConfig::new(&sim::addrs(&nodes)).extra("[limits]\nconnections_max = 12000\n");
     cfg.client_idle_timeout = Some("120s".into());
+    // The connections stay fresh (no request sent): weir holds those for head_timeout.
+    cfg.head_timeout = "120s".into();
     let weir = Weir::start(&cfg, scratch.path());
     assert_eq!(get_status(&weir, "/bench/small-0"), 200);
     let before = rss(weir.pid());
