@@ -112,24 +112,35 @@ fn run(path: &std::path::Path) -> anyhow::Result<()> {
         driver,
         limits: appliance.control,
     };
+    // Every address is bound before any thread starts serving one (see `admin::bind`).
     let at = KeyPath::root().key("appliance");
-    if let Some(addr) = appliance.metrics {
+    let metrics_socket = match appliance.metrics {
+        Some(addr) => Some(
+            admin::bind(addr).map_err(|e| bind_error(&settings, &at.key("metrics"), addr, &e))?,
+        ),
+        None => None,
+    };
+    let admin_socket = match appliance.admin {
+        Some(addr) => {
+            Some(admin::bind(addr).map_err(|e| bind_error(&settings, &at.key("admin"), addr, &e))?)
+        }
+        None => None,
+    };
+    let per_core = bind_listeners(&settings)?;
+    if let (Some(socket), Some(addr)) = (metrics_socket, appliance.metrics) {
         let role = admin::Role::Metrics {
             reload: appliance.admin.is_none(),
         };
-        admin::serve(addr, role, plane.clone())
-            .map_err(|e| bind_error(&settings, &at.key("metrics"), addr, &e))?;
+        admin::serve(socket, role, plane.clone()).context("metrics listener thread")?;
         tracing::info!(%addr, "metrics listening");
     }
-    if let Some(addr) = appliance.admin {
+    if let (Some(socket), Some(addr)) = (admin_socket, appliance.admin) {
         let role = admin::Role::Admin {
             token: appliance.admin_token.clone(),
         };
-        admin::serve(addr, role, plane)
-            .map_err(|e| bind_error(&settings, &at.key("admin"), addr, &e))?;
+        admin::serve(socket, role, plane).context("admin listener thread")?;
         tracing::info!(%addr, "admin listening");
     }
-    let per_core = bind_listeners(&settings)?;
     let drain_registry = registry.clone();
     let drain_timeout = settings.config.appliance.drain_timeout;
     let drain_bus = bus.clone();

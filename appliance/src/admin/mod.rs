@@ -147,14 +147,20 @@ impl Role {
     }
 }
 
-/// Binds `addr` now (a taken port fails the start) and serves `role` on a thread of its
-/// own from then on.
+/// Binds a control listener's address (a taken port fails the start). Kept apart from
+/// [`serve`] so that every address of the process is bound before any thread waits on
+/// one: an io_uring accept in flight holds its socket past the process's exit, so a
+/// start that fails on a later address would leave this one taken for a moment.
+pub fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    std::net::TcpListener::bind(addr)
+}
+
+/// Serves `role` on `socket` ([`bind`]) on a thread of its own from then on.
 pub fn serve(
-    addr: SocketAddr,
+    socket: std::net::TcpListener,
     role: Role,
     plane: Plane,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
-    let socket = std::net::TcpListener::bind(addr)?;
     let worker = worker::Worker::start(role.name())?;
     std::thread::Builder::new()
         .name(format!("weir-{}", role.name()))
