@@ -1,9 +1,9 @@
-//! Node health, sharded across cores (DESIGN.md §2). Node *g* (numbered across all pools)
-//! is owned by core *g mod N*: the owner runs the node's active probe, merges the passive
-//! observations other cores send it, runs the node's state machine
-//! (`weir_policy::health::NodeHealth`) and broadcasts transitions. Every core routes from its
-//! own copy of the states, so the request path reads only core-local memory, and a
-//! failover costs one message per core.
+//! Node health, sharded across cores (docs/design.md, "Thread-per-core, shared-nothing").
+//! Node *g* (numbered across all pools) is owned by core *g mod N*: the owner runs the
+//! node's active probe, merges the passive observations other cores send it, runs the
+//! node's state machine (`weir_policy::health::NodeHealth`) and broadcasts transitions.
+//! Every core routes from its own copy of the states, so the request path reads only
+//! core-local memory, and a failover costs one message per core.
 //!
 //! Each core also keeps, per node, what only it needs: its latency EWMA (its own samples)
 //! and its AIMD concurrency limit (its share of the node's capacity under throttling).

@@ -1,4 +1,4 @@
-//! Live reload (DESIGN.md §6, STYLE.md habit 5): read and validate the file once, stage
+//! Live reload (docs/design.md, "Configuration"): read and validate the file once, stage
 //! the new config on every core, then commit it on all of them — or, if any core cannot
 //! stage it, abort on all. A bad file leaves the running config untouched and says why
 //! (log, metric, and the admin reply). Keys that shape the process itself (cores,

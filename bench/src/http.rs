@@ -2,7 +2,8 @@
 //! header look-up, and a one-shot blocking client for control calls (`/_sim/*`, `/metrics`).
 //!
 //! Heads are parsed with httparse; the chunked decoder is our own because httparse's chunk
-//! parser accepts bare LF (see CORRECTIONS.md §4) and a simulator must not be laxer than S3.
+//! parser accepts bare LF, which weir refuses (docs/design.md, "A request's way"), and a
+//! simulator must not be laxer than S3.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};

@@ -1,6 +1,6 @@
 //! The one error type at weir-io's boundary. Every failure says which side caused it and
 //! whether the request may still be retried elsewhere, so failover reads fields instead of
-//! matching strings (see STYLE.md, habit 6).
+//! matching strings (docs/design.md, "How the code should read").
 
 use std::fmt;
 

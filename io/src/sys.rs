@@ -1,7 +1,8 @@
 //! Thin, audited wrappers over the raw nonblocking syscalls the relay uses. monoio's
-//! io_uring sockets are blocking by default (CORRECTIONS 3), so every socket that takes part
-//! in `splice` or raw `recv`/`send` is switched to `O_NONBLOCK` first; readiness comes from
-//! monoio (`readable`/`writable`), the data move from these calls.
+//! io_uring sockets are blocking by default (docs/design.md, "Zero-copy bodies"), so every
+//! socket that takes part in `splice` or raw `recv`/`send` is switched to `O_NONBLOCK`
+//! first; readiness comes from monoio (`readable`/`writable`), the data move from these
+//! calls.
 
 use std::io;
 use std::os::fd::RawFd;

@@ -1,4 +1,5 @@
-//! Throttling as backpressure: an AIMD concurrency limit (CORRECTIONS 12).
+//! Throttling as backpressure: an AIMD concurrency limit (docs/design.md,
+//! "Failure is a normal state").
 //!
 //! When storage says "slow down" (`503 SlowDown`, `429`), weir lowers how many requests
 //! it keeps in flight there — multiplicatively, like TCP on loss — and grows it back by

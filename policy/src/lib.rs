@@ -3,10 +3,10 @@
 //! mid-body resume, protecting the storage (token buckets, caps, QoS queues), and SigV4
 //! verification and re-signing.
 //!
-//! This crate is pure by design (DESIGN.md §1): it does no I/O, never reads the clock and
-//! spawns nothing. Time and randomness are passed in by the caller (the appliance), so every
-//! decision can be unit-tested, property-tested and replayed in a seeded simulation.
-//! `clippy.toml` beside this crate bans the clock reads.
+//! This crate is pure by design (docs/design.md, "Layout and dependency direction"): it
+//! does no I/O, never reads the clock and spawns nothing. Time and randomness are passed in
+//! by the caller (the appliance), so every decision can be unit-tested, property-tested and
+//! replayed in a seeded simulation. `clippy.toml` beside this crate bans the clock reads.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]

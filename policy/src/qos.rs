@@ -1,6 +1,6 @@
-//! QoS classes as admission weights (CORRECTIONS 11): when upstream concurrency or
-//! bandwidth is contended, waiting requests are served in proportion to their classes'
-//! weights, and a latency-sensitive class may jump the queue.
+//! QoS classes as admission weights (docs/design.md, "Protecting the storage"): when
+//! upstream concurrency or bandwidth is contended, waiting requests are served in
+//! proportion to their classes' weights, and a latency-sensitive class may jump the queue.
 //!
 //! One [`Scheduler`] per core holds a bounded FIFO queue per class. The appliance pushes
 //! a request that cannot go yet (no upstream slot; a body quantum not yet granted) with a

@@ -1,6 +1,6 @@
-//! Mid-body GET resume (DESIGN.md §4, CORRECTIONS 2): when a node dies after the client
-//! got N body bytes, weir fetches the rest from another node and keeps writing into the
-//! same client response, so the client sees one clean response.
+//! Mid-body GET resume (docs/design.md, "Failure is a normal state"): when a node dies
+//! after the client got N body bytes, weir fetches the rest from another node and keeps
+//! writing into the same client response, so the client sees one clean response.
 //!
 //! Driven by the appliance when a GET's upstream fails mid-body:
 //! 1. [`plan_resume`] from the first response's status, `Content-Range`, length and the

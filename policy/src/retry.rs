@@ -54,7 +54,8 @@ pub enum Failure {
 /// - A body that was streamed cannot be replayed: the bytes are gone.
 /// - A POST (CompleteMultipartUpload, DeleteObjects, …) and any method that is not
 ///   idempotent is retried only when the connect failed, i.e. no byte reached a node
-///   (CORRECTIONS 14): a node may have acted on it even if it answered 5xx or nothing.
+///   (docs/design.md, "Failure is a normal state"): a node may have acted on it even if it
+///   answered 5xx or nothing.
 /// - GET, HEAD, PUT, DELETE, OPTIONS are idempotent in S3 and retried on any of these
 ///   failures.
 pub fn may_retry(

@@ -9,7 +9,8 @@
 //! failing seed is printed by the assertion that failed; rerun it with
 //! `WEIR_SIM_SEED=<seed> cargo test -p weir-policy --test limits_sim -- --nocapture`.
 //!
-//! What is shown (generous bounds, CORRECTIONS 8: offered load ≥ 5× the limit):
+//! What is shown (generous bounds, as docs/design.md, "How we know it works" asks: offered
+//! load ≥ 5× the limit):
 //! - the global request rate of a tenant stays within ±5% of its limit over a 10s window
 //!   when all its connections sit on one core, on random cores, or on one core that moves;
 //!   and no one-second window exceeds the limit by more than a few percent;

@@ -5,7 +5,8 @@ Every script prints exactly one JSON line on stdout, last: {"checks": [{"name", 
 decides pass/fail itself and a failing check reads as "expected X, got Y". An exception inside
 a check becomes a failed check carrying the exception text, and the other checks still run.
 
-Clients never retry (CORRECTIONS 6): the tests must see weir's behaviour, not the client's.
+Clients never retry (docs/design.md, "How we know it works"): the tests must see weir's
+behaviour, not the client's.
 """
 
 import datetime

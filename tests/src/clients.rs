@@ -1,6 +1,7 @@
 //! Real S3 clients, run as child processes with a clean, pinned environment: the keys of
-//! the test nodes, region us-east-1, path-style addressing, no client retries (CORRECTIONS 6:
-//! tests must see weir's failover, not the client's), no proxies, no AWS_CA_BUNDLE.
+//! the test nodes, region us-east-1, path-style addressing, no client retries (tests must
+//! see weir's failover, not the client's: docs/design.md, "How we know it works"), no
+//! proxies, no AWS_CA_BUNDLE.
 
 use crate::process::{run_checked, run_with_timeout};
 use crate::{ACCESS_KEY, REGION, SECRET_KEY};

@@ -1,8 +1,9 @@
 //! Real S3 servers as storage nodes.
 //!
-//! - [`S3sFs`]: s3s-fs 0.14.1, one instance per data folder (CORRECTIONS 1: instances must
-//!   not share a folder). It verifies SigV4, so a request weir altered fails. Use several with
-//!   the same objects seeded into each ([`seed`]) for read routing; writes stay on one node.
+//! - [`S3sFs`]: s3s-fs 0.14.1, one instance per data folder (instances sharing a folder
+//!   collide on temp files: docs/design.md, "How we know it works"). It verifies SigV4, so
+//!   a request weir altered fails. Use several with the same objects seeded into each
+//!   ([`seed`]) for read routing; writes stay on one node.
 //! - [`Seaweed`]: a SeaweedFS cluster (master + volume + filer in one `weed server`, plus
 //!   several `weed s3` gateways over the one filer), so a write through any gateway is
 //!   readable through every other: multi-node writes, multipart parts on different nodes.

@@ -1,4 +1,5 @@
-//! The bench simulator (`weir_bench`, CORRECTIONS 9) as storage nodes: in-process nodes
+//! The bench simulator (`weir_bench`, which shares no code with weir's data path:
+//! docs/design.md, "Layout and dependency direction") as storage nodes: in-process nodes
 //! serving synthetic objects (every node the same bytes and ETags, no upload), with fault
 //! knobs a test flips at run time (`SimNode::set_faults`) and exact per-node counters.
 

@@ -3,7 +3,8 @@
 //! the middle of it), a curl PUT from a file, and the SHA-256 of the simulator's synthetic
 //! objects (so a body from `weir-sim` is checked without a copy on disk).
 //!
-//! curl never retries unless told to, so what these see is weir's behaviour (CORRECTIONS 6).
+//! curl never retries unless told to, so what these see is weir's behaviour
+//! (docs/design.md, "How we know it works").
 
 use crate::clients::curl_sigv4;
 use std::io::Read;

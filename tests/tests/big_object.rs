@@ -1,10 +1,10 @@
-//! A 1 GiB object through weir, and the zero-copy proof (CORRECTIONS 7: measured, not
-//! self-reported): strace counts the bytes weir moved with splice(2) while it relays a 1 GiB
-//! GET, in `body_path = "splice"` (≥ 1 GiB each way through pipes, less the few KiB that
-//! arrive with the response head and leave from user space) and in the forced
-//! `"copy"` mode (≈ 0), with the body's SHA-256 right in both. CPU seconds per GB of weir
-//! (from /proc/PID/stat) are printed for both modes next to the storage node's own, not
-//! asserted: speed goals live in bench/.
+//! A 1 GiB object through weir, and the zero-copy proof (measured, not self-reported:
+//! docs/design.md, "Zero-copy bodies"): strace counts the bytes weir moved with splice(2)
+//! while it relays a 1 GiB GET, in `body_path = "splice"` (≥ 1 GiB each way through pipes,
+//! less the few KiB that arrive with the response head and leave from user space) and in
+//! the forced `"copy"` mode (≈ 0), with the body's SHA-256 right in both. CPU seconds per
+//! GB of weir (from /proc/PID/stat) are printed for both modes next to the storage node's
+//! own, not asserted: speed goals live in bench/.
 //!
 //! The tests here run one at a time (a lock), so the CPU figures do not disturb each other.
 

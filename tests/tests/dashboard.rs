@@ -156,7 +156,8 @@ rate = {{ requests_per_sec = 1, burst = "1s" }}
         queried
     );
     assert!(problems.is_empty(), "{problems:#?}");
-    // What the issue asks the dashboard to show.
+    // What an operator reads first: a metric behind each row of the dashboard
+    // (docs/operations.md, "Live views").
     for needed in [
         "weir_body_bytes_total",
         "weir_request_duration_seconds",

@@ -1,15 +1,16 @@
-//! Issue 3's proof, end to end: a node dying, freezing, resetting, stalling or throttling
-//! under a real transfer, and a whole priority group going away, with the client seeing
-//! every byte right (SHA-256) and no error. Clients never retry (CORRECTIONS 6), so what
-//! they see is weir's failover.
+//! Failover, end to end (docs/design.md, "Failure is a normal state"): a node dying,
+//! freezing, resetting, stalling or throttling under a real transfer, and a whole priority
+//! group going away, with the client seeing every byte right (SHA-256) and no error.
+//! Clients never retry, so what they see is weir's failover.
 //!
 //! Each scenario prints one `FAILOVER` line: the time from the fault to traffic being fully
-//! on the other nodes, and the client-visible error count (issue 3 asks for these numbers).
+//! on the other nodes, and the client-visible error count.
 //! Timings are printed, not asserted, except "marked down within fall × interval + slack".
 //!
 //! Storage: SeaweedFS with several S3 gateways over one filer for real-process deaths
-//! (CORRECTIONS 1), and the bench simulator (`weir_bench`) for injected faults.
-//! The scenarios run one at a time (a lock): they share 2 cores with everything else.
+//! (docs/design.md, "How we know it works"), and the bench simulator (`weir_bench`) for
+//! injected faults. The scenarios run one at a time (a lock): they share 2 cores with
+//! everything else.
 
 use std::net::SocketAddr;
 use std::sync::Mutex;
@@ -100,9 +101,10 @@ fn flow_for(weir: &Weir, suffix: &str) -> Option<serde_json::Value> {
 /// SIGKILL the SeaweedFS gateway serving a 1 GiB GET (curl) while about a quarter of the
 /// body has reached the client: the client still gets every byte (SHA-256 equal) in one
 /// response, and weir counts a resume. The serving gateway is the one `/flows` names. Then
-/// the same with a boto3 ranged GET (`Range` is signed, CORRECTIONS 2: weir must resend the
-/// identical request and skip what the client has, or SeaweedFS rejects the signature),
-/// killing its serving gateway too: the last gateway finishes it.
+/// the same with a boto3 ranged GET (`Range` is signed: weir must resend the identical
+/// request and skip what the client has, or SeaweedFS rejects the signature;
+/// docs/design.md, "Failure is a normal state"), killing its serving gateway too: the last
+/// gateway finishes it.
 #[test]
 fn sigkill_serving_gateway_mid_1gib_get() {
     let _serial = serial();

@@ -1,5 +1,5 @@
-//! Identity at the edge (issue 9) with real parts: two s3s-fs "sites" that each accept
-//! only their own key pair, weir verifying clients against a tenant secrets file
+//! Identity at the edge (`docs/identity.md`) with real parts: two s3s-fs "sites" that each
+//! accept only their own key pair, weir verifying clients against a tenant secrets file
 //! (`[auth] mode = "verify"`) and re-signing every request for the site that serves it
 //! (`credentials` per pool). The client only ever knows the tenant key
 //! ([`weir_tests::ACCESS_KEY`]); a request weir forwarded unchanged would fail at either

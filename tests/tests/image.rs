@@ -1,4 +1,4 @@
-//! Issue 8's proof: the appliance image (`firmware-image/`) boots and serves.
+//! Proof that the appliance image (`firmware-image/`) boots and serves.
 //!
 //! Each test copies `firmware-image/out/weir.img`, writes a config into its `WEIRCFG`
 //! partition with `mcopy` (as the README tells users to), and boots the copy under QEMU TCG
@@ -9,14 +9,14 @@
 //! an object (SHA-256 compared, and read back from the node itself), and the power button
 //! (QEMU `system_powerdown`) shuts the guest down cleanly (weir drains, QEMU exits 0).
 //!
-//! - `direct_kernel_boot`: `-kernel`/`-initrd` with a static address from the kernel command
-//!   line (`weir.ip=`); also kills weir inside the guest with the kernel's OOM killer
-//!   (SysRq-F sent as a key press through the QEMU monitor: the same SIGKILL a real memory
-//!   exhaustion delivers) and checks that init restarts it and the appliance serves again;
-//!   the kernel's OOM report also shows that weir ran as uid 100, not root. Before that,
-//!   issue 7's kTLS proof: HTTPS PUT and GETs (TLS 1.3 AES-256-GCM and ChaCha20-Poly1305,
-//!   TLS 1.2 AES-128-GCM) through the appliance, hash-checked, every handshake on the
-//!   kernel path (`weir_tls_connections_total{path="ktls"}`).
+//! - `direct_kernel_boot`: `-kernel`/`-initrd` with a static address from the kernel
+//!   command line (`weir.ip=`); also kills weir inside the guest with the kernel's OOM
+//!   killer (SysRq-F sent as a key press through the QEMU monitor: the same SIGKILL a real
+//!   memory exhaustion delivers) and checks that init restarts it and the appliance serves
+//!   again; the kernel's OOM report also shows that weir ran as uid 100, not root. Before
+//!   that, the kTLS proof (`docs/tls.md`): HTTPS PUT and GETs (TLS 1.3 AES-256-GCM and
+//!   ChaCha20-Poly1305, TLS 1.2 AES-128-GCM) through the appliance, hash-checked, every
+//!   handshake on the kernel path (`weir_tls_connections_total{path="ktls"}`).
 //! - `bios_disk_boot`: SeaBIOS → gptmbr → syslinux, a static address from `network.conf`
 //!   (written into WEIRCFG with mcopy, no trailing newline).
 //! - `uefi_disk_boot`: OVMF → systemd-boot, DHCP.
@@ -600,10 +600,10 @@ fn default_config_without_weir_toml() {
     app.power_off();
 }
 
-/// Issue 7's kTLS proof, in the image's Debian kernel (which ships `tls.ko` and the AEAD
-/// modules; the development kernel has neither): HTTPS PUTs and GETs through the booted
-/// appliance under TLS 1.3 (AES-256-GCM, ChaCha20-Poly1305) and TLS 1.2 (AES-128-GCM),
-/// every body hash-checked, and every handshake counted on the kernel path
+/// The kTLS proof, in the image's Debian kernel (which ships `tls.ko` and the AEAD modules;
+/// the development kernel has neither): HTTPS PUTs and GETs through the booted appliance
+/// under TLS 1.3 (AES-256-GCM, ChaCha20-Poly1305) and TLS 1.2 (AES-128-GCM), every body
+/// hash-checked, and every handshake counted on the kernel path
 /// (`weir_tls_connections_total{side="client",path="ktls"}`), none in user space.
 fn ktls_transfers(app: &Appliance, dir: &Path) {
     let ca = dir.join("edge-ca.pem");

@@ -1,7 +1,7 @@
-//! Issue 5's proof, end to end: live reload under real transfers (twenty of them, then one
-//! that removes a node, then invalid ones), `/flows` and the access log checked against
-//! what the test did, and SIGTERM draining a transfer. Every body is SHA-256 checked;
-//! counts are compared for equality, not presence.
+//! Operating weir (`docs/operations.md`), end to end: live reload under real transfers
+//! (twenty of them, then one that removes a node, then invalid ones), `/flows` and the
+//! access log checked against what the test did, and SIGTERM draining a transfer. Every
+//! body is SHA-256 checked; counts are compared for equality, not presence.
 //!
 //! Storage: SeaweedFS (three S3 gateways over one filer, so a PUT through any gateway reads
 //! back through every other) for the reload storm, and the bench simulator (exact per-node

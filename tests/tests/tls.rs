@@ -1,5 +1,5 @@
-//! TLS at the edge (issue 7) with real clients and real TLS peers: boto3, the AWS CLI and
-//! curl over HTTPS to weir (certificates from a per-test CA, chosen by SNI, client
+//! TLS at the edge (`docs/tls.md`) with real clients and real TLS peers: boto3, the AWS CLI
+//! and curl over HTTPS to weir (certificates from a per-test CA, chosen by SNI, client
 //! certificates when asked), weir encrypting to nodes behind HAProxy's TLS (OpenSSL: an
 //! independent implementation on the other end), and bad input on the TLS port — plain
 //! HTTP, silence, unknown names, bad client certificates — closed, counted, and never

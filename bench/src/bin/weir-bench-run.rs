@@ -1,8 +1,8 @@
-//! weir-bench-run: the comparison runner of issue 6. Starts three simulator nodes, weir
-//! (bare and with its protection on), HAProxy, nginx and Envoy in front of them, drives
-//! the same workloads at each (and straight at the nodes) in interleaved rounds, records
-//! every proxy's CPU-seconds and peak RSS, measures a streaming tenant beside a flooding
-//! one (noisy neighbour), runs a node-kill failover per target, and writes
+//! weir-bench-run: the comparison runner. Starts three simulator nodes, weir (bare and with
+//! its protection on), HAProxy, nginx and Envoy in front of them, drives the same workloads
+//! at each (and straight at the nodes) in interleaved rounds, records every proxy's
+//! CPU-seconds and peak RSS, measures a streaming tenant beside a flooding one (noisy
+//! neighbour), runs a node-kill failover per target, and writes
 //! `bench/results/<scenario>.md` + `.svg` and (after a run of every scenario)
 //! `bench/results/README.md`. The `seaweed` scenario then does the same with a SeaweedFS
 //! cluster (one `weed server`, three `weed s3` gateways that verify SigV4) behind each
@@ -1532,7 +1532,7 @@ fn write_pages(
     Ok(())
 }
 
-/// Parts of issue 6 this runner does not measure yet (listed on the index page).
+/// Measurements this runner does not make yet (listed on the index page).
 const LEFT_OUT: &[&str] = &[
     "10k concurrent idle client connections on 2 cores with ≤ 64 KiB user memory each.",
     "Profiles (perf, callgrind instruction counts) of the cells where weir falls short.",

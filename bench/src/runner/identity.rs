@@ -1,5 +1,5 @@
-//! The `identity` scenario (issue 9): what SigV4 verification at the edge and re-signing
-//! for the storage cost weir per GB of a large GET and a large PUT.
+//! The `identity` scenario: what SigV4 verification at the edge and re-signing for the
+//! storage cost weir per GB of a large GET and a large PUT.
 //!
 //! Three weir processes over the same simulator nodes, started here from
 //! `bench/peers/weir-identity.toml`, each with a metrics listener:

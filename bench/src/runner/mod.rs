@@ -50,10 +50,10 @@ pub enum Scenario {
     /// 64 MiB GETs on 16 streams while one of three nodes is SIGKILLed.
     Failover,
     /// 64 MiB GETs over HTTPS (curl) through weir's rustls and kTLS paths and HAProxy,
-    /// beside the same over plain HTTP: proxy CPU-s/GB of TLS termination (issue 7).
+    /// beside the same over plain HTTP: proxy CPU-s/GB of TLS termination.
     TlsGet,
     /// 64 MiB GETs and PUTs (header-signed and streaming-signed) through weir bare, with
-    /// SigV4 verification, and with verification + re-signing: weir CPU-s/GB (issue 9).
+    /// SigV4 verification, and with verification + re-signing: weir CPU-s/GB.
     Identity,
     /// Innocent 4 KiB GETs alone and beside an attack on the client side (slowloris,
     /// slow bodies, idle connections, header bombs, a connection flood) through weir and

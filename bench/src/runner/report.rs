@@ -1,5 +1,5 @@
-//! The result pages: `bench/results/<scenario>.md` (medians with min–max per target,
-//! ratios to HAProxy and to direct, the issue's targets checked against the spread, the
+//! The result pages: `bench/results/<scenario>.md` (medians with min–max per target, ratios
+//! to HAProxy and to direct, weir's performance targets checked against the spread, the
 //! exact command) and `<scenario>.svg`, plus `README.md` as the index of one run.
 
 use std::fmt::Write;
@@ -105,8 +105,8 @@ fn auto(s: Option<Spread>) -> String {
     show(s, s.map_or(0, |s| decimals_for(s.median)))
 }
 
-/// A target of the issue checked against the spread: the ratio of medians, and the
-/// verdict only when the whole min–max range of the ratio is on one side of the bound.
+/// One of weir's performance targets checked against the spread: the ratio of medians, and
+/// the verdict only when the whole min–max range of the ratio is on one side of the bound.
 fn verdict(what: &str, a: Option<Spread>, b: Option<Spread>, bound: f64, at_most: bool) -> String {
     let (Some(a), Some(b)) = (a, b) else {
         return format!("| {what} | — | — | not measured |");
@@ -229,10 +229,10 @@ pub fn throughput_page(
         }
         let _ = writeln!(out);
     }
-    // The issue's targets, where this scenario has them.
+    // weir's performance targets, where this scenario has them.
     if scenario == Scenario::LargeGet {
         if let Some(cell) = cells.iter().find(|c| c.starts_with("16 ")) {
-            let _ = writeln!(out, "## Targets of issue 6 ({cell})\n");
+            let _ = writeln!(out, "## Performance targets ({cell})\n");
             let _ = writeln!(
                 out,
                 "| target | ratio of medians (range) | bound | verdict |"
@@ -447,10 +447,10 @@ pub fn small_get_page(meta: &RunMeta, cells: &[String], all: &[Measurement]) -> 
         }
         let _ = writeln!(out);
     }
-    let _ = writeln!(out, "## Targets of issue 6\n");
+    let _ = writeln!(out, "## Performance targets\n");
     let _ = writeln!(out, "| target | value (range) | bound | verdict |");
     let _ = writeln!(out, "|---|---|---|---|");
-    // The issue's per-core targets are for the loaded cell (the first: 64 connections).
+    // The per-core targets are for the loaded cell (the first: 64 connections).
     let busiest = cells.first().cloned().unwrap_or_default();
     for kind in [Kind::Weir, Kind::WeirProtected] {
         let ms = of(all, &busiest, kind);
@@ -597,7 +597,7 @@ pub fn failover_page(meta: &RunMeta, runs: &[FailoverRun]) -> (String, String) {
             run.after_ratio().map_or("—".into(), |r| format!("{r:.2}")),
         );
     }
-    let _ = writeln!(out, "\n## Targets of issue 6\n");
+    let _ = writeln!(out, "\n## Failover targets\n");
     let _ = writeln!(out, "| target | value | bound | verdict |");
     let _ = writeln!(out, "|---|---|---|---|");
     for run in runs
@@ -778,7 +778,8 @@ pub fn noisy_page(meta: &RunMeta, runs: &[NoisyRun]) -> (String, String) {
          flood 503 is counted as a status error (the flood does not back off).\n"
     );
 
-    // The limit, checked at the storage (CORRECTIONS 8: rate × T + burst ± 5%).
+    // The limit, checked at the storage: rate × T + burst ± 5%, the bound that
+    // docs/design.md, "How we know it works" sets for rate tests.
     if let Some(rs) = Some(of_kind(Kind::WeirProtected)).filter(|rs| !rs.is_empty()) {
         let _ = writeln!(out, "## weir-protected: the flood's limit at the nodes\n");
         let _ = writeln!(

@@ -1,4 +1,4 @@
-//! The `tls-get` scenario (issue 7): what terminating TLS costs per GB of a large GET.
+//! The `tls-get` scenario: what terminating TLS costs per GB of a large GET.
 //!
 //! One run, interleaved rounds, the same client for every variant: `curl` (a real TLS
 //! client, OpenSSL underneath), one process per 64 MiB GET, on 1 and several parallel

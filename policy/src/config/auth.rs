@@ -1,4 +1,4 @@
-//! Identity at the edge (issue 9, `docs/identity.md`): the `[auth]` table, each pool's
+//! Identity at the edge (`docs/identity.md`): the `[auth]` table, each pool's
 //! `credentials`, and the secrets file that maps tenants' access keys to their secrets.
 //!
 //! Config stays pure: this module names files, it does not read them. The appliance

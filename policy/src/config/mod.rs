@@ -1,9 +1,9 @@
 //! The configuration: TOML text → TOML-shaped structs (`raw`) → validated, typed [`Config`].
 //!
-//! Config flows one way (STYLE.md habit 4). The appliance calls [`Config::from_toml_str`]
-//! at start-up, on `weir check-config` and on every reload; a rejected file leaves the
-//! running config untouched. Every rejection names the file, the line and the dotted key.
-//! The commented reference file is `appliance/examples/weir.toml`.
+//! Config flows one way (docs/design.md, "Configuration"). The appliance calls
+//! [`Config::from_toml_str`] at start-up, on `weir check-config` and on every reload; a
+//! rejected file leaves the running config untouched. Every rejection names the file, the
+//! line and the dotted key. The commented reference file is `appliance/examples/weir.toml`.
 
 mod addr;
 mod auth;

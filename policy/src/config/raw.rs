@@ -111,9 +111,9 @@ pub(crate) struct RawPool {
     pub(crate) slow_start: Option<ConfigDuration>,
     #[serde(default)]
     pub(crate) health: RawHealth,
-    /// The identity weir re-signs with for this pool (issue 9).
+    /// The identity weir re-signs with for this pool (`docs/identity.md`).
     pub(crate) credentials: Option<RawCredentials>,
-    /// Encryption to this pool's nodes (issue 7).
+    /// Encryption to this pool's nodes (`docs/tls.md`).
     pub(crate) tls: Option<RawUpstreamTls>,
 }
 
@@ -232,7 +232,8 @@ pub(crate) struct RawTenant {
     pub(crate) inflight_max: Option<u32>,
     /// Pool name → the identity this tenant's requests are re-signed with for that pool.
     pub(crate) pool_credentials: Option<std::collections::BTreeMap<String, RawCredentials>>,
-    /// Accepted only to be refused with a reason (CORRECTIONS 13), not as "unknown key".
+    /// Accepted only to be refused with a reason (tenants have no connection cap:
+    /// docs/design.md, "Protecting the storage"), not as "unknown key".
     pub(crate) connections_max: Option<IgnoredAny>,
 }
 

@@ -75,9 +75,9 @@ pub struct Tenant {
     pub class: Option<ClassId>,
     /// The tenant's rates (all its requests together, across cores).
     pub rate: RateLimit,
-    /// Most of the tenant's requests in flight at once, across cores (CORRECTIONS 13:
-    /// in-flight requests, not connections, since a connection has no tenant until a
-    /// request arrives and keys are not secrets).
+    /// Most of the tenant's requests in flight at once, across cores: in-flight requests,
+    /// not connections, since a connection has no tenant until a request arrives and keys
+    /// are not secrets (docs/design.md, "Protecting the storage").
     pub inflight_max: Option<u32>,
     /// (pool index, identity): the tenant's own credentials for those pools, used to
     /// re-sign its requests there instead of the pool's `credentials`.
@@ -85,7 +85,8 @@ pub struct Tenant {
 }
 
 /// `[[class]]`: a QoS class — a share of upstream concurrency and bandwidth when they are
-/// contended (CORRECTIONS 11: admission weights, not CPU shares) and a waiting room.
+/// contended (admission weights, not CPU shares: what the storage runs short of is
+/// concurrency and bandwidth; docs/design.md, "Protecting the storage") and a waiting room.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Class {
     /// Unique name (a metric label).

@@ -1,6 +1,6 @@
-//! TLS at the edge (issue 7, `docs/tls.md`): the `[tls]` table (HTTPS listeners, their
-//! certificates, client-certificate verification) and each pool's `tls` table (encrypting
-//! to storage nodes).
+//! TLS at the edge (`docs/tls.md`): the `[tls]` table (HTTPS listeners, their certificates,
+//! client-certificate verification) and each pool's `tls` table (encrypting to storage
+//! nodes).
 //!
 //! Config stays pure: this module names PEM files, it does not read them. The appliance
 //! reads them at start-up and on every reload (`appliance/src/tls.rs`), so a renewed

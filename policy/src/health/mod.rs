@@ -1,9 +1,10 @@
 //! Per-node health: the state machine that decides whether a storage node gets traffic.
 //!
-//! Owned by one core per node (node *i* by core *i mod N*, DESIGN.md §2): that core runs
-//! the node's probe, feeds the result to [`NodeHealth::probe`], merges the passive reports
-//! other cores send it through [`NodeHealth::observe`], and broadcasts every
-//! [`Transition`] so each core routes from its own copy of the state. Time is passed in.
+//! Owned by one core per node (node *i* by core *i mod N*, docs/design.md,
+//! "Thread-per-core, shared-nothing"): that core runs the node's probe, feeds the result to
+//! [`NodeHealth::probe`], merges the passive reports other cores send it through
+//! [`NodeHealth::observe`], and broadcasts every [`Transition`] so each core routes from
+//! its own copy of the state. Time is passed in.
 //!
 //! ```text
 //!            failure ratio EWMA ≥ 25%            ≥ fall failed probes,

@@ -1,5 +1,6 @@
 //! Reading a storage node's answer as health evidence: is it a success, a failure, or
-//! throttling (which is backpressure, not failure — CORRECTIONS 12)?
+//! throttling (which is backpressure, not failure: docs/design.md,
+//! "Failure is a normal state")?
 //!
 //! S3 says "slow down" in several dialects: `503 SlowDown`, `503 ServiceUnavailable`
 //! ("reduce your request rate"), `429`, and SDK-style throttle codes from S3-compatible

@@ -1,6 +1,7 @@
-//! Concurrency caps: client connections (global and per client IP), in-flight requests
-//! per tenant (CORRECTIONS 13) and per storage node — counters with acquire/release that
-//! say allowed or not.
+//! Concurrency caps: client connections (global and per client IP), in-flight requests per
+//! tenant (not connections: a connection has no tenant until a request arrives;
+//! docs/design.md, "Protecting the storage") and per storage node — counters with
+//! acquire/release that say allowed or not.
 //!
 //! Like rates, a global cap of C is split into per-core shares that add up to at most C,
 //! so no core touches another's counter. Every `rebalance_interval` each core's

@@ -2,12 +2,13 @@
 //! tenant, class, rule, client IP and bucket; caps on connections and in-flight requests;
 //! and the rebalancing that keeps per-core shares of global limits where the demand is.
 //!
-//! Shared-nothing (DESIGN.md §2): each shard owns one [`Limiter`] and one [`Caps`] and
-//! decides alone, with no lock and no shared atomic per request or byte. Every
-//! `[limits] rebalance_interval` the cores send their usage to one coordinating core,
-//! which runs the pure [`rebalance_keys`] / [`rebalance_cap_keys`] and sends each core
-//! its new shares. Shares add up to the global limit, so the global rate holds however
-//! `SO_REUSEPORT` places connections (`policy/tests/limits_sim.rs` shows ±5%).
+//! Shared-nothing (docs/design.md, "Thread-per-core, shared-nothing"): each shard owns one
+//! [`Limiter`] and one [`Caps`] and decides alone, with no lock and no shared atomic per
+//! request or byte. Every `[limits] rebalance_interval` the cores send their usage to one
+//! coordinating core, which runs the pure [`rebalance_keys`] / [`rebalance_cap_keys`] and
+//! sends each core its new shares. Shares add up to the global limit, so the global rate
+//! holds however `SO_REUSEPORT` places connections (`policy/tests/limits_sim.rs` shows
+//! ±5%).
 //!
 //! A request's way through, as the appliance drives it:
 //!

@@ -1,5 +1,5 @@
 //! One core's share of a global rate, and the rebalance that keeps the shares where the
-//! demand is (DESIGN.md §2).
+//! demand is (docs/design.md, "Thread-per-core, shared-nothing").
 //!
 //! A limit of R/s is split across N cores: each core holds a [`CoreShare`] — a token
 //! bucket at its share of R — and admits on its own, with no lock and no shared atomic.

@@ -1,5 +1,6 @@
 //! A bounded table with least-recently-used eviction, for state keyed by things clients
-//! choose (client IPs, bucket names): "put a limit on everything" (STYLE.md habit 3).
+//! choose (client IPs, bucket names): every queue, table, buffer and wait has a bound
+//! (docs/design.md, "Limits and deadlines"), so a client cannot grow one without end.
 //!
 //! Ordered maps, not hash maps: iteration order is part of what a seeded simulation
 //! replays, and a `HashMap`'s is random per process. O(log n) per touch.

@@ -1,6 +1,7 @@
-//! Streaming uploads (`Content-Encoding: aws-chunked`, CORRECTIONS 5): each chunk is
-//! `hex-size;chunk-signature=<sig>\r\n<data>\r\n`, the last one has size 0, and the
-//! `-TRAILER` variants end with trailer lines and `x-amz-trailer-signature:<sig>`.
+//! Streaming uploads (`Content-Encoding: aws-chunked`; docs/design.md,
+//! "Identity at the edge"): each chunk is `hex-size;chunk-signature=<sig>\r\n<data>\r\n`,
+//! the last one has size 0, and the `-TRAILER` variants end with trailer lines and
+//! `x-amz-trailer-signature:<sig>`.
 //!
 //! Chunk *n*'s signature is an HMAC over
 //! `AWS4-HMAC-SHA256-PAYLOAD\n<time>\n<scope>\n<signature n-1>\n<sha256("")>\n<sha256(data n)>`

@@ -1,6 +1,6 @@
-//! AWS Signature Version 4 for S3, without I/O and without a clock: weir's identity at
-//! the edge (issue 9, CORRECTIONS 9). This module owns the SigV4 rules; the appliance
-//! owns the secrets, the wire and the time, and drives it per request:
+//! AWS Signature Version 4 for S3, without I/O and without a clock: weir's identity at the
+//! edge (`docs/identity.md`). This module owns the SigV4 rules; the appliance owns the
+//! secrets, the wire and the time, and drives it per request:
 //!
 //! 1. **Verify** a client request against a tenant's secret: [`verify`] with a
 //!    borrowed [`RequestParts`] view of the parsed head, a [`KeyLookup`] (access key →
@@ -146,7 +146,7 @@ pub struct Verified {
     /// The signed request time (`X-Amz-Date`, `Date`, or the presigned `X-Amz-Date`).
     pub time: Timestamp,
     /// The header names the signature covers (`range` among them means the request
-    /// cannot be changed on resume, CORRECTIONS 2).
+    /// cannot be changed on resume: docs/design.md, "Failure is a normal state").
     pub signed_headers: SignedHeaders,
     /// The request signature: the seed of a streaming upload's chunk chain.
     pub seed_signature: Signature,

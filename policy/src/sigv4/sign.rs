@@ -1,5 +1,5 @@
 //! Re-signing a request for another identity (a pool's access key, region and Host),
-//! so failover can cross sites that do not share credentials (issue 9).
+//! so failover can cross sites that do not share credentials (`docs/identity.md`).
 //!
 //! The appliance calls [`sign`] with the head it will forward (client headers, the raw
 //! path and the query it will send), then replaces `Host`, `X-Amz-Date`,

@@ -205,7 +205,8 @@ impl ChunkStream {
             return Err(SigV4Error::MalformedChunk("line too long"));
         }
         if complete {
-            // Bare LF is refused, as in HTTP heads (CORRECTIONS 4).
+            // Bare LF is refused, as in HTTP heads (docs/design.md, "A request's way"): a
+            // line end the node might read differently must not get past the verifier.
             if !self.line.ends_with(b"\r\n") {
                 return Err(SigV4Error::MalformedChunk("line not ended by CRLF"));
             }
