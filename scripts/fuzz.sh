@@ -12,7 +12,8 @@
 #   build    one `cargo fuzz build --sanitizer none` per crate, every target of it (no -Z
 #            flag, no nightly, no RUSTC_BOOTSTRAP: coverage comes from the stable
 #            -Cpasses=sancov-module and -Cllvm-args flags), optimised, with debug
-#            assertions and overflow checks
+#            assertions and overflow checks, into one target folder, target/fuzz (or
+#            FUZZ_TARGET_DIR), so what both crates use (libFuzzer itself) is built once
 #   run      every target for SECONDS (default 30), up to FUZZ_JOBS at once (default: the
 #            number of cores). Each starts by replaying every reproducer kept in
 #            <crate>/fuzz/artifacts-found/<target>/ and its checked-in seeds, then fuzzes.
@@ -23,12 +24,14 @@
 # Exits non-zero if any target crashes, panics, times out or runs out of memory; the
 # input is written to <crate>/fuzz/artifacts/<target>/ and its libFuzzer log is printed.
 # Inputs that found new coverage accumulate in <crate>/fuzz/corpus/<target>/ (git-ignored).
+# Logs: target/fuzz/logs/<crate>/<target>.log.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CACHE="${WEIR_TEST_CACHE:-$ROOT/.cache}"
 CARGO_ROOT="$CACHE/cargo"
 CARGO_FUZZ_VERSION="0.13.2"
+TARGET_DIR="${FUZZ_TARGET_DIR:-$ROOT/target/fuzz}"
 ALL_TARGETS=(
   io:request_head io:response_head io:chunked
   policy:auth_header policy:presigned_query policy:chunk_lines policy:verify
@@ -123,7 +126,8 @@ stage_done
 
 # --- 3. build: one cargo-fuzz build per crate, all of its targets -------------------------------
 host=$(rustc -vV | sed -n 's/^host: //p')
-build_flags=(--sanitizer none --release --debug-assertions --target "$host")
+build_flags=(--sanitizer none --release --debug-assertions --target "$host"
+  --target-dir "$TARGET_DIR")
 for c in "${crates[@]}"; do
   stage "build $c/fuzz (${build_flags[*]})"
   # cargo-fuzz has no --locked: refuse here if Cargo.lock would have to change.
@@ -133,8 +137,8 @@ for c in "${crates[@]}"; do
 done
 
 # --- 4. run -----------------------------------------------------------------------------------
-bin_of() { echo "$(crate_dir "$1")/target/$host/release/$(name_of "$1")"; }
-log_of() { echo "$(crate_dir "$1")/target/fuzz-logs/$(name_of "$1")"; }
+bin_of() { echo "$TARGET_DIR/$host/release/$(name_of "$1")"; }
+log_of() { echo "$TARGET_DIR/logs/${1%%:*}/$(name_of "$1")"; }
 run_target() {
   local t=$1 dir name
   dir=$(crate_dir "$t")
@@ -142,7 +146,7 @@ run_target() {
   # Reproducers first: libFuzzer runs every input of every folder before it mutates any.
   local dirs=("$dir/corpus/$name" "$(seed_dir "$t")")
   [ -d "$dir/artifacts-found/$name" ] && dirs+=("$dir/artifacts-found/$name")
-  mkdir -p "$dir/corpus/$name" "$dir/artifacts/$name" "$dir/target/fuzz-logs"
+  mkdir -p "$dir/corpus/$name" "$dir/artifacts/$name" "$(dirname "$(log_of "$t")")"
   local rc=0
   "$(bin_of "$t")" "${dirs[@]}" \
     -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -max_len="$(max_len_of "$t")" \
@@ -150,7 +154,7 @@ run_target() {
     -artifact_prefix="$dir/artifacts/$name/" >"$(log_of "$t").log" 2>&1 || rc=$?
   echo "$rc" >"$(log_of "$t").rc"
 }
-stage "run ${#targets[@]} targets for ${seconds}s each, $jobs at a time (logs: <crate>/fuzz/target/fuzz-logs)"
+stage "run ${#targets[@]} targets for ${seconds}s each, $jobs at a time (logs: $TARGET_DIR/logs)"
 running=0
 for t in "${targets[@]}"; do
   rm -f "$(log_of "$t").rc"
@@ -183,7 +187,7 @@ if [ ${#failed[@]} -gt 0 ]; then
     grep -E 'ERROR: libFuzzer|^SUMMARY|Test unit written' "$log" >&2 || tail -n 20 "$log" >&2
   done
   echo "fuzzing found a failure in: ${failed[*]} (inputs under <crate>/fuzz/artifacts/<target>/)" >&2
-  echo "replay one: <crate>/fuzz/target/$host/release/<target> <input>" >&2
+  echo "replay one: $TARGET_DIR/$host/release/<target> <input>" >&2
   echo "keep it as a regression: <crate>/fuzz/artifacts-found/<target>/" >&2
   exit 1
 fi
