@@ -78,7 +78,7 @@ dict_of() {
     policy:*) echo "$ROOT/policy/fuzz/sigv4.dict" ;;
   esac
 }
-# Config files are longer than request heads: the example file is 1.8 kB without comments.
+# Config files are longer than request heads: the example file is 2 kB without comments.
 max_len_of() {
   case "$1" in
     policy:config) echo 8192 ;;
