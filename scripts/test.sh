@@ -20,8 +20,10 @@ stage build cargo build --profile ci --workspace --bins --tests --locked
 stage image bash -c 'scripts/image-deps.sh && firmware-image/build.sh --check'
 # --no-fail-fast: one failing test file must not hide the results of the others.
 stage test cargo test --profile ci --workspace --locked --no-fail-fast
-# The SigV4 parsers' libFuzzer targets (policy/fuzz, stable toolchain, docs/fuzz.md) for
-# 10 s each, after replaying every crash found so far: ~3 min with the cargo-fuzz install.
+# The libFuzzer targets of the network-facing parsers (io/fuzz: HTTP heads and chunked
+# bodies; policy/fuzz: SigV4 and the config file; stable toolchain, docs/fuzz.md) for 10 s
+# each, after replaying every crash found so far: ~5 min cold (cargo-fuzz install and two
+# builds), ~1 min with .cache/cargo and target/fuzz kept.
 stage fuzz ./scripts/fuzz.sh 10
 # The benchmark harness in its smoke mode (every scenario, every peer, ~4 minutes), so it
 # never rots; its pages go to a scratch folder, not over the committed results.

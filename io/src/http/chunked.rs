@@ -175,8 +175,11 @@ impl ChunkedDecoder {
         let mut pos = 0;
         let mut count = 0usize;
         loop {
-            // Each line and its CRLF must fit in what is left of the section budget.
-            let left = max.saturating_sub(pos).saturating_sub(2);
+            // Each line and its CRLF must fit in what is left of the section budget (even
+            // the final empty line: a budget under 2 bytes fits no section at all).
+            let Some(left) = max.checked_sub(pos + 2) else {
+                return Err(HeadError::oversized(self.peer, "trailer section too large"));
+            };
             let Some(len) = find_line(&buf[pos..], left).map_err(|e| match e {
                 LineError::TooLong => HeadError::oversized(self.peer, "trailer section too large"),
                 e => self.malformed(e.message()),
@@ -545,6 +548,15 @@ mod tests {
                 .status,
             431
         );
+        // The empty section is 2 bytes too: a smaller budget refuses it.
+        for trailer_bytes_max in [0, 1] {
+            let tiny = ChunkedLimits {
+                trailer_bytes_max,
+                ..limits
+            };
+            let mut d = ChunkedDecoder::new(tiny, Peer::Client);
+            assert_eq!(d.parse(b"0\r\n\r\n").unwrap_err().status, 431);
+        }
         // Exactly at the budget: "X: " + 25 + CRLF = 30, final CRLF = 32.
         let mut d = ChunkedDecoder::new(limits, Peer::Client);
         let fits = format!("0\r\nX: {}\r\n\r\n", "a".repeat(25));

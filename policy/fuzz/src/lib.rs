@@ -163,6 +163,29 @@ mod tests {
         assert!(seen >= 7, "{seen} seeds");
     }
 
+    /// The config seeds are what their names say: `accepted_*` and the example file
+    /// validate, `rejected_*` and the syntax errors do not.
+    #[test]
+    fn config_seeds_are_what_they_say() {
+        use weir_policy::config::Config;
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("seeds/config");
+        let (mut accepted, mut rejected) = (0, 0);
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            let text = std::fs::read_to_string(&path).unwrap();
+            let result = Config::from_toml_str(&text, &name);
+            if name.starts_with("accepted_") || name == "example_weir_toml" {
+                assert!(result.is_ok(), "{name}: {result:?}");
+                accepted += 1;
+            } else if name.starts_with("rejected_") || name.starts_with("syntax_") {
+                assert!(result.is_err(), "{name} accepted");
+                rejected += 1;
+            }
+        }
+        assert!(accepted >= 20 && rejected >= 100, "{accepted} / {rejected}");
+    }
+
     #[test]
     fn uri_encode_escapes_all_but_unreserved() {
         assert_eq!(uri_encode(b"aZ0-_.~/ %+"), "aZ0-_.~%2F%20%25%2B");
