@@ -1,7 +1,7 @@
 //! Protecting the storage (`docs/limits.md`) with real parts: a flood tenant beside a
 //! training tenant, both real clients (curl signing SigV4 with their own identities)
 //! against a real node (SeaweedFS, which knows both identities), and a bandwidth cap on
-//! spliced 1 GiB GETs (s3s-fs).
+//! spliced 256 MiB GETs (s3s-fs).
 //!
 //! What the storage sees is counted at the storage: a TCP relay in front of the node
 //! records every request line that reaches it. Bounds are generous where timing is involved
@@ -22,7 +22,6 @@ use weir_tests::weir::{PoolConfig, Weir, WeirConfig};
 use weir_tests::{ACCESS_KEY, FLOOD_ACCESS_KEY, FLOOD_SECRET_KEY};
 
 const MIB: u64 = 1 << 20;
-const GIB: u64 = 1 << 30;
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -313,26 +312,26 @@ fn flood_tenant_is_held_to_its_rate_beside_training() {
     weir.assert_running();
 }
 
-/// A tenant capped at 100 MiB/s downloads a 1 GiB object through weir (spliced): the
-/// transfer takes 1 GiB / 100 MiB/s within 5%, and the body is intact.
+/// A tenant capped at 32 MiB/s downloads a 256 MiB object through weir (spliced): the
+/// transfer never beats the cap by more than the 100 ms burst and 5%, does not fall more
+/// than 10% under it, and the body is intact. The cap sits far below what the node serves
+/// alone (s3s-fs reads at ~120 MiB/s on a 2-core machine), so the node's own speed cannot
+/// decide the outcome.
 #[test]
 fn bandwidth_cap_paces_spliced_gets() {
     let _serial = serial();
     let scratch = Scratch::new("protect-bandwidth");
     let node = S3sFs::start(scratch.path(), "s3s-0");
     nodes::seed(&[node.endpoint()], "bandwidth", &[], scratch.path());
-    let src = scratch.path().join("one-gib.bin");
-    let sha = data::write_pattern_file(&src, 31, GIB);
-    let seeded = Transfer::put_file(
-        &format!("{}/bandwidth/one-gib", node.endpoint()),
-        &src,
-        None,
-    )
-    .wait(Duration::from_secs(300));
+    let size = 256 * MIB;
+    let src = scratch.path().join("object.bin");
+    let sha = data::write_pattern_file(&src, 31, size);
+    let seeded = Transfer::put_file(&format!("{}/bandwidth/object", node.endpoint()), &src, None)
+        .wait(Duration::from_secs(300));
     assert!(seeded.ok, "seed: {seeded:?}");
     std::fs::remove_file(&src).expect("remove source");
 
-    let rate = 100 * MIB;
+    let rate = 32 * MIB;
     let cfg = WeirConfig::new(&[node.addr()]).extra(&format!(
         r#"
 [[tenant]]
@@ -342,23 +341,25 @@ download_bytes_per_sec = {rate}
 "#
     ));
     let mut weir = Weir::start(&cfg, scratch.path());
-    let url = format!("{}/bandwidth/one-gib", weir.endpoint());
+    let url = format!("{}/bandwidth/object", weir.endpoint());
     let spliced_before = weir.metric_sum("weir_body_bytes_total", |l| {
         l.contains("direction=\"download\"") && l.contains("path=\"splice\"")
     });
     let out = Transfer::get(&url, None).wait(Duration::from_secs(120));
     assert!(out.ok, "{out:?}");
-    assert_eq!((out.sha256.as_str(), out.bytes), (sha.as_str(), GIB));
-    let measured = GIB as f64 / out.secs;
+    assert_eq!((out.sha256.as_str(), out.bytes), (sha.as_str(), size));
+    let measured = size as f64 / out.secs;
     println!(
-        "1 GiB at a {} MiB/s cap: {:.2}s, {:.1} MiB/s ({:+.2}%)",
+        "{} MiB at a {} MiB/s cap: {:.2}s, {:.1} MiB/s ({:+.2}%)",
+        size / MIB,
         rate / MIB,
         out.secs,
         measured / MIB as f64,
         100.0 * (measured / rate as f64 - 1.0)
     );
+    let ratio = measured / rate as f64;
     assert!(
-        (measured / rate as f64 - 1.0).abs() <= 0.05,
+        (0.90..=1.05).contains(&ratio),
         "measured {:.1} MiB/s against a {} MiB/s cap",
         measured / MIB as f64,
         rate / MIB
@@ -367,7 +368,7 @@ download_bytes_per_sec = {rate}
         l.contains("direction=\"download\"") && l.contains("path=\"splice\"")
     }) - spliced_before;
     assert!(
-        spliced >= (GIB - MIB) as f64,
+        spliced >= (size - MIB) as f64,
         "the capped body was spliced: {spliced} bytes"
     );
     weir.assert_running();
