@@ -168,7 +168,7 @@ pub fn verify(
     cache: &KeyCache,
     head: &RequestHead,
     now: SystemTime,
-) -> Result<Option<ChunkVerifier>, Refusal> {
+) -> Result<Option<sigv4::Verified>, Refusal> {
     let auth = &settings.config.auth;
     if auth.mode == AuthMode::Off {
         return Ok(None);
@@ -178,7 +178,7 @@ pub fn verify(
     if verified.security_token.is_some() {
         return Err(security_token_refusal());
     }
-    Ok(verified.chunk_verifier())
+    Ok(Some(verified))
 }
 
 /// The identity `tenant`'s requests are re-signed with for `pool`: the tenant's own
@@ -599,7 +599,7 @@ mod tests {
                 host: h.host(),
                 path: h.path(),
                 query: h.query(),
-                authorization: None,
+                access_key: weir_policy::classify::access_key(None, h.query()),
                 client_ip: std::net::IpAddr::from([127, 0, 0, 1]),
                 client_name: None,
                 copy_sources: &[],
@@ -662,7 +662,10 @@ mod tests {
             good.headers
                 .push(Header::new(name, value.as_bytes().to_vec()));
         }
-        assert!(matches!(verify(&s, &cache, &good, now()), Ok(None)));
+        // The verified signer comes back: it, not a second reading of the credentials,
+        // names the tenant.
+        let verified = verify(&s, &cache, &good, now()).ok().flatten();
+        assert_eq!(verified.map(|v| v.access_key).as_deref(), Some("TENANT"));
 
         let reason = |h: &RequestHead, at: SystemTime| verify(&s, &cache, h, at).unwrap_err();
         let mut tampered = good.clone();

@@ -42,15 +42,12 @@ pub struct Form {
     verified: VerifiedForm,
     /// The client's `Content-Length`.
     content_length: u64,
-    /// `AWS4-HMAC-SHA256 Credential=…`: the signer, as classification reads credentials.
-    claim: String,
 }
 
 impl Form {
-    /// The policy's signer as an `Authorization`-style credential, for classification
-    /// (the tenant is the signer).
-    pub fn credential(&self) -> &str {
-        &self.claim
+    /// The access key that signed the policy: the request's tenant.
+    pub fn access_key(&self) -> &str {
+        &self.verified.access_key
     }
 
     /// The head to relay the rest of the body with: no `Expect`, `Content-Length`
@@ -222,17 +219,12 @@ pub async fn accept(
     relay.headers.retain(|h| !h.is("expect"));
     relay.expect_continue = false;
     relay.framing = BodyFraming::Length(content_length - taken.len() as u64);
-    let claim = format!(
-        "AWS4-HMAC-SHA256 Credential={}/{}",
-        verified.access_key, verified.scope
-    );
     Ok(Some(Box::new(Form {
         head: relay,
         taken,
         prefix,
         verified,
         content_length,
-        claim,
     })))
 }
 

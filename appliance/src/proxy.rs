@@ -119,7 +119,13 @@ pub async fn serve_client(
         match read_request(&ep, &mut client, std::mem::take(&mut first)).await {
             Incoming::Closed => return,
             Incoming::Reject(err) => {
-                reject(shard, &client, &err, "", None).await;
+                // A head refused after its request line still answers a HEAD without a
+                // body: the client reads the answer as a HEAD's.
+                let method = client
+                    .buffered()
+                    .starts_with(b"HEAD ")
+                    .then_some(Method::Head);
+                reject(shard, &client, &err, "", method).await;
                 client.linger_close(LINGER, LINGER_BYTES_MAX).await;
                 return;
             }
@@ -522,23 +528,29 @@ async fn handle(
         Some(_) => Ok(None),
         None => identity::verify(&ep.settings, &ep.keys, head, SystemTime::now()),
     };
-    let chunk_verifier = match verified {
+    let verified = match verified {
         Ok(v) => v,
         Err(refusal) => return refuse(shard, flow, client, head, &refusal).await,
     };
-    // A form upload's tenant is its policy's signer.
-    let authorization = match &form {
-        Some(form) => Some(form.credential()),
-        None => head
-            .header("authorization")
-            .and_then(|v| std::str::from_utf8(v).ok()),
+    let chunk_verifier = verified.as_ref().and_then(|v| v.chunk_verifier());
+    // The tenant is the key whose signature was verified (a form's policy signer); only
+    // with verification off is it the key the request claims. Reading the credentials a
+    // second time could find another key than the verified one.
+    let access_key = match (&form, &verified) {
+        (Some(form), _) => Some(form.access_key()),
+        (None, Some(v)) => Some(v.access_key.as_str()),
+        (None, None) => weir_policy::classify::access_key(
+            head.header("authorization")
+                .and_then(|v| std::str::from_utf8(v).ok()),
+            head.query(),
+        ),
     };
     let classified = Rc::new(cfg.classify(&Request {
         method: head.method.as_str(),
         host: head.host(),
         path: head.path(),
         query: head.query(),
-        authorization,
+        access_key,
         client_ip: flow.client.ip(),
         client_name,
         copy_sources: &head.headers_named("x-amz-copy-source").collect::<Vec<_>>(),
@@ -1087,7 +1099,9 @@ async fn read_small_body(
     client: &mut Conn,
     len: usize,
 ) -> Result<Vec<u8>, BodyStall> {
-    let mut body = Vec::with_capacity(len);
+    // Grown as bytes come, not reserved from the announced length: a client that
+    // announces a body and sends little holds no more than it sent.
+    let mut body = Vec::with_capacity(len.min(client.buffered().len()));
     mover.begin_body();
     loop {
         let take = client.buffered().len().min(len - body.len());

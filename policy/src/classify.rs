@@ -39,8 +39,11 @@ pub struct Request<'a> {
     pub path: &'a str,
     /// The raw query string without `?`.
     pub query: Option<&'a str>,
-    /// The `Authorization` header, if any.
-    pub authorization: Option<&'a str>,
+    /// The access key that names the tenant: the key whose signature `[auth]` verified,
+    /// or, with verification off, the key the request claims ([`access_key`]). Taken
+    /// from the caller, never re-read here: a second reading of the credentials could
+    /// find another key than the one that was verified.
+    pub access_key: Option<&'a str>,
     /// The client's address (the TCP peer).
     pub client_ip: IpAddr,
     /// The DNS name of the client's verified TLS certificate, if it presented one.
@@ -137,9 +140,7 @@ impl Config {
         let tenant = req
             .client_name
             .and_then(|name| self.tenant_of_client_name(name))
-            .or_else(|| {
-                access_key(req.authorization, req.query).and_then(|key| self.tenant_of_key(key))
-            })
+            .or_else(|| req.access_key.and_then(|key| self.tenant_of_key(key)))
             .unwrap_or(self.default_tenant);
         let client_ip = req.client_ip.to_canonical();
         let rule = self
@@ -199,9 +200,13 @@ impl Config {
 /// credential. Keys that would need percent-decoding, or that are not plausible key ids
 /// ([`is_access_key`]), give `None` (the default tenant), which also keeps the result a
 /// borrow of the input.
+///
+/// This is a claim, for `[auth] mode = "off"`, where nothing is verified: with
+/// verification on, the tenant is the verified key's ([`Request::access_key`]). Spaces
+/// and tabs separate the header's parts as the SigV4 verifier reads them.
 pub fn access_key<'a>(authorization: Option<&'a str>, query: Option<&'a str>) -> Option<&'a str> {
     authorization
-        .and_then(|header| header_access_key(header.trim()))
+        .and_then(|header| header_access_key(header.trim_matches([' ', '\t'])))
         .filter(|k| is_access_key(k))
         .or_else(|| {
             query
@@ -212,15 +217,18 @@ pub fn access_key<'a>(authorization: Option<&'a str>, query: Option<&'a str>) ->
 
 /// The key id of a SigV4 or SigV2 `Authorization` header.
 fn header_access_key(header: &str) -> Option<&str> {
-    let (scheme, params) = header.split_once(' ')?;
+    let (scheme, params) = header.split_once([' ', '\t'])?;
     if scheme.starts_with("AWS4-") {
         let credential = params
             .split(',')
-            .find_map(|part| part.trim().strip_prefix("Credential="))?;
+            .find_map(|part| part.trim_matches([' ', '\t']).strip_prefix("Credential="))?;
         return credential.split_once('/').map(|(key, _)| key);
     }
     if scheme == "AWS" {
-        return params.trim().split_once(':').map(|(key, _)| key);
+        return params
+            .trim_matches([' ', '\t'])
+            .split_once(':')
+            .map(|(key, _)| key);
     }
     None
 }
@@ -286,6 +294,13 @@ mod tests {
             ),
             (Some("AWS K3:c2lnbmF0dXJl"), None, Some("K3")),
             (Some("  AWS K3:sig  "), None, Some("K3")),
+            // A tab separates the scheme as the verifier reads it.
+            (
+                Some("AWS4-HMAC-SHA256\tCredential=K8/d/r/s3/aws4_request,SignedHeaders=host,Signature=x"),
+                None,
+                Some("K8"),
+            ),
+            (Some("AWS\tK9:sig"), None, Some("K9")),
             (
                 None,
                 Some("X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=K4%2F20240101%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Signature=x"),

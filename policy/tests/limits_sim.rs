@@ -118,7 +118,7 @@ fn classify(cfg: &Config, key: &str, client: u8) -> Classified {
         host: Some("s3.local"),
         path: "/data/object",
         query: None,
-        authorization: Some(&auth),
+        access_key: weir_policy::classify::access_key(Some(&auth), None),
         client_ip: IpAddr::V4(Ipv4Addr::new(10, 0, 0, client)),
         client_name: None,
         copy_sources: &[],

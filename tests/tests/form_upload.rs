@@ -237,8 +237,9 @@ fn a_presigned_post_from_boto3_is_verified_and_stored() {
 
 /// A policy widened after signing, an expired policy, a key outside the policy's
 /// `starts-with`, a bucket outside the tenant's `buckets`, an unknown signer and a file
-/// too small for `content-length-range` are all refused by weir with S3's codes, counted
-/// by reason, and the node saw none of them.
+/// too small for `content-length-range`, and a key that climbs out of the bucket (`..`)
+/// are all refused by weir with S3's codes, counted by reason, and the node saw none of
+/// them.
 #[test]
 fn forged_expired_and_out_of_policy_forms_die_at_the_edge() {
     let scratch = Scratch::new("form-upload-refused");
@@ -305,6 +306,20 @@ fn forged_expired_and_out_of_policy_forms_die_at_the_edge() {
         &keep,
     );
     assert_eq!((status, code.as_str()), (400, "EntityTooSmall"), "{body}");
+    // A key that climbs out of the bucket, signed as it is: s3s-fs stores keys as paths
+    // and would write into `private`.
+    for key in ["../private/g.bin", "incoming/../../private/g.bin"] {
+        let (status, code, body) = send("uploads", key, &[], &keep);
+        assert_eq!(
+            (status, code.as_str()),
+            (400, "InvalidArgument"),
+            "{key}: {body}"
+        );
+    }
+    assert!(
+        !dir.join("site-data/private/g.bin").exists(),
+        "the climbing form was stored"
+    );
 
     assert_eq!(posts_seen(&s.relay), 0, "the node saw a refused form");
     let reason = |r: &str| {
@@ -317,6 +332,7 @@ fn forged_expired_and_out_of_policy_forms_die_at_the_edge() {
     assert_eq!(reason("policy_condition"), 2.0);
     assert_eq!(reason("bucket_denied"), 1.0);
     assert_eq!(reason("unknown_key"), 1.0);
+    assert_eq!(reason("form_malformed"), 2.0);
 }
 
 /// The node accepts only its site's key and weir's pool re-signs: the form signed with

@@ -106,6 +106,22 @@ fn weirs_own_answers_to_head_carry_no_body() {
     );
     assert_eq!(big.status(), Some(400), "{}", big.text());
     assert!(after_head(&big).is_empty(), "{}", big.text());
+
+    // A HEAD whose head is refused after its request line (too many fields, a broken
+    // field): the answer is still a HEAD's, without a body.
+    let fields: String = (0..200).map(|i| format!("x-f{i}: v\r\n")).collect();
+    for request in [
+        format!("HEAD /bench/obj-0 HTTP/1.1\r\nHost: s3.local\r\n{fields}\r\n"),
+        "HEAD /bench/obj-0 HTTP/1.1\r\nHost: s3.local\r\nbad field\r\n\r\n".to_string(),
+    ] {
+        let refused = send(&weir, request.as_bytes(), ReadUntil::Close);
+        assert!(
+            matches!(refused.status(), Some(400 | 431)),
+            "{}",
+            refused.text()
+        );
+        assert!(after_head(&refused).is_empty(), "{}", refused.text());
+    }
 }
 
 #[test]

@@ -120,8 +120,9 @@ pub enum TargetError {
     /// With virtual-host suffixes configured, a Host that is not `name[.][:port]`.
     #[error("the Host field is not a host name with an optional port")]
     BadHost,
-    /// `x-amz-copy-source` repeated, or not text: nodes would pick different ones.
-    #[error("x-amz-copy-source is repeated or not text")]
+    /// `x-amz-copy-source` repeated, not text, or with a `?` that does not start a
+    /// trailing `versionId=`: nodes would read different sources.
+    #[error("x-amz-copy-source is repeated, not text, or has a query other than versionId")]
     MalformedCopySource,
 }
 
@@ -206,11 +207,25 @@ pub fn s3_target<'a>(
 /// The bucket an `x-amz-copy-source` value (CopyObject, UploadPartCopy) names: the node
 /// reads that bucket too, so it is held to the path-style rules — `[/]bucket/key`, the
 /// bucket segment plain and valid under `names`, the key free of dot segments — and
-/// anything else is refused like an ambiguous target. A `?versionId=` suffix is allowed.
+/// anything else is refused like an ambiguous target. A `?` is allowed only to start a
+/// trailing `versionId=`: nodes differ on where a source ends (some split only at
+/// `?versionId=` and keep any other `?…` in the key), so the whole value, `?` and all,
+/// must hold no dot segment either.
 pub fn copy_source_bucket(value: &str, names: BucketNames) -> Result<&str, TargetError> {
-    let source = value.split_once('?').map_or(value, |(s, _)| s);
-    let source = source.strip_prefix('/').unwrap_or(source);
+    let source = value.strip_prefix('/').unwrap_or(value);
     check_segments(source)?;
+    let source = match source.split_once('?') {
+        None => source,
+        Some((source, version)) => {
+            let id = version
+                .strip_prefix("versionId=")
+                .ok_or(TargetError::MalformedCopySource)?;
+            if id.is_empty() || id.contains(['?', '&']) {
+                return Err(TargetError::MalformedCopySource);
+            }
+            source
+        }
+    };
     let (bucket, key) = source.split_once('/').unwrap_or((source, ""));
     if bucket.is_empty() {
         return Err(TargetError::EmptyBucketSegment);
@@ -224,11 +239,46 @@ pub fn copy_source_bucket(value: &str, names: BucketNames) -> Result<&str, Targe
     Ok(bucket)
 }
 
+/// Checks an object key given as text, not percent-encoded (a form upload's `key`
+/// field, with any `${filename}` already put in): the path rules of [`s3_target`] — no
+/// NUL, no dot segment — since a node that stores keys as paths resolves `..` in them
+/// and would write into another bucket.
+pub fn check_key_text(key: &str) -> Result<(), TargetError> {
+    check_segment_bytes(key.bytes().map(Ok))
+}
+
 /// Checks every segment of the decoded path (without its leading `/`): escapes well
 /// formed, no NUL, no dot segment. `\` separates segments too, and a segment is a dot
 /// segment when its part before any `;` is one or two dots with only ASCII whitespace
 /// around them — what some node resolves as `.` or `..`.
 fn check_segments(rest: &str) -> Result<(), TargetError> {
+    let bytes = rest.as_bytes();
+    let mut i = 0;
+    let decoded = std::iter::from_fn(|| {
+        let b = match *bytes.get(i)? {
+            b'%' => {
+                let hi = bytes.get(i + 1).and_then(|&c| hex_value(c));
+                let lo = bytes.get(i + 2).and_then(|&c| hex_value(c));
+                let (Some(hi), Some(lo)) = (hi, lo) else {
+                    return Some(Err(TargetError::BadEscape));
+                };
+                i += 3;
+                hi << 4 | lo
+            }
+            b => {
+                i += 1;
+                b
+            }
+        };
+        Some(Ok(b))
+    });
+    check_segment_bytes(decoded)
+}
+
+/// The segment rules of [`check_segments`] over decoded bytes.
+fn check_segment_bytes(
+    bytes: impl Iterator<Item = Result<u8, TargetError>>,
+) -> Result<(), TargetError> {
     /// What the current segment's part before `;` holds so far.
     #[derive(Clone, Copy)]
     struct Segment {
@@ -242,26 +292,9 @@ fn check_segments(rest: &str) -> Result<(), TargetError> {
         params: false,
     };
     let is_dot_segment = |s: Segment| !s.other && (1..=2).contains(&s.dots);
-    let bytes = rest.as_bytes();
     let mut seg = FRESH;
-    let mut i = 0;
-    while i < bytes.len() {
-        let b = match bytes[i] {
-            b'%' => {
-                let hi = bytes.get(i + 1).and_then(|&c| hex_value(c));
-                let lo = bytes.get(i + 2).and_then(|&c| hex_value(c));
-                let (Some(hi), Some(lo)) = (hi, lo) else {
-                    return Err(TargetError::BadEscape);
-                };
-                i += 3;
-                hi << 4 | lo
-            }
-            b => {
-                i += 1;
-                b
-            }
-        };
-        match b {
+    for b in bytes {
+        match b? {
             0 => return Err(TargetError::NulByte),
             b'/' | b'\\' => {
                 if is_dot_segment(seg) {
@@ -484,11 +517,32 @@ pub fn op_class(method: &str, path_has_key: bool, query: Option<&str>) -> OpClas
 }
 
 /// Whether the query string has a parameter called `name` (with or without a value).
-/// Names are compared as written: S3 sub-resource names are never percent-encoded.
+/// Names are compared decoded, as nodes read them: `?%64elete` is DeleteObjects to the
+/// node, so it must be `delete` to every rule that counts operations.
 fn query_has(query: &str, name: &str) -> bool {
-    query
-        .split('&')
-        .any(|pair| pair.split_once('=').map_or(pair, |(n, _)| n) == name)
+    query.split('&').any(|pair| {
+        let raw = pair.split_once('=').map_or(pair, |(n, _)| n);
+        if !raw.contains('%') {
+            return raw == name;
+        }
+        let mut decoded = Vec::with_capacity(raw.len());
+        let bytes = raw.as_bytes();
+        let mut i = 0;
+        while i < bytes.len() {
+            let hex = |j: usize| bytes.get(j).and_then(|&c| hex_value(c));
+            match (bytes[i], hex(i + 1), hex(i + 2)) {
+                (b'%', Some(hi), Some(lo)) => {
+                    decoded.push(hi << 4 | lo);
+                    i += 3;
+                }
+                (b, _, _) => {
+                    decoded.push(b);
+                    i += 1;
+                }
+            }
+        }
+        decoded == name.as_bytes()
+    })
 }
 
 #[cfg(test)]
@@ -732,6 +786,28 @@ mod tests {
         assert_eq!(strict("bench"), Err(TargetError::InvalidBucketName));
         assert_eq!(strict("bench/"), Err(TargetError::InvalidBucketName));
         assert_eq!(strict(""), Err(TargetError::EmptyBucketSegment));
+        // A node that splits only at `?versionId=` reads the rest as key: no climb hides
+        // behind a `?`, and no other query is taken.
+        assert_eq!(
+            strict("lab-x/x?/../../bench/small-0"),
+            Err(TargetError::DotSegment)
+        );
+        assert_eq!(
+            strict("lab-x/x?/%2e%2e/%2E%2E/bench/small-0"),
+            Err(TargetError::DotSegment)
+        );
+        assert_eq!(
+            strict("lab-x/x?partNumber=1"),
+            Err(TargetError::MalformedCopySource)
+        );
+        assert_eq!(
+            strict("lab-x/x?versionId="),
+            Err(TargetError::MalformedCopySource)
+        );
+        assert_eq!(
+            strict("lab-x/x?versionId=1?versionId=2"),
+            Err(TargetError::MalformedCopySource)
+        );
         assert_eq!(
             copy_source_bucket("Old_Data/k", BucketNames::Legacy),
             Ok("Old_Data")
@@ -1051,5 +1127,12 @@ mod tests {
         assert!(!query_has("uploadsx=1", "uploads"));
         assert!(!query_has("prefix=uploads", "uploads"));
         assert!(query_has("a=1&uploads=", "uploads"));
+        // Encoded names are what the node decodes them to.
+        assert!(query_has("%64elete", "delete"));
+        assert!(query_has("upload%73=", "uploads"));
+        assert!(query_has("%75%70%6C%6F%61%64%49%64=7", "uploadId"));
+        assert!(!query_has("%64elet", "delete"));
+        assert!(!query_has("%6", "delete"));
+        assert_eq!(op_class("POST", false, Some("%64elete")), OpClass::Delete);
     }
 }

@@ -352,6 +352,16 @@ fn content_disposition(value: &str) -> Result<PartHeaders, SigV4Error> {
         let value = match rest.strip_prefix('"') {
             Some(quoted) => {
                 let (value, after) = quoted_string(quoted).ok_or(bad.clone())?;
+                // Field names never need an escape, and nodes differ on reading one
+                // (`"fil\e"` is `file` to weir and `fil\e` to others): refused, so weir
+                // and the node see the same fields.
+                if param.eq_ignore_ascii_case("name")
+                    && quoted[..quoted.len() - after.len()].contains('\\')
+                {
+                    return Err(SigV4Error::MalformedPostRequest(
+                        "a field name with a backslash escape",
+                    ));
+                }
                 rest = after;
                 value
             }
@@ -442,6 +452,17 @@ impl FormPrefix {
         let required =
             |name: &'static str| self.field(name).ok_or(SigV4Error::PostFieldMissing(name));
         let key = required("key")?;
+        // The key the node stores under, with `${filename}` put in as S3 does, is held to
+        // the path rules: a node that keeps keys as paths resolves `..` in it and would
+        // write into another bucket.
+        let stored = key.replace("${filename}", self.file_name().unwrap_or_default());
+        crate::route::check_key_text(key)
+            .and_then(|()| crate::route::check_key_text(&stored))
+            .map_err(|_| {
+                SigV4Error::PostFieldInvalid(
+                    "key: a \".\" or \"..\" segment or a NUL byte; nodes resolve those differently",
+                )
+            })?;
         let policy_b64 = required("policy")?;
         if required("x-amz-algorithm")? != ALGORITHM {
             return Err(SigV4Error::UnsupportedAlgorithm);
@@ -1265,6 +1286,42 @@ mod tests {
     }
 
     #[test]
+    fn a_key_that_climbs_out_of_the_bucket_is_refused() {
+        let bucket = "sigv4examplebucket";
+        for key in [
+            "../bench/x",
+            "user/user1/../../bench/x",
+            "user/user1/..\\x",
+            "a/./b",
+            "a\0b",
+        ] {
+            let mut fields = aws_fields();
+            set(&mut fields, "key", key);
+            assert!(
+                matches!(
+                    verify_at(&fields, bucket, at(0)),
+                    Err(SigV4Error::PostFieldInvalid(m)) if m.starts_with("key:")
+                ),
+                "{key:?}"
+            );
+        }
+        // `${filename}` is put in before the check: the file name cannot climb either.
+        let text = String::from_utf8(body(&aws_fields(), b"x", &[])).unwrap();
+        let climbing = text.replacen("filename=\"photo.jpg\"", "filename=\"../../bench/x\"", 1);
+        assert!(matches!(
+            scanned(climbing.as_bytes()).verify(bucket, &mut lookup, at(0), SKEW),
+            Err(SigV4Error::PostFieldInvalid(m)) if m.starts_with("key:")
+        ));
+        // Dots inside a segment are a name, not a climb.
+        let mut fields = aws_fields();
+        set(&mut fields, "key", "user/user1/..photo..jpg");
+        assert!(!matches!(
+            verify_at(&fields, bucket, at(0)),
+            Err(SigV4Error::PostFieldInvalid(_))
+        ));
+    }
+
+    #[test]
     fn the_policy_conditions_hold_for_the_fields() {
         let bucket = "sigv4examplebucket";
         // A key outside the policy's starts-with.
@@ -1620,7 +1677,15 @@ mod tests {
             1,
         );
         assert!(malformed(bad.as_bytes()).is_err());
-        // A quoted name with an escape, a token name, and a trailing ';' are fine.
+        // An escape in a field name is refused: nodes read it differently.
+        let escaped = text.replacen("name=\"acl\"", "name=\"a\\cl\"", 1);
+        assert_eq!(
+            malformed(escaped.as_bytes()),
+            Err(SigV4Error::MalformedPostRequest(
+                "a field name with a backslash escape"
+            ))
+        );
+        // A quoted file name with an escape, a token name, and a trailing ';' are fine.
         let ok = text.replacen("name=\"acl\"", "name=acl;", 1).replacen(
             "filename=\"photo.jpg\"",
             "filename=\"a\\\"b.jpg\"",
