@@ -17,9 +17,10 @@ stage deps ./scripts/test-deps.sh
 # The end-to-end tests run the `weir` binary of this profile: build it (and everything
 # else) before any test starts, so no test runs against a stale binary.
 stage build cargo build --profile ci --workspace --bins --tests --locked
-# Formatting, lints as errors, and no citation a reader of the repository cannot open
-# (docs/design.md, "How the code should read").
-stage lint bash -c 'cargo fmt --all --check && cargo clippy --workspace --all-targets --locked -- -D warnings && scripts/check-cites.sh'
+# Formatting, lints as errors, no citation a reader of the repository cannot open
+# (docs/design.md, "How the code should read"), and no import cycle between the modules
+# of a crate (docs/design.md, "Layout and dependency direction").
+stage lint bash -c 'cargo fmt --all --check && cargo clippy --workspace --all-targets --locked -- -D warnings && scripts/check-cites.sh && scripts/check-cycles.sh'
 stage image bash -c 'scripts/image-deps.sh && firmware-image/build.sh --check'
 # --no-fail-fast: one failing test file must not hide the results of the others.
 stage test cargo test --profile ci --workspace --locked --no-fail-fast

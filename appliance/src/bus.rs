@@ -58,21 +58,24 @@ pub enum Msg {
     /// From the admin thread: report this core's live transfers.
     QueryFlows(flume::Sender<Vec<FlowReport>>),
     /// From the reload coordinator: prepare `settings` as epoch `epoch` (do not use it yet)
-    /// and say whether that worked.
+    /// and answer once it is staged. Staging cannot fail (the file was validated and
+    /// resolved before); the answer tells the coordinator this core holds the epoch, so a
+    /// commit can go out.
     Stage {
         /// The new epoch's number.
         epoch: u64,
         /// The validated, resolved config.
         settings: Arc<Settings>,
         /// Where to answer.
-        reply: flume::Sender<Result<(), String>>,
+        reply: flume::Sender<()>,
     },
     /// From the reload coordinator: every core staged `epoch`; switch to it.
     Commit {
         /// The epoch to switch to.
         epoch: u64,
     },
-    /// From the reload coordinator: some core failed to stage `epoch`; drop it.
+    /// From the reload coordinator: some core could not be reached or did not answer in
+    /// time; drop `epoch`.
     Abort {
         /// The epoch to drop.
         epoch: u64,
@@ -81,7 +84,7 @@ pub enum Msg {
     /// flight go on).
     Drain,
     /// From the limits coordinator: report this core's usage of every limit and cap.
-    LimitsReport(flume::Sender<crate::protect::Report>),
+    LimitsReport(flume::Sender<LimitsUsage>),
     /// From the limits coordinator: this core's new shares, computed for `epoch`.
     LimitsGrant {
         /// The config epoch the reports were made on.
@@ -91,6 +94,18 @@ pub enum Msg {
         /// Cap shares.
         caps: Vec<weir_policy::limits::CapGrant>,
     },
+}
+
+/// One core's answer to a rebalance round (`crate::rebalance`).
+pub struct LimitsUsage {
+    /// Reporting core.
+    pub core: usize,
+    /// The config epoch the report was made on (shares are per epoch).
+    pub epoch: u64,
+    /// Rate limits.
+    pub keys: Vec<weir_policy::limits::KeyUsage>,
+    /// Caps.
+    pub caps: Vec<weir_policy::limits::CapReport>,
 }
 
 /// One core's view of one node, for the admin API.

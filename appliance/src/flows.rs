@@ -71,7 +71,16 @@ pub struct Flow {
     /// Why weir answered `SlowDown` itself (a limit's label), if it did.
     pub shed: Cell<Option<&'static str>>,
     /// How the request waited at admission.
-    pub waited: Cell<crate::protect::Waited>,
+    pub waited: Cell<Waited>,
+}
+
+/// How a request got past admission, for metrics and the access log.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Waited {
+    /// It waited for tokens of a rate limit.
+    pub for_tokens: bool,
+    /// It waited in its class queue for a slot (tenant in-flight cap, or a node).
+    pub for_slot: bool,
 }
 
 impl Flow {
@@ -108,7 +117,7 @@ impl Flow {
             op: Cell::new("other"),
             tenancy: RefCell::new(None),
             shed: Cell::new(None),
-            waited: Cell::new(crate::protect::Waited::default()),
+            waited: Cell::new(Waited::default()),
         }
     }
 

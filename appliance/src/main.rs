@@ -17,16 +17,28 @@ mod post_form;
 mod probe;
 mod protect;
 mod proxy;
+mod rebalance;
 mod reload;
 mod settings;
 mod shard;
 mod signals;
 mod signed_body;
 mod stats;
+mod worker;
 
 use settings::Settings;
 use weir_io::runtime::{self, Driver};
 use weir_policy::config::KeyPath;
+
+/// io_uring submission entries of each core's ring (the completion queue gets twice as
+/// many): the operations one executor turn can queue before monoio must enter the kernel.
+/// 4096 lets a core with a few thousand busy connections submit a turn's work in one
+/// `io_uring_enter`, for about 384 KiB of ring memory per core.
+const RING_ENTRIES: u32 = 4096;
+/// Connections the kernel queues on each core's listening socket before that core accepts
+/// them: 1024 absorbs a burst of connects (a training job's workers starting together)
+/// while a core is busy; the kernel caps it at `net.core.somaxconn` (4096 by default).
+const LISTEN_BACKLOG: i32 = 1024;
 
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
@@ -166,9 +178,7 @@ fn run(path: &std::path::Path) -> anyhow::Result<()> {
                 drain_bus.send_waiting(core, bus::Msg::Drain);
             }
         },
-        move || {
-            let _ = reloader.reload();
-        },
+        reload::spawn_hup_thread(reloader).context("reload thread")?,
     )
     .context("signal thread")?;
     let core_ids = core_affinity::get_core_ids().unwrap_or_default();
@@ -205,8 +215,8 @@ fn run(path: &std::path::Path) -> anyhow::Result<()> {
                 if let Some(core) = pin {
                     core_affinity::set_for_current(core);
                 }
-                let result = runtime::block_on(driver, 4096, || {
-                    shard::run(id, settings, listeners, registry, bus, inbox, access_log)
+                let result = runtime::block_on(driver, RING_ENTRIES, || {
+                    worker::run(id, settings, listeners, registry, bus, inbox, access_log)
                 });
                 if let Err(e) = result {
                     tracing::error!(core = id, error = %e, "cannot start executor");
@@ -227,7 +237,7 @@ fn run(path: &std::path::Path) -> anyhow::Result<()> {
 /// core that no other process shares. A taken address fails the start, named at its key.
 /// This is the one place listeners come from: a hand-over from a running weir would hand
 /// its sockets in here instead of binding new ones.
-fn bind_listeners(settings: &Settings) -> anyhow::Result<Vec<Vec<shard::Listener>>> {
+fn bind_listeners(settings: &Settings) -> anyhow::Result<Vec<Vec<worker::Listener>>> {
     let cfg = &settings.config;
     let plain = cfg.appliance.listen.iter().enumerate().map(|(i, a)| {
         (
@@ -242,12 +252,13 @@ fn bind_listeners(settings: &Settings) -> anyhow::Result<Vec<Vec<shard::Listener
             .enumerate()
             .map(|(i, a)| (*a, true, KeyPath::root().key("tls").key("listen").index(i)))
     });
-    let mut per_core: Vec<Vec<shard::Listener>> = (0..settings.cores).map(|_| Vec::new()).collect();
+    let mut per_core: Vec<Vec<worker::Listener>> =
+        (0..settings.cores).map(|_| Vec::new()).collect();
     for (addr, tls, key) in plain.chain(tls) {
-        let group = runtime::exclusive_listener_group(addr, settings.cores, 1024)
+        let group = runtime::exclusive_listener_group(addr, settings.cores, LISTEN_BACKLOG)
             .map_err(|e| bind_error(settings, &key, addr, &e))?;
         for (core, socket) in per_core.iter_mut().zip(group) {
-            core.push(shard::Listener { socket, tls });
+            core.push(worker::Listener { socket, tls });
         }
         tracing::info!(%addr, tls, "listening");
     }

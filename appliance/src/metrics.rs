@@ -156,10 +156,11 @@ impl CoreMetrics {
     /// Marks a request as finished, however it ended.
     pub fn request_finished(&self) {
         let c = &self.requests_in_flight;
-        c.store(
-            c.load(Ordering::Relaxed).saturating_sub(1),
-            Ordering::Relaxed,
-        );
+        let was = c.load(Ordering::Relaxed);
+        // One finish per start, on the core that started it (this core's counters have
+        // no other writer): a finish at zero is a request ended twice.
+        debug_assert!(was > 0, "request_finished without a request in flight");
+        c.store(was.saturating_sub(1), Ordering::Relaxed);
     }
 
     /// Counts a request weir rejected itself with `status`.
@@ -191,10 +192,9 @@ impl CoreMetrics {
     /// Marks a client connection closed.
     pub fn connection_closed(&self) {
         let c = &self.connections_active;
-        c.store(
-            c.load(Ordering::Relaxed).saturating_sub(1),
-            Ordering::Relaxed,
-        );
+        let was = c.load(Ordering::Relaxed);
+        debug_assert!(was > 0, "connection_closed without an open connection");
+        c.store(was.saturating_sub(1), Ordering::Relaxed);
     }
 
     /// Counts a finished TLS handshake by side (0 client, 1 upstream) and the path its

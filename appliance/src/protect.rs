@@ -1,10 +1,10 @@
 //! Protecting the storage on one core: the caps, token buckets, class queues and byte
-//! pacing of `weir_policy::limits` and `weir_policy::qos`, driven for real requests, and
-//! the cross-core rebalance of their shares.
+//! pacing of `weir_policy::limits` and `weir_policy::qos`, driven for real requests. The
+//! cross-core rebalance of their shares is `crate::rebalance`.
 //!
-//! The decisions are policy's; this module holds the per-core state of one config epoch,
-//! makes requests wait (for their tokens, or in their class's queue for a slot), and moves
-//! usage reports and grants between cores. A request's way (docs/limits.md):
+//! The decisions are policy's; this module holds the per-core state of one config epoch
+//! and makes requests wait (for their tokens, or in their class's queue for a slot). A
+//! request's way (docs/limits.md):
 //!
 //! 1. accept: [`Protect::connect`] — the global and per-client-IP connection caps;
 //! 2. [`Protect::admit`]: the tenant's in-flight cap (wait in the class queue for a slot)
@@ -12,41 +12,32 @@
 //! 3. the balancer only picks nodes with room under `node_inflight_max`; with every
 //!    routable node full, the request waits in its class queue ([`Protect::wait_turn`]);
 //! 4. bodies of rate-limited transfers move in quanta the byte buckets grant
-//!    ([`BytePacer`]).
+//!    (`crate::shard::BytePacer`).
 //!
 //! Slots are handed over in queue order: whoever frees one wakes the next waiter (weighted
 //! fair queueing over the classes, `weir_policy::qos`), and while anyone waits for a node,
 //! newcomers queue behind them instead of taking a slot first — so under contention the
 //! classes are served in proportion to their weights. Room can also appear without a
 //! release (a rebalance grants a bigger share, a node's concurrency limit grows), so each
-//! core also wakes its next waiter every few milliseconds ([`tick`]). A woken waiter
+//! core also wakes its next waiter every few milliseconds (`crate::worker`). A woken waiter
 //! that finds no room goes to the back of its class queue.
 
 use std::cell::{Cell, RefCell};
 use std::net::IpAddr;
-use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use weir_io::relay::{Pace, Pacer};
 use weir_policy::classify::Classified;
 use weir_policy::config::{ClassId, Config};
 use weir_policy::limits::{
-    rebalance_cap_keys, rebalance_keys, Admit, ByteGrant, CapGrant, CapReport, Caps, Dir, KeyGrant,
-    KeyUsage, Limiter, RejectReason,
+    Admit, ByteGrant, CapGrant, CapReport, Caps, Dir, KeyGrant, KeyUsage, Limiter, RejectReason,
 };
 use weir_policy::qos::Scheduler;
 
-use crate::bus::{Bus, Msg};
-use crate::shard::{Epoch, Shard};
+use crate::flows::Waited;
 
-/// How often each core wakes its next waiters without a release (room can come from a
-/// rebalance or a node's concurrency limit growing, which wake nobody).
-const QUEUE_TICK: Duration = Duration::from_millis(10);
 /// `Retry-After` for refusals that do not come with their own (queue full or timed out):
 /// the header has whole seconds, and 0 invites an instant retry.
 const RETRY_AFTER_QUEUE: Duration = Duration::from_secs(1);
-/// How long the coordinator waits for every core's report before skipping a round.
-const ROUND_TIMEOUT: Duration = Duration::from_millis(200);
 
 /// What a queued request waits for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,15 +55,6 @@ pub struct Shed {
     pub reason: RejectReason,
     /// For the `Retry-After` header (whole seconds, at least 1).
     pub retry_after: Duration,
-}
-
-/// How a request got past admission, for metrics and the access log.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Waited {
-    /// It waited for tokens of a rate limit.
-    pub for_tokens: bool,
-    /// It waited in its class queue for a slot (tenant in-flight cap, or a node).
-    pub for_slot: bool,
 }
 
 /// One core's protection state for one config epoch.
@@ -269,9 +251,13 @@ impl Protect {
 
     /// A request is sent to a node (the balancer checked its room).
     pub fn start_node(&self, pool: usize, node: usize) {
-        // Room was checked by the pick on this same turn of the executor, so this cannot
-        // fail; a refusal would only mean the cap counts one request more.
-        let _ = self.caps.borrow_mut().start_node(pool, node);
+        // Room was checked by the pick on this same turn of the executor (no await in
+        // between, so no rebalance or other request can take it), so this cannot fail.
+        let started = self.caps.borrow_mut().start_node(pool, node);
+        debug_assert!(
+            started.is_ok(),
+            "start_node without room on node {node} of pool {pool}"
+        );
     }
 
     /// A request is done with a node.
@@ -285,15 +271,29 @@ impl Protect {
         self.limiter.borrow().shapes_bytes(c, dir)
     }
 
+    /// Byte tokens for `want` bytes of `c`'s body in `dir` (a byte pacer's grant).
+    pub fn bytes(&self, c: &Classified, dir: Dir, want: u64) -> ByteGrant {
+        self.limiter
+            .borrow_mut()
+            .bytes(c, dir, want, Instant::now())
+    }
+
+    /// Gives back byte tokens granted by [`Protect::bytes`] that were not used.
+    pub fn return_bytes(&self, c: &Classified, dir: Dir, bytes: u64) {
+        self.limiter
+            .borrow_mut()
+            .return_bytes(c, dir, bytes, Instant::now());
+    }
+
     /// This core's usage report for the coordinator.
-    fn report(&self) -> (Vec<KeyUsage>, Vec<CapReport>) {
+    pub fn report(&self) -> (Vec<KeyUsage>, Vec<CapReport>) {
         let keys = self.limiter.borrow_mut().usage(Instant::now());
         let caps = self.caps.borrow().usage();
         (keys, caps)
     }
 
     /// Takes the coordinator's grants.
-    fn apply(&self, keys: &[KeyGrant], caps: &[CapGrant]) {
+    pub fn apply(&self, keys: &[KeyGrant], caps: &[CapGrant]) {
         self.limiter.borrow_mut().apply(keys, Instant::now());
         self.caps.borrow_mut().apply(caps);
         // Grown shares may have room for waiters.
@@ -312,137 +312,5 @@ impl Drop for Ticket<'_> {
     fn drop(&mut self) {
         self.protect.caps.borrow_mut().end_request(self.tenant);
         self.protect.wake_one(Slot::Tenant);
-    }
-}
-
-/// Paces one direction of one request's body by the byte buckets that apply to it.
-pub struct BytePacer {
-    /// The epoch the request runs on (its limiter).
-    pub ep: Rc<Epoch>,
-    /// The request's classification.
-    pub classified: Rc<Classified>,
-    /// Which body.
-    pub dir: Dir,
-}
-
-impl Pacer for BytePacer {
-    fn grant(&self, want: u64) -> Pace {
-        let grant = self.ep.protect.limiter.borrow_mut().bytes(
-            &self.classified,
-            self.dir,
-            want,
-            Instant::now(),
-        );
-        match grant {
-            ByteGrant::Go(n) => Pace::Go(n),
-            ByteGrant::Wait(d) => Pace::Wait(d),
-        }
-    }
-
-    fn unused(&self, bytes: u64) {
-        self.ep.protect.limiter.borrow_mut().return_bytes(
-            &self.classified,
-            self.dir,
-            bytes,
-            Instant::now(),
-        );
-    }
-}
-
-/// Wakes each queue's next waiter every few milliseconds on `shard`, for room that no
-/// release announces (runs for the life of the shard).
-pub async fn tick(shard: Rc<Shard>) {
-    loop {
-        monoio::time::sleep(QUEUE_TICK).await;
-        let ep = shard.epoch();
-        ep.protect.wake_one(Slot::Tenant);
-        ep.protect.wake_one(Slot::Node);
-    }
-}
-
-/// One core's answer to a rebalance round.
-pub struct Report {
-    /// Reporting core.
-    pub core: usize,
-    /// The config epoch the report was made on (shares are per epoch).
-    pub epoch: u64,
-    /// Rate limits.
-    pub keys: Vec<KeyUsage>,
-    /// Caps.
-    pub caps: Vec<CapReport>,
-}
-
-/// Answers the coordinator's round on `shard` (from its inbox task).
-pub fn on_report(shard: &Shard, reply: &flume::Sender<Report>) {
-    let ep = shard.epoch();
-    let (keys, caps) = ep.protect.report();
-    let _ = reply.try_send(Report {
-        core: shard.id,
-        epoch: ep.id,
-        keys,
-        caps,
-    });
-}
-
-/// Applies the coordinator's grants for `epoch` on `shard`, unless it has moved on.
-pub fn on_grant(shard: &Shard, epoch: u64, keys: &[KeyGrant], caps: &[CapGrant]) {
-    let ep = shard.epoch();
-    if ep.id == epoch {
-        ep.protect.apply(keys, caps);
-    }
-}
-
-/// The coordinator (runs on core 0): every `rebalance_interval` it asks every core for
-/// its usage, computes the new shares (pure, `weir_policy::limits`) and sends each core
-/// its grants. A core reports for the next round only after applying this round's
-/// grants (its inbox is FIFO and the next question comes after the grants), so a round
-/// never counts room twice. A round where some core does not answer in time, or the
-/// cores are on different config epochs (a reload in progress), changes nothing.
-pub async fn coordinate(shard: Rc<Shard>, bus: Bus) {
-    let cores = bus.cores();
-    let (tx, rx) = flume::bounded::<Report>(cores);
-    loop {
-        let interval = shard.epoch().settings.config.limits.rebalance_interval;
-        monoio::time::sleep(interval).await;
-        // Answers of a skipped round must not count in this one.
-        while rx.try_recv().is_ok() {}
-        let mut asked = 0;
-        for core in 0..cores {
-            if bus.send(core, Msg::LimitsReport(tx.clone())) {
-                asked += 1;
-            }
-        }
-        let mut reports: Vec<Option<Report>> = (0..cores).map(|_| None).collect();
-        let deadline = Instant::now() + ROUND_TIMEOUT;
-        let mut got = 0;
-        while got < asked {
-            let wait = deadline.saturating_duration_since(Instant::now());
-            match monoio::time::timeout(wait, rx.recv_async()).await {
-                Ok(Ok(r)) => {
-                    let core = r.core;
-                    if let Some(slot) = reports.get_mut(core) {
-                        *slot = Some(r);
-                        got += 1;
-                    }
-                }
-                _ => break,
-            }
-        }
-        let Some(reports) = reports.into_iter().collect::<Option<Vec<Report>>>() else {
-            continue;
-        };
-        let epoch = reports[0].epoch;
-        if reports.iter().any(|r| r.epoch != epoch) {
-            continue;
-        }
-        let (keys, caps): (Vec<_>, Vec<_>) = reports.into_iter().map(|r| (r.keys, r.caps)).unzip();
-        let key_grants = rebalance_keys(&keys);
-        let cap_grants = rebalance_cap_keys(&caps);
-        for (core, (keys, caps)) in key_grants.into_iter().zip(cap_grants).enumerate() {
-            if keys.is_empty() && caps.is_empty() {
-                continue;
-            }
-            bus.send(core, Msg::LimitsGrant { epoch, keys, caps });
-        }
     }
 }

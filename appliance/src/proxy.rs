@@ -59,12 +59,12 @@ use weir_policy::retry::{may_retry, BodyState, Failure};
 use weir_policy::sigv4::{ChunkStream, SigV4Error};
 
 use crate::bus::NodeId;
-use crate::flows::Flow;
+use crate::flows::{Flow, Waited};
 use crate::identity;
 use crate::metrics::Direction;
 use crate::post_form;
-use crate::protect::{BytePacer, Protect, Shed, Slot, Waited};
-use crate::shard::{Epoch, Shard};
+use crate::protect::{Protect, Shed, Slot};
+use crate::shard::{BytePacer, Epoch, Shard};
 use crate::signals;
 use crate::signed_body;
 

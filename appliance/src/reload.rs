@@ -1,8 +1,16 @@
-//! Live reload (docs/design.md, "Configuration"): read and validate the file once, stage
-//! the new config on every core, then commit it on all of them — or, if any core cannot
-//! stage it, abort on all. A bad file leaves the running config untouched and says why
-//! (log, metric, and the admin reply). Keys that shape the process itself (cores,
-//! listeners, metrics address) need a restart and are refused with that reason.
+//! Live reload (docs/design.md, "Configuration"): read, validate and resolve the file once
+//! (everything that can fail happens here), stage the new config on every core, then
+//! commit it on all of them. Staging itself cannot fail; the two phases exist so that no
+//! core uses the new epoch before every core holds it (a node's state change sent under
+//! the new epoch must find it on every core). If a core cannot be reached (its inbox is
+//! full) or does not answer in time, the reload is abandoned on all cores. A bad file
+//! leaves the running config untouched and says why (log, metric, and the admin reply).
+//! Keys that shape the process itself (cores, listeners, metrics address) need a restart
+//! and are refused with that reason.
+//!
+//! SIGHUP reloads run on a thread of their own ([`spawn_hup_thread`]): a reload can wait
+//! seconds (a config file on a slow disk, a core that does not answer), and the signal
+//! thread must stay free to start a drain at once.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -136,17 +144,15 @@ impl Reloader {
                 return Err(format!("core {core} is too busy to stage the config"));
             }
         }
+        let deadline = std::time::Instant::now() + STAGE_TIMEOUT;
         for _ in 0..cores {
-            match rx.recv_timeout(STAGE_TIMEOUT) {
-                Ok(Ok(())) => {}
-                Ok(Err(why)) => {
-                    self.abort(epoch);
-                    return Err(format!("a core could not stage the config: {why}"));
-                }
-                Err(_) => {
-                    self.abort(epoch);
-                    return Err("a core did not stage the config in time".into());
-                }
+            let wait = deadline.saturating_duration_since(std::time::Instant::now());
+            if rx.recv_timeout(wait).is_err() {
+                self.abort(epoch);
+                return Err(format!(
+                    "a core did not stage the config within {}s",
+                    STAGE_TIMEOUT.as_secs()
+                ));
             }
         }
         for core in 0..cores {
@@ -168,9 +174,92 @@ impl Reloader {
         ))
     }
 
+    /// Drops the staged `epoch` on every core.
     fn abort(&self, epoch: u64) {
         for core in 0..self.bus.cores() {
             let _ = self.bus.send(core, Msg::Abort { epoch });
         }
+    }
+}
+
+/// Starts the thread that runs SIGHUP reloads and returns what the signal thread calls on
+/// each SIGHUP: it only asks, and never waits for the reload.
+pub fn spawn_hup_thread(reloader: Arc<Reloader>) -> std::io::Result<impl Fn() + Send + 'static> {
+    // One request waiting is enough: a reload reads the file when it starts, so SIGHUPs
+    // that come while one waits are served by that one.
+    let (tx, rx) = flume::bounded::<()>(1);
+    std::thread::Builder::new()
+        .name("weir-reload".into())
+        .spawn(move || {
+            while rx.recv().is_ok() {
+                let _ = reloader.reload();
+            }
+        })?;
+    Ok(move || {
+        let _ = tx.try_send(());
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+    use weir_policy::config::Config;
+
+    /// `weir_config_reloads_total{outcome="rejected"}`.
+    fn rejected(registry: &Registry) -> u64 {
+        let text = registry.render();
+        let line = text
+            .lines()
+            .find_map(|l| l.strip_prefix("weir_config_reloads_total{outcome=\"rejected\"} "))
+            .unwrap();
+        line.trim().parse().unwrap()
+    }
+
+    /// The signal thread only asks for a reload: while one is held up (here by the test
+    /// holding the reload lock, as a reload in progress would), SIGHUPs return at once, so
+    /// a SIGTERM that follows is taken at once; the held-up reload runs when it can.
+    #[test]
+    fn a_sighup_never_waits_for_a_reload() {
+        let text = "[[pool]]\nname = \"a\"\nnodes = [\"127.0.0.1:9001\"]\n";
+        let settings = Settings::resolve(Config::from_toml_str(text, "t").unwrap()).unwrap();
+        let (bus, _inboxes) = Bus::new(1);
+        let registry = Registry::new(1, "test");
+        let reloader = Arc::new(Reloader::new(
+            PathBuf::from("/nonexistent/weir.toml"),
+            bus,
+            registry.clone(),
+            Arc::new(settings),
+        ));
+        let on_hup = spawn_hup_thread(reloader.clone()).unwrap();
+        let held = reloader.state.lock().unwrap();
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for _ in 0..3 {
+                on_hup();
+            }
+            let _ = done_tx.send(());
+        });
+        assert!(
+            done_rx.recv_timeout(Duration::from_secs(10)).is_ok(),
+            "a SIGHUP waited for the reload in progress"
+        );
+        assert_eq!(
+            rejected(&registry),
+            0,
+            "no reload ran while the lock was held"
+        );
+        drop(held);
+        // The file does not exist: the reload that ran is rejected, and counted.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while rejected(&registry) == 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        // One or two: SIGHUPs that came while one waited are served by it.
+        let runs = rejected(&registry);
+        assert!(
+            (1..=2).contains(&runs),
+            "{runs} reloads ran for three SIGHUPs"
+        );
     }
 }

@@ -1,6 +1,8 @@
-//! One shard per core: its listeners, its upstream pools, its pipes, its view of the nodes
-//! and its counters. Nothing here is shared with another core; cross-core state is the
-//! read-only config of each epoch, the metric registry (one writer per core) and messages.
+//! One shard per core: the state a core's tasks share — its upstream pools, its pipes, its
+//! view of the nodes, its counters and its config epochs. The loops that drive it (accept,
+//! inbox, housekeeping) are `crate::worker`'s. Nothing here is shared with another core;
+//! cross-core state is the read-only config of each epoch, the metric registry (one writer
+//! per core) and messages.
 //!
 //! Config epochs: a reload stages a new `Epoch` on every core, then commits it everywhere
 //! (or aborts everywhere). A request takes the current epoch when it starts and keeps it to
@@ -13,11 +15,13 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use monoio::net::TcpListener;
 use weir_io::pipe::PipePool;
+use weir_io::relay::{Pace, Pacer};
 use weir_io::upstream::UpstreamPool;
+use weir_policy::classify::Classified;
+use weir_policy::limits::{ByteGrant, Dir};
 use weir_policy::rand::SplitMix64;
 use weir_policy::retry::RetryBudget;
 
@@ -25,10 +29,14 @@ use crate::bus::{Bus, Msg};
 use crate::flows::{AccessLog, Flows};
 use crate::health::{self, Health};
 use crate::metrics::{CoreMetrics, Registry};
-use crate::protect::{self, Protect};
-use crate::proxy;
+use crate::protect::Protect;
 use crate::settings::Settings;
 use crate::stats::{NodeKey, Stats};
+
+/// Pipes each core keeps for splice: one pair serves one direction of one transfer at a
+/// time, so 64 covers 32 concurrent relays per core before a pipe is created (and closed)
+/// per transfer; each pooled pair pins `pipe_bytes` of kernel memory.
+const PIPES_POOLED: usize = 64;
 
 /// One config epoch as a core runs it.
 pub struct Epoch {
@@ -170,250 +178,164 @@ impl Shard {
         }
     }
 
-    /// Handles a message from another core or the reload coordinator.
-    fn on_message(&self, msg: Msg) {
-        match msg {
-            Msg::Stage {
-                epoch,
-                settings,
-                reply,
-            } => {
-                let current = self.epoch();
-                let staged = self.build_epoch(epoch, settings, Some(&current.health));
-                *self.staged.borrow_mut() = Some(Rc::new(staged));
-                let _ = reply.try_send(Ok(()));
-            }
-            Msg::Commit { epoch } => {
-                let staged = self.staged.borrow_mut().take();
-                match staged {
-                    Some(next) if next.id == epoch => {
-                        // Open connections outlive the reload: the new caps count them.
-                        next.protect.carry_connections(&self.epoch().protect);
-                        let old = self.epoch.replace(next.clone());
-                        old.health.retire();
-                        health::spawn_probes(next.health.clone(), next.settings.clone());
-                        self.upstream.reconfigure(
-                            next.settings.config.upstream.idle_connections_per_node_max,
-                            next.settings.config.upstream.pool_idle_timeout,
-                            next.settings.config.upstream.connect_timeout,
-                        );
-                        // Idle connections to nodes no longer configured go now; those
-                        // to unchanged nodes stay.
-                        let keep: Vec<SocketAddr> =
-                            next.settings.nodes.iter().flatten().copied().collect();
-                        self.upstream.retain_nodes(|a| keep.contains(a));
-                        tracing::info!(core = self.id, epoch, "config epoch committed");
-                    }
-                    _ => tracing::error!(
-                        core = self.id,
-                        epoch,
-                        "commit for an epoch that is not staged"
-                    ),
-                }
-            }
-            Msg::QueryFlows(reply) => {
-                let _ = reply.try_send(self.flows.report());
-            }
-            Msg::QueryStats(reply) => {
-                let _ = reply.try_send(self.stats.snapshot());
-            }
-            Msg::LimitsReport(reply) => protect::on_report(self, &reply),
-            Msg::LimitsGrant { epoch, keys, caps } => {
-                protect::on_grant(self, epoch, &keys, &caps);
-            }
-            Msg::Drain => {
-                if self.accepting.borrow_mut().take().is_some() {
-                    tracing::info!(core = self.id, "draining: listeners closing");
-                }
-            }
-            Msg::Abort { epoch } => {
-                let mut staged = self.staged.borrow_mut();
-                if staged.as_ref().is_some_and(|s| s.id == epoch) {
-                    *staged = None;
-                }
-            }
-            msg => {
-                let current = self.epoch();
-                match msg.epoch() {
-                    Some(e) if e != current.id => {
-                        // A transition sent under an epoch this core has only staged:
-                        // apply it there so it is not lost at commit.
-                        let staged = self.staged.borrow().clone();
-                        if let Some(staged) = staged.filter(|s| s.id == e) {
-                            staged
-                                .health
-                                .on_message(msg, |n| staged.inflight[n.pool][n.node].get());
-                        }
-                    }
-                    _ => current
-                        .health
-                        .on_message(msg, |n| current.inflight[n.pool][n.node].get()),
-                }
-            }
-        }
+    /// The bus to the other cores.
+    pub fn bus(&self) -> &Bus {
+        &self.bus
     }
-}
 
-/// A listening socket of one core and whether it speaks HTTPS.
-pub struct Listener {
-    /// The bound socket (SO_REUSEPORT: every core has its own).
-    pub socket: std::net::TcpListener,
-    /// HTTPS (`[tls] listen`): a TLS handshake comes before the first request.
-    pub tls: bool,
-}
-
-/// Runs shard `id` on the current thread until the process exits.
-pub async fn run(
-    id: usize,
-    settings: Arc<Settings>,
-    listeners: Vec<Listener>,
-    registry: Registry,
-    bus: Bus,
-    inbox: flume::Receiver<Msg>,
-    access_log: Option<AccessLog>,
-) {
-    let cfg = &settings.config;
-    let placeholder = Rc::new(Epoch {
-        id: 0,
-        settings: settings.clone(),
-        health: Rc::new(Health::new(
+    /// Core `id`'s state, running `settings` as epoch 0, and the receiver every accept
+    /// loop of the core holds (it wakes when a drain starts).
+    pub fn new(
+        id: usize,
+        settings: Arc<Settings>,
+        registry: Registry,
+        bus: Bus,
+        access_log: Option<AccessLog>,
+    ) -> (Rc<Shard>, flume::Receiver<()>) {
+        let cfg = &settings.config;
+        // Replaced below by the real epoch 0, which needs the shard (its node counters).
+        let placeholder = Rc::new(Epoch {
+            id: 0,
+            settings: settings.clone(),
+            health: Rc::new(Health::new(
+                id,
+                0,
+                bus.clone(),
+                &settings,
+                None,
+                Instant::now(),
+            )),
+            inflight: Vec::new(),
+            retry_budget: RefCell::new(RetryBudget::for_core(&cfg.upstream, settings.cores)),
+            node_keys: Vec::new(),
+            tenant_names: Vec::new(),
+            class_names: Vec::new(),
+            protect: Protect::new(cfg, settings.cores, id, Instant::now()),
+            keys: crate::identity::KeyCache::default(),
+        });
+        let (accepting, stop_accepting) = flume::bounded::<()>(1);
+        let shard = Rc::new(Shard {
             id,
-            0,
-            bus.clone(),
-            &settings,
-            None,
-            Instant::now(),
-        )),
-        inflight: Vec::new(),
-        retry_budget: RefCell::new(RetryBudget::for_core(&cfg.upstream, settings.cores)),
-        node_keys: Vec::new(),
-        tenant_names: Vec::new(),
-        class_names: Vec::new(),
-        protect: Protect::new(cfg, settings.cores, id, Instant::now()),
-        keys: crate::identity::KeyCache::default(),
-    });
-    let (accepting, stop_accepting) = flume::bounded::<()>(1);
-    let shard = Rc::new(Shard {
-        id,
-        upstream: UpstreamPool::new(
-            cfg.upstream.idle_connections_per_node_max,
-            cfg.upstream.pool_idle_timeout,
-            cfg.upstream.connect_timeout,
-            cfg.http.header_bytes_max + 1024,
-        ),
-        pipes: Rc::new(PipePool::new(cfg.appliance.pipe_bytes, 64)),
-        rng: RefCell::new(SplitMix64::new(0x5745_4952 ^ (id as u64) << 32)),
-        next_request: Cell::new(0),
-        flows: Flows::default(),
-        stats: Stats::default(),
-        access_log,
-        epoch: RefCell::new(placeholder),
-        staged: RefCell::new(None),
-        accepting: RefCell::new(Some(accepting)),
-        inflight: RefCell::new(HashMap::new()),
-        bus,
-        registry,
-    });
-    let first = Rc::new(shard.build_epoch(0, settings.clone(), None));
-    health::spawn_probes(first.health.clone(), settings.clone());
-    *shard.epoch.borrow_mut() = first;
-    {
-        let shard = shard.clone();
-        monoio::spawn(async move {
-            while let Ok(msg) = inbox.recv_async().await {
-                shard.on_message(msg);
-            }
+            upstream: UpstreamPool::new(
+                cfg.upstream.idle_connections_per_node_max,
+                cfg.upstream.pool_idle_timeout,
+                cfg.upstream.connect_timeout,
+                cfg.http.header_bytes_max + 1024,
+            ),
+            pipes: Rc::new(PipePool::new(cfg.appliance.pipe_bytes, PIPES_POOLED)),
+            rng: RefCell::new(SplitMix64::new(0x5745_4952 ^ (id as u64) << 32)),
+            next_request: Cell::new(0),
+            flows: Flows::default(),
+            stats: Stats::default(),
+            access_log,
+            epoch: RefCell::new(placeholder),
+            staged: RefCell::new(None),
+            accepting: RefCell::new(Some(accepting)),
+            inflight: RefCell::new(HashMap::new()),
+            bus,
+            registry,
         });
+        let first = Rc::new(shard.build_epoch(0, settings, None));
+        *shard.epoch.borrow_mut() = first;
+        (shard, stop_accepting)
     }
-    monoio::spawn(protect::tick(shard.clone()));
-    if id == 0 && settings.cores > 1 {
-        monoio::spawn(protect::coordinate(shard.clone(), shard.bus.clone()));
+
+    /// Prepares `settings` as epoch `epoch` beside the current one (a reload's first
+    /// phase): node states carry over, nothing uses it until [`Shard::commit`].
+    pub fn stage(&self, epoch: u64, settings: Arc<Settings>) {
+        let current = self.epoch();
+        let staged = self.build_epoch(epoch, settings, Some(&current.health));
+        *self.staged.borrow_mut() = Some(Rc::new(staged));
     }
-    for Listener {
-        socket: std_listener,
-        tls,
-    } in listeners
-    {
-        let listener = match TcpListener::from_std(std_listener) {
-            Ok(l) => l,
-            Err(e) => {
-                tracing::error!(core = id, error = %e, "cannot adopt listener");
-                continue;
+
+    /// Switches to the staged epoch `epoch` (a reload's second phase): new requests take
+    /// it, requests in flight keep theirs.
+    pub fn commit(&self, epoch: u64) {
+        let staged = self.staged.borrow_mut().take();
+        match staged {
+            Some(next) if next.id == epoch => {
+                // Open connections outlive the reload: the new caps count them.
+                next.protect.carry_connections(&self.epoch().protect);
+                let old = self.epoch.replace(next.clone());
+                old.health.retire();
+                health::spawn_probes(next.health.clone(), next.settings.clone());
+                self.upstream.reconfigure(
+                    next.settings.config.upstream.idle_connections_per_node_max,
+                    next.settings.config.upstream.pool_idle_timeout,
+                    next.settings.config.upstream.connect_timeout,
+                );
+                // Idle connections to nodes no longer configured go now; those to
+                // unchanged nodes stay.
+                let keep: Vec<SocketAddr> = next.settings.nodes.iter().flatten().copied().collect();
+                self.upstream.retain_nodes(|a| keep.contains(a));
+                tracing::info!(core = self.id, epoch, "config epoch committed");
             }
-        };
-        let shard = shard.clone();
-        let stop = stop_accepting.clone();
-        monoio::spawn(async move {
-            loop {
-                // A drain cancels the accept in flight (dropping its future) and ends the
-                // loop, which drops the listener: the kernel refuses new connections.
-                let accepted = monoio::select! {
-                    accepted = listener.accept() => Some(accepted),
-                    _ = stop.recv_async() => None,
-                };
-                let Some(accepted) = accepted else {
-                    return;
-                };
-                let (stream, peer) = match accepted {
-                    Ok(x) => x,
-                    Err(e) => {
-                        // EMFILE and friends: back off instead of spinning on the error.
-                        tracing::warn!(core = shard.id, error = %e, "accept failed");
-                        monoio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                // The cheap, early refusal: closed before any byte is read.
-                if let Err(reason) = shard.epoch().protect.connect(peer.ip()) {
-                    let per_client = reason.label() == "client_ip_connections";
-                    shard.metrics().connection_refused(per_client);
-                    drop(stream);
-                    continue;
+            _ => tracing::error!(
+                core = self.id,
+                epoch,
+                "commit for an epoch that is not staged"
+            ),
+        }
+    }
+
+    /// Drops the staged epoch `epoch` (the reload was abandoned).
+    pub fn abort(&self, epoch: u64) {
+        let mut staged = self.staged.borrow_mut();
+        if staged.as_ref().is_some_and(|s| s.id == epoch) {
+            *staged = None;
+        }
+    }
+
+    /// A drain started: every accept loop of this core wakes and closes its listener.
+    pub fn stop_accepting(&self) {
+        if self.accepting.borrow_mut().take().is_some() {
+            tracing::info!(core = self.id, "draining: listeners closing");
+        }
+    }
+
+    /// A health message (an observation for a node this core owns, or a node's new
+    /// state), applied to the epoch whose node numbering it uses.
+    pub fn on_health(&self, msg: Msg) {
+        let current = self.epoch();
+        match msg.epoch() {
+            Some(e) if e != current.id => {
+                // A transition sent under an epoch this core has only staged: apply it
+                // there so it is not lost at commit.
+                let staged = self.staged.borrow().clone();
+                if let Some(staged) = staged.filter(|s| s.id == e) {
+                    staged
+                        .health
+                        .on_message(msg, |n| staged.inflight[n.pool][n.node].get());
                 }
-                let shard = shard.clone();
-                monoio::spawn(async move {
-                    shard.metrics().connection_opened();
-                    if tls {
-                        serve_tls_client(&shard, stream, peer).await;
-                    } else {
-                        proxy::serve_client(&shard, stream.into(), &[], peer, None).await;
-                    }
-                    shard.metrics().connection_closed();
-                    // The current epoch's caps hold the connection (carried over at
-                    // every reload since it opened).
-                    shard.epoch().protect.disconnect(peer.ip());
-                });
             }
-        });
-    }
-    // Housekeeping: expire idle upstream connections so nodes are not left holding them.
-    loop {
-        monoio::time::sleep(Duration::from_secs(1)).await;
-        shard.upstream.sweep(Instant::now());
+            _ => current
+                .health
+                .on_message(msg, |n| current.inflight[n.pool][n.node].get()),
+        }
     }
 }
 
-/// An HTTPS connection: the handshake with the current epoch's certificates (a reload
-/// swaps them for new connections only), then the same request loop as plain HTTP on the
-/// plaintext socket. A failed handshake is counted and closed; nothing reaches a node.
-async fn serve_tls_client(shard: &Shard, stream: monoio::net::TcpStream, peer: SocketAddr) {
-    let Some(tls) = shard.epoch().settings.server_tls.clone() else {
-        return; // the listener exists only when [tls] does, and tls.listen needs a restart
-    };
-    match weir_io::tls::accept(stream, &tls).await {
-        Ok(accepted) => {
-            shard.metrics().tls_connection(0, accepted.path.label());
-            let name = accepted.client_name.as_deref();
-            proxy::serve_client(shard, accepted.socket, &accepted.prefix, peer, name).await;
+/// Paces one direction of one request's body by the byte buckets that apply to it.
+pub struct BytePacer {
+    /// The epoch the request runs on (its limiter).
+    pub ep: Rc<Epoch>,
+    /// The request's classification.
+    pub classified: Rc<Classified>,
+    /// Which body.
+    pub dir: Dir,
+}
+
+impl Pacer for BytePacer {
+    fn grant(&self, want: u64) -> Pace {
+        match self.ep.protect.bytes(&self.classified, self.dir, want) {
+            ByteGrant::Go(n) => Pace::Go(n),
+            ByteGrant::Wait(d) => Pace::Wait(d),
         }
-        Err(e) => {
-            shard.metrics().tls_failure(0, e.failure.label());
-            if e.failure == weir_io::tls::Failure::Ktls {
-                // The kernel passed the probe but refused a session's keys: worth a look.
-                tracing::warn!(%peer, error = %e, "kernel TLS refused the session keys");
-            } else {
-                tracing::debug!(%peer, error = %e, "TLS handshake failed");
-            }
-        }
+    }
+
+    fn unused(&self, bytes: u64) {
+        self.ep
+            .protect
+            .return_bytes(&self.classified, self.dir, bytes);
     }
 }

@@ -156,7 +156,7 @@ pub struct TenantSample {
     /// The limit that shed it, if weir answered `SlowDown` itself.
     pub shed: Option<&'static str>,
     /// How it waited at admission.
-    pub waited: crate::protect::Waited,
+    pub waited: crate::flows::Waited,
     /// Request body bytes to the node.
     pub bytes_up: u64,
     /// Response body bytes to the client.
@@ -441,7 +441,7 @@ mod tests {
         let ts = TenantSample {
             status: 503,
             shed: Some("tenant_rate"),
-            waited: crate::protect::Waited {
+            waited: crate::flows::Waited {
                 for_tokens: true,
                 for_slot: false,
             },

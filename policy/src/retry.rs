@@ -8,8 +8,6 @@
 
 use std::time::{Duration, Instant};
 
-use crate::config::Upstream;
-
 /// Ratio credit decays with this time constant, so the budget follows the recent request
 /// rate (about the last ten seconds, as Finagle's retry budget does) instead of banking
 /// credit through a quiet hour and spending it in one storm.
@@ -85,6 +83,16 @@ fn is_idempotent(method: &str) -> bool {
     )
 }
 
+/// The retry budget's settings for the whole appliance (`[upstream]` `retry_ratio` and
+/// `retry_floor_per_sec`), before [`RetryBudget::for_core`] shares them out.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RetryParams {
+    /// Retries per original request, `0.0..=1.0`.
+    pub ratio: f64,
+    /// Retries per second allowed even without request credit.
+    pub floor_per_sec: u32,
+}
+
 /// A retry budget: retries may add at most `ratio` of recent requests, plus a small
 /// floor per second so that a quiet node can still be retried. Stops retry storms: when
 /// every request fails, load grows by `ratio`, not by `attempts_max`.
@@ -123,14 +131,12 @@ impl RetryBudget {
         }
     }
 
-    /// The budget from `[upstream]` for one of `cores` cores (the floor is divided,
-    /// rounding up so each core keeps some).
-    pub fn for_core(upstream: &Upstream, cores: usize) -> Self {
+    /// The budget for one of `cores` cores (the floor is divided, rounding up so each core
+    /// keeps some); `params` is `[upstream]` (`&Upstream` converts).
+    pub fn for_core(params: impl Into<RetryParams>, cores: usize) -> Self {
+        let params = params.into();
         let cores = u32::try_from(cores.max(1)).unwrap_or(u32::MAX);
-        RetryBudget::new(
-            upstream.retry_ratio,
-            upstream.retry_floor_per_sec.div_ceil(cores),
-        )
+        RetryBudget::new(params.ratio, params.floor_per_sec.div_ceil(cores))
     }
 
     /// Counts one original request (not a retry): deposits `ratio`.
@@ -332,7 +338,7 @@ mod tests {
 
     #[test]
     fn for_core_divides_the_floor() {
-        let u = Upstream::default();
+        let u = crate::config::Upstream::default();
         let b = RetryBudget::for_core(&u, 4);
         assert_eq!(b.floor_per_sec, 3);
         assert_eq!(b.ratio_micros, 200_000);

@@ -154,21 +154,88 @@ fn s3_clients_over_https_through_weir() {
     println!("TLS suite: {done} client handshakes, {failed} failed");
     assert!(done >= 5.0, "handshakes counted: {done}");
     assert_eq!(failed, 0.0, "no handshake failed");
-    assert_eq!(
+    // Every connection took the path this kernel allows, none the other.
+    let (expected, other) = kernel_paths();
+    let on = |path: &str| {
         tls_metric(
             &weir,
             "weir_tls_connections_total",
             "client",
-            "path=\"ktls\""
-        ) + tls_metric(
-            &weir,
+            &format!("path=\"{path}\""),
+        )
+    };
+    assert_eq!(on(expected), done, "every handshake on the {expected} path");
+    assert_eq!(on(other), 0.0, "no handshake on the {other} path");
+    // One connection at a time: each adds one handshake, on that path.
+    let url = format!("{https}/suite/cli/obj");
+    for _ in 0..3 {
+        let path = one_connection_path(&weir, || {
+            let (ok, status, body) = curl_get(curl_https(&ca.pem_path), &url);
+            assert!(ok && status == 200, "curl over https: {status}");
+            assert_eq!(data::sha256_hex(&body), sha, "curl body");
+        });
+        assert_eq!(path, expected, "the connection's path");
+    }
+
+    // With `ktls = false` the kernel is never asked, whatever it supports.
+    let user_addr = free_addr();
+    let cfg =
+        WeirConfig::new(&[node.addr()]).extra(&tls_section(user_addr, &[&cert], "ktls = false"));
+    let user_dir = dir.join("ktls-off");
+    std::fs::create_dir_all(&user_dir).expect("scratch dir");
+    let weir_user = Weir::start(&cfg, &user_dir);
+    let url = format!("https://localhost:{}/suite/cli/obj", user_addr.port());
+    let path = one_connection_path(&weir_user, || {
+        let (ok, status, body) = curl_get(curl_https(&ca.pem_path), &url);
+        assert!(
+            ok && status == 200,
+            "curl over https, ktls = false: {status}"
+        );
+        assert_eq!(data::sha256_hex(&body), sha, "curl body, ktls = false");
+    });
+    assert_eq!(path, "userspace", "the connection's path with ktls = false");
+}
+
+/// The client-side path weir takes with `ktls = true` on this machine, and the other one:
+/// the kernel's when it has the `tls` ULP (weir's probe loads the module where it can, so
+/// this is read after weir's first handshake), else user space.
+fn kernel_paths() -> (&'static str, &'static str) {
+    let ulps = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_available_ulp").unwrap_or_default();
+    if ulps.split_whitespace().any(|ulp| ulp == "tls") {
+        ("ktls", "userspace")
+    } else {
+        ("userspace", "ktls")
+    }
+}
+
+/// Runs `connect`, which makes exactly one client connection to `weir`, and returns the
+/// path that connection's records took: the one `weir_tls_connections_total` counter that
+/// moved, by exactly one.
+fn one_connection_path(weir: &Weir, connect: impl FnOnce()) -> &'static str {
+    let paths = ["ktls", "userspace"];
+    let count = |path: &str| {
+        tls_metric(
+            weir,
             "weir_tls_connections_total",
             "client",
-            "path=\"userspace\""
+            &format!("path=\"{path}\""),
+        )
+    };
+    let before: Vec<f64> = paths.iter().map(|p| count(p)).collect();
+    connect();
+    let moved: Vec<f64> = paths
+        .iter()
+        .zip(&before)
+        .map(|(p, b)| count(p) - b)
+        .collect();
+    match moved.as_slice() {
+        [k, u] if *k == 1.0 && *u == 0.0 => "ktls",
+        [k, u] if *k == 0.0 && *u == 1.0 => "userspace",
+        _ => panic!(
+            "one connection must add one handshake on one path: ktls +{}, userspace +{}",
+            moved[0], moved[1]
         ),
-        done,
-        "every handshake took one of the two paths"
-    );
+    }
 }
 
 /// Two certificates from two CAs: SNI picks the one valid for the name (proved by which

@@ -7,6 +7,7 @@
 
 mod addr;
 mod auth;
+mod check;
 mod error;
 mod raw;
 mod tenancy;
@@ -31,6 +32,7 @@ use serde::Deserialize;
 use toml::de::DeTable;
 
 pub use crate::health::HealthParams;
+use crate::retry::RetryParams;
 pub use crate::route::{BucketGlob, BucketNames};
 pub use addr::{NodeAddr, NodeAddrError};
 pub use auth::{
@@ -282,6 +284,15 @@ impl Default for Http {
             body_rate_min: 16 << 10,
             body_rate_window: Duration::from_secs(10),
             connections_max: 10_000,
+        }
+    }
+}
+
+impl From<&Upstream> for RetryParams {
+    fn from(upstream: &Upstream) -> Self {
+        RetryParams {
+            ratio: upstream.retry_ratio,
+            floor_per_sec: upstream.retry_floor_per_sec,
         }
     }
 }

@@ -133,11 +133,11 @@ pub(crate) fn tls(path: &KeyPath, raw: RawTls, plain: &[SocketAddr]) -> Result<T
             "[tls] needs at least one listen address (e.g. [\"0.0.0.0:9443\"])",
         ));
     }
-    super::validate::limit_len(&list_path, texts.len(), LISTEN_MAX)?;
+    super::check::limit_len(&list_path, texts.len(), LISTEN_MAX)?;
     let mut listen: Vec<SocketAddr> = Vec::with_capacity(texts.len());
     for (i, text) in texts.iter().enumerate() {
         let item = list_path.index(i);
-        let addr = super::validate::socket_addr(&item, text)?;
+        let addr = super::check::socket_addr(&item, text)?;
         if let Some(first) = listen.iter().position(|a| *a == addr) {
             return Err(Invalid::new(
                 &item,
@@ -160,7 +160,7 @@ pub(crate) fn tls(path: &KeyPath, raw: RawTls, plain: &[SocketAddr]) -> Result<T
             "[tls] needs at least one [[tls.certificate]] with cert and key",
         ));
     }
-    super::validate::limit_len(&cert_path, raw.certificate.len(), CERTIFICATES_MAX)?;
+    super::check::limit_len(&cert_path, raw.certificate.len(), CERTIFICATES_MAX)?;
     let mut certificates = Vec::with_capacity(raw.certificate.len());
     for (i, c) in raw.certificate.into_iter().enumerate() {
         let item = cert_path.index(i);

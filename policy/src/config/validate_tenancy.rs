@@ -9,6 +9,9 @@ use std::ops::RangeInclusive;
 use std::time::Duration;
 
 use super::auth;
+use super::check::{
+    bounded, bucket_glob, count, is_label_name, limit_len, pool_chain, LABEL_LEN_MAX,
+};
 use super::error::{Invalid, KeyPath};
 use super::raw::{OneOrMany, RawClass, RawDefaults, RawLimits, RawRate, RawRule, RawTenant};
 use super::tenancy::{
@@ -16,12 +19,8 @@ use super::tenancy::{
     CLASS_QUEUE_TIMEOUT_DEFAULT, CLASS_WEIGHT_DEFAULT, DEFAULT_TENANT_NAME,
 };
 use super::units::{format_duration, format_size, ConfigDuration, ConfigSize};
-use super::validate::{
-    bounded, bucket_glob, count, is_label_name, limit_len, pool_chain, LABEL_LEN_MAX,
-};
 use super::Pool;
-use crate::classify::is_access_key;
-use crate::route::{BucketNames, Cidr, OpClass};
+use crate::route::{is_access_key, BucketNames, Cidr, OpClass};
 
 /// Requests per second of any limit: 10^8 is beyond any one appliance.
 const REQUESTS_PER_SEC: RangeInclusive<u64> = 1..=100_000_000;

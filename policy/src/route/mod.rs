@@ -14,6 +14,6 @@ mod s3;
 pub use cidr::{Cidr, CidrError};
 pub use glob::{BucketGlob, GlobError};
 pub use s3::{
-    check_key_text, copy_source_bucket, is_bucket_name, op_class, s3_target, BucketNames, OpClass,
-    S3Target, TargetError,
+    check_key_text, copy_source_bucket, is_access_key, is_bucket_name, op_class, s3_target,
+    BucketNames, OpClass, S3Target, TargetError,
 };

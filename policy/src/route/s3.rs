@@ -35,6 +35,8 @@ const BUCKET_LEN_MAX: usize = 63;
 const LEGACY_BUCKET_LEN_MAX: usize = 255;
 /// Longest port in a Host field (leading zeros aside, a `u16`).
 const PORT_DIGITS_MAX: usize = 5;
+/// Longest access key id accepted (AWS documents 16..=128 characters).
+const ACCESS_KEY_LEN_MAX: usize = 128;
 
 /// Which bucket names path-style requests may use (`[appliance] bucket_names`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -545,10 +547,40 @@ fn query_has(query: &str, name: &str) -> bool {
     })
 }
 
+/// Whether `key` is a plausible access key id: 1..=128 printable ASCII characters other
+/// than the separators of the credential syntaxes (`/ , = % :`). Config validation uses
+/// the same test, so every configured key can be recognised.
+pub fn is_access_key(key: &str) -> bool {
+    (1..=ACCESS_KEY_LEN_MAX).contains(&key.len())
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && !matches!(b, b'/' | b',' | b'=' | b'%' | b':'))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn key_syntax() {
+        assert!(is_access_key("AKIAIOSFODNN7EXAMPLE"));
+        assert!(is_access_key("minio-user_1.x+y~z"));
+        assert!(is_access_key(&"A".repeat(128)));
+        for bad in [
+            "",
+            "a/b",
+            "a,b",
+            "a=b",
+            "a%b",
+            "a:b",
+            "a b",
+            "é",
+            &"A".repeat(129),
+        ] {
+            assert!(!is_access_key(bad), "{bad:?}");
+        }
+    }
 
     fn suffixes() -> Vec<String> {
         vec!["s3.example.com".into(), "s3.local".into()]

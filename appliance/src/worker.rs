@@ -1,0 +1,198 @@
+//! What runs on each core: its accept loops (one per listener, each connection a task of
+//! `crate::proxy`), its inbox (messages from the other cores, the reload coordinator and
+//! the admin plane, applied to the core's `Shard`), the queue tick of `crate::protect`,
+//! and the housekeeping of idle upstream connections. The state these loops drive is
+//! `crate::shard`'s.
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use monoio::net::TcpListener;
+
+use crate::bus::{Bus, Msg};
+use crate::flows::AccessLog;
+use crate::health;
+use crate::metrics::Registry;
+use crate::protect::Slot;
+use crate::proxy;
+use crate::rebalance;
+use crate::settings::Settings;
+use crate::shard::Shard;
+
+/// How often each core wakes its next waiters without a release (room can come from a
+/// rebalance or a node's concurrency limit growing, which wake nobody).
+const QUEUE_TICK: Duration = Duration::from_millis(10);
+/// How often idle upstream connections past their idle timeout are closed.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+/// How long an accept loop backs off after a failed accept (EMFILE and friends), instead
+/// of spinning on the error.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
+/// A listening socket of one core and whether it speaks HTTPS.
+pub struct Listener {
+    /// The bound socket (SO_REUSEPORT: every core has its own).
+    pub socket: std::net::TcpListener,
+    /// HTTPS (`[tls] listen`): a TLS handshake comes before the first request.
+    pub tls: bool,
+}
+
+/// Runs core `id` on the current thread until the process exits.
+pub async fn run(
+    id: usize,
+    settings: Arc<Settings>,
+    listeners: Vec<Listener>,
+    registry: Registry,
+    bus: Bus,
+    inbox: flume::Receiver<Msg>,
+    access_log: Option<AccessLog>,
+) {
+    let (shard, stop_accepting) = Shard::new(id, settings.clone(), registry, bus, access_log);
+    health::spawn_probes(shard.epoch().health.clone(), settings.clone());
+    {
+        let shard = shard.clone();
+        monoio::spawn(async move {
+            while let Ok(msg) = inbox.recv_async().await {
+                on_message(&shard, msg);
+            }
+        });
+    }
+    monoio::spawn(tick(shard.clone()));
+    if id == 0 && settings.cores > 1 {
+        monoio::spawn(rebalance::coordinate(shard.clone(), shard.bus().clone()));
+    }
+    for Listener { socket, tls } in listeners {
+        let listener = match TcpListener::from_std(socket) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(core = id, error = %e, "cannot adopt listener");
+                continue;
+            }
+        };
+        monoio::spawn(accept_loop(
+            shard.clone(),
+            listener,
+            tls,
+            stop_accepting.clone(),
+        ));
+    }
+    // Housekeeping: expire idle upstream connections so nodes are not left holding them.
+    loop {
+        monoio::time::sleep(SWEEP_INTERVAL).await;
+        shard.upstream.sweep(Instant::now());
+    }
+}
+
+/// Handles a message from another core, the reload coordinator or the admin plane.
+fn on_message(shard: &Shard, msg: Msg) {
+    match msg {
+        Msg::Stage {
+            epoch,
+            settings,
+            reply,
+        } => {
+            shard.stage(epoch, settings);
+            let _ = reply.try_send(());
+        }
+        Msg::Commit { epoch } => shard.commit(epoch),
+        Msg::Abort { epoch } => shard.abort(epoch),
+        Msg::QueryFlows(reply) => {
+            let _ = reply.try_send(shard.flows.report());
+        }
+        Msg::QueryStats(reply) => {
+            let _ = reply.try_send(shard.stats.snapshot());
+        }
+        Msg::LimitsReport(reply) => rebalance::on_report(shard, &reply),
+        Msg::LimitsGrant { epoch, keys, caps } => {
+            rebalance::on_grant(shard, epoch, &keys, &caps);
+        }
+        Msg::Drain => shard.stop_accepting(),
+        msg => shard.on_health(msg),
+    }
+}
+
+/// Accepts connections on `listener` until a drain starts (`stop` wakes), each one a task
+/// of its own.
+async fn accept_loop(
+    shard: Rc<Shard>,
+    listener: TcpListener,
+    tls: bool,
+    stop: flume::Receiver<()>,
+) {
+    loop {
+        // A drain cancels the accept in flight (dropping its future) and ends the loop,
+        // which drops the listener: the kernel refuses new connections.
+        let accepted = monoio::select! {
+            accepted = listener.accept() => Some(accepted),
+            _ = stop.recv_async() => None,
+        };
+        let Some(accepted) = accepted else {
+            return;
+        };
+        let (stream, peer) = match accepted {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!(core = shard.id, error = %e, "accept failed");
+                monoio::time::sleep(ACCEPT_BACKOFF).await;
+                continue;
+            }
+        };
+        // The cheap, early refusal: closed before any byte is read.
+        if let Err(reason) = shard.epoch().protect.connect(peer.ip()) {
+            let per_client = reason.label() == "client_ip_connections";
+            shard.metrics().connection_refused(per_client);
+            drop(stream);
+            continue;
+        }
+        let shard = shard.clone();
+        monoio::spawn(async move {
+            shard.metrics().connection_opened();
+            if tls {
+                serve_tls_client(&shard, stream, peer).await;
+            } else {
+                proxy::serve_client(&shard, stream.into(), &[], peer, None).await;
+            }
+            shard.metrics().connection_closed();
+            // The current epoch's caps hold the connection (carried over at every reload
+            // since it opened).
+            shard.epoch().protect.disconnect(peer.ip());
+        });
+    }
+}
+
+/// Wakes each queue's next waiter every few milliseconds on `shard`, for room that no
+/// release announces (runs for the life of the shard).
+async fn tick(shard: Rc<Shard>) {
+    loop {
+        monoio::time::sleep(QUEUE_TICK).await;
+        let ep = shard.epoch();
+        ep.protect.wake_one(Slot::Tenant);
+        ep.protect.wake_one(Slot::Node);
+    }
+}
+
+/// An HTTPS connection: the handshake with the current epoch's certificates (a reload
+/// swaps them for new connections only), then the same request loop as plain HTTP on the
+/// plaintext socket. A failed handshake is counted and closed; nothing reaches a node.
+async fn serve_tls_client(shard: &Shard, stream: monoio::net::TcpStream, peer: SocketAddr) {
+    let Some(tls) = shard.epoch().settings.server_tls.clone() else {
+        return; // the listener exists only when [tls] does, and tls.listen needs a restart
+    };
+    match weir_io::tls::accept(stream, &tls).await {
+        Ok(accepted) => {
+            shard.metrics().tls_connection(0, accepted.path.label());
+            let name = accepted.client_name.as_deref();
+            proxy::serve_client(shard, accepted.socket, &accepted.prefix, peer, name).await;
+        }
+        Err(e) => {
+            shard.metrics().tls_failure(0, e.failure.label());
+            if e.failure == weir_io::tls::Failure::Ktls {
+                // The kernel passed the probe but refused a session's keys: worth a look.
+                tracing::warn!(%peer, error = %e, "kernel TLS refused the session keys");
+            } else {
+                tracing::debug!(%peer, error = %e, "TLS handshake failed");
+            }
+        }
+    }
+}
