@@ -232,6 +232,10 @@ struct Proxy {
     listen: SocketAddr,
 }
 
+/// The page's title.
+pub const TITLE: &str = "Under attack: innocent 4 KiB GETs beside slowloris, slow bodies, idle \
+     connections, header bombs and a connection flood";
+
 /// Runs the scenario: the proxies, then per round every proxy's calm and attacked phase.
 /// `records` gets one JSON line per proxy and round.
 pub fn run(setup: &Setup, records: &mut dyn std::io::Write) -> Result<AttackRun> {
@@ -524,7 +528,7 @@ fn counts(ms: &[&AttackMeasurement], f: impl Fn(&AttackMeasurement) -> Option<f6
 
 /// The page (`attack.md`) and its plot.
 pub fn page(meta: &RunMeta, run: &AttackRun) -> (String, String) {
-    let title = super::Scenario::Attack.title();
+    let title = TITLE;
     let mut out = String::new();
     let mut meta = meta.clone();
     meta.duration_s = run.attacked_s;

@@ -433,6 +433,9 @@ struct Weir {
     metrics: SocketAddr,
 }
 
+/// The page's title.
+pub const TITLE: &str = "Identity at the edge: SigV4 verify and re-sign, 64 MiB GET and PUT";
+
 /// Runs the scenario: the three weirs, a correctness pass, the tampered-chunk probe, the
 /// timed rounds. `records` gets one JSON line per cell.
 pub fn run(setup: &Setup, records: &mut dyn std::io::Write) -> Result<IdentityRun> {
@@ -918,7 +921,7 @@ fn cell(
 
 /// The page (`identity.md`) and its plot.
 pub fn page(meta: &RunMeta, run: &IdentityRun) -> (String, String) {
-    let title = super::Scenario::Identity.title();
+    let title = TITLE;
     let mut out = String::new();
     report::header(&mut out, meta, title);
     let _ = writeln!(

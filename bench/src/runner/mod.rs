@@ -16,17 +16,27 @@
 //! - `identity`: the identity scenario (weir bare vs SigV4 verification vs verification +
 //!   re-signing, header-signed and streaming-signed), self-contained like `tls`;
 //! - `attack`: the attack scenario (innocent clients beside slowloris, slow bodies, idle
-//!   connections, header bombs and a connection flood; what each proxy holds), likewise.
+//!   connections, header bombs and a connection flood; what each proxy holds), likewise;
+//! - `cli`: the command line;
+//! - `harness`: what a run holds on to (nodes, targets, records, notes) and what the
+//!   scenarios share: starting them, the correctness pass, the interleaved rounds;
+//! - `scenario`: the `Scenario` trait (name, what it needs started, cells, run, page);
+//! - `scenarios`: one implementation per scenario, and the registry `weir-bench-run` runs
+//!   them from.
 //!
-//! The binary (`src/bin/weir-bench-run.rs`) drives the rounds; everything here is the
-//! vocabulary it records results in.
+//! The binary (`src/bin/weir-bench-run.rs`) checks the command line, runs the chosen
+//! scenarios of the registry and writes their pages and the index.
 
 pub mod attack;
+pub mod cli;
+pub mod harness;
 pub mod identity;
 pub mod noisy;
 pub mod peers;
 pub mod procs;
 pub mod report;
+pub mod scenario;
+pub mod scenarios;
 pub mod seaweed;
 pub mod stats;
 pub mod svg;
@@ -35,104 +45,11 @@ pub mod tls;
 use crate::load::{ErrorCounts, Summary};
 use peers::Kind;
 
-/// A benchmark scenario: one result page and one plot each.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Scenario {
-    /// 64 MiB GETs at several stream counts: GB/s and CPU-s/GB.
-    LargeGet,
-    /// 4 KiB GETs on 64 connections (and on 1, for latency without queueing).
-    SmallGet,
-    /// 64 MiB PUTs on 16 streams: GB/s and CPU-s/GB.
-    LargePut,
-    /// 16 streams of 64 MiB GETs (one tenant) alone and beside a flood of 4 KiB GETs on
-    /// 256 connections (another tenant).
-    NoisyNeighbour,
-    /// 64 MiB GETs on 16 streams while one of three nodes is SIGKILLed.
-    Failover,
-    /// 64 MiB GETs over HTTPS (curl) through weir's rustls and kTLS paths and HAProxy,
-    /// beside the same over plain HTTP: proxy CPU-s/GB of TLS termination.
-    TlsGet,
-    /// 64 MiB GETs and PUTs (header-signed and streaming-signed) through weir bare, with
-    /// SigV4 verification, and with verification + re-signing: weir CPU-s/GB.
-    Identity,
-    /// Innocent 4 KiB GETs alone and beside an attack on the client side (slowloris,
-    /// slow bodies, idle connections, header bombs, a connection flood) through weir and
-    /// HAProxy: what each proxy holds and what the innocents lose.
-    Attack,
-    /// A SeaweedFS cluster with 3 S3 gateways (SigV4 verified) instead of the simulators:
-    /// 64 MiB GETs on 16 streams and 4 KiB GETs on 64 connections.
-    Seaweed,
-}
-
-impl Scenario {
-    /// Every scenario, in run order.
-    pub const ALL: [Scenario; 9] = [
-        Scenario::LargeGet,
-        Scenario::SmallGet,
-        Scenario::LargePut,
-        Scenario::NoisyNeighbour,
-        Scenario::Failover,
-        Scenario::TlsGet,
-        Scenario::Identity,
-        Scenario::Attack,
-        Scenario::Seaweed,
-    ];
-
-    /// File stem and command-line name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Scenario::LargeGet => "large-get",
-            Scenario::SmallGet => "small-get",
-            Scenario::LargePut => "large-put",
-            Scenario::NoisyNeighbour => "noisy-neighbour",
-            Scenario::Failover => "failover",
-            Scenario::TlsGet => "tls-get",
-            Scenario::Identity => "identity",
-            Scenario::Attack => "attack",
-            Scenario::Seaweed => "seaweed",
-        }
-    }
-
-    /// Parses a name of [`Scenario::name`].
-    pub fn parse(text: &str) -> anyhow::Result<Scenario> {
-        Scenario::ALL
-            .into_iter()
-            .find(|s| s.name() == text)
-            .ok_or_else(|| anyhow::anyhow!("unknown scenario {text:?}"))
-    }
-
-    /// Page title.
-    pub fn title(self) -> &'static str {
-        match self {
-            Scenario::LargeGet => "Large GET: 64 MiB objects",
-            Scenario::SmallGet => "Small GET: 4 KiB objects",
-            Scenario::LargePut => "Large PUT: 64 MiB objects, 16 streams",
-            Scenario::NoisyNeighbour => {
-                "Noisy neighbour: 64 MiB GET streams beside a 4 KiB GET flood"
-            }
-            Scenario::Failover => {
-                "Failover under load: 16 x 64 MiB GET streams, one of 3 nodes SIGKILLed"
-            }
-            Scenario::Seaweed => {
-                "A real cluster: SeaweedFS with 3 S3 gateways (SigV4 verified) behind each proxy"
-            }
-            Scenario::TlsGet => "Large GET over TLS: 64 MiB objects, rustls vs kTLS vs HAProxy",
-            Scenario::Identity => {
-                "Identity at the edge: SigV4 verify and re-sign, 64 MiB GET and PUT"
-            }
-            Scenario::Attack => {
-                "Under attack: innocent 4 KiB GETs beside slowloris, slow bodies, idle \
-                 connections, header bombs and a connection flood"
-            }
-        }
-    }
-}
-
 /// One measured cell: a scenario's workload variant, against one target, in one round.
 #[derive(Clone)]
 pub struct Measurement {
-    /// Scenario.
-    pub scenario: Scenario,
+    /// The scenario's name.
+    pub scenario: &'static str,
     /// Cell label within the scenario (e.g. "16 streams").
     pub cell: String,
     /// Target.
@@ -188,7 +105,7 @@ impl Measurement {
         let opt = |v: Option<f64>| v.map_or_else(|| "null".to_string(), |v| format!("{v:.4}"));
         format!(
             "{{\"scenario\":\"{}\",\"cell\":\"{}\",\"target\":\"{}\",\"round\":{},\"position\":{},\"proxy_cpu_s\":{},\"proxy_peak_rss_bytes\":{},\"sims_cpu_s\":{:.3},\"client_cpu_s\":{:.3},\"load_average\":{:.2},\"load\":{}}}",
-            self.scenario.name(),
+            self.scenario,
             self.cell,
             self.kind.name(),
             self.round,

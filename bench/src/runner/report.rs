@@ -9,8 +9,8 @@ use super::peers::Kind;
 use super::seaweed::ClusterInfo;
 use super::stats::{decimals_for, ratio, show, Spread};
 use super::svg::{self, BarPanel, LinePanel, Panel, Series};
-use super::{show_errors, FailoverRun, Measurement, Scenario};
-use crate::load::ErrorCounts;
+use super::{show_errors, FailoverRun, Measurement};
+use crate::load::{ErrorCounts, Op};
 
 /// What every page says about the run that made it.
 #[derive(Clone, Debug, Default)]
@@ -177,18 +177,20 @@ pub(crate) fn footer_with_loads(out: &mut String, meta: &RunMeta, loads: &[f64])
     }
 }
 
-/// A throughput page (large GET, large PUT): GB/s and CPU-s/GB per cell.
+/// A throughput page (large GET, large PUT): GB/s and CPU-s/GB per cell; a GET page also
+/// checks weir's performance targets.
 pub fn throughput_page(
     meta: &RunMeta,
-    scenario: Scenario,
+    title: &str,
+    op: Op,
     cells: &[String],
     all: &[Measurement],
 ) -> (String, String) {
     let kinds = &meta.kinds;
     let mut out = String::new();
-    header(&mut out, meta, scenario.title());
-    let what = match scenario {
-        Scenario::LargePut => "PUT bodies are the pattern of their key; every answer's ETag is checked against its MD5.",
+    header(&mut out, meta, title);
+    let what = match op {
+        Op::Put => "PUT bodies are the pattern of their key; every answer's ETag is checked against its MD5.",
         _ if meta.verify_large => "Every body byte is checked against the pattern.",
         _ => "Bodies are not checked byte by byte in the timed cells (the check would cost the client 0.3 CPU-s/GB on the same 2 cores); Content-Length and the byte count of every body are, and the correctness pass on the index page checked every byte through each target.",
     };
@@ -230,7 +232,7 @@ pub fn throughput_page(
         let _ = writeln!(out);
     }
     // weir's performance targets, where this scenario has them.
-    if scenario == Scenario::LargeGet {
+    if op == Op::Get {
         if let Some(cell) = cells.iter().find(|c| c.starts_with("16 ")) {
             let _ = writeln!(out, "## Performance targets ({cell})\n");
             let _ = writeln!(
@@ -306,7 +308,7 @@ pub fn throughput_page(
         })
         .collect();
     let plot = svg::render(
-        scenario.title(),
+        title,
         &meta.plot_subtitle(),
         &[
             Panel::Bars(BarPanel {
@@ -355,7 +357,7 @@ fn protection_cost(
             continue;
         }
         let work = |m: &Measurement| {
-            if m.scenario == Scenario::SmallGet || m.cell.starts_with("small") {
+            if m.scenario == "small-get" || m.cell.starts_with("small") {
                 m.cpu_us_per_request()
             } else {
                 m.cpu_s_per_gb()
@@ -374,10 +376,15 @@ fn protection_cost(
 }
 
 /// The small-GET page: req/s, latency, CPU per request, per cell (connection count).
-pub fn small_get_page(meta: &RunMeta, cells: &[String], all: &[Measurement]) -> (String, String) {
+pub fn small_get_page(
+    meta: &RunMeta,
+    title: &str,
+    cells: &[String],
+    all: &[Measurement],
+) -> (String, String) {
     let kinds = &meta.kinds;
     let mut out = String::new();
-    header(&mut out, meta, Scenario::SmallGet.title());
+    header(&mut out, meta, title);
     let _ = writeln!(
         out,
         "Every body byte is checked. Latency is per whole request as the client sees it; \
@@ -561,14 +568,14 @@ pub fn small_get_page(meta: &RunMeta, cells: &[String], all: &[Measurement]) -> 
         series: series(&proxies),
         values: grid(&proxies, &Measurement::cpu_us_per_request),
     }));
-    let plot = svg::render(Scenario::SmallGet.title(), &meta.plot_subtitle(), &panels);
+    let plot = svg::render(title, &meta.plot_subtitle(), &panels);
     (out, plot)
 }
 
 /// The failover page: one run per target, a time series each.
-pub fn failover_page(meta: &RunMeta, runs: &[FailoverRun]) -> (String, String) {
+pub fn failover_page(meta: &RunMeta, title: &str, runs: &[FailoverRun]) -> (String, String) {
     let mut out = String::new();
-    header(&mut out, meta, Scenario::Failover.title());
+    header(&mut out, meta, title);
     let _ = writeln!(
         out,
         "Three simulator nodes; 16 connections GET 64 MiB objects, every byte checked; node 2 \
@@ -646,7 +653,7 @@ pub fn failover_page(meta: &RunMeta, runs: &[FailoverRun]) -> (String, String) {
 
     let kill = runs.first().map_or(5.0, |r| r.kill_at_s);
     let plot = svg::render(
-        Scenario::Failover.title(),
+        title,
         &format!(
             "{:.0} ms bins; client errors: {}; {}; weir {}",
             super::FAILOVER_BIN_S * 1000.0,
@@ -685,7 +692,7 @@ pub fn failover_page(meta: &RunMeta, runs: &[FailoverRun]) -> (String, String) {
 
 /// The noisy-neighbour page: training throughput alone and beside the flood, the flood
 /// that reached the nodes, per target.
-pub fn noisy_page(meta: &RunMeta, runs: &[NoisyRun]) -> (String, String) {
+pub fn noisy_page(meta: &RunMeta, title: &str, runs: &[NoisyRun]) -> (String, String) {
     let kinds: Vec<Kind> = meta
         .kinds
         .iter()
@@ -708,7 +715,7 @@ pub fn noisy_page(meta: &RunMeta, runs: &[NoisyRun]) -> (String, String) {
     let mut page_meta = meta.clone();
     page_meta.duration_s = meta.noisy_duration_s;
     let mut out = String::new();
-    header(&mut out, &page_meta, Scenario::NoisyNeighbour.title());
+    header(&mut out, &page_meta, title);
     let _ = writeln!(
         out,
         "Three simulator nodes. Per target and round, two phases of {:.0} s: the **training** \
@@ -934,7 +941,7 @@ pub fn noisy_page(meta: &RunMeta, runs: &[NoisyRun]) -> (String, String) {
         .filter(|k| *k != Kind::Direct)
         .collect();
     let plot = svg::render(
-        Scenario::NoisyNeighbour.title(),
+        title,
         &format!(
             "median of {} rounds, whiskers min–max; {:.0} s per phase; {}; weir {}",
             meta.rounds, meta.noisy_duration_s, meta.started_utc, meta.weir_label
@@ -995,6 +1002,7 @@ pub fn noisy_page(meta: &RunMeta, runs: &[NoisyRun]) -> (String, String) {
 /// work, ratios to direct and to HAProxy, the correctness pass through each target.
 pub fn seaweed_page(
     meta: &RunMeta,
+    title: &str,
     info: &ClusterInfo,
     cells: &[String],
     all: &[Measurement],
@@ -1033,7 +1041,7 @@ pub fn seaweed_page(
         move |m: &Measurement| Some(all_cpu(m) / m.summary.elapsed.as_secs_f64().max(1e-9));
 
     let mut out = String::new();
-    header(&mut out, &page_meta, Scenario::Seaweed.title());
+    header(&mut out, &page_meta, title);
     let gateways: Vec<String> = info.gateways.iter().map(|a| format!("`{a}`")).collect();
     let _ = writeln!(
         out,
@@ -1332,7 +1340,7 @@ pub fn seaweed_page(
     .flatten()
     .collect();
     let plot = svg::render(
-        Scenario::Seaweed.title(),
+        title,
         &format!("{}; {}", info.version, meta.plot_subtitle()),
         &panels,
     );
@@ -1372,15 +1380,15 @@ fn refusals(info: &ClusterInfo) -> String {
 }
 
 /// `bench/results/README.md`: what ran, where the pages are, the correctness pass.
-pub fn index_page(meta: &RunMeta, pages: &[(Scenario, String)], left_out: &[String]) -> String {
+/// `pages` are `(title, file stem)`.
+pub fn index_page(meta: &RunMeta, pages: &[(&str, &str)], left_out: &[String]) -> String {
     let mut out = String::new();
     header(&mut out, meta, "weir benchmark results");
     let _ = writeln!(out, "| scenario | page | plot |\n|---|---|---|");
-    for (scenario, stem) in pages {
+    for (title, stem) in pages {
         let _ = writeln!(
             out,
-            "| {} | [{stem}.md]({stem}.md) | [{stem}.svg]({stem}.svg) |",
-            scenario.title()
+            "| {title} | [{stem}.md]({stem}.md) | [{stem}.svg]({stem}.svg) |"
         );
     }
     let _ = writeln!(out, "\n## Correctness pass\n");
@@ -1425,7 +1433,7 @@ mod tests {
         proxy_cpu_s: Option<f64>,
     ) -> Measurement {
         Measurement {
-            scenario: Scenario::Seaweed,
+            scenario: "seaweed",
             cell: cell.into(),
             kind,
             round: 0,
@@ -1472,7 +1480,13 @@ mod tests {
             measurement(Kind::Weir, small, 8_192_000, 2000, Some(0.05)),
             measurement(Kind::Haproxy, small, 9_830_400, 2400, Some(0.05)),
         ];
-        let (md, svg) = seaweed_page(&meta, &info, &[large.into(), small.into()], &all);
+        let (md, svg) = seaweed_page(
+            &meta,
+            "A real cluster",
+            &info,
+            &[large.into(), small.into()],
+            &all,
+        );
         assert!(md.contains("## large GET, 16 streams"), "{md}");
         assert!(md.contains("## small GET, 64 connections"), "{md}");
         assert!(

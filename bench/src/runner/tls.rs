@@ -232,6 +232,9 @@ struct Proxy {
     metrics: Option<SocketAddr>,
 }
 
+/// The page's title.
+pub const TITLE: &str = "Large GET over TLS: 64 MiB objects, rustls vs kTLS vs HAProxy";
+
 /// Runs the scenario: certificates, the proxies, a correctness pass, the timed rounds.
 /// `records` gets one JSON line per cell.
 pub fn run(setup: &Setup, records: &mut dyn std::io::Write) -> Result<TlsRun> {
@@ -679,7 +682,7 @@ fn label(streams: usize) -> String {
 
 /// The page (`tls-get.md`) and its plot.
 pub fn page(meta: &RunMeta, run: &TlsRun) -> (String, String) {
-    let title = super::Scenario::TlsGet.title();
+    let title = TITLE;
     let mut out = String::new();
     report::header(&mut out, meta, title);
     let _ = writeln!(
