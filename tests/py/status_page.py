@@ -47,6 +47,9 @@ class Browser:
             "--disable-background-networking",
             "--disable-component-update",
             "--disable-sync",
+            "--disable-background-timer-throttling",
+            "--disable-renderer-backgrounding",
+            "--disable-backgrounding-occluded-windows",
             "--metrics-recording-only",
             "--mute-audio",
             "--hide-scrollbars",
@@ -157,6 +160,9 @@ class Browser:
         self.session = attached["sessionId"]
         self.send("Page.enable")
         self.send("Runtime.enable")
+        # A person looks at the page: visible and focused (a hidden page polls every 5 s).
+        self.send("Page.bringToFront")
+        self.send("Emulation.setFocusEmulationEnabled", {"enabled": True})
         # Every request pauses so that a 401 challenge reaches us (handleAuthRequests).
         self.send("Fetch.enable", {"patterns": [{"urlPattern": "*"}], "handleAuthRequests": True})
         self.send("Page.navigate", {"url": url})
@@ -224,7 +230,12 @@ def main():
             conn = browser.eval("document.getElementById('conn') && document.getElementById('conn').textContent")
             out({"event": "failed", "why": f"the page drew nothing in {args.ready_timeout}s", "conn": conn})
             return 1
-        out({"event": "ready", "auth_challenges": browser.auth_challenges, "requests": browser.requests_seen})
+        out({
+            "event": "ready",
+            "auth_challenges": browser.auth_challenges,
+            "requests": browser.requests_seen,
+            "visibility": browser.eval("document.visibilityState"),
+        })
         for line in sys.stdin:
             cmd = json.loads(line)
             kind = cmd.get("cmd")

@@ -281,7 +281,7 @@ fn status_page_shows_a_killed_node_down_and_back_up_under_load() {
 
     let load = BenchLoad::start(LoadConfig {
         connections: 4,
-        duration: Duration::from_secs(14),
+        duration: Duration::from_secs(10),
         ..LoadConfig::new(vec![weir.addr()], specs.to_vec())
     });
     let (mut browser, ready) = Browser::open(&format!("http://{admin}/"), scratch.path());
@@ -289,6 +289,7 @@ fn status_page_shows_a_killed_node_down_and_back_up_under_load() {
         ready["auth_challenges"].as_u64() >= Some(1),
         "the browser logged in without a challenge: {ready}"
     );
+    assert_eq!(ready["visibility"], "visible", "{ready}");
 
     // Every node has a row, all up; the request rate shows the load.
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -364,11 +365,36 @@ fn status_page_shows_a_killed_node_down_and_back_up_under_load() {
     );
     let shown_up = back.elapsed();
 
+    // The page kept polling, and its other numbers are filled in.
+    let polls = page_number(&browser.eval("document.body.dataset.polls")).unwrap_or_default();
+    assert!(polls >= 3.0, "the page polled {polls} times");
+    let age_ms = browser.eval("Date.now() - Number(document.body.dataset.updated)");
+    assert!(
+        age_ms
+            .as_f64()
+            .is_some_and(|ms| (0.0..2500.0).contains(&ms)),
+        "the page last drew {age_ms} ms ago"
+    );
+    let p99 = browser.eval("document.getElementById('m-p99').textContent");
+    assert!(
+        p99.as_str()
+            .is_some_and(|t| t.ends_with(" ms") || t.ends_with(" s")),
+        "p99 reads {p99}"
+    );
+    let flows = browser.eval("document.getElementById('flows-count').textContent");
+    assert!(
+        flows.as_str().is_some_and(|t| t.starts_with('(')),
+        "flows read {flows}"
+    );
+    let conn = browser.eval("document.getElementById('conn').textContent");
+    assert_eq!(conn, "live", "the page lost weir");
+
     let done = browser.quit();
     let (summary, _) = load.finish();
     println!(
         "STATUS_PAGE down shown after {:.2}s, up shown {:.2}s after restart, {rps} req/s on the page, \
-         {} requests in the load, {} auth challenges, {} browser requests, screenshot {} ({} bytes)",
+         {polls} polls, {} requests in the load, {} auth challenges, {} browser requests, \
+         screenshot {} ({} bytes)",
         shown_down.as_secs_f64(),
         shown_up.as_secs_f64(),
         summary.requests,
