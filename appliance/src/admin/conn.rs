@@ -309,7 +309,7 @@ fn authorized(head: &RequestHead, token: &str) -> bool {
 /// anything else. Only the head's bytes are decoded, so the input is bounded.
 fn base64_decode(text: &[u8]) -> Option<Vec<u8>> {
     let text = text.trim_ascii_end();
-    if text.len() % 4 != 0 {
+    if !text.len().is_multiple_of(4) {
         return None;
     }
     let value = |c: u8| -> Option<u32> {
