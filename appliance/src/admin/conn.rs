@@ -98,11 +98,18 @@ async fn session(
         // The token before anything else: nothing is read or computed for a stranger.
         if let Some(token) = listener.role.token() {
             if !authorized(&head, token) {
-                let answer = Answer::text(
+                let mut answer = Answer::text(
                     401,
-                    "admin endpoints need Authorization: Bearer <admin_token>",
+                    "admin endpoints need Authorization: Bearer <admin_token> \
+                     (a browser: any user name, the token as password)",
                 )
                 .header("WWW-Authenticate", "Bearer".into());
+                if reads_only(&head) {
+                    answer = answer.header(
+                        "WWW-Authenticate",
+                        "Basic realm=\"weir admin\", charset=\"UTF-8\"".into(),
+                    );
+                }
                 let _ = respond(listener, conn, &answer, head_only, false).await;
                 return if announces_body {
                     End::Linger
@@ -263,22 +270,74 @@ async fn read_body(
     ReadBody::Read(body)
 }
 
-/// Whether the request carries exactly one `Authorization: Bearer <token>` with `token`.
+/// Whether the request only reads (GET, HEAD): the methods Basic credentials may open.
+fn reads_only(head: &RequestHead) -> bool {
+    matches!(head.method, Method::Get | Method::Head)
+}
+
+/// Whether the request carries exactly one `Authorization` with `token`: as
+/// `Bearer <token>`, or, on a request that only reads, as the password of `Basic`
+/// (a browser's login prompt; see the module header for why not on changes).
 fn authorized(head: &RequestHead, token: &str) -> bool {
     let mut values = head.headers_named("authorization");
     let (Some(value), None) = (values.next(), values.next()) else {
         return false;
     };
-    // `Bearer` is case-insensitive (RFC 9110 §11.1); one or more spaces follow it.
+    // Schemes are case-insensitive (RFC 9110 §11.1); one or more spaces follow them.
     let Some(space) = value.iter().position(|&b| b == b' ') else {
         return false;
     };
     let (scheme, rest) = value.split_at(space);
-    if !scheme.eq_ignore_ascii_case(b"bearer") {
-        return false;
-    }
     let presented = rest.trim_ascii_start();
-    constant_time_eq(presented, token.as_bytes())
+    if scheme.eq_ignore_ascii_case(b"bearer") {
+        return constant_time_eq(presented, token.as_bytes());
+    }
+    if scheme.eq_ignore_ascii_case(b"basic") && reads_only(head) {
+        let Some(decoded) = base64_decode(presented) else {
+            return false;
+        };
+        // `user:password`; the user name is not checked (there is one secret).
+        let Some(colon) = decoded.iter().position(|&b| b == b':') else {
+            return false;
+        };
+        return constant_time_eq(&decoded[colon + 1..], token.as_bytes());
+    }
+    false
+}
+
+/// Standard base64 with padding (RFC 4648 §4), as `Basic` credentials use it; `None` for
+/// anything else. Only the head's bytes are decoded, so the input is bounded.
+fn base64_decode(text: &[u8]) -> Option<Vec<u8>> {
+    let text = text.trim_ascii_end();
+    if !text.len().is_multiple_of(4) {
+        return None;
+    }
+    let value = |c: u8| -> Option<u32> {
+        Some(u32::from(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        }))
+    };
+    let mut out = Vec::with_capacity(text.len() / 4 * 3);
+    let quads = text.len() / 4;
+    for (i, quad) in text.chunks_exact(4).enumerate() {
+        let pad = quad.iter().rev().take_while(|&&c| c == b'=').count();
+        if pad > 2 || (pad > 0 && i + 1 != quads) {
+            return None;
+        }
+        let mut n = 0u32;
+        for &c in &quad[..4 - pad] {
+            n = (n << 6) | value(c)?;
+        }
+        n <<= 6 * pad as u32;
+        let bytes = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
+        out.extend_from_slice(&bytes[..3 - pad]);
+    }
+    Some(out)
 }
 
 /// Compares in a time that depends only on the length of `secret`, never on where a
@@ -345,6 +404,25 @@ mod tests {
             &with("Authorization: Basic 0123456789abcdef\r\n"),
             token
         ));
+        // Basic with the token as password: `any:0123456789abcdef`.
+        assert!(authorized(
+            &with("Authorization: Basic YW55OjAxMjM0NTY3ODlhYmNkZWY=\r\n"),
+            token
+        ));
+        // ... but not for a change.
+        let post = head(
+            "POST /reload HTTP/1.1\r\nHost: a\r\nAuthorization: Basic YW55OjAxMjM0NTY3ODlhYmNkZWY=\r\n\r\n",
+        );
+        assert!(!authorized(&post, token));
+        // Wrong password (`any:0123456789abcdeF`), no colon (`0123456789abcdef`).
+        assert!(!authorized(
+            &with("Authorization: Basic YW55OjAxMjM0NTY3ODlhYmNkZUY=\r\n"),
+            token
+        ));
+        assert!(!authorized(
+            &with("Authorization: Basic MDEyMzQ1Njc4OWFiY2RlZg==\r\n"),
+            token
+        ));
         assert!(!authorized(
             &with("Authorization: 0123456789abcdef\r\n"),
             token
@@ -354,6 +432,18 @@ mod tests {
             &with("Authorization: Bearer 0123456789abcdef\r\nAuthorization: Bearer x\r\n"),
             token
         ));
+    }
+
+    #[test]
+    fn base64_decodes_only_the_standard_alphabet_with_padding() {
+        assert_eq!(base64_decode(b"").as_deref(), Some(&b""[..]));
+        assert_eq!(base64_decode(b"YQ==").as_deref(), Some(&b"a"[..]));
+        assert_eq!(base64_decode(b"YWI=").as_deref(), Some(&b"ab"[..]));
+        assert_eq!(base64_decode(b"YWJj").as_deref(), Some(&b"abc"[..]));
+        assert_eq!(base64_decode(b"YQ==YWJj"), None);
+        assert_eq!(base64_decode(b"YQ"), None);
+        assert_eq!(base64_decode(b"Y===",), None);
+        assert_eq!(base64_decode(b"YW-j"), None);
     }
 
     #[test]

@@ -25,7 +25,14 @@
 //!   write is timed too.
 //! - **Token first.** On the admin port with `admin_token`, `Authorization: Bearer` is
 //!   compared in constant time right after the head parses: no body is read and no answer
-//!   computed before it passes (401 and close otherwise).
+//!   computed before it passes (401 and close otherwise). GET and HEAD also take
+//!   `Authorization: Basic` with the token as the password (any user name), so a browser
+//!   opens the status page through its own login prompt; a browser re-sends those
+//!   credentials by itself, even on requests another site makes it send, so they never
+//!   authorize a change (`POST /reload` needs Bearer).
+//! - **The status page** ([`status`]) polls once a second; every poll on a listener
+//!   shares one round of questions to the cores per refresh, so open pages do not
+//!   multiply the cores' cost.
 //! - **Caps.** `control_connections_max` connections per listener,
 //!   `control_client_ip_connections_max` per client address (IPv6: per /64). At a cap the
 //!   newcomer takes the slot of the connection that has waited longest on its client —
@@ -61,6 +68,7 @@
 
 mod conn;
 mod routes;
+mod status;
 mod worker;
 
 use std::cell::{Cell, RefCell};
@@ -85,6 +93,10 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 const ACCEPT_WARNING_INTERVAL: Duration = Duration::from_secs(10);
 /// io_uring entries of a control executor: a few dozen connections, not thousands.
 const RING_ENTRIES: u32 = 256;
+
+/// When the first control listener started: the status page's uptime (within
+/// milliseconds of the process's).
+static STARTED: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
 
 /// What every control listener shares with the rest of weir.
 #[derive(Clone)]
@@ -161,6 +173,7 @@ pub fn serve(
     role: Role,
     plane: Plane,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
+    let started = *STARTED.get_or_init(Instant::now);
     let worker = worker::Worker::start(role.name())?;
     std::thread::Builder::new()
         .name(format!("weir-{}", role.name()))
@@ -172,6 +185,7 @@ pub fn serve(
                 plane,
                 worker,
                 cores: routes::CoreGate::new(),
+                status: RefCell::new(status::Status::new(started)),
                 slots: RefCell::new(Vec::new()),
             });
             let result = runtime::block_on(driver, RING_ENTRIES, || accept_loop(listener, socket));
@@ -189,6 +203,8 @@ struct Listener {
     worker: worker::Worker,
     /// One answer at a time that questions the cores.
     cores: routes::CoreGate,
+    /// The status page's shared model and history.
+    status: RefCell<status::Status>,
     /// Open connections, in no particular order (a few dozen: scans are cheap).
     slots: RefCell<Vec<Rc<Slot>>>,
 }

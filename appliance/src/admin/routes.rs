@@ -12,7 +12,7 @@ use weir_io::http::{reason_phrase, Method, RequestHead};
 use crate::bus::{Bus, Msg};
 use crate::metrics;
 
-use super::{Listener, Role, Slot};
+use super::{status, Listener, Role, Slot};
 
 /// How long the cores get to answer a question (a core that does not is left out, as a
 /// stuck core must not hold up a scrape).
@@ -48,6 +48,14 @@ pub(super) enum Handler {
     Flows,
     /// Re-reads the config file.
     Reload,
+    /// The status page (`super::status`).
+    Page,
+    /// The status page's script.
+    Script,
+    /// The status page's style sheet.
+    Style,
+    /// What the status page shows, as JSON.
+    Status,
 }
 
 /// One endpoint.
@@ -98,6 +106,34 @@ pub(super) const ROUTES: &[Route] = &[
         handler: Handler::Flows,
     },
     Route {
+        method: Method::Get,
+        path: "/",
+        access: Access::Operator,
+        body_max: 0,
+        handler: Handler::Page,
+    },
+    Route {
+        method: Method::Get,
+        path: "/status.js",
+        access: Access::Operator,
+        body_max: 0,
+        handler: Handler::Script,
+    },
+    Route {
+        method: Method::Get,
+        path: "/status.css",
+        access: Access::Operator,
+        body_max: 0,
+        handler: Handler::Style,
+    },
+    Route {
+        method: Method::Get,
+        path: "/status.json",
+        access: Access::Operator,
+        body_max: 0,
+        handler: Handler::Status,
+    },
+    Route {
         method: Method::Post,
         path: "/reload",
         access: Access::Control,
@@ -137,6 +173,21 @@ impl Answer {
             body: body.into_bytes(),
             headers: Vec::new(),
         }
+    }
+
+    /// One of the status page's embedded files, with headers that keep a browser from
+    /// running anything but it: no inline script, no other origin, no framing.
+    fn asset(content_type: &'static str, body: &str) -> Answer {
+        Answer::new(200, content_type, body.to_string())
+            .header(
+                "Content-Security-Policy",
+                "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; \
+                 base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+                    .into(),
+            )
+            .header("X-Content-Type-Options", "nosniff".into())
+            .header("X-Frame-Options", "DENY".into())
+            .header("Referrer-Policy", "no-referrer".into())
     }
 
     /// Adds a header field.
@@ -285,8 +336,38 @@ pub(super) async fn handle(
 ) -> Answer {
     let _ = &request.body; // no route takes a body yet
     let plane = &listener.plane;
+    if route.handler == Handler::Status {
+        // Polls share one round of questions per refresh (`super::status`): only a
+        // stale model takes a turn at the gate.
+        let query = status::Query::parse(request.head.query());
+        let body = match status::fresh_answer(&listener.status, &query) {
+            Some(body) => {
+                slot.work();
+                body
+            }
+            None => {
+                let _permit = listener.cores.enter().await;
+                slot.work();
+                status::refresh_answer(
+                    &listener.status,
+                    &plane.bus,
+                    &plane.registry,
+                    &plane.reloader,
+                    &query,
+                )
+                .await
+            }
+        };
+        return Answer::new(200, "application/json", body)
+            .header("X-Content-Type-Options", "nosniff".into());
+    }
     let _permit = match route.handler {
-        Handler::Healthz | Handler::Reload => None,
+        Handler::Healthz
+        | Handler::Reload
+        | Handler::Page
+        | Handler::Script
+        | Handler::Style
+        | Handler::Status => None,
         Handler::Metrics | Handler::Readyz | Handler::Nodes | Handler::Flows => {
             Some(listener.cores.enter().await)
         }
@@ -304,6 +385,10 @@ pub(super) async fn handle(
             Answer::new(200, "text/plain; version=0.0.4", body)
         }
         Handler::Healthz => Answer::text(200, "ok"),
+        Handler::Page => Answer::asset("text/html; charset=utf-8", status::INDEX_HTML),
+        Handler::Script => Answer::asset("text/javascript; charset=utf-8", status::STATUS_JS),
+        Handler::Style => Answer::asset("text/css; charset=utf-8", status::STATUS_CSS),
+        Handler::Status => unreachable!("answered above"),
         Handler::Readyz => {
             let nodes = metrics::merge_nodes(collect(ask(&plane.bus, Msg::QueryNodes)).await);
             if nodes.iter().any(metrics::NodeSummary::is_routable) {
@@ -334,7 +419,10 @@ pub(super) async fn handle(
 
 /// Puts a question to every core whose inbox has room; the replies come through the
 /// returned receivers.
-fn ask<T>(bus: &Bus, question: impl Fn(flume::Sender<T>) -> Msg) -> Vec<flume::Receiver<T>> {
+pub(super) fn ask<T>(
+    bus: &Bus,
+    question: impl Fn(flume::Sender<T>) -> Msg,
+) -> Vec<flume::Receiver<T>> {
     let mut replies = Vec::with_capacity(bus.cores());
     for core in 0..bus.cores() {
         let (tx, rx) = flume::bounded(1);
@@ -347,7 +435,7 @@ fn ask<T>(bus: &Bus, question: impl Fn(flume::Sender<T>) -> Msg) -> Vec<flume::R
 
 /// The replies that arrive within [`QUERY_TIMEOUT`], in core order, awaited without
 /// blocking the executor.
-async fn collect<T>(replies: Vec<flume::Receiver<T>>) -> Vec<T> {
+pub(super) async fn collect<T>(replies: Vec<flume::Receiver<T>>) -> Vec<T> {
     let deadline = monoio::time::Instant::from_std(Instant::now() + QUERY_TIMEOUT);
     let mut out = Vec::with_capacity(replies.len());
     for rx in replies {
@@ -405,7 +493,12 @@ mod tests {
         // With an admin port, reloads go there, even from loopback.
         let no_reload = Role::Metrics { reload: false };
         assert_eq!(status(&no_reload, "POST", "/reload", true), 403);
-        assert_eq!(status(&metrics, "GET", "/", false), 404);
+        assert_eq!(status(&metrics, "GET", "/nope", false), 404);
+        // The status page names clients and keys: loopback only on this port.
+        for path in ["/", "/status.js", "/status.css", "/status.json?offset=50"] {
+            assert_eq!(status(&metrics, "GET", path, false), 403, "{path}");
+            assert_eq!(status(&metrics, "GET", path, true), 200, "{path}");
+        }
         assert_eq!(status(&metrics, "PUT", "/metrics", false), 405);
         assert_eq!(status(&metrics, "GET", "/reload", true), 405);
     }
@@ -419,6 +512,11 @@ mod tests {
             ("GET", "/nodes"),
             ("GET", "/flows"),
             ("POST", "/reload"),
+            ("GET", "/"),
+            ("HEAD", "/"),
+            ("GET", "/status.js"),
+            ("GET", "/status.css"),
+            ("GET", "/status.json"),
         ] {
             assert_eq!(status(&admin, method, path, false), 200, "{path}");
         }

@@ -1,11 +1,11 @@
 //! weir-demo: the README quick start. Starts 3 simulator nodes in-process, runs `weir`
 //! in front of them, drives verifying load through it, takes one node down midway, and
-//! prints weir's `weir_*` metrics at the end. `--direct` loads the nodes without weir.
+//! prints where weir's status page is and, at the end, a summary of weir's counters.
+//! `--direct` loads the nodes without weir.
 //!
 //! Exits 2 when any body byte mismatched (errors while a node is down are expected and
 //! only reported).
 
-use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -161,7 +161,7 @@ fn main() -> Result<()> {
     if let Some(mut weir) = weir {
         match weir.0.try_wait() {
             Ok(Some(status)) => println!("\nweir exited during the run ({status}); see its log"),
-            _ => print_metrics(metrics),
+            _ => print_weir_summary(metrics),
         }
         drop(weir);
     }
@@ -247,6 +247,10 @@ fn start_weir(
                 "weir accepts on {listen} after {:.2}s",
                 started.elapsed().as_secs_f64()
             );
+            println!(
+                "status page: http://{metrics}/ (open it in a browser on this machine while the \
+                 load runs; --duration 120s gives you time)"
+            );
             return Ok(weir);
         }
         if started.elapsed() > WEIR_START_TIMEOUT {
@@ -256,19 +260,70 @@ fn start_weir(
     }
 }
 
-fn print_metrics(metrics: SocketAddr) {
-    println!("\n== weir metrics ({metrics}/metrics, weir_* lines) ==");
-    match http::request(metrics, "GET", "/metrics", &[], b"", Duration::from_secs(5)) {
-        Ok(response) if response.status == 200 => {
-            let text = response.text();
-            let mut out = std::io::stdout().lock();
-            for line in text.lines().filter(|l| l.starts_with("weir_")) {
-                let _ = writeln!(out, "{line}");
-            }
-        }
-        Ok(response) => println!("metrics answered {}", response.status),
-        Err(err) => println!("could not scrape metrics: {err:#}"),
-    }
+/// A few lines from weir's `/metrics` instead of its two hundred: requests by status,
+/// bytes, what weir did for the clients, and every node's state.
+fn print_weir_summary(metrics: SocketAddr) {
+    println!(
+        "\n== weir (status page http://{metrics}/, every counter at http://{metrics}/metrics) =="
+    );
+    let text = match http::request(metrics, "GET", "/metrics", &[], b"", Duration::from_secs(5)) {
+        Ok(response) if response.status == 200 => response.text(),
+        Ok(response) => return println!("metrics answered {}", response.status),
+        Err(err) => return println!("could not scrape metrics: {err:#}"),
+    };
+    // (name, labels, value) of every sample.
+    let samples: Vec<(&str, &str, f64)> = text
+        .lines()
+        .filter(|l| l.starts_with("weir_"))
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            let (name, labels) = series.split_once('{').unwrap_or((series, ""));
+            Some((name, labels.trim_end_matches('}'), value.parse().ok()?))
+        })
+        .collect();
+    let sum = |name: &str, label: &str| -> f64 {
+        samples
+            .iter()
+            .filter(|(n, l, _)| *n == name && l.contains(label))
+            .map(|(_, _, v)| v)
+            .sum()
+    };
+    let classes: Vec<String> = ["2xx", "3xx", "4xx", "5xx"]
+        .iter()
+        .map(|c| {
+            format!(
+                "{c} {}",
+                sum("weir_requests_total", &format!("status=\"{c}\""))
+            )
+        })
+        .collect();
+    println!("requests: {}", classes.join(", "));
+    println!(
+        "bytes: {:.2} GiB to clients, {:.2} GiB to nodes",
+        sum("weir_body_bytes_total", "direction=\"download\"") / f64::from(1u32 << 30),
+        sum("weir_body_bytes_total", "direction=\"upload\"") / f64::from(1u32 << 30),
+    );
+    println!(
+        "for the clients: {} retries on another node, {} bodies resumed mid-way ({} failed), \
+         {} throttle answers from nodes",
+        sum("weir_upstream_retries_total", ""),
+        sum("weir_resumes_total", "outcome=\"resumed\""),
+        sum("weir_resumes_total", "outcome=\"failed\""),
+        sum("weir_upstream_throttled_total", ""),
+    );
+    let nodes: Vec<String> = samples
+        .iter()
+        .filter(|(n, _, v)| *n == "weir_node_state" && *v == 1.0)
+        .filter_map(|(_, labels, _)| {
+            let label = |key: &str| {
+                let start = labels.find(&format!("{key}=\""))? + key.len() + 2;
+                let end = labels[start..].find('"')? + start;
+                Some(&labels[start..end])
+            };
+            Some(format!("{} {}", label("node")?, label("state")?))
+        })
+        .collect();
+    println!("nodes now: {}", nodes.join(", "));
 }
 
 /// SIGTERM, then SIGKILL if weir has not exited within 3 s.
