@@ -36,7 +36,7 @@ const THROTTLE_RATIO_EWMA: f64 = 1.0 / 64.0;
 /// were throttled: widespread (cluster- or prefix-wide) throttling, not one node's local
 /// pushback, which that node's own limit absorbs. Real prefix throttling (S3 answering
 /// 10%+ SlowDown) passes this within some 20 answers.
-const BUCKET_DECREASE_RATIO_MIN: f64 = 0.05;
+pub const BUCKET_DECREASE_RATIO_MIN: f64 = 0.05;
 
 /// An additive-increase / multiplicative-decrease concurrency limit with jittered
 /// backoff.
