@@ -85,11 +85,6 @@ impl NodeView {
     pub fn limit(&self) -> u32 {
         self.aimd.borrow().limit()
     }
-
-    /// Backoff before retrying after a throttle answer from this node.
-    pub fn backoff(&self, attempt: u32, retry_after: Option<Duration>, rand: u64) -> Duration {
-        self.aimd.borrow().backoff(attempt, retry_after, rand)
-    }
 }
 
 /// A core's health state: its view of all nodes, and the state machines of the nodes it owns.

@@ -16,6 +16,7 @@ use weir_io::http::{write_request_head, Header, RequestHead};
 use weir_policy::classify::Denied;
 use weir_policy::config::AuthMode;
 use weir_policy::route::s3_target;
+use weir_policy::s3code::S3Code;
 use weir_policy::sigv4::{
     self, strip_presigned_params, ChunkSigner, ChunkStream, ChunkVerifier, Identity, KeyLookup,
     PayloadHash, RequestParts, Scope, SigV4Error, SigningKey,
@@ -136,7 +137,7 @@ pub fn denied(denied: Denied, bucket: Option<&str>) -> Refusal {
         Denied::Target(e) => (400, e.s3_code(), e.to_string()),
         Denied::Bucket => (
             403,
-            "AccessDenied",
+            S3Code::AccessDenied.as_str(),
             format!(
                 "Access Denied: the tenant may not use bucket {:?}",
                 bucket.unwrap_or_default()
@@ -144,12 +145,12 @@ pub fn denied(denied: Denied, bucket: Option<&str>) -> Refusal {
         ),
         Denied::CopySourceBucket => (
             403,
-            "AccessDenied",
+            S3Code::AccessDenied.as_str(),
             "Access Denied: the tenant may not read the copy source's bucket".into(),
         ),
         Denied::Pool => (
             403,
-            "AccessDenied",
+            S3Code::AccessDenied.as_str(),
             "Access Denied: the tenant may not use the pools serving this bucket".into(),
         ),
     };

@@ -8,6 +8,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 mod admin;
+mod buckets;
 mod bus;
 mod flows;
 mod health;

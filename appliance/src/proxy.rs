@@ -16,17 +16,20 @@
 //!    only if both messages completed exactly. Interim answers (1xx) are relayed to
 //!    HTTP/1.1 clients and never taken for the final one.
 //!
-//! Failure handling (docs/design.md, "Failure is a normal state"): before the response
-//! starts, a failed attempt moves to another node when `weir_policy::retry` allows it and
-//! the retry budget has room; a throttled answer (`503 SlowDown`, `429`) is backpressure —
-//! the node's concurrency shrinks, and the request waits a jittered backoff and goes
-//! elsewhere, or the client gets the SlowDown. A failure after the request reached a node
-//! is held until the request shows whose it was (`weir_policy::health::Blame`): a request
-//! that fails on two nodes is the request's doing, costs no node its health, and is not
-//! tried on a third. After the response started, a GET whose node dies mid-body is
-//! resumed from another node (`weir_policy::resume`) into the same client response. A
-//! response that cannot be completed resets the client connection: never short, and never
-//! a clean end the client could take for the whole.
+//! Failure handling (docs/design.md, "Failure is a normal state") is decided by one pure
+//! machine per request, `weir_policy::attempt::Attempts`, which the seeded simulation
+//! drives too; this file does the I/O it asks for. Each attempt's outcome goes in — a
+//! node's answer (its status and, for a small error answer read whole, its S3 error
+//! code), or how it failed (`failed_of`, the one reading of an io error) — and out comes
+//! relay, retry after a wait, resume, or weir's own S3 error. Throttling (by code or
+//! status) is backpressure: the node's and the pool+bucket's AIMD limits shrink and the
+//! request backs off and goes elsewhere, or the client gets `SlowDown`. A failure after
+//! the request reached a node is held until the request shows whose it was
+//! (`weir_policy::health::Blame`). After the response started, a GET whose node dies
+//! mid-body is resumed from another node (`weir_policy::resume`) into the same client
+//! response, counted in flight on that node. A response that cannot be completed resets
+//! the client connection: never short, and never a clean end the client could take for
+//! the whole.
 //!
 //! Every read and write has a deadline; bodies also have a rate floor
 //! (`http.body_rate_min`), and a streamed upload takes a node slot only once its body is
@@ -47,17 +50,22 @@ use weir_io::relay::{BodyMode, End, Mover, Pacer, RateFloor};
 use weir_io::tls::TlsPath;
 use weir_io::upstream::TlsTarget;
 use weir_io::{Error, Kind, Side};
+use weir_policy::attempt::{
+    Answer, Attempts, Decision, Env, Failed, Limit, Outcome, Params, Refusal, ResumeOutcome, Step,
+};
 use weir_policy::balance::{pick, Candidate, NodeView, PoolView};
 use weir_policy::classify::Request;
 use weir_policy::config::BodyPath;
-use weir_policy::health::{classify_response, Blame, Observation};
+use weir_policy::health::parse_retry_after;
 use weir_policy::limits::Dir;
 use weir_policy::resume::{
     check_resumed, may_add_if_match, plan_resume, signed_headers, ResumePlan,
 };
-use weir_policy::retry::{may_retry, BodyState, Failure};
+use weir_policy::retry::BodyState;
+use weir_policy::s3code::{code_of, S3Code, ERROR_BODY_BYTES_MAX};
 use weir_policy::sigv4::{ChunkStream, SigV4Error};
 
+use crate::buckets::{Bucket, BucketSlot};
 use crate::bus::NodeId;
 use crate::flows::{Flow, Waited};
 use crate::identity;
@@ -77,9 +85,6 @@ const SPLICE_BYTES_MIN: u64 = 16 * 1024;
 /// reset (HAProxy and nginx linger alike).
 const LINGER: Duration = Duration::from_secs(2);
 const LINGER_BYTES_MAX: u64 = 64 << 20;
-
-/// Largest throttle/error answer body read to drain it so its connection can be reused.
-const DRAIN_BODY_BYTES_MAX: u64 = 64 * 1024;
 
 /// Serves one client connection until it closes, errs, or asks to close.
 /// `prefix` is plaintext a TLS handshake already received (empty for plain HTTP);
@@ -334,7 +339,8 @@ fn own_answer(
         s3_error_response
     };
     let mut bytes = render(status, code, message, resource, &rid, close);
-    if let Some(after) = retry_after.or((code == "SlowDown").then_some(Duration::from_secs(1))) {
+    let slow_down = code == S3Code::SlowDown.as_str();
+    if let Some(after) = retry_after.or(slow_down.then_some(Duration::from_secs(1))) {
         add_retry_after(&mut bytes, after);
     }
     bytes
@@ -353,16 +359,17 @@ enum ReqBody {
     Form(Box<post_form::Form>),
 }
 
-/// Counts a request against a node's in-flight total (and its `node_inflight_max` cap)
-/// for as long as it holds it.
+/// Counts a request against a node's in-flight total (and its `node_inflight_max` cap),
+/// and against its pool+bucket limit, for as long as it holds it.
 struct InFlight<'a> {
     count: Rc<Cell<u32>>,
     protect: &'a Protect,
     node: NodeId,
+    _bucket: Option<BucketSlot>,
 }
 
 impl<'a> InFlight<'a> {
-    fn enter(ep: &'a Epoch, node: NodeId) -> Self {
+    fn enter(ep: &'a Epoch, node: NodeId, bucket: Option<Rc<Bucket>>) -> Self {
         let count = ep.inflight[node.pool][node.node].clone();
         count.set(count.get() + 1);
         ep.protect.start_node(node.pool, node.node);
@@ -370,34 +377,39 @@ impl<'a> InFlight<'a> {
             count,
             protect: &ep.protect,
             node,
+            _bucket: bucket.map(|b| b.enter()),
         }
     }
 }
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
+        debug_assert!(
+            self.count.get() > 0,
+            "node in-flight count below zero: an InFlight dropped twice"
+        );
         self.count.set(self.count.get().saturating_sub(1));
         self.protect.end_node(self.node.pool, self.node.node);
     }
 }
 
-/// One request's routing state: its pool chain, the nodes it already tried, and whose
-/// its failures are.
+/// One request's routing state: its pool chain and bucket, and its attempts
+/// (`weir_policy::attempt`: the nodes it tried, whose its failures are, what comes next).
 struct Route<'a> {
     shard: &'a Shard,
     ep: &'a Epoch,
     chain: &'a [usize],
     /// The request's tenant (whose identity re-signs it, per pool).
     tenant: usize,
-    tried: Vec<Candidate>,
-    /// Failures held until the request shows whether they were its own.
-    blame: Blame<NodeId>,
+    /// The request's bucket (its pool+bucket limits).
+    bucket: Option<&'a str>,
+    attempts: Attempts<NodeId>,
 }
 
 impl Drop for Route<'_> {
     fn drop(&mut self) {
         // The request is over: a failure nobody confirmed counts only beside others.
-        if let Some((node, obs)) = self.blame.finish() {
+        if let Some((node, obs)) = self.attempts.finish() {
             self.ep
                 .health
                 .observe_unconfirmed(node, obs, Instant::now());
@@ -406,20 +418,47 @@ impl Drop for Route<'_> {
 }
 
 impl Route<'_> {
-    /// An attempt on `node` ended in `obs` (its response head, or what stopped it):
-    /// reports to node health what the request's blame record releases.
-    fn observe(&mut self, node: NodeId, obs: Observation) {
+    /// The attempt on `node` came to `outcome`: the machine's decision, with its reports
+    /// and limit feedback applied. Also returns what the limits learnt.
+    fn decide(&mut self, node: NodeId, outcome: Outcome) -> (Decision, Option<Limit>) {
         let now = Instant::now();
-        for (node, obs) in self.blame.observe(node, obs).now {
+        let rand = self.shard.rng.borrow_mut().next_u64();
+        let step = {
+            let mut budget = self.ep.retry_budget.borrow_mut();
+            let env = Env {
+                now,
+                rand,
+                budget: &mut budget,
+            };
+            self.attempts.on_outcome(node, outcome, env)
+        };
+        let limit = step.limit;
+        (self.apply(node, step), limit)
+    }
+
+    /// Reports what a step releases to node health (whose per-node AIMD limit learns
+    /// from it there) and feeds the pool+bucket limit; returns the decision.
+    fn apply(&self, node: NodeId, step: Step<NodeId>) -> Decision {
+        let now = Instant::now();
+        for (node, obs) in step.reports {
             self.ep.health.observe(node, obs, now);
+        }
+        if let (Some(limit), Some(bucket)) = (step.limit, self.bucket_of(node.pool)) {
+            bucket.learn(limit, now);
+        }
+        step.decision
+    }
+
+    /// The response completed: a failure held from before a resume was its node's.
+    fn complete(&mut self) {
+        if let Some((node, obs)) = self.attempts.complete() {
+            self.ep.health.observe(node, obs, Instant::now());
         }
     }
 
-    /// A resumed body completed: a held failure was its node's.
-    fn complete(&mut self) {
-        if let Some((node, obs)) = self.blame.complete() {
-            self.ep.health.observe(node, obs, Instant::now());
-        }
+    /// The request's pool+bucket limit in `pool`.
+    fn bucket_of(&self, pool: usize) -> Option<Rc<Bucket>> {
+        self.ep.buckets.get(pool, self.bucket)
     }
 
     /// The next node to try, across the chain's priority groups.
@@ -458,9 +497,24 @@ impl Route<'_> {
                 nodes,
             })
             .collect();
+        // A pool whose limit for this bucket is full takes no more of its requests.
+        let bucket_full: Vec<usize> = self
+            .chain
+            .iter()
+            .copied()
+            .filter(|&p| self.bucket_of(p).is_some_and(|b| !b.has_room()))
+            .collect();
         let rand = shard.rng.borrow_mut().next_u64();
-        let excluded =
-            |c: Candidate| self.tried.contains(&c) || !ep.protect.node_has_room(c.pool, c.node);
+        let tried = self.attempts.tried();
+        let excluded = |c: Candidate| {
+            let node = NodeId {
+                pool: c.pool,
+                node: c.node,
+            };
+            tried.contains(&node)
+                || bucket_full.contains(&c.pool)
+                || !ep.protect.node_has_room(c.pool, c.node)
+        };
         pick(&pools, excluded, rand).map(|c| NodeId {
             pool: c.pool,
             node: c.node,
@@ -478,23 +532,29 @@ impl Route<'_> {
                 .any(|v| v.state().is_routable())
         })
     }
-
-    fn exclude(&mut self, node: NodeId) {
-        self.tried.push(Candidate {
-            pool: node.pool,
-            node: node.node,
-        });
-    }
 }
 
 /// Why an attempt ended before the response could be relayed.
 struct AttemptError {
     err: Error,
-    failure: Failure,
+    /// What the attempt machine reads of it.
+    failed: Failed,
     /// Body bytes were pulled from the client and are gone.
     body_consumed: bool,
     /// The streaming-signed body was refused (the client is answered with this).
     refused: Option<SigV4Error>,
+}
+
+/// The one reading of a node-side failure for the attempt machine. A failure while
+/// connecting (refused, timed out, TLS) never reached the node with this request.
+fn failed_of(err: &Error, connecting: bool) -> Failed {
+    match err.kind {
+        _ if connecting => Failed::Connect,
+        Kind::Connect => Failed::Connect,
+        Kind::Timeout => Failed::Timeout,
+        Kind::Protocol => Failed::BadResponse,
+        Kind::Closed | Kind::Io => Failed::Reset,
+    }
 }
 
 /// Handles one request; returns what becomes of the client connection.
@@ -612,8 +672,8 @@ async fn handle(
         ep,
         chain: &classified.pools,
         tenant: classified.tenant.0,
-        tried: Vec::new(),
-        blame: Blame::new(),
+        bucket: classified.bucket.as_deref(),
+        attempts: Attempts::new(head.method.as_str(), Params::from_upstream(&cfg.upstream)),
     };
     ep.retry_budget.borrow_mut().on_request(Instant::now());
 
@@ -662,17 +722,18 @@ async fn handle(
         head_bytes.extend_from_slice(b);
     }
 
-    let mut attempt: u32 = 0;
-    let mut last: Option<AttemptError> = None;
-    let mut throttled_retry_after: Option<Duration> = None;
+    // A node's failure answer (head and body, as it came), held in case no other node
+    // does better: then the client gets it unchanged.
+    let mut held_answer: Option<Vec<u8>> = None;
     loop {
         // While others wait for a node, a newcomer queues behind them (by class weight).
-        let contended = attempt == 0 && ep.protect.nodes_contended();
+        let first = route.attempts.attempts() == 0;
+        let contended = first && ep.protect.nodes_contended();
         let node = match if contended { None } else { route.pick() } {
             Some(node) => node,
             // Every routable node is at its concurrency limit: wait in the class queue
             // for a slot (weighted by class), up to the class's queue timeout.
-            None if attempt == 0 && route.any_routable() => {
+            None if first && route.any_routable() => {
                 let deadline = admitted_at + ep.protect.queue_timeout(classified.class);
                 let turn = ep
                     .protect
@@ -685,14 +746,27 @@ async fn handle(
                     Err(shed) => return shed_request(shard, flow, client, head, shed).await,
                 }
             }
-            None => break,
+            None => {
+                let refusal = match (route.attempts.on_no_node(), held_answer.take()) {
+                    (Decision::Relay, Some(bytes)) => {
+                        return relay_held(shard, ep, flow, client, &bytes).await
+                    }
+                    (Decision::GiveUp(r), _) => r,
+                    _ => Refusal {
+                        status: 503,
+                        code: S3Code::ServiceUnavailable,
+                        message: "no storage node could take the request",
+                        retry_after: None,
+                    },
+                };
+                return give_up(shard, flow, client, head, refusal).await;
+            }
         };
-        attempt += 1;
-        if attempt > 1 {
+        if route.attempts.start(node) {
             shard.metrics().upstream_retry();
             flow.retries.set(flow.retries.get() + 1);
         }
-        let _inflight = InFlight::enter(ep, node);
+        let inflight = InFlight::enter(ep, node, route.bucket_of(node.pool));
         let addr = ep.settings.nodes[node.pool][node.node];
         flow.nodes.borrow_mut().push(addr);
         flow.served_by.set(Some((node.pool, node.node)));
@@ -733,17 +807,13 @@ async fn handle(
             }
             Err(e) => {
                 tracing::error!(pool = node.pool, error = %e, "cannot re-sign the request");
-                flow.status.set(500);
-                return break_with(
-                    shard,
-                    client,
-                    head,
-                    500,
-                    "InternalError",
-                    "weir could not sign the request for its storage",
-                    None,
-                )
-                .await;
+                let refusal = Refusal {
+                    status: 500,
+                    code: S3Code::InternalError,
+                    message: "weir could not sign the request for its storage",
+                    retry_after: None,
+                };
+                return give_up(shard, flow, client, head, refusal).await;
             }
         };
         let sent_at = Instant::now();
@@ -766,71 +836,81 @@ async fn handle(
             }) => {
                 let latency = sent_at.elapsed();
                 flow.first_byte.set(Some(flow.started.elapsed()));
+                // A small error answer is read whole (it stays buffered): its S3 code
+                // decides, and its bytes are relayed unchanged or dropped for a retry.
+                let body_len = read_error_body(&mut upstream, &resp, &ep.settings).await;
+                let code = body_len.and_then(|n| code_of(&upstream.buffered()[..n]));
                 let retry_after = resp
                     .header("retry-after")
-                    .and_then(|v| std::str::from_utf8(v).ok());
-                let obs = classify_response(resp.status, None, retry_after, latency);
-                route.observe(node, obs);
-                let body_state = body_state(&body, body_unsent);
-                if let Observation::Throttled { retry_after } = obs {
+                    .and_then(|v| std::str::from_utf8(v).ok())
+                    .and_then(parse_retry_after);
+                let answer = Answer {
+                    status: resp.status,
+                    code,
+                    retry_after,
+                    latency,
+                    held: body_len.is_some(),
+                    request_complete,
+                    body: body_state(&body, body_unsent),
+                };
+                let (decision, limit) = route.decide(node, Outcome::Answered(answer));
+                if limit == Some(Limit::Throttle) {
                     shard.metrics().throttled();
-                    throttled_retry_after = retry_after;
-                    let can_retry = request_complete
-                        && may_retry(
-                            head.method.as_str(),
-                            body_state,
-                            Failure::Throttled,
-                            attempt,
-                            cfg.upstream.attempts_max,
-                        );
-                    // The node's own answer is replaced by weir's SlowDown (with
-                    // Retry-After, which nodes often omit) unless it cannot be drained.
-                    if drain_small_body(&mut upstream, &resp).await {
-                        if resp.keep_alive && request_complete {
-                            shard.upstream.checkin(addr, upstream, Instant::now());
-                        }
-                        let rand = shard.rng.borrow_mut().next_u64();
-                        let wait = ep.health.view(node).backoff(attempt, retry_after, rand);
-                        // A node asking for a longer pause than we would wait is answered
-                        // by passing the pause on to the client.
-                        if can_retry
-                            && wait <= cfg.upstream.throttle_backoff_max
-                            && ep.retry_budget.borrow_mut().try_retry(Instant::now())
-                        {
+                }
+                if decision == Decision::Relay {
+                    mover.set_pacer(down_pacer.clone());
+                    return relay_response(
+                        shard,
+                        ep,
+                        flow,
+                        client,
+                        mover,
+                        head,
+                        &mut route,
+                        (node, inflight),
+                        upstream,
+                        resp,
+                        request_complete,
+                    )
+                    .await;
+                }
+                // The node's answer is dropped (for a retry, or weir's own answer): keep
+                // it for the client should no other node do better, and reuse its
+                // connection if it is still in step.
+                let n = body_len.unwrap_or(0);
+                let mut kept = Vec::with_capacity(512 + n);
+                write_response_head(&resp, true, &mut kept);
+                kept.extend_from_slice(&upstream.buffered()[..n]);
+                upstream.consume(n);
+                held_answer = Some(kept);
+                drop(inflight);
+                if resp.keep_alive && request_complete {
+                    shard.upstream.checkin(addr, upstream, Instant::now());
+                }
+                match decision {
+                    Decision::Retry { wait } => {
+                        if !wait.is_zero() {
                             monoio::time::sleep(wait).await;
-                            route.exclude(node);
-                            continue;
                         }
-                        flow.status.set(503);
-                        return break_with(
+                    }
+                    Decision::GiveUp(refusal) => {
+                        return give_up(shard, flow, client, head, refusal).await
+                    }
+                    // Not decided for an answer before its body: relay what is held.
+                    _ => {
+                        return relay_held(
                             shard,
+                            ep,
+                            flow,
                             client,
-                            head,
-                            503,
-                            "SlowDown",
-                            "Please reduce your request rate.",
-                            Some(retry_after.unwrap_or(wait)),
+                            &held_answer.unwrap_or_default(),
                         )
-                        .await;
+                        .await
                     }
                 }
-                mover.set_pacer(down_pacer.clone());
-                return relay_response(
-                    shard,
-                    ep,
-                    flow,
-                    client,
-                    mover,
-                    head,
-                    &mut route,
-                    node,
-                    upstream,
-                    resp,
-                    request_complete,
-                )
-                .await;
             }
             Err(e) => {
+                drop(inflight);
                 if let Some(refused) = e.refused {
                     // A chunk signature (or the aws-chunked framing) failed: the node's
                     // request was reset before its final chunk, so nothing was stored.
@@ -857,75 +937,114 @@ async fn handle(
                     };
                 }
                 shard.metrics().upstream_error();
-                let obs = match e.err.kind {
-                    Kind::Connect => Observation::ConnectFailed,
-                    Kind::Timeout => Observation::Timeout,
-                    Kind::Protocol => Observation::BadResponse,
-                    Kind::Closed | Kind::Io => Observation::Reset,
-                };
-                if e.err.side == Side::Upstream {
-                    route.observe(node, obs);
+                if e.err.side == Side::Internal {
+                    // weir itself is out of a resource (descriptors): no node is to blame,
+                    // and another attempt now would fail alike.
+                    let refusal = Refusal {
+                        status: 503,
+                        code: S3Code::ServiceUnavailable,
+                        message: "no storage node could take the request",
+                        retry_after: None,
+                    };
+                    return give_up(shard, flow, client, head, refusal).await;
                 }
-                let body_state = if e.body_consumed {
+                let body = if e.body_consumed {
                     BodyState::Streaming
                 } else {
                     body_state(&body, true)
                 };
-                let retry = route.blame.may_try_again()
-                    && may_retry(
-                        head.method.as_str(),
-                        body_state,
-                        e.failure,
-                        attempt,
-                        cfg.upstream.attempts_max,
-                    )
-                    && ep.retry_budget.borrow_mut().try_retry(Instant::now());
-                route.exclude(node);
-                let consumed = e.body_consumed;
-                last = Some(e);
-                if !retry || consumed {
-                    break;
+                held_answer = None;
+                let outcome = Outcome::Failed {
+                    how: e.failed,
+                    body,
+                };
+                match route.decide(node, outcome).0 {
+                    Decision::Retry { .. } => {}
+                    Decision::GiveUp(refusal) => {
+                        return give_up(shard, flow, client, head, refusal).await
+                    }
+                    other => {
+                        debug_assert!(false, "{other:?} after a failed attempt");
+                        return After::Close;
+                    }
                 }
             }
         }
     }
-    let (status, code, message) = match last.as_ref().map(|e| e.err.kind) {
-        _ if throttled_retry_after.is_some() => {
-            (503, "SlowDown", "Please reduce your request rate.")
-        }
-        Some(Kind::Timeout) => (
-            504,
-            "GatewayTimeout",
-            "the storage node did not answer in time",
-        ),
-        Some(Kind::Protocol) => (
-            502,
-            "BadGateway",
-            "the storage node sent a malformed response",
-        ),
-        // Two nodes dropped this request without an answer: it is not the nodes.
-        _ if route.blame.is_suspect() => (
-            502,
-            "BadGateway",
-            "the storage nodes closed the connection on this request",
-        ),
-        _ => (
-            503,
-            "ServiceUnavailable",
-            "no storage node could take the request",
-        ),
-    };
-    flow.status.set(status);
+}
+
+/// Answers the client with weir's own S3 error after the attempts ended without an
+/// answer to relay, counts it, and closes.
+async fn give_up(
+    shard: &Shard,
+    flow: &Flow,
+    client: &Conn,
+    head: &RequestHead,
+    r: Refusal,
+) -> After {
+    flow.status.set(r.status);
     break_with(
         shard,
         client,
         head,
-        status,
-        code,
-        message,
-        throttled_retry_after,
+        r.status,
+        r.code.as_str(),
+        r.message,
+        r.retry_after,
     )
     .await
+}
+
+/// Relays a node's failure answer held whole (`Connection: close` already in its head)
+/// when no other node did better, and closes.
+async fn relay_held(shard: &Shard, ep: &Epoch, flow: &Flow, client: &Conn, bytes: &[u8]) -> After {
+    let status = parse_status(bytes).unwrap_or(502);
+    shard.metrics().request(status);
+    flow.status.set(status);
+    let _ = write_timed(client, bytes, ep.settings.config.upstream.io_timeout).await;
+    After::Close
+}
+
+/// The status of a serialised response head.
+fn parse_status(bytes: &[u8]) -> Option<u16> {
+    let line = bytes.split(|&b| b == b'\r').next()?;
+    let code = line.split(|&b| b == b' ').nth(1)?;
+    std::str::from_utf8(code).ok()?.parse().ok()
+}
+
+/// Reads a small error answer's body (status 400 or more, `Content-Length` up to
+/// [`ERROR_BODY_BYTES_MAX`]) into the connection's buffer, without consuming it, within
+/// `upstream.io_timeout`. Returns its length when the whole answer is held (a bodiless
+/// one too); `None` for a success, a larger or differently framed body, or a read that
+/// failed (the relay then meets the failure itself).
+async fn read_error_body(
+    upstream: &mut Conn,
+    resp: &ResponseHead,
+    settings: &crate::settings::Settings,
+) -> Option<usize> {
+    if resp.status < 400 {
+        return None;
+    }
+    let n = match resp.framing {
+        BodyFraming::None | BodyFraming::Length(0) => return Some(0),
+        BodyFraming::Length(n) if n <= ERROR_BODY_BYTES_MAX => usize::try_from(n).ok()?,
+        _ => return None,
+    };
+    if n > upstream.buffered().len() + upstream.room() {
+        return None;
+    }
+    let read = async {
+        while upstream.buffered().len() < n {
+            if upstream.read_more().await? == 0 {
+                return Ok(false);
+            }
+        }
+        Ok::<bool, std::io::Error>(true)
+    };
+    match monoio::time::timeout(settings.config.upstream.io_timeout, read).await {
+        Ok(Ok(true)) => Some(n),
+        _ => None,
+    }
 }
 
 fn body_state(body: &ReqBody, body_unsent: bool) -> BodyState {
@@ -1054,7 +1173,7 @@ async fn shed_request(
         client,
         head,
         503,
-        "SlowDown",
+        S3Code::SlowDown.as_str(),
         message,
         Some(shed.retry_after),
     )
@@ -1161,21 +1280,6 @@ async fn body_started(
     }
 }
 
-/// Reads and drops a small response body (a throttle answer) so the connection stays
-/// usable; false when it is too large, framed by close, or broken.
-async fn drain_small_body(upstream: &mut Conn, resp: &ResponseHead) -> bool {
-    match resp.framing {
-        BodyFraming::None => true,
-        BodyFraming::Length(n) if n <= DRAIN_BODY_BYTES_MAX => {
-            matches!(
-                monoio::time::timeout(Duration::from_secs(5), upstream.discard(n)).await,
-                Ok(Ok(true))
-            )
-        }
-        _ => false,
-    }
-}
-
 /// A request sent and its final response head received.
 struct Sent {
     resp: ResponseHead,
@@ -1214,9 +1318,9 @@ async fn send_request(
     tls: Option<TlsTarget<'_>>,
 ) -> Result<Sent, AttemptError> {
     let cfg = &ep.settings.config;
-    let fail = |err: Error, failure: Failure, body_consumed: bool| AttemptError {
+    let fail = |err: Error, failed: Failed, body_consumed: bool| AttemptError {
         err,
-        failure,
+        failed,
         body_consumed,
         refused: None,
     };
@@ -1228,7 +1332,7 @@ async fn send_request(
             if let Some(f) = e.tls_failure {
                 shard.metrics().tls_failure(1, f.label());
             }
-            fail(e, Failure::Connect, false)
+            fail(e, Failed::Connect, false)
         })?;
     shard.metrics().upstream_checkout(checkout.reused);
     if tls.is_some() && !checkout.reused {
@@ -1238,11 +1342,9 @@ async fn send_request(
     }
     let mut upstream = checkout.conn;
     if let Err(e) = write_timed(&upstream, head_bytes, cfg.upstream.io_timeout).await {
-        return Err(fail(
-            Error::from_io(Side::Upstream, &e),
-            Failure::ResetBeforeResponse,
-            false,
-        ));
+        let err = Error::from_io(Side::Upstream, &e);
+        let failed = failed_of(&err, false);
+        return Err(fail(err, failed, false));
     }
     let mut interim = Interim {
         forward: head.minor_version > 0,
@@ -1280,11 +1382,7 @@ async fn send_request(
         .await
         {
             upstream.abort_on_close();
-            return Err(fail(
-                Error::from_io(Side::Client, &e),
-                Failure::ResetBeforeResponse,
-                false,
-            ));
+            return Err(fail(Error::from_io(Side::Client, &e), Failed::Reset, false));
         }
     }
     if streamed {
@@ -1303,7 +1401,7 @@ async fn send_request(
                         upstream.abort_on_close();
                         return Err(AttemptError {
                             err: Error::new(Side::Client, Kind::Protocol, refused.to_string()),
-                            failure: Failure::ResetBeforeResponse,
+                            failed: Failed::Reset,
                             body_consumed: true,
                             refused: Some(refused),
                         });
@@ -1376,7 +1474,8 @@ async fn send_request(
             // The client left mid-upload: reset the upstream request so no partial
             // object is committed. The node failing mid-upload: the body is gone.
             upstream.abort_on_close();
-            return Err(fail(e, Failure::ResetBeforeResponse, true));
+            let failed = failed_of(&e, false);
+            return Err(fail(e, failed, true));
         }
     }
     let deadline = Instant::now() + cfg.upstream.first_byte_timeout;
@@ -1400,14 +1499,9 @@ async fn send_request(
 }
 
 fn failure_of(err: Error, body_consumed: bool) -> AttemptError {
-    let failure = match err.kind {
-        Kind::Timeout => Failure::TimeoutBeforeResponse,
-        Kind::Protocol => Failure::BadResponse,
-        _ => Failure::ResetBeforeResponse,
-    };
     AttemptError {
+        failed: failed_of(&err, false),
         err,
-        failure,
         body_consumed,
         refused: None,
     }
@@ -1565,15 +1659,15 @@ fn resumable(head: &RequestHead, resp: &ResponseHead) -> Option<Resumable> {
 /// another node, and decides what is reusable. Returns what becomes of the client
 /// connection: a response that could not be completed resets it.
 #[allow(clippy::too_many_arguments)]
-async fn relay_response(
+async fn relay_response<'e>(
     shard: &Shard,
-    ep: &Epoch,
+    ep: &'e Epoch,
     flow: &Flow,
     client: &mut Conn,
     mover: &mut Mover,
     head: &RequestHead,
     route: &mut Route<'_>,
-    mut node: NodeId,
+    (mut node, mut inflight): (NodeId, InFlight<'e>),
     mut upstream: Conn,
     resp: ResponseHead,
     request_complete: bool,
@@ -1624,7 +1718,6 @@ async fn relay_response(
         return After::Reset;
     }
     let resume = resumable(head, &resp);
-    let mut resumes: u32 = 0;
     let result = loop {
         let before = flow.down.counts();
         let client_end = End {
@@ -1658,29 +1751,26 @@ async fn relay_response(
             break Err(e);
         }
         shard.metrics().upstream_error();
-        let obs = match e.kind {
-            Kind::Timeout => Observation::Timeout,
-            Kind::Protocol => Observation::BadResponse,
-            _ => Observation::Reset,
-        };
-        route.observe(node, obs);
-        let Some(first) = resume.as_ref() else {
+        let cut =
+            route
+                .attempts
+                .on_body_cut(node, failed_of(&e, false), delivered, resume.is_some());
+        let (Decision::Resume { from }, Some(first)) = (route.apply(node, cut), resume.as_ref())
+        else {
             break Err(e);
         };
-        if resumes >= ep.settings.config.upstream.resume_max || !route.blame.may_try_again() {
-            break Err(e);
-        }
         upstream.abort_on_close();
-        route.exclude(node);
-        match resume_from_another(shard, ep, head, route, first, delivered).await {
+        match resume_from_another(shard, ep, head, route, first, from).await {
             Some((next_node, next_conn)) => {
-                resumes += 1;
-                flow.resumes.set(resumes);
+                flow.resumes.set(route.attempts.resumes());
                 flow.nodes
                     .borrow_mut()
                     .push(ep.settings.nodes[next_node.pool][next_node.node]);
+                flow.served_by.set(Some((next_node.pool, next_node.node)));
                 shard.metrics().resume(true);
                 tracing::info!(from = ?node, to = ?next_node, delivered, "resumed GET on another node");
+                // The resumed request counts against its new node (and drops the old).
+                inflight = InFlight::enter(ep, next_node, route.bucket_of(next_node.pool));
                 node = next_node;
                 upstream = next_conn;
             }
@@ -1697,9 +1787,8 @@ async fn relay_response(
         upstream.abort_on_close();
         return After::Reset;
     }
-    if resumes > 0 {
-        route.complete();
-    }
+    route.complete();
+    drop(inflight);
     if resp.keep_alive && request_complete && !matches!(resp.framing, BodyFraming::UntilClose) {
         let addr = ep.settings.nodes[node.pool][node.node];
         shard.upstream.checkin(addr, upstream, Instant::now());
@@ -1726,12 +1815,25 @@ async fn resume_from_another(
     let cfg = &ep.settings.config;
     let text = |name: &str| head.header(name).and_then(|v| std::str::from_utf8(v).ok());
     let client_signed = signed_headers(text("authorization"), head.query());
-    for _ in 0..cfg.upstream.attempts_max {
-        if !route.blame.may_try_again() {
-            return None;
+    // Each try ends in an outcome for the attempt machine, which says whether another
+    // node is tried for this resume.
+    let mut outcome: Option<(NodeId, ResumeOutcome)> = None;
+    loop {
+        if let Some((node, last)) = outcome.take() {
+            let step = route.attempts.on_resume(node, last);
+            if route.apply(node, step)
+                != (Decision::Retry {
+                    wait: Duration::ZERO,
+                })
+            {
+                return None;
+            }
         }
         let node = route.pick()?;
-        route.exclude(node);
+        if !route.attempts.start_resume(node) {
+            return None;
+        }
+        let rejected = Some((node, ResumeOutcome::Rejected));
         // A pool that re-signs signs whatever is sent: the client's signed headers do
         // not bind the resumed request, so `Range` can be rewritten (docs/identity.md).
         let signed: &[String] = if identity::resigns(&ep.settings, route.tenant, node.pool) {
@@ -1749,11 +1851,13 @@ async fn resume_from_another(
         );
         if let ResumePlan::Impossible(why) = &plan {
             tracing::info!(why, "GET cannot be resumed on this node");
+            outcome = rejected;
             continue;
         }
         let Some((start, end)) =
             plan.expected_window(first.status, first.content_range.as_deref(), first.length)
         else {
+            outcome = rejected;
             continue;
         };
         let mut resumed = head.clone();
@@ -1785,13 +1889,14 @@ async fn resume_from_another(
             }
             Err(e) => {
                 tracing::error!(pool = node.pool, error = %e, "cannot re-sign the resume");
+                outcome = rejected;
                 continue;
             }
         };
         let addr = ep.settings.nodes[node.pool][node.node];
         let tls = ep.settings.tls_target(node.pool, node.node);
         let Ok(checkout) = shard.upstream.checkout(addr, tls, Instant::now()).await else {
-            route.observe(node, Observation::ConnectFailed);
+            outcome = Some((node, ResumeOutcome::Failed(Failed::Connect)));
             continue;
         };
         let mut conn = checkout.conn;
@@ -1799,6 +1904,7 @@ async fn resume_from_another(
             .await
             .is_err()
         {
+            outcome = rejected;
             continue;
         }
         let sent_at = Instant::now();
@@ -1821,12 +1927,7 @@ async fn resume_from_another(
         {
             Ok(resp) => resp,
             Err(e) => {
-                let obs = match e.kind {
-                    Kind::Timeout => Observation::Timeout,
-                    Kind::Protocol => Observation::BadResponse,
-                    _ => Observation::Reset,
-                };
-                route.observe(node, obs);
+                outcome = Some((node, ResumeOutcome::Failed(failed_of(&e, false))));
                 continue;
             }
         };
@@ -1841,17 +1942,10 @@ async fn resume_from_another(
             end,
         ) {
             tracing::warn!(node = %addr, why, "resumed response rejected");
+            outcome = rejected;
             continue;
         }
-        // The head's latency is the node's; whether the earlier node's failure was its
-        // own is settled when this body completes (`Route::complete`), not by a head.
-        ep.health.observe(
-            node,
-            Observation::Success {
-                latency: sent_at.elapsed(),
-            },
-            Instant::now(),
-        );
+        let latency = sent_at.elapsed();
         // The connection must now hold exactly the bytes the client still needs.
         let expected = first.length - delivered;
         let skip = match plan {
@@ -1859,19 +1953,29 @@ async fn resume_from_another(
             _ => 0,
         };
         let BodyFraming::Length(len) = resp.framing else {
+            outcome = rejected;
             continue;
         };
         if len != expected + skip {
             tracing::warn!(node = %addr, len, expected, "resumed response has the wrong length");
+            outcome = rejected;
             continue;
         }
         if skip > 0 {
             match monoio::time::timeout(cfg.upstream.io_timeout, conn.discard(skip)).await {
                 Ok(Ok(true)) => {}
-                _ => continue,
+                _ => {
+                    outcome = rejected;
+                    continue;
+                }
             }
         }
+        // The head's latency is the node's; whether the earlier node's failure was its
+        // own is settled when this body completes (`Route::complete`), not by a head.
+        let step = route
+            .attempts
+            .on_resume(node, ResumeOutcome::Resumed { latency });
+        route.apply(node, step);
         return Some((node, conn));
     }
-    None
 }

@@ -50,6 +50,8 @@ pub struct Epoch {
     pub inflight: Vec<Vec<Rc<Cell<u32>>>>,
     /// Retries this core may still spend.
     pub retry_budget: RefCell<RetryBudget>,
+    /// This core's pool+bucket concurrency limits (beside the per-node ones in `health`).
+    pub buckets: crate::buckets::Buckets,
     /// Metric labels of each node, built once per epoch.
     pub node_keys: Vec<Vec<NodeKey>>,
     /// Tenant names (metric labels), by `TenantId`.
@@ -156,6 +158,7 @@ impl Shard {
             .collect();
         let cfg = &settings.config;
         let protect = Protect::new(cfg, settings.cores, self.id, Instant::now());
+        let buckets = crate::buckets::Buckets::new(cfg, settings.cores);
         Epoch {
             id,
             keys: crate::identity::KeyCache::default(),
@@ -174,6 +177,7 @@ impl Shard {
             health,
             inflight,
             retry_budget,
+            buckets,
             node_keys,
         }
     }
@@ -207,6 +211,7 @@ impl Shard {
             )),
             inflight: Vec::new(),
             retry_budget: RefCell::new(RetryBudget::for_core(&cfg.upstream, settings.cores)),
+            buckets: crate::buckets::Buckets::new(cfg, settings.cores),
             node_keys: Vec::new(),
             tenant_names: Vec::new(),
             class_names: Vec::new(),

@@ -1,6 +1,6 @@
 //! The one error type at weir-io's boundary. Every failure says which side caused it and
-//! whether the request may still be retried elsewhere, so failover reads fields instead of
-//! matching strings (docs/design.md, "How the code should read").
+//! how, so failover reads fields instead of matching strings (docs/design.md, "How the
+//! code should read").
 
 use std::fmt;
 
@@ -40,7 +40,8 @@ pub enum Kind {
     Protocol,
 }
 
-/// A relay/connection failure with its side and retryability.
+/// A relay/connection failure with its side and kind (whether the request may go again
+/// is the policy's call, from the kind and what was sent: `appliance/src/proxy.rs`).
 #[derive(Debug, thiserror::Error)]
 #[error("{side} {kind:?}: {detail}")]
 pub struct Error {
@@ -48,9 +49,6 @@ pub struct Error {
     pub side: Side,
     /// How it failed.
     pub kind: Kind,
-    /// True when nothing of the request reached the node yet (or the body is replayable),
-    /// so the request may be sent again to another node.
-    pub retryable: bool,
     /// Human-readable detail for logs.
     pub detail: String,
     /// Set when a TLS handshake is what failed (for the handshake-failure metric).
@@ -61,12 +59,11 @@ pub struct Error {
 }
 
 impl Error {
-    /// A failure of `side` that is not retryable unless the caller says otherwise.
+    /// A failure of `side`.
     pub fn new(side: Side, kind: Kind, detail: impl Into<String>) -> Self {
         Error {
             side,
             kind,
-            retryable: false,
             detail: detail.into(),
             tls_failure: None,
             answer: None,
@@ -88,11 +85,5 @@ impl Error {
             _ => Kind::Io,
         };
         Error::new(side, kind, err.to_string())
-    }
-
-    /// Marks the error retryable (or not).
-    pub fn retryable(mut self, yes: bool) -> Self {
-        self.retryable = yes;
-        self
     }
 }

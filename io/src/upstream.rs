@@ -129,23 +129,20 @@ impl UpstreamPool {
                         Side::Upstream,
                         Kind::Connect,
                         format!("connect {node}: {e}"),
-                    )
-                    .retryable(true))
+                    ))
                 }
                 Err(_) => {
                     return Err(Error::new(
                         Side::Upstream,
                         Kind::Timeout,
                         format!("connect {node}: timed out"),
-                    )
-                    .retryable(true))
+                    ))
                 }
             };
         let socket = match tls {
             None => stream.into(),
             Some(t) => t.tls.connect(stream, t.host).await.map_err(|e| {
-                let mut err = Error::new(Side::Upstream, Kind::Connect, format!("{node}: {e}"))
-                    .retryable(true);
+                let mut err = Error::new(Side::Upstream, Kind::Connect, format!("{node}: {e}"));
                 err.tls_failure = Some(e.failure);
                 err
             })?,

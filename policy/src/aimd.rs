@@ -36,7 +36,7 @@ const THROTTLE_RATIO_EWMA: f64 = 1.0 / 64.0;
 /// were throttled: widespread (cluster- or prefix-wide) throttling, not one node's local
 /// pushback, which that node's own limit absorbs. Real prefix throttling (S3 answering
 /// 10%+ SlowDown) passes this within some 20 answers.
-const BUCKET_DECREASE_RATIO_MIN: f64 = 0.05;
+pub const BUCKET_DECREASE_RATIO_MIN: f64 = 0.05;
 
 /// An additive-increase / multiplicative-decrease concurrency limit with jittered
 /// backoff.
@@ -172,20 +172,35 @@ impl Aimd {
     /// A `Retry-After` longer than that wins, even beyond the max step: the caller that
     /// will not wait so long should answer the client `SlowDown` with that `Retry-After`.
     pub fn backoff(&self, attempt: u32, retry_after: Option<Duration>, rand: u64) -> Duration {
-        let doublings = attempt.min(BACKOFF_DOUBLINGS_MAX);
-        let cap = self
-            .backoff_base
-            .saturating_mul(1u32 << doublings)
-            .min(self.backoff_max);
-        // 53 random bits make a uniform fraction in [0, 1).
-        let fraction = (rand >> 11) as f64 / (1u64 << 53) as f64;
-        // Computed in f64 seconds; a cap too large for that falls back to the cap itself.
-        let jittered = Duration::try_from_secs_f64(cap.as_secs_f64() * (0.5 + 0.5 * fraction))
-            .map_or(cap, |d| d.min(cap));
-        match retry_after {
-            Some(asked) if asked > jittered => asked,
-            _ => jittered,
-        }
+        backoff(
+            self.backoff_base,
+            self.backoff_max,
+            attempt,
+            retry_after,
+            rand,
+        )
+    }
+}
+
+/// The throttle backoff of [`Aimd::backoff`] from its steps alone (`base`, doubling up to
+/// `max`), for callers that hold the steps but no limiter (`crate::attempt`).
+pub fn backoff(
+    base: Duration,
+    max: Duration,
+    attempt: u32,
+    retry_after: Option<Duration>,
+    rand: u64,
+) -> Duration {
+    let doublings = attempt.min(BACKOFF_DOUBLINGS_MAX);
+    let cap = base.saturating_mul(1u32 << doublings).min(max.max(base));
+    // 53 random bits make a uniform fraction in [0, 1).
+    let fraction = (rand >> 11) as f64 / (1u64 << 53) as f64;
+    // Computed in f64 seconds; a cap too large for that falls back to the cap itself.
+    let jittered = Duration::try_from_secs_f64(cap.as_secs_f64() * (0.5 + 0.5 * fraction))
+        .map_or(cap, |d| d.min(cap));
+    match retry_after {
+        Some(asked) if asked > jittered => asked,
+        _ => jittered,
     }
 }
 

@@ -14,6 +14,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod aimd;
+pub mod attempt;
 pub mod balance;
 pub mod classify;
 pub mod config;
@@ -24,6 +25,7 @@ pub mod rand;
 pub mod resume;
 pub mod retry;
 pub mod route;
+pub mod s3code;
 pub mod sigv4;
 
 mod dns;

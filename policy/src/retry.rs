@@ -1,10 +1,10 @@
 //! Retries before a response starts: whether a failed attempt may be sent again to
 //! another node ([`may_retry`]), and whether the retry budget allows it ([`RetryBudget`]).
 //!
-//! The appliance asks in this order after a failed attempt: `may_retry` (pure: is a
-//! replay safe?), then `RetryBudget::try_retry` (spends budget), then the balancer with
-//! the nodes already tried excluded. A GET that dies mid-body is not a retry but a resume
-//! (`crate::resume`).
+//! The request's attempt machine (`crate::attempt`) asks in this order after a failed
+//! attempt: `may_retry` (pure: is a replay safe?), then `RetryBudget::try_retry` (spends
+//! budget); its driver then asks the balancer with the nodes already tried excluded. A GET
+//! that dies mid-body is not a retry but a resume (`crate::resume`).
 
 use std::time::{Duration, Instant};
 

@@ -2,7 +2,9 @@
 //! 300 storage nodes in three priority groups (site-a → site-b → cloud), with flapping
 //! nodes, blackholes, maintenance, flaky and slow nodes, throttling storms, a partition
 //! of the preferred site and a recovery — driven through the public API only (config from
-//! TOML, `NodeHealth`, `Aimd`, `balance::pick`, `may_retry`, `RetryBudget`).
+//! TOML, `NodeHealth`, `Aimd`, `balance::pick`, `RetryBudget`). Each request's attempts
+//! are decided by `attempt::Attempts`, the machine the appliance's request pipeline
+//! drives too: no copy of the retry loop lives here.
 //!
 //! Time is virtual (10ms ticks from one base `Instant`), randomness comes from one
 //! `SplitMix64` per run, so any seed replays exactly: `sim_seed(seed)` returns a hash of
@@ -33,11 +35,13 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use weir_policy::aimd::Aimd;
+use weir_policy::attempt::{Answer, Attempts, Decision, Env, Failed, Limit, Outcome, Params};
 use weir_policy::balance::{pick, Candidate, NodeView, PoolView};
 use weir_policy::config::Config;
-use weir_policy::health::{Blame, NodeHealth, NodeState, Observation, ProbeResult, Transition};
+use weir_policy::health::{NodeHealth, NodeState, ProbeResult, Transition};
 use weir_policy::rand::SplitMix64;
-use weir_policy::retry::{may_retry, BodyState, Failure, RetryBudget};
+use weir_policy::retry::{BodyState, RetryBudget};
+use weir_policy::s3code::S3Code;
 
 /// Virtual time step.
 const TICK: Duration = Duration::from_millis(10);
@@ -252,22 +256,19 @@ struct Request {
     method: &'static str,
     body: BodyState,
     bucket: usize,
-    /// Attempts made so far.
-    attempt: u32,
-    tried: Vec<Candidate>,
     /// A "query of death": every live node resets the connection on it.
     poison: bool,
-    /// Whose failures this request's failed attempts are.
-    blame: Blame<Candidate>,
+    /// Its attempts: tried nodes, retries, blame (the appliance's machine).
+    attempts: Attempts<Candidate>,
 }
 
 #[derive(Debug)]
 enum Event {
-    /// An attempt ends, and the node is seen doing `obs`.
+    /// An attempt ends in `outcome`.
     Finish {
         req: Request,
         node: Candidate,
-        obs: Observation,
+        outcome: Outcome,
     },
     /// A retry is due (after a throttle's backoff, or at the next tick).
     Retry { req: Request },
@@ -493,7 +494,7 @@ impl Sim {
         if let Some(events) = self.events.remove(&self.tick) {
             for event in events {
                 match event {
-                    Event::Finish { req, node, obs } => self.finish(req, node, obs, now),
+                    Event::Finish { req, node, outcome } => self.finish(req, node, outcome, now),
                     Event::Retry { req } => self.attempt(req),
                 }
             }
@@ -556,10 +557,8 @@ impl Sim {
             method,
             body,
             bucket: self.rng.below(BUCKETS as u64) as usize,
-            attempt: 0,
-            tried: Vec::new(),
             poison,
-            blame: Blame::new(),
+            attempts: Attempts::new(method, Params::from_upstream(&self.config.upstream)),
         }
     }
 
@@ -602,10 +601,12 @@ impl Sim {
         let bucket_full = |c: Candidate| {
             self.bucket_inflight[c.pool][bucket] >= self.bucket_limits[c.pool][bucket].limit()
         };
-        let exclude = |c: Candidate| req.tried.contains(&c) || bucket_full(c);
+        let exclude = |c: Candidate| req.attempts.tried().contains(&c) || bucket_full(c);
         let Some(c) = pick(&pools, exclude, rand) else {
             self.report.no_node += 1;
             drop(pools);
+            // Relaying a held failure answer or weir's own error: the client sees an error.
+            let _ = req.attempts.on_no_node();
             self.request_failed(req, self.now());
             return;
         };
@@ -626,7 +627,7 @@ impl Sim {
         assert!(v.inflight < v.limit, "{}: over the node limit", note());
         assert!(!bucket_full(c), "{}: over the pool+bucket limit", note());
         assert!(
-            !req.tried.contains(&c),
+            !req.attempts.tried().contains(&c),
             "{}: retry to a node already tried",
             note()
         );
@@ -683,31 +684,46 @@ impl Sim {
         self.inflight[c.pool][c.node] += 1;
         self.bucket_inflight[c.pool][bucket] += 1;
         self.refresh_node(c);
-        req.attempt += 1;
-        req.tried.push(c);
+        req.attempts.start(c);
         if req.poison {
             self.report.poison_attempts += 1;
         }
-        let (obs, after) = self.outcome(c, req.poison);
+        let (outcome, after) = self.outcome(c, req.poison, req.body);
         self.events
             .entry(self.tick + after)
             .or_default()
-            .push(Event::Finish { req, node: c, obs });
+            .push(Event::Finish {
+                req,
+                node: c,
+                outcome,
+            });
     }
 
     /// What the node really does with a request sent now, and after how many ticks.
-    fn outcome(&mut self, c: Candidate, poison: bool) -> (Observation, u64) {
+    fn outcome(&mut self, c: Candidate, poison: bool, body: BodyState) -> (Outcome, u64) {
+        let failed = |how| Outcome::Failed { how, body };
+        let answer = |status, code, retry_after, latency| {
+            Outcome::Answered(Answer {
+                status,
+                code,
+                retry_after,
+                latency,
+                held: true,
+                request_complete: true,
+                body,
+            })
+        };
         let truth = &self.world[c.pool][c.node];
         if let Some(blackhole) = truth.dead(self.tick) {
             return if blackhole {
-                (Observation::Timeout, BLACKHOLE_TICKS)
+                (failed(Failed::Timeout), BLACKHOLE_TICKS)
             } else {
-                (Observation::ConnectFailed, 1)
+                (failed(Failed::Connect), 1)
             };
         }
         if poison {
             // It reads the head, refuses it and closes the connection.
-            return (Observation::Reset, 1);
+            return (failed(Failed::Reset), 1);
         }
         let mut latency = truth.latency_ticks;
         if let Some(Fault::Slow { factor }) =
@@ -715,93 +731,89 @@ impl Sim {
         {
             latency *= factor;
         }
+        let head = TICK * u32::try_from(latency).expect("latency fits");
         let roll = (self.rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
         if let Some(Fault::Throttle { ratio }) =
             truth.fault(self.tick, |f| matches!(f, Fault::Throttle { .. }))
         {
             if roll < ratio {
                 let retry_after = (self.rng.below(4) == 0).then(|| Duration::from_millis(100));
-                return (Observation::Throttled { retry_after }, 1);
+                return (answer(503, Some(S3Code::SlowDown), retry_after, TICK), 1);
             }
         }
         if let Some(Fault::Flaky { ratio }) =
             truth.fault(self.tick, |f| matches!(f, Fault::Flaky { .. }))
         {
             if roll < ratio {
-                return (Observation::ServerError { status: 500 }, latency);
+                return (
+                    answer(500, Some(S3Code::InternalError), None, head),
+                    latency,
+                );
             }
         }
-        let head = TICK * u32::try_from(latency).expect("latency fits");
-        (
-            Observation::Success { latency: head },
-            latency + self.rng.below(20),
-        )
+        (answer(200, None, None, head), latency + self.rng.below(20))
     }
 
-    fn finish(&mut self, mut req: Request, c: Candidate, obs: Observation, now: Instant) {
+    fn finish(&mut self, mut req: Request, c: Candidate, outcome: Outcome, now: Instant) {
         self.inflight[c.pool][c.node] -= 1;
         self.bucket_inflight[c.pool][req.bucket] -= 1;
-        for (node, obs) in req.blame.observe(c, obs).now {
+        let env = Env {
+            now,
+            rand: self.rng.next_u64(),
+            budget: &mut self.budget,
+        };
+        let step = req.attempts.on_outcome(c, outcome, env);
+        for (node, obs) in step.reports {
             let t = self.health[node.pool][node.node].observe(&obs, now);
             self.transition(node, t);
         }
-        match obs {
-            Observation::Success { .. } => {
+        match step.limit {
+            Some(Limit::Success) => {
                 self.node_limits[c.pool][c.node].on_success();
                 self.bucket_limits[c.pool][req.bucket].on_success();
             }
-            Observation::Throttled { .. } => {
+            Some(Limit::Throttle) => {
                 self.node_limits[c.pool][c.node].on_throttle(now);
                 self.bucket_limits[c.pool][req.bucket].on_throttle(now);
             }
-            _ => {}
+            None => {}
         }
         self.refresh_node(c);
-        let Some(failure) = obs.failure() else {
-            self.report.ok += 1;
-            return;
-        };
-        let up = &self.config.upstream;
-        if !req.blame.may_try_again()
-            || !may_retry(req.method, req.body, failure, req.attempt, up.attempts_max)
-        {
-            self.request_failed(req, now);
-            return;
-        }
-        // End to end: a POST goes again only if nothing reached a node.
-        if req.method == "POST" {
-            assert_eq!(
-                failure,
-                Failure::Connect,
-                "tick {}: POST replayed after {failure:?}",
-                self.tick
-            );
-        }
-        if !self.budget.try_retry(now) {
-            self.request_failed(req, now);
-            return;
-        }
-        self.report.retries += 1;
-        let delay = match obs {
-            Observation::Throttled { retry_after } => {
-                let backoff = self.node_limits[c.pool][c.node].backoff(
-                    req.attempt - 1,
-                    retry_after,
-                    self.rng.next_u64(),
-                );
-                (backoff.as_millis() / TICK.as_millis()) as u64
+        let succeeded = matches!(outcome, Outcome::Answered(a) if (200..300).contains(&a.status));
+        match step.decision {
+            Decision::Relay if succeeded => self.report.ok += 1,
+            Decision::Retry { wait } => {
+                // End to end: a POST goes again only if nothing reached a node.
+                if req.method == "POST" {
+                    assert!(
+                        matches!(
+                            outcome,
+                            Outcome::Failed {
+                                how: Failed::Connect,
+                                ..
+                            }
+                        ),
+                        "tick {}: POST replayed after {outcome:?}",
+                        self.tick
+                    );
+                }
+                self.report.retries += 1;
+                let delay = wait.as_millis().div_ceil(TICK.as_millis()) as u64;
+                self.events
+                    .entry(self.tick + delay.max(1))
+                    .or_default()
+                    .push(Event::Retry { req });
             }
-            _ => 0,
-        };
-        self.events
-            .entry(self.tick + delay.max(1))
-            .or_default()
-            .push(Event::Retry { req });
+            // A failure answer relayed, weir's own error, or a reset: the client sees it.
+            Decision::Relay | Decision::GiveUp(_) | Decision::Resume { .. } | Decision::Abort => {
+                self.request_failed(req, now)
+            }
+        }
     }
 
     /// A request ends failed: a failure still held is reported as unconfirmed.
     fn request_failed(&mut self, mut req: Request, now: Instant) {
-        if let Some((node, obs)) = req.blame.finish() {
+        if let Some((node, obs)) = req.attempts.finish() {
             let t = self.health[node.pool][node.node].observe_unconfirmed(&obs, now);
             self.transition(node, t);
         }

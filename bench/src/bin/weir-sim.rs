@@ -80,6 +80,7 @@ fn main() -> Result<()> {
             .transpose()?,
         slowdown_ratio: cli.slowdown_ratio,
         down: cli.down,
+        ..Faults::default()
     };
     let options = SimOptions {
         body_mode: if cli.copy {

@@ -498,6 +498,16 @@ impl Conn {
                 )
             });
         }
+        if faults.error_ratio > 0.0 && self.roll() < faults.error_ratio {
+            let (status, code) = (faults.error_status, faults.error_code);
+            return self.reject_early(framing, expect_continue, next, |conn, next| {
+                if code.is_empty() {
+                    conn.respond(status, "", None, b"", next)
+                } else {
+                    conn.respond_error(status, &code, "injected fault", &path, "", next)
+                }
+            });
+        }
         let Some(key) = percent_decode(path.trim_start_matches('/')) else {
             self.drain_body(framing)?;
             return self.respond_error(400, "InvalidURI", "bad escape", &path, "", next);

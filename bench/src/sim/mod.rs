@@ -49,6 +49,13 @@ pub struct Faults {
     pub reset_after_bytes: Option<u64>,
     /// Fraction (0..=1) of requests answered with 503 `SlowDown`.
     pub slowdown_ratio: f64,
+    /// Fraction (0..=1) of requests answered with the S3 error `error_code` and the
+    /// status `error_status` (any code on any status: how weir reads nodes' codes).
+    pub error_ratio: f64,
+    /// The status of an injected error (`error_ratio`).
+    pub error_status: u16,
+    /// The S3 `<Code>` of an injected error (`error_ratio`); empty sends a body without one.
+    pub error_code: String,
     /// Refuse: every request, and every body in flight, ends in an RST.
     pub down: bool,
 }
@@ -71,14 +78,25 @@ impl Faults {
                 "latency_ms" => self.latency_ms = parse_u64(key, value)?,
                 "stall_after_bytes" => self.stall_after_bytes = parse_optional(key, value)?,
                 "reset_after_bytes" => self.reset_after_bytes = parse_optional(key, value)?,
-                "slowdown_ratio" => {
-                    let ratio: f64 = value
+                "slowdown_ratio" => self.slowdown_ratio = parse_ratio(key, value)?,
+                "error_ratio" => self.error_ratio = parse_ratio(key, value)?,
+                "error_status" => {
+                    let status: u16 = value
                         .parse()
-                        .with_context(|| format!("{key}={value:?} is not a number"))?;
-                    if !(0.0..=1.0).contains(&ratio) {
-                        bail!("{key}={value} is outside 0..=1");
+                        .with_context(|| format!("{key}={value:?} is not a status"))?;
+                    if !(400..=599).contains(&status) {
+                        bail!("{key}={value} is not an error status (400..=599)");
                     }
-                    self.slowdown_ratio = ratio;
+                    self.error_status = status;
+                }
+                "error_code" => {
+                    if !value
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'.')
+                    {
+                        bail!("{key}={value:?} is not an S3 error code");
+                    }
+                    self.error_code = value.to_string();
                 }
                 "down" => {
                     self.down = match value {
@@ -97,14 +115,27 @@ impl Faults {
     pub fn to_json(&self) -> String {
         let optional = |v: Option<u64>| v.map_or("null".to_string(), |v| v.to_string());
         format!(
-            "{{\"latency_ms\":{},\"stall_after_bytes\":{},\"reset_after_bytes\":{},\"slowdown_ratio\":{},\"down\":{}}}",
+            "{{\"latency_ms\":{},\"stall_after_bytes\":{},\"reset_after_bytes\":{},\"slowdown_ratio\":{},\"error_ratio\":{},\"error_status\":{},\"error_code\":\"{}\",\"down\":{}}}",
             self.latency_ms,
             optional(self.stall_after_bytes),
             optional(self.reset_after_bytes),
             self.slowdown_ratio,
+            self.error_ratio,
+            self.error_status,
+            self.error_code,
             self.down
         )
     }
+}
+
+fn parse_ratio(key: &str, value: &str) -> Result<f64> {
+    let ratio: f64 = value
+        .parse()
+        .with_context(|| format!("{key}={value:?} is not a number"))?;
+    if !(0.0..=1.0).contains(&ratio) {
+        bail!("{key}={value} is outside 0..=1");
+    }
+    Ok(ratio)
 }
 
 fn parse_u64(key: &str, value: &str) -> Result<u64> {
@@ -130,6 +161,11 @@ struct FaultCells {
     reset_after_bytes: AtomicU64,
     /// Parts per million.
     slowdown_ppm: AtomicU64,
+    /// Parts per million.
+    error_ppm: AtomicU64,
+    error_status: AtomicU64,
+    /// Read only when `error_ppm` is not 0 (a lock on that path only).
+    error_code: RwLock<String>,
     down: AtomicBool,
 }
 
@@ -141,6 +177,16 @@ impl FaultCells {
             stall_after_bytes: optional(self.stall_after_bytes.load(Relaxed)),
             reset_after_bytes: optional(self.reset_after_bytes.load(Relaxed)),
             slowdown_ratio: self.slowdown_ppm.load(Relaxed) as f64 / 1e6,
+            error_ratio: self.error_ppm.load(Relaxed) as f64 / 1e6,
+            error_status: u16::try_from(self.error_status.load(Relaxed)).unwrap_or(500),
+            error_code: if self.error_ppm.load(Relaxed) == 0 {
+                String::new()
+            } else {
+                self.error_code
+                    .read()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .clone()
+            },
             down: self.down.load(Relaxed),
         }
     }
@@ -153,6 +199,14 @@ impl FaultCells {
             .store(faults.reset_after_bytes.unwrap_or(u64::MAX), Relaxed);
         self.slowdown_ppm
             .store((faults.slowdown_ratio * 1e6).round() as u64, Relaxed);
+        *self
+            .error_code
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = faults.error_code.clone();
+        self.error_status
+            .store(u64::from(faults.error_status), Relaxed);
+        self.error_ppm
+            .store((faults.error_ratio * 1e6).round() as u64, Relaxed);
         self.down.store(faults.down, Relaxed);
     }
 }
@@ -703,6 +757,14 @@ mod tests {
             }
         );
         assert!(f.apply_query("slowdown_ratio=2").is_err());
+        f.apply_query("clear&error_ratio=1&error_status=400&error_code=SlowDown")
+            .expect("error fault");
+        assert_eq!(
+            (f.error_ratio, f.error_status, f.error_code.as_str()),
+            (1.0, 400, "SlowDown")
+        );
+        assert!(f.apply_query("error_status=200").is_err());
+        assert!(f.apply_query("error_code=a<b").is_err());
         assert!(f.apply_query("bogus=1").is_err());
         assert!(f.apply_query("latency_ms=-1").is_err());
     }
@@ -715,6 +777,9 @@ mod tests {
             stall_after_bytes: Some(0),
             reset_after_bytes: None,
             slowdown_ratio: 0.5,
+            error_ratio: 0.25,
+            error_status: 503,
+            error_code: "XMinioServerNotInitialized".into(),
             down: true,
         };
         cells.store(&f);

@@ -43,7 +43,9 @@ pub use blame::{Blame, Reports};
 pub use params::{
     ExpectStatus, HealthParams, HealthPreset, PresetProbe, ProbeMethod, PROBE_BODY_BYTES_MAX,
 };
-pub use response::{classify_response, parse_retry_after, s3_error_code, RETRY_AFTER_MAX};
+pub use response::{
+    classify, classify_response, parse_retry_after, s3_error_code, RETRY_AFTER_MAX,
+};
 
 use crate::retry::Failure;
 

@@ -11,28 +11,12 @@
 use std::time::Duration;
 
 use super::Observation;
+pub use crate::s3code::s3_error_code;
+use crate::s3code::{Meaning, S3Code};
 
 /// Largest `Retry-After` honoured; longer values are clamped (a node asking for hours is
 /// misconfigured, and the client gets `SlowDown` long before that anyway).
 pub const RETRY_AFTER_MAX: Duration = Duration::from_secs(3600);
-
-/// Longest S3 error code read from a body; real codes are under 40 characters.
-const ERROR_CODE_LEN_MAX: usize = 64;
-
-/// Error codes that mean "reduce your request rate" in S3 and S3-compatible servers.
-const THROTTLE_CODES: &[&str] = &[
-    "SlowDown",
-    "Throttling",
-    "ThrottlingException",
-    "ThrottledException",
-    "RequestThrottled",
-    "RequestThrottledException",
-    "TooManyRequests",
-    "TooManyRequestsException",
-    "RequestLimitExceeded",
-    "BandwidthLimitExceeded",
-    "ProvisionedThroughputExceededException",
-];
 
 /// Turns a node's response head into an observation. `s3_code` is the `<Code>` of an
 /// error body if the caller read one ([`s3_error_code`]), `retry_after` the raw header.
@@ -43,37 +27,38 @@ pub fn classify_response(
     retry_after: Option<&str>,
     latency: Duration,
 ) -> Observation {
-    let throttled = Observation::Throttled {
-        retry_after: retry_after.and_then(parse_retry_after),
-    };
-    if let Some(code) = s3_code {
-        if status >= 400 && THROTTLE_CODES.contains(&code) {
-            return throttled;
+    classify(
+        status,
+        s3_code.map(S3Code::parse),
+        retry_after.and_then(parse_retry_after),
+        latency,
+    )
+}
+
+/// [`classify_response`] with the code and `Retry-After` already parsed: the code's
+/// meaning (`crate::s3code`, one table) decides first, then the status.
+pub fn classify(
+    status: u16,
+    code: Option<S3Code>,
+    retry_after: Option<Duration>,
+    latency: Duration,
+) -> Observation {
+    let throttled = Observation::Throttled { retry_after };
+    if status >= 400 {
+        match code.map(S3Code::meaning) {
+            Some(Meaning::Throttle) => return throttled,
+            Some(Meaning::Failure) => return Observation::ServerError { status },
+            Some(Meaning::ByStatus) | None => {}
         }
     }
     match status {
         429 => throttled,
-        503 => match s3_code {
-            None | Some("ServiceUnavailable") => throttled,
-            Some(_) => Observation::ServerError { status },
-        },
+        // A 503 without a code (every HEAD) is S3's slow down; with a code the table does
+        // not call throttling (maintenance, not initialized), the node is failing.
+        503 if code.is_none() => throttled,
         500..=599 => Observation::ServerError { status },
         _ => Observation::Success { latency },
     }
-}
-
-/// The `<Code>` of an S3 XML error body (from its first bytes), if it has a plausible one.
-pub fn s3_error_code(body: &[u8]) -> Option<&str> {
-    const OPEN: &[u8] = b"<Code>";
-    const CLOSE: &[u8] = b"</Code>";
-    let start = body.windows(OPEN.len()).position(|w| w == OPEN)? + OPEN.len();
-    let rest = body.get(start..)?;
-    let len = rest.windows(CLOSE.len()).position(|w| w == CLOSE)?;
-    let code = std::str::from_utf8(rest.get(..len)?).ok()?.trim();
-    let plausible = !code.is_empty()
-        && code.len() <= ERROR_CODE_LEN_MAX
-        && code.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.');
-    plausible.then_some(code)
 }
 
 /// Parses `Retry-After` as delta-seconds, clamped to [`RETRY_AFTER_MAX`]. The HTTP-date

@@ -3,6 +3,8 @@
 //! Every variant is a client-side failure that retrying unchanged cannot fix, except
 //! [`SigV4Error::Unsignable`], which is weir's own (re-signing misuse) and answers 500.
 
+use crate::s3code::S3Code;
+
 /// A SigV4 verification, parsing or signing failure.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SigV4Error {
@@ -125,26 +127,26 @@ impl SigV4Error {
             Self::ChunkTooLarge { .. } => (400, "InvalidRequest"),
             Self::MultipleAuthMechanisms | Self::InvalidContentSha256 => (400, "InvalidArgument"),
             Self::InvalidUri => (400, "InvalidURI"),
-            Self::InvalidAccessKeyId => (403, "InvalidAccessKeyId"),
+            Self::InvalidAccessKeyId => (403, S3Code::InvalidAccessKeyId.as_str()),
             Self::SignatureDoesNotMatch | Self::ChunkSignatureDoesNotMatch => {
-                (403, "SignatureDoesNotMatch")
+                (403, S3Code::SignatureDoesNotMatch.as_str())
             }
-            Self::RequestTimeTooSkewed => (403, "RequestTimeTooSkewed"),
+            Self::RequestTimeTooSkewed => (403, S3Code::RequestTimeTooSkewed.as_str()),
             Self::Expired
             | Self::NotYetValid
             | Self::MissingAuthentication
             | Self::MissingDate
-            | Self::HeadersNotSigned => (403, "AccessDenied"),
+            | Self::HeadersNotSigned => (403, S3Code::AccessDenied.as_str()),
             Self::MalformedPostRequest(_) => (400, "MalformedPOSTRequest"),
             Self::PostPreDataTooLarge { .. } => (400, "MaxPostPreDataLengthExceeded"),
             Self::PostFileMissing => (400, "IncorrectNumberOfFilesInPostRequest"),
             Self::PostFieldMissing(_) | Self::PostFieldInvalid(_) => (400, "InvalidArgument"),
             Self::InvalidPolicyDocument(_) => (400, "InvalidPolicyDocument"),
             Self::PolicyExpired | Self::PolicyConditionFailed(_) | Self::PolicyExtraField(_) => {
-                (403, "AccessDenied")
+                (403, S3Code::AccessDenied.as_str())
             }
             Self::EntityTooSmall => (400, "EntityTooSmall"),
-            Self::Unsignable(_) => (500, "InternalError"),
+            Self::Unsignable(_) => (500, S3Code::InternalError.as_str()),
         }
     }
 
