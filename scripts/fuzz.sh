@@ -125,6 +125,8 @@ echo "    $(cargo fuzz --version | head -n1)"
 stage_done
 
 # --- 3. build: one cargo-fuzz build per crate, all of its targets -------------------------------
+# At opt-level 1: CI runs each target for seconds, so build time counts more than speed
+# (opt-level 3 took twice as long to build both crates on 2 cores).
 host=$(rustc -vV | sed -n 's/^host: //p')
 build_flags=(--sanitizer none --release --debug-assertions --target "$host"
   --target-dir "$TARGET_DIR")
@@ -132,7 +134,8 @@ for c in "${crates[@]}"; do
   stage "build $c/fuzz (${build_flags[*]})"
   # cargo-fuzz has no --locked: refuse here if Cargo.lock would have to change.
   (cd "$ROOT/$c/fuzz" && cargo metadata --locked --format-version 1 >/dev/null &&
-    cargo fuzz build "${build_flags[@]}")
+    CARGO_PROFILE_RELEASE_OPT_LEVEL=1 CARGO_PROFILE_RELEASE_DEBUG=line-tables-only \
+      cargo fuzz build "${build_flags[@]}")
   stage_done
 done
 

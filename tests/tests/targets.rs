@@ -515,7 +515,7 @@ fn crafted(
         format!("Content-Length: {}\r\n", body.len())
     };
     let request = if presigned {
-        let mut params = vec![
+        let mut params = [
             query.to_string(),
             "X-Amz-Algorithm=AWS4-HMAC-SHA256".to_string(),
             format!("X-Amz-Credential={}%2F{}", who.0, scope.replace('/', "%2F")),

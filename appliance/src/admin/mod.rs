@@ -67,6 +67,7 @@
 //! deadline with a write deadline per event instead; none exists yet.
 
 mod conn;
+mod cores;
 mod routes;
 mod status;
 mod worker;

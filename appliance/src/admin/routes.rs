@@ -5,18 +5,14 @@
 use std::cell::{Cell, RefCell};
 use std::fmt::Write as _;
 use std::task::{Poll, Waker};
-use std::time::{Duration, Instant};
 
 use weir_io::http::{reason_phrase, Method, RequestHead};
 
-use crate::bus::{Bus, Msg};
+use crate::bus::Msg;
 use crate::metrics;
 
+use super::cores::{ask, collect};
 use super::{status, Listener, Role, Slot};
-
-/// How long the cores get to answer a question (a core that does not is left out, as a
-/// stuck core must not hold up a scrape).
-const QUERY_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Who may call a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -415,35 +411,6 @@ pub(super) async fn handle(
             }
         }
     }
-}
-
-/// Puts a question to every core whose inbox has room; the replies come through the
-/// returned receivers.
-pub(super) fn ask<T>(
-    bus: &Bus,
-    question: impl Fn(flume::Sender<T>) -> Msg,
-) -> Vec<flume::Receiver<T>> {
-    let mut replies = Vec::with_capacity(bus.cores());
-    for core in 0..bus.cores() {
-        let (tx, rx) = flume::bounded(1);
-        if bus.send(core, question(tx)) {
-            replies.push(rx);
-        }
-    }
-    replies
-}
-
-/// The replies that arrive within [`QUERY_TIMEOUT`], in core order, awaited without
-/// blocking the executor.
-pub(super) async fn collect<T>(replies: Vec<flume::Receiver<T>>) -> Vec<T> {
-    let deadline = monoio::time::Instant::from_std(Instant::now() + QUERY_TIMEOUT);
-    let mut out = Vec::with_capacity(replies.len());
-    for rx in replies {
-        if let Ok(Ok(reply)) = monoio::time::timeout_at(deadline, rx.recv_async()).await {
-            out.push(reply);
-        }
-    }
-    out
 }
 
 #[cfg(test)]

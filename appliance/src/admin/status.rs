@@ -186,12 +186,12 @@ pub(super) async fn refresh_answer(
     if let Some(answer) = fresh_answer(status, query) {
         return answer;
     }
-    let nodes = super::routes::ask(bus, Msg::QueryNodes);
-    let stats = super::routes::ask(bus, Msg::QueryStats);
-    let flows = super::routes::ask(bus, Msg::QueryFlows);
-    let nodes = metrics::merge_nodes(super::routes::collect(nodes).await);
-    let stats = super::routes::collect(stats).await;
-    let flows = super::routes::collect(flows).await;
+    let nodes = super::cores::ask(bus, Msg::QueryNodes);
+    let stats = super::cores::ask(bus, Msg::QueryStats);
+    let flows = super::cores::ask(bus, Msg::QueryFlows);
+    let nodes = metrics::merge_nodes(super::cores::collect(nodes).await);
+    let stats = super::cores::collect(stats).await;
+    let flows = super::cores::collect(flows).await;
     let totals = registry.totals();
     let config = reloader.current();
     let last_reload = reloader.last();
