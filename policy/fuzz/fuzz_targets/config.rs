@@ -6,9 +6,9 @@
 //! - a rejection names the origin it was given, a line within the text (when it names
 //!   one), and a key path whenever the text is valid TOML (only a syntax error may lack
 //!   one); it displays as `origin:line: key: message` with a non-empty message;
-//! - the same text one line lower (a blank line in front) is judged the same way: the
-//!   same config, or the same key and message one line further down, so lines are counted
-//!   from the text and not guessed;
+//! - the same text one line lower (a blank line in front, after any byte-order mark) is
+//!   judged the same way: the same config, or the same key and message one line further
+//!   down, so lines are counted from the text and not guessed;
 //! - an accepted config validates again identically when parsed again from the same text
 //!   (which also catches a NaN that slipped through, as NaN never equals itself);
 //! - what an accepted [`Config`] promises its users: at least one pool, each with nodes;
@@ -29,7 +29,12 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let result = Config::from_toml_str(text, ORIGIN);
-    let lower = Config::from_toml_str(&format!("\n{text}"), ORIGIN);
+    // The blank line goes after a byte-order mark: a mark is one only at the very start.
+    let shifted = match text.strip_prefix('\u{feff}') {
+        Some(rest) => format!("\u{feff}\n{rest}"),
+        None => format!("\n{text}"),
+    };
+    let lower = Config::from_toml_str(&shifted, ORIGIN);
     match (&result, &lower) {
         (Ok(config), Ok(again)) => {
             assert_eq!(config, again, "a blank first line changed the config");
