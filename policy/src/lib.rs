@@ -29,3 +29,4 @@ pub mod s3code;
 pub mod sigv4;
 
 mod dns;
+mod percent;

@@ -259,8 +259,8 @@ fn check_segments(rest: &str) -> Result<(), TargetError> {
     let decoded = std::iter::from_fn(|| {
         let b = match *bytes.get(i)? {
             b'%' => {
-                let hi = bytes.get(i + 1).and_then(|&c| hex_value(c));
-                let lo = bytes.get(i + 2).and_then(|&c| hex_value(c));
+                let hi = bytes.get(i + 1).and_then(|&c| crate::percent::hex_value(c));
+                let lo = bytes.get(i + 2).and_then(|&c| crate::percent::hex_value(c));
                 let (Some(hi), Some(lo)) = (hi, lo) else {
                     return Some(Err(TargetError::BadEscape));
                 };
@@ -315,15 +315,6 @@ fn check_segment_bytes(
         return Err(TargetError::DotSegment);
     }
     Ok(())
-}
-
-fn hex_value(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        _ => None,
-    }
 }
 
 /// The bucket a virtual-host name gives: `Ok(None)` without suffixes, without a Host,
@@ -524,26 +515,7 @@ pub fn op_class(method: &str, path_has_key: bool, query: Option<&str>) -> OpClas
 fn query_has(query: &str, name: &str) -> bool {
     query.split('&').any(|pair| {
         let raw = pair.split_once('=').map_or(pair, |(n, _)| n);
-        if !raw.contains('%') {
-            return raw == name;
-        }
-        let mut decoded = Vec::with_capacity(raw.len());
-        let bytes = raw.as_bytes();
-        let mut i = 0;
-        while i < bytes.len() {
-            let hex = |j: usize| bytes.get(j).and_then(|&c| hex_value(c));
-            match (bytes[i], hex(i + 1), hex(i + 2)) {
-                (b'%', Some(hi), Some(lo)) => {
-                    decoded.push(hi << 4 | lo);
-                    i += 3;
-                }
-                (b, _, _) => {
-                    decoded.push(b);
-                    i += 1;
-                }
-            }
-        }
-        decoded == name.as_bytes()
+        crate::percent::decode(raw.as_bytes()).is_some_and(|n| *n == *name.as_bytes())
     })
 }
 
@@ -902,21 +874,7 @@ mod tests {
     }
 
     fn decode(raw: &str) -> Option<String> {
-        let bytes = raw.as_bytes();
-        let mut out = Vec::with_capacity(bytes.len());
-        let mut i = 0;
-        while i < bytes.len() {
-            if bytes[i] == b'%' {
-                let hi = hex_value(*bytes.get(i + 1)?)?;
-                let lo = hex_value(*bytes.get(i + 2)?)?;
-                out.push(hi << 4 | lo);
-                i += 3;
-            } else {
-                out.push(bytes[i]);
-                i += 1;
-            }
-        }
-        Some(String::from_utf8_lossy(&out).into_owned())
+        crate::percent::decode(raw.as_bytes()).map(|d| String::from_utf8_lossy(&d).into_owned())
     }
 
     fn first_segment(path: &str) -> NodeSees {

@@ -29,35 +29,7 @@ pub(crate) const PRESIGN_PARAMS: [&str; 7] = [
     "X-Amz-Security-Token",
 ];
 
-/// Percent-decodes `raw`; `None` on a `%` not followed by two hex digits.
-pub(crate) fn percent_decode(raw: &[u8]) -> Option<Cow<'_, [u8]>> {
-    if !raw.contains(&b'%') {
-        return Some(Cow::Borrowed(raw));
-    }
-    let mut out = Vec::with_capacity(raw.len());
-    let mut i = 0;
-    while i < raw.len() {
-        if raw[i] == b'%' {
-            let hi = hex_value(*raw.get(i + 1)?)?;
-            let lo = hex_value(*raw.get(i + 2)?)?;
-            out.push(hi << 4 | lo);
-            i += 3;
-        } else {
-            out.push(raw[i]);
-            i += 1;
-        }
-    }
-    Some(Cow::Owned(out))
-}
-
-fn hex_value(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        _ => None,
-    }
-}
+pub(crate) use crate::percent::decode as percent_decode;
 
 /// SigV4 `UriEncode`: appends `bytes` to `out`, escaping all but unreserved characters
 /// (and `/` when `keep_slash`).
