@@ -131,13 +131,13 @@ pub(super) fn size(
     usize::try_from(bytes).map_err(|_| Invalid::new(path, "does not fit this platform"))
 }
 
-/// A count with its default and bounds.
-pub(super) fn count(
+/// A count with its default and bounds (`usize` or `u32`, as the key is stored).
+pub(super) fn count<T: Copy + PartialOrd + std::fmt::Display>(
     path: &KeyPath,
-    raw: Option<usize>,
-    default: usize,
-    bounds: RangeInclusive<usize>,
-) -> Result<usize, Invalid> {
+    raw: Option<T>,
+    default: T,
+    bounds: RangeInclusive<T>,
+) -> Result<T, Invalid> {
     let value = raw.unwrap_or(default);
     if bounds.contains(&value) {
         Ok(value)
@@ -156,15 +156,7 @@ pub(super) fn bounded(
     default: u32,
     bounds: RangeInclusive<u32>,
 ) -> Result<u32, Invalid> {
-    let value = raw.unwrap_or(default);
-    if bounds.contains(&value) {
-        Ok(value)
-    } else {
-        Err(Invalid::new(
-            path,
-            format!("{value} is outside {}..={}", bounds.start(), bounds.end()),
-        ))
-    }
+    count(path, raw, default, bounds)
 }
 
 /// A ratio in `0.0..=1.0` (NaN and infinities, which TOML allows, are refused).

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use super::auth;
 use super::check::{
-    bounded, bucket_glob, count, is_label_name, limit_len, pool_chain, LABEL_LEN_MAX,
+    bounded, bucket_glob, count, is_label_name, limit_len, pool_chain, window, LABEL_LEN_MAX,
 };
 use super::error::{Invalid, KeyPath};
 use super::raw::{OneOrMany, RawClass, RawDefaults, RawLimits, RawRate, RawRule, RawTenant};
@@ -18,7 +18,7 @@ use super::tenancy::{
     Class, ClassId, Limits, RateLimit, Rule, Tenant, TenantId, CLASS_QUEUE_MAX_DEFAULT,
     CLASS_QUEUE_TIMEOUT_DEFAULT, CLASS_WEIGHT_DEFAULT, DEFAULT_TENANT_NAME,
 };
-use super::units::{format_duration, format_size, ConfigDuration, ConfigSize};
+use super::units::{format_size, ConfigSize};
 use super::Pool;
 use crate::route::{is_access_key, BucketNames, Cidr, OpClass};
 
@@ -143,7 +143,7 @@ fn limits(
         (None, Some(n)) => n,
         (None, None) => d.connections_max,
     };
-    let burst = within(&path.key("burst"), raw.burst, d.burst, BURST)?;
+    let burst = window(&path.key("burst"), raw.burst, d.burst, BURST)?;
     let client_ip_rate = RateLimit {
         requests_per_sec: requests(
             &path.key("client_ip_requests_per_sec"),
@@ -177,7 +177,7 @@ fn limits(
         client_ip_rate,
         bucket_rate,
         node_inflight_max: cap(&path.key("node_inflight_max"), raw.node_inflight_max)?,
-        rebalance_interval: within(
+        rebalance_interval: window(
             &path.key("rebalance_interval"),
             raw.rebalance_interval,
             d.rebalance_interval,
@@ -235,7 +235,7 @@ fn classes(
                 CLASS_QUEUE_MAX_DEFAULT,
                 QUEUE_MAX,
             )?,
-            queue_timeout: within(
+            queue_timeout: window(
                 &class_path.key("queue_timeout"),
                 rc.queue_timeout,
                 CLASS_QUEUE_TIMEOUT_DEFAULT,
@@ -636,7 +636,7 @@ fn rate(
     )?;
     let download = bytes(&p, v)?.or(both);
     let (p, v) = pick(owner, &nested_path, "burst", flat.burst, nested.burst)?;
-    let burst = within(&p, v, burst_default, BURST)?;
+    let burst = window(&p, v, burst_default, BURST)?;
     Ok(RateLimit {
         requests_per_sec,
         upload_bytes_per_sec: upload,
@@ -694,28 +694,6 @@ fn size_within(
             format_size(value),
             format_size(*bounds.start()),
             format_size(*bounds.end())
-        ),
-    ))
-}
-
-/// A duration within bounds.
-fn within(
-    path: &KeyPath,
-    raw: Option<ConfigDuration>,
-    default: Duration,
-    bounds: RangeInclusive<Duration>,
-) -> Result<Duration, Invalid> {
-    let value = raw.map_or(default, |ConfigDuration(d)| d);
-    if bounds.contains(&value) {
-        return Ok(value);
-    }
-    Err(Invalid::new(
-        path,
-        format!(
-            "{} is outside {}..={}",
-            format_duration(value),
-            format_duration(*bounds.start()),
-            format_duration(*bounds.end())
         ),
     ))
 }
