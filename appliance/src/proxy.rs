@@ -546,10 +546,10 @@ struct AttemptError {
 }
 
 /// The one reading of a node-side failure for the attempt machine. A failure while
-/// connecting (refused, timed out, TLS) never reached the node with this request.
-fn failed_of(err: &Error, connecting: bool) -> Failed {
+/// connecting (refused, timed out, TLS: `Kind::Connect`) never reached the node with
+/// this request.
+fn failed_of(err: &Error) -> Failed {
     match err.kind {
-        _ if connecting => Failed::Connect,
         Kind::Connect => Failed::Connect,
         Kind::Timeout => Failed::Timeout,
         Kind::Protocol => Failed::BadResponse,
@@ -1343,7 +1343,7 @@ async fn send_request(
     let mut upstream = checkout.conn;
     if let Err(e) = write_timed(&upstream, head_bytes, cfg.upstream.io_timeout).await {
         let err = Error::from_io(Side::Upstream, &e);
-        let failed = failed_of(&err, false);
+        let failed = failed_of(&err);
         return Err(fail(err, failed, false));
     }
     let mut interim = Interim {
@@ -1474,7 +1474,7 @@ async fn send_request(
             // The client left mid-upload: reset the upstream request so no partial
             // object is committed. The node failing mid-upload: the body is gone.
             upstream.abort_on_close();
-            let failed = failed_of(&e, false);
+            let failed = failed_of(&e);
             return Err(fail(e, failed, true));
         }
     }
@@ -1500,7 +1500,7 @@ async fn send_request(
 
 fn failure_of(err: Error, body_consumed: bool) -> AttemptError {
     AttemptError {
-        failed: failed_of(&err, false),
+        failed: failed_of(&err),
         err,
         body_consumed,
         refused: None,
@@ -1751,10 +1751,9 @@ async fn relay_response<'e>(
             break Err(e);
         }
         shard.metrics().upstream_error();
-        let cut =
-            route
-                .attempts
-                .on_body_cut(node, failed_of(&e, false), delivered, resume.is_some());
+        let cut = route
+            .attempts
+            .on_body_cut(node, failed_of(&e), delivered, resume.is_some());
         let (Decision::Resume { from }, Some(first)) = (route.apply(node, cut), resume.as_ref())
         else {
             break Err(e);
@@ -1927,7 +1926,7 @@ async fn resume_from_another(
         {
             Ok(resp) => resp,
             Err(e) => {
-                outcome = Some((node, ResumeOutcome::Failed(failed_of(&e, false))));
+                outcome = Some((node, ResumeOutcome::Failed(failed_of(&e))));
                 continue;
             }
         };

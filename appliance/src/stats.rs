@@ -240,16 +240,7 @@ const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 
 /// Sums the cores' snapshots and renders them.
 pub fn render(snapshots: Vec<Snapshot>, w: &mut String) {
-    let mut total: std::collections::BTreeMap<NodeKey, NodeStats> = Default::default();
-    let mut tenants: std::collections::BTreeMap<TenantKey, TenantStats> = Default::default();
-    for snap in snapshots {
-        for (k, v) in snap.nodes {
-            total.entry(k).or_default().merge(&v);
-        }
-        for (k, v) in snap.tenants {
-            tenants.entry(k).or_default().merge(&v);
-        }
-    }
+    let (total, tenants) = merge(snapshots);
     render_tenants(&tenants, w);
     header(
         w,
