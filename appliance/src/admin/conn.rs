@@ -308,36 +308,9 @@ fn authorized(head: &RequestHead, token: &str) -> bool {
 /// Standard base64 with padding (RFC 4648 §4), as `Basic` credentials use it; `None` for
 /// anything else. Only the head's bytes are decoded, so the input is bounded.
 fn base64_decode(text: &[u8]) -> Option<Vec<u8>> {
-    let text = text.trim_ascii_end();
-    if !text.len().is_multiple_of(4) {
-        return None;
-    }
-    let value = |c: u8| -> Option<u32> {
-        Some(u32::from(match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        }))
-    };
-    let mut out = Vec::with_capacity(text.len() / 4 * 3);
-    let quads = text.len() / 4;
-    for (i, quad) in text.chunks_exact(4).enumerate() {
-        let pad = quad.iter().rev().take_while(|&&c| c == b'=').count();
-        if pad > 2 || (pad > 0 && i + 1 != quads) {
-            return None;
-        }
-        let mut n = 0u32;
-        for &c in &quad[..4 - pad] {
-            n = (n << 6) | value(c)?;
-        }
-        n <<= 6 * pad as u32;
-        let bytes = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
-        out.extend_from_slice(&bytes[..3 - pad]);
-    }
-    Some(out)
+    std::str::from_utf8(text.trim_ascii_end())
+        .ok()
+        .and_then(weir_policy::sigv4::post::base64_decode)
 }
 
 /// Compares in a time that depends only on the length of `secret`, never on where a

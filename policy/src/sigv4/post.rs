@@ -995,9 +995,10 @@ fn base64_encode(data: &[u8]) -> String {
     out
 }
 
-/// Decodes standard, padded base64; `None` for anything else (no whitespace, no
-/// non-zero bits after the last byte).
-fn base64_decode(text: &str) -> Option<Vec<u8>> {
+/// Decodes standard, padded base64 (RFC 4648 §4); `None` for anything else (no
+/// whitespace, no non-zero bits after the last byte). Shared with the admin plane's
+/// `Basic` credentials.
+pub fn base64_decode(text: &str) -> Option<Vec<u8>> {
     fn sextet(c: u8) -> Option<u32> {
         let v = match c {
             b'A'..=b'Z' => c - b'A',
