@@ -44,6 +44,8 @@ curl_ok() {
   [ "$(printf '%s\n%s\n' "7.75.0" "$v" | sort -V | head -n1)" = "7.75.0" ]
 }
 curl_ok || need_apt+=(curl)
+# A C toolchain: jemalloc (tikv-jemallocator) is built from C, and rustc links with cc.
+{ command -v cc && command -v make; } >/dev/null 2>&1 || need_apt+=(build-essential)
 command -v strace >/dev/null 2>&1 || need_apt+=(strace)
 command -v ss >/dev/null 2>&1 || need_apt+=(iproute2)
 # HAProxy terminates TLS (OpenSSL) in front of nodes in the TLS tests.
