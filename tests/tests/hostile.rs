@@ -283,12 +283,14 @@ fn an_endless_interim_flood_ends_in_a_gateway_timeout() {
         ex.summary()
     );
     let after = ex.final_after.expect("a final answer");
+    // One 2 s deadline for the whole wait: interim answers every 300 ms cannot restart it
+    // (restarted, it would never end), so at most 2 s / 300 ms of them come before the 504.
     assert!(
-        after < Duration::from_secs(10),
+        after < Duration::from_secs(5),
         "the 504 came after {after:?}"
     );
     assert!(
-        ex.interim.len() <= 100,
+        ex.interim.len() <= 10,
         "{} interim answers",
         ex.interim.len()
     );
@@ -533,10 +535,9 @@ fn a_query_of_death_takes_no_node_down() {
         let target = format!("/data/poison-{i}?size=100");
         let ex = rig.get_with(&target, 1, &poison_fields);
         poison_answers.push(ex.status());
-        assert_ne!(
-            ex.status().map(|s| s / 100),
-            Some(2),
-            "poison {i} was answered 2xx though no node answered it: {}",
+        assert!(
+            matches!(ex.status(), Some(500..=599)),
+            "poison {i} must get weir's own 5xx (no node answers it): {}",
             ex.summary()
         );
         rig.innocent_get(

@@ -391,6 +391,9 @@ fn status_page_shows_a_killed_node_down_and_back_up_under_load() {
 
     let done = browser.quit();
     let (summary, _) = load.finish();
+    // The load ran through the kill: every body it got was the object's bytes.
+    assert_eq!(summary.errors.mismatch, 0, "{:?}", summary.errors);
+    assert!(summary.requests > 0, "the load made no request");
     println!(
         "STATUS_PAGE down shown after {:.2}s, up shown {:.2}s after restart, {rps} req/s on the page, \
          {polls} polls, {} requests in the load, {} auth challenges, {} browser requests, \
