@@ -409,6 +409,15 @@ fn plain_http_and_silent_clients_on_the_tls_port_are_closed() {
         "handshake_timeout = \"300ms\"\n",
     ));
     let weir = Weir::start(&cfg, dir);
+    // Weir::start waits for the plain and metrics ports; the TLS group is bound just
+    // after the plain one, so wait until it takes connections too (a connection that
+    // closes without a byte is neither of the reasons counted below).
+    wait_for(
+        "the TLS port",
+        Duration::from_secs(10),
+        Duration::from_millis(20),
+        || TcpStream::connect(tls_addr).ok().map(drop),
+    );
 
     let closed_after = |send: &[u8]| -> (Vec<u8>, Duration) {
         let mut s = TcpStream::connect(tls_addr).expect("connect");
