@@ -84,10 +84,6 @@ impl Buckets {
                 let (min, max) = whole.bounds();
                 let share = (max / cores).max(min);
                 let template = Aimd::new(share, min.min(share), share)
-                    .with_backoff(
-                        cfg.upstream.throttle_backoff_base,
-                        cfg.upstream.throttle_backoff_max,
-                    )
                     .with_decrease_ratio_min(weir_policy::aimd::BUCKET_DECREASE_RATIO_MIN);
                 PoolBuckets {
                     overflow: Rc::new(Bucket {

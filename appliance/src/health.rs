@@ -137,10 +137,7 @@ impl Health {
                     reason: RefCell::new(Arc::from("start")),
                     latency_ewma: Cell::new(None),
                     latency_at: Cell::new(None),
-                    aimd: RefCell::new(Aimd::new(share, min.min(share), share).with_backoff(
-                        cfg.upstream.throttle_backoff_base,
-                        cfg.upstream.throttle_backoff_max,
-                    )),
+                    aimd: RefCell::new(Aimd::new(share, min.min(share), share)),
                     last_success_report: Cell::new(None),
                     recovered_at: Cell::new(None),
                 });

@@ -7,7 +7,7 @@
 //! for less. Throttling is usually cluster- or prefix-wide, so the appliance keeps one
 //! limiter per node *and* one per pool + bucket, and a request needs room in both:
 //!
-//! 1. bucket: `bucket_inflight < bucket.limit()` (else wait with [`Aimd::backoff`], or
+//! 1. bucket: `bucket_inflight < bucket.limit()` (else wait with [`backoff`], or
 //!    answer S3 `SlowDown` when the wait would be too long);
 //! 2. node: the balancer only picks nodes with `inflight < node.limit()`.
 //!
@@ -24,10 +24,6 @@ const DECREASE_FACTOR: f64 = 0.5;
 /// answers to requests already in flight under the old limit, not news about the new one
 /// (TCP's "one decrease per round trip").
 const DECREASE_HOLDOFF_DEFAULT: Duration = Duration::from_millis(100);
-/// Default first backoff step.
-const BACKOFF_BASE_DEFAULT: Duration = Duration::from_millis(50);
-/// Default largest backoff step.
-const BACKOFF_MAX_DEFAULT: Duration = Duration::from_secs(2);
 /// Doublings beyond which the backoff cap cannot grow (2^20 × 1ms is already 17 minutes).
 const BACKOFF_DOUBLINGS_MAX: u32 = 20;
 /// Smoothing of the throttled-answer ratio: about the last 64 answers.
@@ -52,8 +48,6 @@ pub struct Aimd {
     throttle_ratio: f64,
     /// Throttles below this recent ratio do not decrease the limit (0 = every one may).
     decrease_ratio_min: f64,
-    backoff_base: Duration,
-    backoff_max: Duration,
 }
 
 impl Aimd {
@@ -70,8 +64,6 @@ impl Aimd {
             last_decrease: None,
             throttle_ratio: 0.0,
             decrease_ratio_min: 0.0,
-            backoff_base: BACKOFF_BASE_DEFAULT,
-            backoff_max: BACKOFF_MAX_DEFAULT,
         }
     }
 
@@ -83,10 +75,6 @@ impl Aimd {
             upstream.node_concurrency_min,
             upstream.node_concurrency_max,
         )
-        .with_backoff(
-            upstream.throttle_backoff_base,
-            upstream.throttle_backoff_max,
-        )
     }
 
     /// The per pool + bucket limiter from `[upstream]`, for a pool of `nodes` nodes: at
@@ -96,10 +84,6 @@ impl Aimd {
         let nodes = u32::try_from(nodes.max(1)).unwrap_or(u32::MAX);
         let max = upstream.node_concurrency_max.saturating_mul(nodes);
         Aimd::new(max, upstream.node_concurrency_min, max)
-            .with_backoff(
-                upstream.throttle_backoff_base,
-                upstream.throttle_backoff_max,
-            )
             .with_decrease_ratio_min(BUCKET_DECREASE_RATIO_MIN)
     }
 
@@ -112,13 +96,6 @@ impl Aimd {
         } else {
             0.0
         };
-        self
-    }
-
-    /// Sets the backoff steps (`max` is raised to `base`).
-    pub fn with_backoff(mut self, base: Duration, max: Duration) -> Self {
-        self.backoff_base = base;
-        self.backoff_max = max.max(base);
         self
     }
 
@@ -164,26 +141,14 @@ impl Aimd {
     pub fn bounds(&self) -> (u32, u32) {
         (self.min, self.max)
     }
-
-    /// How long to wait before attempt number `attempt + 1` after a throttle (`attempt`
-    /// counts the attempts made so far, from 0 for the first retry's wait): a cap doubling
-    /// from the base step up to the max step, with "equal jitter" — uniform in
-    /// `[cap/2, cap]` from `rand` — so concurrent retries spread out yet always back off.
-    /// A `Retry-After` longer than that wins, even beyond the max step: the caller that
-    /// will not wait so long should answer the client `SlowDown` with that `Retry-After`.
-    pub fn backoff(&self, attempt: u32, retry_after: Option<Duration>, rand: u64) -> Duration {
-        backoff(
-            self.backoff_base,
-            self.backoff_max,
-            attempt,
-            retry_after,
-            rand,
-        )
-    }
 }
 
-/// The throttle backoff of [`Aimd::backoff`] from its steps alone (`base`, doubling up to
-/// `max`), for callers that hold the steps but no limiter (`crate::attempt`).
+/// How long to wait before attempt number `attempt + 1` after a throttle (`attempt`
+/// counts the attempts made so far, from 0 for the first retry's wait): a cap doubling
+/// from the `base` step up to the `max` step, with "equal jitter" — uniform in
+/// `[cap/2, cap]` from `rand` — so concurrent retries spread out yet always back off.
+/// A `Retry-After` longer than that wins, even beyond the max step: the caller that
+/// will not wait so long should answer the client `SlowDown` with that `Retry-After`.
 pub fn backoff(
     base: Duration,
     max: Duration,
@@ -209,6 +174,10 @@ mod tests {
     use super::*;
     use crate::rand::SplitMix64;
     use proptest::prelude::*;
+
+    /// The backoff steps the tests use (`[upstream]`'s defaults).
+    const B: Duration = Duration::from_millis(50);
+    const M: Duration = Duration::from_secs(2);
 
     #[allow(clippy::disallowed_methods)] // tests need one real base instant
     fn t0() -> Instant {
@@ -290,41 +259,38 @@ mod tests {
 
     #[test]
     fn backoff_doubles_within_jitter_and_caps() {
-        let a = Aimd::new(10, 1, 10);
         let base = Duration::from_millis(50);
         for attempt in 0..10 {
             let cap = (base * (1 << attempt)).min(Duration::from_secs(2));
             for r in [0, u64::MAX, 1 << 63, 12345] {
-                let d = a.backoff(attempt, None, r);
+                let d = backoff(B, M, attempt, None, r);
                 assert!(
                     d >= cap / 2 && d <= cap,
                     "attempt {attempt}: {d:?} vs cap {cap:?}"
                 );
             }
         }
-        assert_eq!(a.backoff(0, None, 0), Duration::from_millis(25));
-        assert_eq!(a.backoff(u32::MAX, None, 0), Duration::from_secs(1));
+        assert_eq!(backoff(B, M, 0, None, 0), Duration::from_millis(25));
+        assert_eq!(backoff(B, M, u32::MAX, None, 0), Duration::from_secs(1));
     }
 
     #[test]
     fn backoff_honours_retry_after() {
-        let a = Aimd::new(10, 1, 10);
         assert_eq!(
-            a.backoff(0, Some(Duration::from_secs(5)), 7),
+            backoff(B, M, 0, Some(Duration::from_secs(5)), 7),
             Duration::from_secs(5),
             "Retry-After above the max step still wins"
         );
-        let short = a.backoff(3, Some(Duration::from_millis(1)), 7);
+        let short = backoff(B, M, 3, Some(Duration::from_millis(1)), 7);
         assert!(short >= Duration::from_millis(200), "{short:?}");
     }
 
     #[test]
     fn backoff_is_jittered() {
-        let a = Aimd::new(10, 1, 10);
         let mut rng = SplitMix64::new(1);
         let mut seen = std::collections::BTreeSet::new();
         for _ in 0..100 {
-            seen.insert(a.backoff(4, None, rng.next_u64()));
+            seen.insert(backoff(B, M, 4, None, rng.next_u64()));
         }
         assert!(seen.len() > 90, "{} distinct delays", seen.len());
     }
@@ -396,9 +362,8 @@ mod tests {
 
         #[test]
         fn backoff_bounded(attempt in any::<u32>(), rand in any::<u64>(), after in proptest::option::of(0u64..10_000)) {
-            let a = Aimd::new(10, 1, 10);
-            let retry_after = after.map(Duration::from_millis);
-            let d = a.backoff(attempt, retry_after, rand);
+                let retry_after = after.map(Duration::from_millis);
+            let d = backoff(B, M, attempt, retry_after, rand);
             let ceiling = Duration::from_secs(2).max(retry_after.unwrap_or_default());
             prop_assert!(d <= ceiling);
             prop_assert!(d >= retry_after.unwrap_or_default());

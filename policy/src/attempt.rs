@@ -3,8 +3,9 @@
 //! comes out ([`Decision`]), with what node health must hear ([`Step::reports`]) and what
 //! the node's and the pool+bucket's AIMD limits learn ([`Step::limit`]).
 //!
-//! Driven by the appliance's request pipeline (`appliance/src/proxy.rs`) and by the seeded
-//! simulation (`policy/tests/sim.rs`), so the simulation exercises the decisions that run.
+//! Driven by the appliance's request pipeline (`appliance/src/proxy/dispatch.rs`) and by
+//! the seeded simulation (`policy/tests/sim.rs`), so the simulation exercises the
+//! decisions that run.
 //! The driver does the I/O and the waiting: it picks a node the request has not tried
 //! ([`Attempts::tried`]), calls [`Attempts::start`], sends, and hands the outcome to
 //! [`Attempts::on_outcome`]; when no node can be picked it asks [`Attempts::on_no_node`].
@@ -89,13 +90,11 @@ impl Failed {
         }
     }
 
-    /// What the retry rules see.
-    pub const fn failure(self) -> Failure {
-        match self {
-            Failed::Connect => Failure::Connect,
-            Failed::Reset => Failure::ResetBeforeResponse,
-            Failed::Timeout => Failure::TimeoutBeforeResponse,
-            Failed::BadResponse => Failure::BadResponse,
+    /// What the retry rules see (node health's reading of the same failure).
+    pub fn failure(self) -> Failure {
+        match self.observation().failure() {
+            Some(failure) => failure,
+            None => unreachable!("every Failed is observed as a failure"),
         }
     }
 }
@@ -232,13 +231,24 @@ pub struct Attempts<N> {
     resume_tries: u32,
     tried: Vec<N>,
     blame: Blame<N>,
-    /// The last throttle's wait (its `Retry-After`, else the backoff), when the last
-    /// answered attempt was throttled.
-    throttled: Option<Duration>,
-    /// The last attempt that failed without an answer.
-    last_failed: Option<Failed>,
-    /// The last attempt's answer was a failure, held by the driver.
-    failure_answer_held: bool,
+    /// What the last attempt came to, as far as weir's final answer depends on it.
+    last: Last,
+}
+
+/// What the last attempt came to, for weir's answer when it stops trying: exactly one
+/// of these holds after each outcome.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Last {
+    /// Nothing that shapes weir's answer (a success, or no attempt yet).
+    Nothing,
+    /// The node throttled; the wait to tell the client (its `Retry-After`, else the
+    /// backoff).
+    Throttled(Duration),
+    /// The node failed without an answer.
+    Failed(Failed),
+    /// The node answered with a failure the driver holds whole: relayed if no other
+    /// node does better.
+    FailureAnswerHeld,
 }
 
 impl<N: Copy + PartialEq> Attempts<N> {
@@ -253,9 +263,7 @@ impl<N: Copy + PartialEq> Attempts<N> {
             resume_tries: 0,
             tried: Vec::new(),
             blame: Blame::new(),
-            throttled: None,
-            last_failed: None,
-            failure_answer_held: false,
+            last: Last::Nothing,
         }
     }
 
@@ -283,7 +291,11 @@ impl<N: Copy + PartialEq> Attempts<N> {
     pub fn start(&mut self, node: N) -> bool {
         self.attempts += 1;
         self.tried.push(node);
-        self.failure_answer_held = false;
+        // A held answer belongs to the attempt before: the driver drops it when this
+        // one answers or fails.
+        if self.last == Last::FailureAnswerHeld {
+            self.last = Last::Nothing;
+        }
         self.attempts > 1
     }
 
@@ -298,7 +310,6 @@ impl<N: Copy + PartialEq> Attempts<N> {
     fn on_answer(&mut self, node: N, a: Answer, env: Env<'_>) -> Step<N> {
         let obs = classify(a.status, a.code, a.retry_after, a.latency);
         let reports = self.blame.observe(node, obs).now;
-        self.last_failed = None;
         let replayable = |failure| {
             a.held
                 && a.request_complete
@@ -318,7 +329,7 @@ impl<N: Copy + PartialEq> Attempts<N> {
                 let p = &self.params;
                 let wait = backoff(p.backoff_base, p.backoff_max, index, retry_after, env.rand);
                 let can = replayable(Failure::Throttled) && wait <= p.backoff_max;
-                self.throttled = Some(retry_after.unwrap_or(wait));
+                self.last = Last::Throttled(retry_after.unwrap_or(wait));
                 let decision = if can && env.budget.try_retry(env.now) {
                     Decision::Retry { wait }
                 } else if a.held {
@@ -330,9 +341,12 @@ impl<N: Copy + PartialEq> Attempts<N> {
                 (decision, Some(Limit::Throttle))
             }
             Observation::ServerError { .. } => {
-                self.throttled = None;
                 let can = replayable(Failure::ServerError);
-                self.failure_answer_held = a.held;
+                self.last = if a.held {
+                    Last::FailureAnswerHeld
+                } else {
+                    Last::Nothing
+                };
                 let decision = if can && env.budget.try_retry(env.now) {
                     Decision::Retry {
                         wait: Duration::ZERO,
@@ -343,7 +357,7 @@ impl<N: Copy + PartialEq> Attempts<N> {
                 (decision, None)
             }
             _ => {
-                self.throttled = None;
+                self.last = Last::Nothing;
                 (Decision::Relay, Some(Limit::Success))
             }
         };
@@ -356,8 +370,7 @@ impl<N: Copy + PartialEq> Attempts<N> {
 
     fn on_failed(&mut self, node: N, how: Failed, body: BodyState, env: Env<'_>) -> Step<N> {
         let reports = self.blame.observe(node, how.observation()).now;
-        self.last_failed = Some(how);
-        self.throttled = None;
+        self.last = Last::Failed(how);
         let retry = self.blame.may_try_again()
             && may_retry(
                 self.method,
@@ -383,7 +396,7 @@ impl<N: Copy + PartialEq> Attempts<N> {
 
     /// No node can be picked for the next attempt (every node tried, down or full).
     pub fn on_no_node(&mut self) -> Decision {
-        if self.failure_answer_held {
+        if self.last == Last::FailureAnswerHeld {
             Decision::Relay
         } else {
             Decision::GiveUp(self.refusal())
@@ -398,16 +411,14 @@ impl<N: Copy + PartialEq> Attempts<N> {
             message,
             retry_after: None,
         };
-        if self.throttled.is_some() {
-            return self.slow_down();
-        }
-        match self.last_failed {
-            Some(Failed::Timeout) => refusal(
+        match self.last {
+            Last::Throttled(_) => self.slow_down(),
+            Last::Failed(Failed::Timeout) => refusal(
                 504,
                 S3Code::GatewayTimeout,
                 "the storage node did not answer in time",
             ),
-            Some(Failed::BadResponse) => refusal(
+            Last::Failed(Failed::BadResponse) => refusal(
                 502,
                 S3Code::BadGateway,
                 "the storage node sent a malformed response",
@@ -431,7 +442,10 @@ impl<N: Copy + PartialEq> Attempts<N> {
             status: 503,
             code: S3Code::SlowDown,
             message: SLOW_DOWN,
-            retry_after: self.throttled,
+            retry_after: match self.last {
+                Last::Throttled(wait) => Some(wait),
+                _ => None,
+            },
         }
     }
 
