@@ -19,7 +19,7 @@ use std::time::Duration;
 use crate::bus::{Bus, Msg};
 use crate::metrics::Registry;
 use crate::settings::Settings;
-use weir_policy::config::KeyPath;
+use weir_policy::config::{restart_needed, KeyPath};
 
 /// How long the coordinator waits for every core to stage a config.
 const STAGE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -91,7 +91,6 @@ impl Reloader {
     fn try_reload(&self, state: &mut (u64, Arc<Settings>)) -> Result<String, String> {
         let next = Settings::load(&self.path).map_err(|e| format!("{e:#}"))?;
         let current = &state.1;
-        let (old, new) = (&current.config.appliance, &next.config.appliance);
         // Keys that shape the process; a change is placed at its key in the new file.
         let restart = |key: KeyPath, what: &str| {
             Err(format!(
@@ -100,64 +99,15 @@ impl Reloader {
                     .error(&key, format!("{what} changed: needs a restart"))
             ))
         };
-        let appliance = KeyPath::root().key("appliance");
+        // The core count as resolved against this machine (`cores = 0`: all of them).
         if next.cores != current.cores {
-            return restart(appliance.key("cores"), "the number of cores");
-        }
-        if old.listen != new.listen {
-            return restart(appliance.key("listen"), "the listen addresses");
-        }
-        let tls_listen = |s: &Settings| {
-            s.config
-                .tls
-                .as_ref()
-                .map(|t| t.listen.clone())
-                .unwrap_or_default()
-        };
-        if tls_listen(current) != tls_listen(&next) {
             return restart(
-                KeyPath::root().key("tls").key("listen"),
-                "the TLS listen addresses",
+                KeyPath::root().key("appliance").key("cores"),
+                "the number of cores",
             );
         }
-        if old.metrics != new.metrics {
-            return restart(appliance.key("metrics"), "the metrics address");
-        }
-        // Read once at start too: a reload that "took" them would be a lie (an admin
-        // token thought rotated would still open the admin port).
-        if old.admin != new.admin {
-            return restart(appliance.key("admin"), "the admin address");
-        }
-        if old.admin_token != new.admin_token {
-            return restart(appliance.key("admin_token"), "the admin token");
-        }
-        if old.access_log != new.access_log {
-            return restart(appliance.key("access_log"), "the access log");
-        }
-        if old.access_log_lines_max != new.access_log_lines_max {
-            return restart(
-                appliance.key("access_log_lines_max"),
-                "the access-log buffer",
-            );
-        }
-        // The control listeners read their caps and deadlines once, at start.
-        let (was, now) = (&old.control, &new.control);
-        let control_key = if was.connections_max != now.connections_max {
-            Some("control_connections_max")
-        } else if was.client_ip_connections_max != now.client_ip_connections_max {
-            Some("control_client_ip_connections_max")
-        } else if was.head_timeout != now.head_timeout {
-            Some("control_head_timeout")
-        } else if was.connection_timeout != now.connection_timeout {
-            Some("control_connection_timeout")
-        } else {
-            None
-        };
-        if let Some(key) = control_key {
-            return restart(
-                appliance.key(key),
-                "the control listeners' caps and deadlines",
-            );
+        if let Some((key, what)) = restart_needed(&current.config, &next.config) {
+            return restart(key, what);
         }
         let epoch = state.0 + 1;
         let next = Arc::new(next);

@@ -10,6 +10,7 @@ mod auth;
 mod check;
 mod error;
 mod raw;
+mod restart;
 mod tenancy;
 mod tls;
 mod validate;
@@ -40,6 +41,7 @@ pub use auth::{
     SECRETS_FILE_BYTES_MAX,
 };
 pub use error::{ConfigError, KeyPath};
+pub use restart::restart_needed;
 pub use tenancy::{
     Class, ClassId, Limits, RateLimit, Rule, Tenant, TenantId, DEFAULT_CLASS_NAME,
     DEFAULT_TENANT_NAME,
