@@ -183,4 +183,32 @@ impl Bus {
     pub fn send_waiting(&self, core: usize, msg: Msg) -> bool {
         self.inboxes[core].send(msg).is_ok()
     }
+
+    /// Puts a question to every core whose inbox has room (a core whose inbox is full is
+    /// left out, never waited for); each core's reply comes through its receiver, in core
+    /// order. Collect them with [`gather`].
+    pub fn ask<T>(&self, question: impl Fn(flume::Sender<T>) -> Msg) -> Vec<flume::Receiver<T>> {
+        let mut replies = Vec::with_capacity(self.cores());
+        for core in 0..self.cores() {
+            let (tx, rx) = flume::bounded(1);
+            if self.send(core, question(tx)) {
+                replies.push(rx);
+            }
+        }
+        replies
+    }
+}
+
+/// The replies to [`Bus::ask`] that arrive within `timeout`, in core order, awaited
+/// without blocking the executor: a core that does not answer in time is left out, so a
+/// stuck core never holds up its askers.
+pub async fn gather<T>(replies: Vec<flume::Receiver<T>>, timeout: Duration) -> Vec<T> {
+    let deadline = monoio::time::Instant::from_std(Instant::now() + timeout);
+    let mut out = Vec::with_capacity(replies.len());
+    for rx in replies {
+        if let Ok(Ok(reply)) = monoio::time::timeout_at(deadline, rx.recv_async()).await {
+            out.push(reply);
+        }
+    }
+    out
 }

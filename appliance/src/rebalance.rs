@@ -5,11 +5,11 @@
 //! the messages travel on the bus.
 
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use weir_policy::limits::{rebalance_cap_keys, rebalance_keys, CapGrant, KeyGrant};
 
-use crate::bus::{Bus, LimitsUsage, Msg};
+use crate::bus::{self, Bus, LimitsUsage, Msg};
 use crate::shard::Shard;
 
 /// How long the coordinator waits for every core's report before skipping a round.
@@ -43,37 +43,19 @@ pub fn on_grant(shard: &Shard, epoch: u64, keys: &[KeyGrant], caps: &[CapGrant])
 /// reload in progress), changes nothing.
 pub async fn coordinate(shard: Rc<Shard>, bus: Bus) {
     let cores = bus.cores();
-    let (tx, rx) = flume::bounded::<LimitsUsage>(cores);
     loop {
         let interval = shard.epoch().settings.config.limits.rebalance_interval;
         monoio::time::sleep(interval).await;
-        // Answers of a skipped round must not count in this one.
-        while rx.try_recv().is_ok() {}
-        let mut asked = 0;
-        for core in 0..cores {
-            if bus.send(core, Msg::LimitsReport(tx.clone())) {
-                asked += 1;
-            }
-        }
-        let mut reports: Vec<Option<LimitsUsage>> = (0..cores).map(|_| None).collect();
-        let deadline = Instant::now() + ROUND_TIMEOUT;
-        let mut got = 0;
-        while got < asked {
-            let wait = deadline.saturating_duration_since(Instant::now());
-            match monoio::time::timeout(wait, rx.recv_async()).await {
-                Ok(Ok(r)) => {
-                    let core = r.core;
-                    if let Some(slot) = reports.get_mut(core) {
-                        *slot = Some(r);
-                        got += 1;
-                    }
-                }
-                _ => break,
-            }
-        }
-        let Some(reports) = reports.into_iter().collect::<Option<Vec<LimitsUsage>>>() else {
+        // Fresh channels each round: answers of a skipped round cannot count in this one.
+        let replies = bus.ask(Msg::LimitsReport);
+        let reports = bus::gather(replies, ROUND_TIMEOUT).await;
+        if reports.len() != cores {
             continue;
-        };
+        }
+        debug_assert!(
+            reports.iter().enumerate().all(|(i, r)| r.core == i),
+            "reports gathered out of core order"
+        );
         let epoch = reports[0].epoch;
         if reports.iter().any(|r| r.epoch != epoch) {
             continue;
