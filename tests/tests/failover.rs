@@ -537,6 +537,88 @@ fn sim_stall_mid_body_times_out_and_resumes() {
     );
 }
 
+/// A resumed GET is in flight on its new node: while the rest of a cut body comes from
+/// the second node, `/nodes` counts the request there (its in-flight cap and balancing
+/// see it) and no longer on the node that cut it; afterwards both are back to zero and
+/// the client has every byte.
+#[test]
+fn a_resumed_get_counts_in_flight_on_its_new_node() {
+    let _serial = serial();
+    let scratch = Scratch::new("failover-resume-inflight");
+    let nodes = sims(2, &["bench/obj-:64MiB:1"]);
+    let addrs = sim_addrs(&nodes);
+    let weir = Weir::start(&sim_config(&addrs), scratch.path());
+    nodes[0].set_faults(Faults {
+        reset_after_bytes: Some(8 * MIB),
+        ..Faults::default()
+    });
+    let (faulty, other) = (addrs[0].to_string(), addrs[1].to_string());
+    let inflight = |node: &str| -> Option<u64> {
+        weir.nodes()
+            .iter()
+            .find(|n| n["node"].as_str() == Some(node))
+            .and_then(|n| n["inflight"].as_u64())
+    };
+    let key = "bench/obj-0";
+    let sha = synthetic_sha256(key, 64 * MIB);
+    let mut seen_resumed = false;
+    for _ in 0..8 {
+        let cuts_before = nodes[0].stats().bodies_cut;
+        // 16 MB/s: about 4 s for the body, so the resumed part is in flight for seconds.
+        let get = Transfer::get(&format!("{}/{key}", weir.endpoint()), Some(16_000_000));
+        let cut = wait_for(
+            "the faulty node to cut the body, or the GET to end",
+            Duration::from_secs(30),
+            Duration::from_millis(20),
+            || {
+                if nodes[0].stats().bodies_cut > cuts_before {
+                    Some(true)
+                } else if get.is_finished() {
+                    Some(false)
+                } else {
+                    None
+                }
+            },
+        );
+        if cut.0 {
+            // Resumed on the other node: counted there, not on the cutting node.
+            let counted = wait_for(
+                "the resumed GET to count on its new node",
+                Duration::from_secs(3),
+                Duration::from_millis(20),
+                || {
+                    let now = (inflight(&faulty), inflight(&other));
+                    (now == (Some(0), Some(1))).then_some(now)
+                },
+            );
+            assert_eq!(counted.0, (Some(0), Some(1)));
+            assert!(
+                !get.is_finished(),
+                "the GET ended before it was seen resumed"
+            );
+            seen_resumed = true;
+        }
+        let out = get.wait(Duration::from_secs(120));
+        assert!(out.ok, "GET {key}: {out:?}\nweir log:\n{}", weir.log_tail());
+        assert_eq!((out.sha256.as_str(), out.bytes), (sha.as_str(), 64 * MIB));
+        if seen_resumed {
+            break;
+        }
+    }
+    assert!(seen_resumed, "no GET in 8 went to the faulty node first");
+    let idle = wait_for(
+        "both nodes idle",
+        Duration::from_secs(3),
+        Duration::from_millis(20),
+        || {
+            let now = (inflight(&faulty), inflight(&other));
+            (now == (Some(0), Some(0))).then_some(now)
+        },
+    );
+    assert_eq!(idle.0, (Some(0), Some(0)));
+    assert_eq!(resumes(&weir, "resumed"), 1.0, "weir_resumes_total");
+}
+
 /// Throttling is backpressure: 2 of 3 nodes answer every request with `503 SlowDown`
 /// while 4 verifying connections GET through weir. No client error (the third node takes
 /// everything), weir counts the throttle answers, the throttling nodes stay up (throttling
