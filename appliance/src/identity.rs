@@ -3,7 +3,7 @@
 //! `credentials` of its own. The rules live in `weir_policy::sigv4`; this module owns the
 //! secrets (from [`Settings`]), the clock, and the per-core cache of derived keys.
 //!
-//! Driven by `proxy::handle` once per request (verify, before admission: a forged
+//! Driven by the request pipeline's edge stage (`proxy/admit.rs`) once per request (verify, before admission: a forged
 //! request costs weir a head and an HMAC, never a node's time) and once per attempt or
 //! resume (re-sign for the pool of the node picked, so failover to a site with other
 //! credentials works).
@@ -47,7 +47,7 @@ pub struct Refusal {
     /// HTTP status.
     pub status: u16,
     /// S3 error code.
-    pub code: &'static str,
+    pub code: S3Code,
     /// Human-readable message.
     pub message: String,
     /// `reason` label of `weir_auth_failures_total`.
@@ -113,7 +113,7 @@ pub fn tenant_keys<'a>(settings: &'a Settings, cache: &'a KeyCache) -> impl KeyL
 pub fn security_token_refusal() -> Refusal {
     Refusal {
         status: 403,
-        code: "InvalidToken",
+        code: S3Code::InvalidToken,
         message: "temporary credentials (x-amz-security-token) are not accepted here".into(),
         reason: "security_token",
     }
@@ -137,7 +137,7 @@ pub fn denied(denied: Denied, bucket: Option<&str>) -> Refusal {
         Denied::Target(e) => (400, e.s3_code(), e.to_string()),
         Denied::Bucket => (
             403,
-            S3Code::AccessDenied.as_str(),
+            S3Code::AccessDenied,
             format!(
                 "Access Denied: the tenant may not use bucket {:?}",
                 bucket.unwrap_or_default()
@@ -145,12 +145,12 @@ pub fn denied(denied: Denied, bucket: Option<&str>) -> Refusal {
         ),
         Denied::CopySourceBucket => (
             403,
-            S3Code::AccessDenied.as_str(),
+            S3Code::AccessDenied,
             "Access Denied: the tenant may not read the copy source's bucket".into(),
         ),
         Denied::Pool => (
             403,
-            S3Code::AccessDenied.as_str(),
+            S3Code::AccessDenied,
             "Access Denied: the tenant may not use the pools serving this bucket".into(),
         ),
     };
@@ -255,7 +255,7 @@ pub fn streaming(
                 .and_then(|t| t.parse::<u64>().ok())
                 .ok_or_else(|| Refusal {
                     status: 400,
-                    code: "InvalidArgument",
+                    code: S3Code::InvalidArgument,
                     message: "x-amz-decoded-content-length is not a byte count".into(),
                     reason: "malformed_chunk",
                 })?,
@@ -537,17 +537,17 @@ mod tests {
         let r = denied(Denied::Target(TargetError::EncodedBucket), None);
         assert_eq!(
             (r.status, r.code, r.reason),
-            (400, "InvalidURI", "ambiguous_target")
+            (400, S3Code::InvalidURI, "ambiguous_target")
         );
         let r = denied(Denied::Target(TargetError::InvalidBucketName), None);
         assert_eq!(
             (r.status, r.code, r.reason),
-            (400, "InvalidBucketName", "invalid_bucket_name")
+            (400, S3Code::InvalidBucketName, "invalid_bucket_name")
         );
         let r = denied(Denied::Bucket, Some("bench"));
         assert_eq!(
             (r.status, r.code, r.reason),
-            (403, "AccessDenied", "bucket_denied")
+            (403, S3Code::AccessDenied, "bucket_denied")
         );
         assert!(r.message.contains("\"bench\""), "{}", r.message);
     }
@@ -674,21 +674,24 @@ mod tests {
         let r = reason(&tampered, now());
         assert_eq!(
             (r.status, r.code, r.reason),
-            (403, "SignatureDoesNotMatch", "bad_signature")
+            (403, S3Code::SignatureDoesNotMatch, "bad_signature")
         );
         let r = reason(&good, now() + Duration::from_secs(3600));
         assert_eq!(
             (r.status, r.code, r.reason),
-            (403, "RequestTimeTooSkewed", "skewed")
+            (403, S3Code::RequestTimeTooSkewed, "skewed")
         );
         let r = reason(&unsigned, now());
         assert_eq!(
             (r.status, r.code, r.reason),
-            (403, "AccessDenied", "unsigned")
+            (403, S3Code::AccessDenied, "unsigned")
         );
         s.tenant_secrets.clear();
         let cache = KeyCache::default();
         let r = verify(&s, &cache, &good, now()).unwrap_err();
-        assert_eq!((r.code, r.reason), ("InvalidAccessKeyId", "unknown_key"));
+        assert_eq!(
+            (r.code, r.reason),
+            (S3Code::InvalidAccessKeyId, "unknown_key")
+        );
     }
 }

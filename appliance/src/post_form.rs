@@ -12,7 +12,7 @@
 //! policy and signature become the pool's, `Content-Length` changes by as many bytes, and
 //! the request goes path-style to the node's Host, as re-signed requests do.
 //!
-//! Driven by `proxy::handle`: [`accept`] before identity verification (it replaces it for
+//! Driven by the request pipeline's edge stage (`proxy/admit.rs`): [`accept`] before identity verification (it replaces it for
 //! form uploads), [`Form::request_bytes`] for each attempt's head.
 
 use std::time::{Duration, Instant, SystemTime};
@@ -21,6 +21,7 @@ use weir_io::conn::Conn;
 use weir_io::http::{write_request_head, BodyFraming, Header, Method, RequestHead};
 use weir_policy::config::AuthMode;
 use weir_policy::route::s3_target;
+use weir_policy::s3code::S3Code;
 use weir_policy::sigv4::post::{self, FormPrefix, VerifiedForm, PREFIX_BYTES_MAX};
 use weir_policy::sigv4::{Identity, PayloadHash, Presigned, SigV4Error};
 
@@ -172,7 +173,7 @@ pub async fn accept(
         _ => {
             return Err(Some(Refusal {
                 status: 411,
-                code: "MissingContentLength",
+                code: S3Code::MissingContentLength,
                 message: "You must provide the Content-Length HTTP header.".into(),
                 reason: "form_malformed",
             }))
@@ -256,7 +257,7 @@ async fn read_prefix(
             Err(_) => {
                 return Err(Some(Refusal {
                     status: 408,
-                    code: "RequestTimeout",
+                    code: S3Code::RequestTimeout,
                     message: "the form fields before the file did not arrive in time".into(),
                     reason: "form_malformed",
                 }))
@@ -320,7 +321,7 @@ mod tests {
             .unwrap_err();
         assert_eq!(
             (r.status, r.code, r.reason),
-            (400, "MalformedPOSTRequest", "form_malformed")
+            (400, S3Code::MalformedPOSTRequest, "form_malformed")
         );
         // With verification off, forms pass as they come.
         let off = settings("off");

@@ -41,7 +41,7 @@ pub enum Kind {
 }
 
 /// A relay/connection failure with its side and kind (whether the request may go again
-/// is the policy's call, from the kind and what was sent: `appliance/src/proxy.rs`).
+/// is the policy's call, from the kind and what was sent: `appliance/src/proxy/route.rs`, `failed_of`).
 #[derive(Debug, thiserror::Error)]
 #[error("{side} {kind:?}: {detail}")]
 pub struct Error {

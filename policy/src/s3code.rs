@@ -102,6 +102,44 @@ s3_codes! {
     InvalidAccessKeyId => ByStatus,
     /// A signature dated too far from weir's clock.
     RequestTimeTooSkewed => ByStatus,
+    /// A malformed request, or one weir cannot take as sent.
+    InvalidRequest => ByStatus,
+    /// A request head or body that did not arrive in time.
+    RequestTimeout => ByStatus,
+    /// A body over the size weir accepts.
+    EntityTooLarge => ByStatus,
+    /// A form upload under its policy's minimum size.
+    EntityTooSmall => ByStatus,
+    /// A request head over `header_bytes_max` or `headers_count_max`.
+    RequestHeaderSectionTooLarge => ByStatus,
+    /// A method or framing weir does not implement.
+    NotImplemented => ByStatus,
+    /// An HTTP version other than 1.0 and 1.1.
+    HttpVersionNotSupported => ByStatus,
+    /// An `Authorization` header that does not parse.
+    AuthorizationHeaderMalformed => ByStatus,
+    /// Presigned-URL parameters that do not parse.
+    AuthorizationQueryParametersError => ByStatus,
+    /// A streaming-signed body whose framing or length is wrong.
+    IncompleteBody => ByStatus,
+    /// A header or form field with a value weir refuses.
+    InvalidArgument => ByStatus,
+    /// A request target that names no single bucket and key.
+    InvalidURI => ByStatus,
+    /// A bucket name S3 does not allow.
+    InvalidBucketName => ByStatus,
+    /// A browser-form upload that does not parse.
+    MalformedPOSTRequest => ByStatus,
+    /// A form upload's fields before its file are too long.
+    MaxPostPreDataLengthExceeded => ByStatus,
+    /// A form upload without exactly one file.
+    IncorrectNumberOfFilesInPostRequest => ByStatus,
+    /// A form upload's policy document that does not parse.
+    InvalidPolicyDocument => ByStatus,
+    /// A session token weir cannot honour.
+    InvalidToken => ByStatus,
+    /// A form upload without a `Content-Length`.
+    MissingContentLength => ByStatus,
 }
 
 impl fmt::Display for S3Code {
@@ -180,5 +218,39 @@ mod tests {
         assert_eq!(code_of(body), Some(S3Code::SlowDown));
         assert_eq!(code_of(b"<Code>NoSuchKey</Code>"), Some(S3Code::Other));
         assert_eq!(code_of(b"no code here"), None);
+    }
+
+    /// The table in docs/design.md says what each code means; it must name exactly the
+    /// codes this table reads as throttling and as failure.
+    #[test]
+    fn the_design_doc_lists_every_code_that_decides() {
+        let doc = include_str!("../../docs/design.md");
+        let row = |meaning: &str| -> Vec<&str> {
+            let line = doc
+                .lines()
+                .find(|l| {
+                    l.starts_with("| `") && l.contains("on any status") && {
+                        let cells: Vec<&str> = l.split('|').collect();
+                        cells.get(2).is_some_and(|c| c.trim().starts_with(meaning))
+                    }
+                })
+                .unwrap_or_else(|| panic!("no '{meaning}' row in docs/design.md"));
+            let codes = line.split('|').nth(1).unwrap_or_default();
+            codes.split('`').skip(1).step_by(2).collect()
+        };
+        for (meaning, class) in [
+            ("throttling", Meaning::Throttle),
+            ("the node failed", Meaning::Failure),
+        ] {
+            let mut documented = row(meaning);
+            documented.sort_unstable();
+            let mut coded: Vec<&str> = S3Code::ALL
+                .iter()
+                .filter(|c| c.meaning() == class)
+                .map(|c| c.as_str())
+                .collect();
+            coded.sort_unstable();
+            assert_eq!(documented, coded, "docs/design.md's '{meaning}' row");
+        }
     }
 }

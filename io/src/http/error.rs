@@ -19,8 +19,10 @@ pub struct HeadError {
 }
 
 impl HeadError {
-    /// An error with an explicit status and code.
-    pub fn new(status: u16, code: &'static str, message: impl Into<String>) -> Self {
+    /// An error with an explicit status and code. Private so that every code io writes
+    /// comes from a named constructor below, which the appliance checks against its one
+    /// table of S3 codes.
+    fn new(status: u16, code: &'static str, message: impl Into<String>) -> Self {
         Self {
             status,
             code,

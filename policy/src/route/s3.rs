@@ -27,6 +27,8 @@
 
 use std::borrow::Cow;
 
+use crate::s3code::S3Code;
+
 /// Shortest S3 bucket name.
 const BUCKET_LEN_MIN: usize = 3;
 /// Longest DNS-compatible bucket name.
@@ -130,11 +132,11 @@ pub enum TargetError {
 
 impl TargetError {
     /// The S3 error code to answer with (status 400).
-    pub fn s3_code(self) -> &'static str {
+    pub fn s3_code(self) -> S3Code {
         match self {
-            TargetError::InvalidBucketName => "InvalidBucketName",
-            TargetError::BadHost | TargetError::MalformedCopySource => "InvalidArgument",
-            _ => "InvalidURI",
+            TargetError::InvalidBucketName => S3Code::InvalidBucketName,
+            TargetError::BadHost | TargetError::MalformedCopySource => S3Code::InvalidArgument,
+            _ => S3Code::InvalidURI,
         }
     }
 
@@ -820,13 +822,13 @@ mod tests {
 
     #[test]
     fn refusals_map_to_s3_codes_and_reasons() {
-        assert_eq!(TargetError::EncodedBucket.s3_code(), "InvalidURI");
-        assert_eq!(TargetError::DotSegment.s3_code(), "InvalidURI");
+        assert_eq!(TargetError::EncodedBucket.s3_code(), S3Code::InvalidURI);
+        assert_eq!(TargetError::DotSegment.s3_code(), S3Code::InvalidURI);
         assert_eq!(
             TargetError::InvalidBucketName.s3_code(),
-            "InvalidBucketName"
+            S3Code::InvalidBucketName
         );
-        assert_eq!(TargetError::BadHost.s3_code(), "InvalidArgument");
+        assert_eq!(TargetError::BadHost.s3_code(), S3Code::InvalidArgument);
         assert_eq!(
             TargetError::EmptyBucketSegment.metric_reason(),
             "ambiguous_target"

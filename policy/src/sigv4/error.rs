@@ -116,37 +116,41 @@ pub enum SigV4Error {
 
 impl SigV4Error {
     /// The HTTP status and S3 error `Code` to answer the client with.
-    pub fn s3_status(&self) -> (u16, &'static str) {
+    pub fn s3_status(&self) -> (u16, S3Code) {
         match self {
-            Self::AuthorizationHeaderMalformed(_) => (400, "AuthorizationHeaderMalformed"),
+            Self::AuthorizationHeaderMalformed(_) => (400, S3Code::AuthorizationHeaderMalformed),
             Self::AuthorizationQueryParametersError(_) => {
-                (400, "AuthorizationQueryParametersError")
+                (400, S3Code::AuthorizationQueryParametersError)
             }
-            Self::UnsupportedAlgorithm | Self::MissingContentSha256 => (400, "InvalidRequest"),
-            Self::MalformedChunk(_) | Self::DecodedLengthMismatch => (400, "IncompleteBody"),
-            Self::ChunkTooLarge { .. } => (400, "InvalidRequest"),
-            Self::MultipleAuthMechanisms | Self::InvalidContentSha256 => (400, "InvalidArgument"),
-            Self::InvalidUri => (400, "InvalidURI"),
-            Self::InvalidAccessKeyId => (403, S3Code::InvalidAccessKeyId.as_str()),
+            Self::UnsupportedAlgorithm | Self::MissingContentSha256 => {
+                (400, S3Code::InvalidRequest)
+            }
+            Self::MalformedChunk(_) | Self::DecodedLengthMismatch => (400, S3Code::IncompleteBody),
+            Self::ChunkTooLarge { .. } => (400, S3Code::InvalidRequest),
+            Self::MultipleAuthMechanisms | Self::InvalidContentSha256 => {
+                (400, S3Code::InvalidArgument)
+            }
+            Self::InvalidUri => (400, S3Code::InvalidURI),
+            Self::InvalidAccessKeyId => (403, S3Code::InvalidAccessKeyId),
             Self::SignatureDoesNotMatch | Self::ChunkSignatureDoesNotMatch => {
-                (403, S3Code::SignatureDoesNotMatch.as_str())
+                (403, S3Code::SignatureDoesNotMatch)
             }
-            Self::RequestTimeTooSkewed => (403, S3Code::RequestTimeTooSkewed.as_str()),
+            Self::RequestTimeTooSkewed => (403, S3Code::RequestTimeTooSkewed),
             Self::Expired
             | Self::NotYetValid
             | Self::MissingAuthentication
             | Self::MissingDate
-            | Self::HeadersNotSigned => (403, S3Code::AccessDenied.as_str()),
-            Self::MalformedPostRequest(_) => (400, "MalformedPOSTRequest"),
-            Self::PostPreDataTooLarge { .. } => (400, "MaxPostPreDataLengthExceeded"),
-            Self::PostFileMissing => (400, "IncorrectNumberOfFilesInPostRequest"),
-            Self::PostFieldMissing(_) | Self::PostFieldInvalid(_) => (400, "InvalidArgument"),
-            Self::InvalidPolicyDocument(_) => (400, "InvalidPolicyDocument"),
+            | Self::HeadersNotSigned => (403, S3Code::AccessDenied),
+            Self::MalformedPostRequest(_) => (400, S3Code::MalformedPOSTRequest),
+            Self::PostPreDataTooLarge { .. } => (400, S3Code::MaxPostPreDataLengthExceeded),
+            Self::PostFileMissing => (400, S3Code::IncorrectNumberOfFilesInPostRequest),
+            Self::PostFieldMissing(_) | Self::PostFieldInvalid(_) => (400, S3Code::InvalidArgument),
+            Self::InvalidPolicyDocument(_) => (400, S3Code::InvalidPolicyDocument),
             Self::PolicyExpired | Self::PolicyConditionFailed(_) | Self::PolicyExtraField(_) => {
-                (403, S3Code::AccessDenied.as_str())
+                (403, S3Code::AccessDenied)
             }
-            Self::EntityTooSmall => (400, "EntityTooSmall"),
-            Self::Unsignable(_) => (500, S3Code::InternalError.as_str()),
+            Self::EntityTooSmall => (400, S3Code::EntityTooSmall),
+            Self::Unsignable(_) => (500, S3Code::InternalError),
         }
     }
 
@@ -191,45 +195,49 @@ impl SigV4Error {
 #[cfg(test)]
 mod tests {
     use super::SigV4Error;
+    use crate::s3code::S3Code;
 
     #[test]
     fn codes_are_those_s3_answers() {
         assert_eq!(
             SigV4Error::SignatureDoesNotMatch.s3_status(),
-            (403, "SignatureDoesNotMatch")
+            (403, S3Code::SignatureDoesNotMatch)
         );
         assert_eq!(
             SigV4Error::InvalidAccessKeyId.s3_status(),
-            (403, "InvalidAccessKeyId")
+            (403, S3Code::InvalidAccessKeyId)
         );
         assert_eq!(
             SigV4Error::RequestTimeTooSkewed.s3_status(),
-            (403, "RequestTimeTooSkewed")
+            (403, S3Code::RequestTimeTooSkewed)
         );
-        assert_eq!(SigV4Error::Expired.s3_status(), (403, "AccessDenied"));
+        assert_eq!(SigV4Error::Expired.s3_status(), (403, S3Code::AccessDenied));
         assert_eq!(SigV4Error::Expired.to_string(), "request has expired");
         assert_eq!(
             SigV4Error::AuthorizationHeaderMalformed("x").s3_status(),
-            (400, "AuthorizationHeaderMalformed")
+            (400, S3Code::AuthorizationHeaderMalformed)
         );
         assert_eq!(
             SigV4Error::AuthorizationQueryParametersError("x").s3_status(),
-            (400, "AuthorizationQueryParametersError")
+            (400, S3Code::AuthorizationQueryParametersError)
         );
         // Browser-form uploads (post.rs), with S3's messages.
         assert_eq!(
             SigV4Error::MalformedPostRequest("x").s3_status(),
-            (400, "MalformedPOSTRequest")
+            (400, S3Code::MalformedPOSTRequest)
         );
         assert_eq!(
             SigV4Error::PostFileMissing.s3_status(),
-            (400, "IncorrectNumberOfFilesInPostRequest")
+            (400, S3Code::IncorrectNumberOfFilesInPostRequest)
         );
         assert_eq!(
             SigV4Error::InvalidPolicyDocument("Invalid JSON.").s3_status(),
-            (400, "InvalidPolicyDocument")
+            (400, S3Code::InvalidPolicyDocument)
         );
-        assert_eq!(SigV4Error::PolicyExpired.s3_status(), (403, "AccessDenied"));
+        assert_eq!(
+            SigV4Error::PolicyExpired.s3_status(),
+            (403, S3Code::AccessDenied)
+        );
         assert_eq!(
             SigV4Error::PolicyExpired.to_string(),
             "Invalid according to Policy: Policy expired."
@@ -240,7 +248,7 @@ mod tests {
         );
         assert_eq!(
             SigV4Error::EntityTooSmall.s3_status(),
-            (400, "EntityTooSmall")
+            (400, S3Code::EntityTooSmall)
         );
         assert_eq!(
             SigV4Error::PostPreDataTooLarge { resigned: true }.metric_reason(),

@@ -1040,6 +1040,7 @@ mod tests {
     use super::super::key::SigningKey;
     use super::super::time::Date;
     use super::*;
+    use crate::s3code::S3Code;
     use proptest::prelude::*;
 
     const AKID: &str = "AKIAIOSFODNN7EXAMPLE";
@@ -1331,7 +1332,7 @@ mod tests {
             err,
             SigV4Error::PolicyConditionFailed(r#"["starts-with","$key","user/user1/"]"#.into())
         );
-        assert_eq!(err.s3_status(), (403, "AccessDenied"));
+        assert_eq!(err.s3_status(), (403, S3Code::AccessDenied));
         assert_eq!(
             err.to_string(),
             r#"Invalid according to Policy: Policy Condition failed: ["starts-with","$key","user/user1/"]"#
@@ -1588,7 +1589,7 @@ mod tests {
         );
         assert_eq!(
             SigV4Error::PostPreDataTooLarge { resigned: false }.s3_status(),
-            (400, "MaxPostPreDataLengthExceeded")
+            (400, S3Code::MaxPostPreDataLengthExceeded)
         );
         // Just under the bound is fine.
         let mut fits = vec![("key".to_string(), "k".to_string())];

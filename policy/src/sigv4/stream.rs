@@ -358,6 +358,7 @@ impl ChunkStream {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::s3code::S3Code;
     use crate::sigv4::key::{Scope, SigningKey};
     use crate::sigv4::tests_aws::{
         chunked_body, example_key, EXAMPLE_TIME, STREAMING_CHUNKS, STREAMING_SEED, TRAILER_CHUNKS,
@@ -555,7 +556,7 @@ mod tests {
         );
         assert_eq!(
             SigV4Error::DecodedLengthMismatch.s3_status(),
-            (400, "IncompleteBody")
+            (400, S3Code::IncompleteBody)
         );
     }
 

@@ -11,6 +11,7 @@ use std::time::{Duration, SystemTime};
 use super::canonical::{canonical_request, string_to_sign, CanonicalInput};
 use super::crypto::{hex32, sha256};
 use super::*;
+use crate::s3code::S3Code;
 
 pub(super) const AKID: &str = "AKIAIOSFODNN7EXAMPLE";
 pub(super) const SECRET: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
@@ -241,7 +242,7 @@ fn presigned_get_object() {
     }
     let expired = verify(&parts, &mut lookup, at(86_401), SKEW).unwrap_err();
     assert_eq!(expired, SigV4Error::Expired);
-    assert_eq!(expired.s3_status(), (403, "AccessDenied"));
+    assert_eq!(expired.s3_status(), (403, S3Code::AccessDenied));
     assert_eq!(expired.to_string(), "request has expired");
     // Early by less than the skew bound is fine; earlier is not.
     verify(&parts, &mut lookup, at(-900), SKEW).unwrap();
