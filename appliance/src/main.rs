@@ -13,6 +13,7 @@ mod bus;
 mod flows;
 mod health;
 mod identity;
+mod metric_table;
 mod metrics;
 mod post_form;
 mod probe;

@@ -15,9 +15,8 @@ use weir_policy::health::NodeState;
 
 use crate::bus::NodeReport;
 use crate::flows::{json_str, FlowReport};
+use crate::metric_table::{self as table, Metric, DIRECTIONS, STATUS_CLASSES};
 
-/// Status classes counted for requests.
-pub const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 /// Statuses weir itself answers when it rejects a request before any node sees it.
 pub const REJECT_STATUSES: [u16; 9] = [400, 408, 411, 413, 417, 431, 501, 505, 0];
 
@@ -73,6 +72,15 @@ pub const TLS_SIDES: [&str; 2] = ["client", "upstream"];
 /// `path` labels of `weir_tls_connections_total` (`weir_io::tls::TlsPath`).
 pub const TLS_PATHS: [&str; 2] = ["ktls", "userspace"];
 
+/// `path` labels of `weir_body_bytes_total`: zero-copy, or through user space.
+const BODY_PATHS: [&str; 2] = ["splice", "copy"];
+/// `outcome` labels of `weir_config_reloads_total`.
+const RELOAD_OUTCOMES: [&str; 2] = ["committed", "rejected"];
+/// `outcome` labels of `weir_resumes_total`.
+const RESUME_OUTCOMES: [&str; 2] = ["resumed", "failed"];
+/// `reason` labels of `weir_connections_refused_total`: the global cap, the per-IP cap.
+const CONNECTION_CAPS: [&str; 2] = ["connections", "client_ip_connections"];
+
 /// Direction of a body: `upload` is client → node, `download` node → client.
 #[derive(Clone, Copy)]
 pub enum Direction {
@@ -80,6 +88,13 @@ pub enum Direction {
     Upload = 0,
     /// Node to client.
     Download = 1,
+}
+
+impl Direction {
+    /// The `direction` label value.
+    pub fn label(self) -> &'static str {
+        DIRECTIONS[self as usize]
+    }
 }
 
 /// One core's counters. Written only by that core.
@@ -319,207 +334,85 @@ impl Registry {
             .sum()
     }
 
-    /// Prometheus text exposition of every metric.
+    /// Prometheus text exposition of the process-wide and control metrics.
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(4096);
         let w = &mut out;
-        family(
+        table::INFO.family(w);
+        table::INFO.sample(
             w,
-            "weir_info",
-            "gauge",
-            "Build and runtime facts (value is always 1).",
+            [&env!("CARGO_PKG_VERSION"), &self.driver, &self.cores.len()],
+            1,
         );
-        let _ = writeln!(
-            w,
-            "weir_info{{version=\"{}\",driver=\"{}\",cores=\"{}\"}} 1",
-            env!("CARGO_PKG_VERSION"),
-            self.driver,
-            self.cores.len()
-        );
-        family(
-            w,
-            "weir_requests_total",
-            "counter",
-            "Requests answered, by status class.",
-        );
+        table::REQUESTS.family(w);
         for (i, class) in STATUS_CLASSES.iter().enumerate() {
-            let v = self.sum(|c| &c.requests[i]);
-            let _ = writeln!(w, "weir_requests_total{{status=\"{class}\"}} {v}");
+            table::REQUESTS.sample(w, [class], self.sum(|c| &c.requests[i]));
         }
-        family(
-            w,
-            "weir_rejected_requests_total",
-            "counter",
-            "Requests weir rejected before any node saw them, by status (0 = connection closed without answer).",
-        );
+        table::REJECTED_REQUESTS.family(w);
         for (i, status) in REJECT_STATUSES.iter().enumerate() {
-            let v = self.sum(|c| &c.rejected[i]);
-            let _ = writeln!(w, "weir_rejected_requests_total{{status=\"{status}\"}} {v}");
+            table::REJECTED_REQUESTS.sample(w, [status], self.sum(|c| &c.rejected[i]));
         }
-        family(
-            w,
-            "weir_body_bytes_total",
-            "counter",
-            "Body bytes relayed, by direction and mechanism (splice = zero-copy, copy = through user space).",
-        );
-        for (d, dir) in ["upload", "download"].iter().enumerate() {
-            for (p, path) in ["splice", "copy"].iter().enumerate() {
-                let v = self.sum(|c| &c.body_bytes[d][p]);
-                let _ = writeln!(
-                    w,
-                    "weir_body_bytes_total{{direction=\"{dir}\",path=\"{path}\"}} {v}"
-                );
+        table::BODY_BYTES.family(w);
+        for dir in [Direction::Upload, Direction::Download] {
+            for (p, path) in BODY_PATHS.iter().enumerate() {
+                let v = self.sum(|c| &c.body_bytes[dir as usize][p]);
+                table::BODY_BYTES.sample(w, [&dir.label(), path], v);
             }
         }
-        family(
-            w,
-            "weir_config_reloads_total",
-            "counter",
-            "Config reloads, by outcome.",
-        );
-        for (i, outcome) in ["committed", "rejected"].iter().enumerate() {
+        table::CONFIG_RELOADS.family(w);
+        for (i, outcome) in RELOAD_OUTCOMES.iter().enumerate() {
             let v = self.reloads[i].load(Ordering::Relaxed);
-            let _ = writeln!(w, "weir_config_reloads_total{{outcome=\"{outcome}\"}} {v}");
+            table::CONFIG_RELOADS.sample(w, [outcome], v);
         }
-        family(
-            w,
-            "weir_resumes_total",
-            "counter",
-            "Mid-body GET resumes on another node, by outcome.",
-        );
-        for (i, outcome) in ["resumed", "failed"].iter().enumerate() {
-            let v = self.sum(|c| &c.resumes[i]);
-            let _ = writeln!(w, "weir_resumes_total{{outcome=\"{outcome}\"}} {v}");
+        table::RESUMES.family(w);
+        for (i, outcome) in RESUME_OUTCOMES.iter().enumerate() {
+            table::RESUMES.sample(w, [outcome], self.sum(|c| &c.resumes[i]));
         }
-        family(
-            w,
-            "weir_auth_failures_total",
-            "counter",
-            "Requests refused at the edge by identity (auth.mode = verify: signatures, chunk signatures of streaming uploads, access policy), by reason; none was stored.",
-        );
+        table::AUTH_FAILURES.family(w);
         for (i, reason) in AUTH_FAILURE_REASONS.iter().enumerate() {
-            let v = self.sum(|c| &c.auth_failures[i]);
-            let _ = writeln!(w, "weir_auth_failures_total{{reason=\"{reason}\"}} {v}");
+            table::AUTH_FAILURES.sample(w, [reason], self.sum(|c| &c.auth_failures[i]));
         }
-        family(
-            w,
-            "weir_tls_connections_total",
-            "counter",
-            "TLS handshakes completed, by side (client: weir's listeners; upstream: to nodes) and the path records take afterwards (ktls: the kernel encrypts and bodies splice; userspace: rustls in weir).",
-        );
+        table::TLS_CONNECTIONS.family(w);
         for (s, side) in TLS_SIDES.iter().enumerate() {
             for (p, path) in TLS_PATHS.iter().enumerate() {
                 let v = self.sum(|c| &c.tls_connections[s][p]);
-                let _ = writeln!(
-                    w,
-                    "weir_tls_connections_total{{side=\"{side}\",path=\"{path}\"}} {v}"
-                );
+                table::TLS_CONNECTIONS.sample(w, [side, path], v);
             }
         }
-        family(
-            w,
-            "weir_tls_handshake_failures_total",
-            "counter",
-            "TLS handshakes that failed, by side and reason; a failed client handshake never reaches a node.",
-        );
+        table::TLS_HANDSHAKE_FAILURES.family(w);
         for (s, side) in TLS_SIDES.iter().enumerate() {
             for (r, reason) in TLS_FAILURE_REASONS.iter().enumerate() {
                 let v = self.sum(|c| &c.tls_failures[s][r]);
-                let _ = writeln!(
-                    w,
-                    "weir_tls_handshake_failures_total{{side=\"{side}\",reason=\"{reason}\"}} {v}"
-                );
+                table::TLS_HANDSHAKE_FAILURES.sample(w, [side, reason], v);
             }
         }
         let simple: [Simple; 9] = [
-            (
-                "weir_access_log_dropped_total",
-                "counter",
-                "Access-log lines dropped because the log buffer was full.",
-                |c| &c.access_log_dropped,
-            ),
-            (
-                "weir_upstream_throttled_total",
-                "counter",
-                "Throttle answers (503 SlowDown, 429) from nodes: backpressure, not failures.",
-                |c| &c.throttled,
-            ),
-            (
-                "weir_requests_in_flight",
-                "gauge",
-                "Requests being served now.",
-                |c| &c.requests_in_flight,
-            ),
-            (
-                "weir_connections_accepted_total",
-                "counter",
-                "Client connections accepted.",
-                |c| &c.connections_accepted,
-            ),
-            (
-                "weir_connections_active",
-                "gauge",
-                "Client connections open now.",
-                |c| &c.connections_active,
-            ),
-            (
-                "weir_upstream_connects_total",
-                "counter",
-                "New connections opened to storage nodes.",
-                |c| &c.upstream_connects,
-            ),
-            (
-                "weir_upstream_reuses_total",
-                "counter",
-                "Requests sent on a pooled keep-alive connection.",
-                |c| &c.upstream_reuses,
-            ),
-            (
-                "weir_upstream_errors_total",
-                "counter",
-                "Upstream failures (connect, reset, timeout, malformed).",
-                |c| &c.upstream_errors,
-            ),
-            (
-                "weir_upstream_retries_total",
-                "counter",
-                "Requests re-sent after a failure before the response started.",
-                |c| &c.upstream_retries,
-            ),
+            (&table::ACCESS_LOG_DROPPED, |c| &c.access_log_dropped),
+            (&table::UPSTREAM_THROTTLED, |c| &c.throttled),
+            (&table::REQUESTS_IN_FLIGHT, |c| &c.requests_in_flight),
+            (&table::CONNECTIONS_ACCEPTED, |c| &c.connections_accepted),
+            (&table::CONNECTIONS_ACTIVE, |c| &c.connections_active),
+            (&table::UPSTREAM_CONNECTS, |c| &c.upstream_connects),
+            (&table::UPSTREAM_REUSES, |c| &c.upstream_reuses),
+            (&table::UPSTREAM_ERRORS, |c| &c.upstream_errors),
+            (&table::UPSTREAM_RETRIES, |c| &c.upstream_retries),
         ];
-        for (name, kind, help, f) in simple {
-            family(w, name, kind, help);
-            let _ = writeln!(w, "{name} {}", self.sum(f));
+        for (metric, f) in simple {
+            metric.family(w);
+            metric.sample(w, [], self.sum(f));
         }
-        family(
-            w,
-            "weir_connections_refused_total",
-            "counter",
-            "Client connections closed at once at a connection cap, by cap (connections = global, client_ip_connections = per client IP).",
-        );
-        for (i, reason) in ["connections", "client_ip_connections"].iter().enumerate() {
+        table::CONNECTIONS_REFUSED.family(w);
+        for (i, reason) in CONNECTION_CAPS.iter().enumerate() {
             let v = self.sum(|c| &c.connections_refused[i]);
-            let _ = writeln!(
-                w,
-                "weir_connections_refused_total{{reason=\"{reason}\"}} {v}"
-            );
+            table::CONNECTIONS_REFUSED.sample(w, [reason], v);
         }
         self.control.render(w);
         out
     }
 }
 
-/// A label-less metric: name, type, help, and the counter it reads.
-type Simple = (
-    &'static str,
-    &'static str,
-    &'static str,
-    fn(&CoreMetrics) -> &AtomicU64,
-);
-
-fn family(w: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(w, "# HELP {name} {help}\n# TYPE {name} {kind}");
-}
+/// A label-less per-core metric: its table entry and the counter it reads.
+type Simple = (&'static Metric<0>, fn(&CoreMetrics) -> &AtomicU64);
 
 /// `listener` labels of the control metrics: the metrics port, the admin port.
 pub const CONTROL_LISTENERS: [&str; 2] = ["metrics", "admin"];
@@ -573,51 +466,27 @@ impl ControlMetrics {
     }
 
     fn render(&self, w: &mut String) {
-        family(
-            w,
-            "weir_control_requests_total",
-            "counter",
-            "Requests answered by the control listeners (metrics and admin ports), by listener and status.",
-        );
+        table::CONTROL_REQUESTS.family(w);
         for (l, listener) in CONTROL_LISTENERS.iter().enumerate() {
             for (i, c) in self.requests[l].iter().enumerate() {
                 let v = c.load(Ordering::Relaxed);
-                let status = CONTROL_STATUSES
-                    .get(i)
-                    .map_or("other".to_string(), u16::to_string);
-                let _ = writeln!(
-                    w,
-                    "weir_control_requests_total{{listener=\"{listener}\",status=\"{status}\"}} {v}"
-                );
+                match CONTROL_STATUSES.get(i) {
+                    Some(status) => table::CONTROL_REQUESTS.sample(w, [listener, status], v),
+                    None => table::CONTROL_REQUESTS.sample(w, [listener, &"other"], v),
+                }
             }
         }
-        family(
-            w,
-            "weir_control_connections_dropped_total",
-            "counter",
-            "Control connections closed by weir before they were done, by listener and reason (connections / client_ip_connections = refused at a cap, evicted = closed to make room for a newcomer, head_timeout, connection_timeout).",
-        );
+        table::CONTROL_CONNECTIONS_DROPPED.family(w);
         for (l, listener) in CONTROL_LISTENERS.iter().enumerate() {
             for (i, reason) in CONTROL_DROP_REASONS.iter().enumerate() {
                 let v = self.dropped[l][i].load(Ordering::Relaxed);
-                let _ = writeln!(
-                    w,
-                    "weir_control_connections_dropped_total{{listener=\"{listener}\",reason=\"{reason}\"}} {v}"
-                );
+                table::CONTROL_CONNECTIONS_DROPPED.sample(w, [listener, reason], v);
             }
         }
-        family(
-            w,
-            "weir_control_connections_active",
-            "gauge",
-            "Connections open now on each control listener.",
-        );
+        table::CONTROL_CONNECTIONS_ACTIVE.family(w);
         for (l, listener) in CONTROL_LISTENERS.iter().enumerate() {
             let v = self.active[l].load(Ordering::Relaxed);
-            let _ = writeln!(
-                w,
-                "weir_control_connections_active{{listener=\"{listener}\"}} {v}"
-            );
+            table::CONTROL_CONNECTIONS_ACTIVE.sample(w, [listener], v);
         }
     }
 }
@@ -794,12 +663,7 @@ pub fn flows_json(per_core: Vec<Vec<FlowReport>>) -> String {
 
 /// The per-node gauges of `/metrics`.
 pub fn render_nodes(w: &mut String, nodes: &[NodeSummary]) {
-    family(
-        w,
-        "weir_node_state",
-        "gauge",
-        "Node state as decided by its owner core (1 for the current state).",
-    );
+    table::NODE_STATE.family(w);
     for n in nodes {
         for state in [
             NodeState::Up,
@@ -808,37 +672,188 @@ pub fn render_nodes(w: &mut String, nodes: &[NodeSummary]) {
             NodeState::Draining,
         ] {
             let v = u8::from(n.state == state);
-            let _ = writeln!(
-                w,
-                "weir_node_state{{pool=\"{}\",node=\"{}\",state=\"{state}\"}} {v}",
-                n.pool, n.addr
+            table::NODE_STATE.sample(w, [&n.pool, &n.addr, &state], v);
+        }
+    }
+    table::NODE_INFLIGHT_REQUESTS.family(w);
+    for n in nodes {
+        table::NODE_INFLIGHT_REQUESTS.sample(w, [&n.pool, &n.addr], n.inflight);
+    }
+    table::NODE_CONCURRENCY_LIMIT.family(w);
+    for n in nodes {
+        table::NODE_CONCURRENCY_LIMIT.sample(w, [&n.pool, &n.addr], n.limit);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metric_table::{Kind, ALL};
+    use crate::stats::{NodeKey, Sample, Stats, TenantKey, TenantSample};
+
+    /// What `GET /metrics` serves (`crate::admin`), from two cores that saw a little of
+    /// everything.
+    fn scrape() -> String {
+        let registry = Registry::new(2, "io_uring");
+        for core in [registry.core(0), registry.core(1)] {
+            core.request(200);
+            core.rejected(400);
+            core.body(
+                Direction::Upload,
+                weir_io::relay::MovedCounts {
+                    spliced: 5,
+                    copied: 1,
+                },
+            );
+            core.auth_failure("bad_signature");
+            core.tls_connection(0, "ktls");
+            core.tls_failure(1, "timeout");
+            core.resume(true);
+            core.connection_opened();
+            core.connection_refused(true);
+            core.upstream_checkout(false);
+            core.upstream_error();
+            core.upstream_retry();
+            core.throttled();
+            core.access_log_dropped();
+        }
+        registry.reload(false);
+        registry.control().request(0, 200);
+        registry.control().dropped(1, "evicted");
+        let mut body = registry.render();
+        let report = |owned| NodeReport {
+            pool: Arc::from("main"),
+            addr: "127.0.0.1:9000".parse().expect("address"),
+            owned,
+            state: NodeState::Up,
+            inflight: 1,
+            limit: 8,
+            latency_ewma: Some(Duration::from_millis(3)),
+            reason: Arc::from("probe"),
+            since_secs: 1.0,
+        };
+        let nodes = merge_nodes(vec![vec![report(true)], vec![report(false)]]);
+        render_nodes(&mut body, &nodes);
+        let stats = Stats::default();
+        stats.record(
+            NodeKey {
+                pool: Arc::from("main"),
+                node: Arc::from("127.0.0.1:9000"),
+            },
+            &Sample {
+                op: "read",
+                status: 200,
+                duration: Duration::from_millis(4),
+                first_byte: Some(Duration::from_millis(1)),
+                bytes_up: 0,
+                bytes_down: 100,
+            },
+        );
+        stats.record_tenant(
+            &TenantKey {
+                tenant: Arc::from("default"),
+                class: Arc::from("bulk"),
+            },
+            &TenantSample {
+                status: 503,
+                shed: Some("queue_full"),
+                waited: crate::flows::Waited {
+                    for_tokens: true,
+                    for_slot: true,
+                },
+                bytes_up: 7,
+                bytes_down: 0,
+            },
+        );
+        crate::stats::render(vec![stats.snapshot()], &mut body);
+        body
+    }
+
+    /// `name{a="x",b="y"} v` → (name, [a, b]).
+    fn series(line: &str) -> (&str, Vec<&str>) {
+        let Some((name, rest)) = line.split_once('{') else {
+            let name = line.split_once(' ').map_or(line, |(n, _)| n);
+            return (name, Vec::new());
+        };
+        let (labels, _) = rest.rsplit_once('}').expect("labels end with }");
+        let names = labels
+            .split("\",")
+            .map(|pair| pair.split_once("=\"").expect("label=\"value\"").0)
+            .collect();
+        (name, names)
+    }
+
+    #[test]
+    fn a_scrape_has_exactly_the_tables_families_with_their_types_and_labels() {
+        let text = scrape();
+        let mut families: Vec<(&str, &str)> = Vec::new();
+        for line in text.lines() {
+            if let Some(decl) = line.strip_prefix("# TYPE ") {
+                let (name, kind) = decl.split_once(' ').expect("# TYPE name kind");
+                families.push((name, kind));
+                continue;
+            }
+            if line.starts_with('#') {
+                continue;
+            }
+            // Every series belongs to the family declared last, with the entry's labels.
+            let (name, labels) = series(line);
+            let &(family, _) = families.last().expect("a series before any # TYPE");
+            let entry = ALL
+                .iter()
+                .find(|m| m.name() == family)
+                .unwrap_or_else(|| panic!("{family} is rendered but not in the table"));
+            let mut want: Vec<&str> = entry.labels().iter().map(|l| l.name()).collect();
+            let suffix = name.strip_prefix(family);
+            match (entry.kind(), suffix) {
+                (Kind::Histogram, Some("_bucket")) => want.push("le"),
+                (Kind::Histogram, Some("_sum" | "_count")) => {}
+                (_, Some("")) => {}
+                _ => panic!("series {name} under family {family}"),
+            }
+            assert_eq!(labels, want, "labels of {line}");
+        }
+        let declared: Vec<(&str, &str)> =
+            ALL.iter().map(|m| (m.name(), m.kind().as_str())).collect();
+        assert_eq!(
+            families, declared,
+            "families of a scrape vs the table, in order"
+        );
+        // Every family has series in this scrape (so the label check above saw them all).
+        for (name, _) in &families {
+            assert!(
+                text.lines()
+                    .any(|l| !l.starts_with('#') && l.starts_with(name)),
+                "{name} has no series"
             );
         }
     }
-    family(
-        w,
-        "weir_node_inflight_requests",
-        "gauge",
-        "Requests in flight to the node, all cores.",
-    );
-    for n in nodes {
-        let _ = writeln!(
-            w,
-            "weir_node_inflight_requests{{pool=\"{}\",node=\"{}\"}} {}",
-            n.pool, n.addr, n.inflight
-        );
-    }
-    family(
-        w,
-        "weir_node_concurrency_limit",
-        "gauge",
-        "Concurrency limit for the node (AIMD under throttling), all cores.",
-    );
-    for n in nodes {
-        let _ = writeln!(
-            w,
-            "weir_node_concurrency_limit{{pool=\"{}\",node=\"{}\"}} {}",
-            n.pool, n.addr, n.limit
-        );
+
+    #[test]
+    fn a_scrape_counts_what_the_cores_saw() {
+        let text = scrape();
+        for line in [
+            "weir_info{version=\"",
+            "weir_requests_total{status=\"2xx\"} 2\n",
+            "weir_rejected_requests_total{status=\"400\"} 2\n",
+            "weir_body_bytes_total{direction=\"upload\",path=\"splice\"} 10\n",
+            "weir_body_bytes_total{direction=\"upload\",path=\"copy\"} 2\n",
+            "weir_config_reloads_total{outcome=\"rejected\"} 1\n",
+            "weir_auth_failures_total{reason=\"bad_signature\"} 2\n",
+            "weir_tls_connections_total{side=\"client\",path=\"ktls\"} 2\n",
+            "weir_tls_handshake_failures_total{side=\"upstream\",reason=\"timeout\"} 2\n",
+            "weir_connections_refused_total{reason=\"client_ip_connections\"} 2\n",
+            "weir_connections_active 2\n",
+            "weir_upstream_connects_total 2\n",
+            "weir_control_requests_total{listener=\"metrics\",status=\"200\"} 1\n",
+            "weir_control_connections_dropped_total{listener=\"admin\",reason=\"evicted\"} 1\n",
+            "weir_node_state{pool=\"main\",node=\"127.0.0.1:9000\",state=\"up\"} 1\n",
+            "weir_node_inflight_requests{pool=\"main\",node=\"127.0.0.1:9000\"} 2\n",
+            "weir_node_concurrency_limit{pool=\"main\",node=\"127.0.0.1:9000\"} 16\n",
+            "weir_shed_requests_total{tenant=\"default\",class=\"bulk\",reason=\"queue_full\"} 1\n",
+            "weir_request_duration_seconds_count{pool=\"main\",node=\"127.0.0.1:9000\"} 1\n",
+        ] {
+            assert!(text.contains(line), "{line:?} missing in:\n{text}");
+        }
     }
 }

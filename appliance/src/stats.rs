@@ -9,9 +9,11 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::fmt::Write as _;
+use std::fmt::Display;
 use std::sync::Arc;
 use std::time::Duration;
+
+use crate::metric_table::{self as table, Metric, DIRECTIONS, STATUS_CLASSES};
 
 /// Upper bounds (seconds) of the latency histogram buckets: 0.5 ms to 60 s, roughly ×2.5.
 pub const LATENCY_BUCKETS_SECONDS: [f64; 16] = [
@@ -49,16 +51,16 @@ impl Histogram {
         self.count += other.count;
     }
 
-    fn render(&self, w: &mut String, name: &str, labels: &str) {
-        let mut cumulative = 0;
-        for (i, bound) in LATENCY_BUCKETS_SECONDS.iter().enumerate() {
-            cumulative += self.counts[i];
-            let _ = writeln!(w, "{name}_bucket{{{labels},le=\"{bound}\"}} {cumulative}");
-        }
-        cumulative += self.counts[LATENCY_BUCKETS_SECONDS.len()];
-        let _ = writeln!(w, "{name}_bucket{{{labels},le=\"+Inf\"}} {cumulative}");
-        let _ = writeln!(w, "{name}_sum{{{labels}}} {}", self.sum_seconds);
-        let _ = writeln!(w, "{name}_count{{{labels}}} {}", self.count);
+    /// Writes this histogram as series `values` of `metric` (cumulative buckets).
+    fn render(&self, w: &mut String, metric: &Metric<2>, values: [&dyn Display; 2]) {
+        let buckets = LATENCY_BUCKETS_SECONDS
+            .iter()
+            .zip(self.counts.iter().scan(0, |cumulative, n| {
+                *cumulative += n;
+                Some(*cumulative)
+            }))
+            .map(|(bound, n)| (*bound, n));
+        metric.histogram(w, values, buckets, self.sum_seconds, self.count);
     }
 }
 
@@ -236,155 +238,66 @@ impl Stats {
     }
 }
 
-const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
-
 /// Sums the cores' snapshots and renders them.
 pub fn render(snapshots: Vec<Snapshot>, w: &mut String) {
     let (total, tenants) = merge(snapshots);
     render_tenants(&tenants, w);
-    header(
-        w,
-        "weir_node_requests_total",
-        "counter",
-        "Requests served by a node, by op class and status class.",
-    );
+    table::NODE_REQUESTS.family(w);
     for (k, v) in &total {
         let mut rows: Vec<_> = v.requests.iter().collect();
         rows.sort();
         for ((op, class), n) in rows {
-            let _ = writeln!(
-                w,
-                "weir_node_requests_total{{pool=\"{}\",node=\"{}\",op=\"{op}\",status=\"{}\"}} {n}",
-                k.pool, k.node, CLASSES[*class as usize]
-            );
+            let status = &STATUS_CLASSES[usize::from(*class)];
+            table::NODE_REQUESTS.sample(w, [&k.pool, &k.node, op, status], n);
         }
     }
-    header(
-        w,
-        "weir_request_duration_seconds",
-        "histogram",
-        "Whole request duration, by the node that served it.",
-    );
+    table::REQUEST_DURATION.family(w);
     for (k, v) in &total {
-        v.duration.render(
-            w,
-            "weir_request_duration_seconds",
-            &format!("pool=\"{}\",node=\"{}\"", k.pool, k.node),
-        );
+        let labels: [&dyn Display; 2] = [&k.pool, &k.node];
+        v.duration.render(w, &table::REQUEST_DURATION, labels);
     }
-    header(
-        w,
-        "weir_upstream_first_byte_seconds",
-        "histogram",
-        "Time from the request's start to the node's response head.",
-    );
+    table::UPSTREAM_FIRST_BYTE.family(w);
     for (k, v) in &total {
-        v.first_byte.render(
-            w,
-            "weir_upstream_first_byte_seconds",
-            &format!("pool=\"{}\",node=\"{}\"", k.pool, k.node),
-        );
+        let labels: [&dyn Display; 2] = [&k.pool, &k.node];
+        v.first_byte.render(w, &table::UPSTREAM_FIRST_BYTE, labels);
     }
-    header(
-        w,
-        "weir_node_body_bytes_total",
-        "counter",
-        "Body bytes by node and direction (upload = to the node).",
-    );
+    table::NODE_BODY_BYTES.family(w);
     for (k, v) in &total {
-        let _ = writeln!(
-            w,
-            "weir_node_body_bytes_total{{pool=\"{}\",node=\"{}\",direction=\"upload\"}} {}",
-            k.pool, k.node, v.bytes_up
-        );
-        let _ = writeln!(
-            w,
-            "weir_node_body_bytes_total{{pool=\"{}\",node=\"{}\",direction=\"download\"}} {}",
-            k.pool, k.node, v.bytes_down
-        );
+        for (dir, n) in DIRECTIONS.iter().zip([v.bytes_up, v.bytes_down]) {
+            table::NODE_BODY_BYTES.sample(w, [&k.pool, &k.node, dir], n);
+        }
     }
 }
 
 fn render_tenants(tenants: &std::collections::BTreeMap<TenantKey, TenantStats>, w: &mut String) {
     // Tenant and class names are validated label-safe (`[A-Za-z0-9_.-]`).
-    let labels = |k: &TenantKey| format!("tenant=\"{}\",class=\"{}\"", k.tenant, k.class);
-    header(
-        w,
-        "weir_tenant_requests_total",
-        "counter",
-        "Requests answered, by tenant, QoS class and status class.",
-    );
+    table::TENANT_REQUESTS.family(w);
     for (k, v) in tenants {
         for (i, n) in v.requests.iter().enumerate().filter(|(_, n)| **n > 0) {
-            let _ = writeln!(
-                w,
-                "weir_tenant_requests_total{{{},status=\"{}\"}} {n}",
-                labels(k),
-                CLASSES[i]
-            );
+            let status = &STATUS_CLASSES[i];
+            table::TENANT_REQUESTS.sample(w, [&k.tenant, &k.class, status], n);
         }
     }
-    header(
-        w,
-        "weir_shed_requests_total",
-        "counter",
-        "Requests weir answered SlowDown itself (a limit, cap or queue), by tenant, class and reason.",
-    );
+    table::SHED_REQUESTS.family(w);
     for (k, v) in tenants {
         let mut rows: Vec<_> = v.shed.iter().collect();
         rows.sort();
         for (reason, n) in rows {
-            let _ = writeln!(
-                w,
-                "weir_shed_requests_total{{{},reason=\"{reason}\"}} {n}",
-                labels(k)
-            );
+            table::SHED_REQUESTS.sample(w, [&k.tenant, &k.class, reason], n);
         }
     }
-    header(
-        w,
-        "weir_queued_requests_total",
-        "counter",
-        "Requests that waited at admission, by tenant, class and what for (tokens = a rate limit, slot = an in-flight cap or a node).",
-    );
+    table::QUEUED_REQUESTS.family(w);
     for (k, v) in tenants {
-        let _ = writeln!(
-            w,
-            "weir_queued_requests_total{{{},reason=\"tokens\"}} {}",
-            labels(k),
-            v.waited_tokens
-        );
-        let _ = writeln!(
-            w,
-            "weir_queued_requests_total{{{},reason=\"slot\"}} {}",
-            labels(k),
-            v.waited_slot
-        );
+        for (reason, n) in [("tokens", v.waited_tokens), ("slot", v.waited_slot)] {
+            table::QUEUED_REQUESTS.sample(w, [&k.tenant, &k.class, &reason], n);
+        }
     }
-    header(
-        w,
-        "weir_tenant_body_bytes_total",
-        "counter",
-        "Body bytes by tenant, class and direction (upload = to the node).",
-    );
+    table::TENANT_BODY_BYTES.family(w);
     for (k, v) in tenants {
-        let _ = writeln!(
-            w,
-            "weir_tenant_body_bytes_total{{{},direction=\"upload\"}} {}",
-            labels(k),
-            v.bytes_up
-        );
-        let _ = writeln!(
-            w,
-            "weir_tenant_body_bytes_total{{{},direction=\"download\"}} {}",
-            labels(k),
-            v.bytes_down
-        );
+        for (dir, n) in DIRECTIONS.iter().zip([v.bytes_up, v.bytes_down]) {
+            table::TENANT_BODY_BYTES.sample(w, [&k.tenant, &k.class, dir], n);
+        }
     }
-}
-
-fn header(w: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(w, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
 
 // Read access for the status page (`crate::admin`), which computes rates and quantiles
@@ -463,12 +376,21 @@ mod tests {
         h.observe(Duration::from_millis(3));
         h.observe(Duration::from_secs(100));
         let mut w = String::new();
-        h.render(&mut w, "x", "a=\"b\"");
-        assert!(w.contains("x_bucket{a=\"b\",le=\"0.0005\"} 1\n"));
-        assert!(w.contains("x_bucket{a=\"b\",le=\"0.005\"} 2\n"));
-        assert!(w.contains("x_bucket{a=\"b\",le=\"60\"} 2\n"));
-        assert!(w.contains("x_bucket{a=\"b\",le=\"+Inf\"} 3\n"));
-        assert!(w.contains("x_count{a=\"b\"} 3\n"));
+        h.render(&mut w, &table::REQUEST_DURATION, [&"p", &"n"]);
+        let x = "weir_request_duration_seconds";
+        assert!(w.contains(&format!(
+            "{x}_bucket{{pool=\"p\",node=\"n\",le=\"0.0005\"}} 1\n"
+        )));
+        assert!(w.contains(&format!(
+            "{x}_bucket{{pool=\"p\",node=\"n\",le=\"0.005\"}} 2\n"
+        )));
+        assert!(w.contains(&format!(
+            "{x}_bucket{{pool=\"p\",node=\"n\",le=\"60\"}} 2\n"
+        )));
+        assert!(w.contains(&format!(
+            "{x}_bucket{{pool=\"p\",node=\"n\",le=\"+Inf\"}} 3\n"
+        )));
+        assert!(w.contains(&format!("{x}_count{{pool=\"p\",node=\"n\"}} 3\n")));
     }
 
     #[test]
