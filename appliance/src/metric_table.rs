@@ -131,6 +131,7 @@ impl<const N: usize> Metric<N> {
 
     /// Writes one series: `values` are the label values in the order of `self.labels`.
     pub fn sample(&self, w: &mut String, values: [&dyn Display; N], value: impl Display) {
+        debug_assert_ne!(self.kind, Kind::Histogram, "{}: use histogram()", self.name);
         w.push_str(self.name);
         self.write_labels(w, &values, None);
         let _ = writeln!(w, " {value}");

@@ -1,5 +1,5 @@
-//! Every metric weir exports, in one place (names are listed for operators in
-//! `docs/metrics.md`). Counters are per core: each shard is the only writer of its own
+//! weir's process-wide counters, and `/metrics` for them (names, types, help and labels
+//! come from `crate::metric_table`; docs/metrics.md lists them). Counters are per core: each shard is the only writer of its own
 //! `CoreMetrics`, so an update is a relaxed load and store on a cache line no other core
 //! writes — no shared atomic read-modify-write on the request path. The control
 //! listeners (`crate::admin`) sum the cores at scrape time, and render what they gathered
