@@ -15,6 +15,8 @@ use weir_policy::health::NodeState;
 
 use crate::bus::NodeReport;
 use crate::flows::{json_str, FlowReport};
+use weir_policy::limits::Dir;
+
 use crate::metric_table::{self as table, Metric, DIRECTIONS, STATUS_CLASSES};
 
 /// Statuses weir itself answers when it rejects a request before any node sees it.
@@ -81,19 +83,12 @@ const RESUME_OUTCOMES: [&str; 2] = ["resumed", "failed"];
 /// `reason` labels of `weir_connections_refused_total`: the global cap, the per-IP cap.
 const CONNECTION_CAPS: [&str; 2] = ["connections", "client_ip_connections"];
 
-/// Direction of a body: `upload` is client → node, `download` node → client.
-#[derive(Clone, Copy)]
-pub enum Direction {
-    /// Client to node.
-    Upload = 0,
-    /// Node to client.
-    Download = 1,
-}
-
-impl Direction {
-    /// The `direction` label value.
-    pub fn label(self) -> &'static str {
-        DIRECTIONS[self as usize]
+/// The counter slot of a body's direction, which is also its `direction` label's index in
+/// [`DIRECTIONS`]: `upload` is a request body (client → node), `download` a response body.
+fn slot(dir: Dir) -> usize {
+    match dir {
+        Dir::Up => 0,
+        Dir::Down => 1,
     }
 }
 
@@ -188,8 +183,8 @@ impl CoreMetrics {
     }
 
     /// Counts body bytes moved in `dir`, split by mechanism.
-    pub fn body(&self, dir: Direction, moved: weir_io::relay::MovedCounts) {
-        let d = dir as usize;
+    pub fn body(&self, dir: Dir, moved: weir_io::relay::MovedCounts) {
+        let d = slot(dir);
         if moved.spliced > 0 {
             bump(&self.body_bytes[d][0], moved.spliced);
         }
@@ -312,8 +307,8 @@ impl Registry {
             rejected: (0..REJECT_STATUSES.len())
                 .map(|i| self.sum(|c| &c.rejected[i]))
                 .sum(),
-            bytes_up: bytes(Direction::Upload as usize),
-            bytes_down: bytes(Direction::Download as usize),
+            bytes_up: bytes(slot(Dir::Up)),
+            bytes_down: bytes(slot(Dir::Down)),
             retries: self.sum(|c| &c.upstream_retries),
             resumes: self.sum(|c| &c.resumes[0]),
             resumes_failed: self.sum(|c| &c.resumes[1]),
@@ -353,10 +348,10 @@ impl Registry {
             table::REJECTED_REQUESTS.sample(w, [status], self.sum(|c| &c.rejected[i]));
         }
         table::BODY_BYTES.family(w);
-        for dir in [Direction::Upload, Direction::Download] {
+        for dir in [Dir::Up, Dir::Down] {
             for (p, path) in BODY_PATHS.iter().enumerate() {
-                let v = self.sum(|c| &c.body_bytes[dir as usize][p]);
-                table::BODY_BYTES.sample(w, [&dir.label(), path], v);
+                let v = self.sum(|c| &c.body_bytes[slot(dir)][p]);
+                table::BODY_BYTES.sample(w, [&DIRECTIONS[slot(dir)], path], v);
             }
         }
         table::CONFIG_RELOADS.family(w);
@@ -699,7 +694,7 @@ mod tests {
             core.request(200);
             core.rejected(400);
             core.body(
-                Direction::Upload,
+                Dir::Up,
                 weir_io::relay::MovedCounts {
                     spliced: 5,
                     copied: 1,

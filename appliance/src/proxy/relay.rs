@@ -12,12 +12,12 @@ use weir_io::http::{
 use weir_io::relay::End;
 use weir_io::Side;
 use weir_policy::attempt::Decision;
+use weir_policy::limits::Dir;
 
 use super::resume::{resumable, resume_from_another};
 use super::route::{failed_of, InFlight, Routing};
 use super::{write_timed, After, Exchange};
 use crate::bus::NodeId;
-use crate::metrics::Direction;
 
 /// Relays the response head and body to the client, resuming a broken GET body from
 /// another node, and decides what is reusable. Returns what becomes of the client
@@ -60,7 +60,7 @@ pub(super) async fn relay_response<'e>(
             flow.down.record_copied(n as u64);
             delivered = n as u64;
             shard.metrics().body(
-                Direction::Download,
+                Dir::Down,
                 weir_io::relay::MovedCounts {
                     spliced: 0,
                     copied: n as u64,
@@ -104,7 +104,7 @@ pub(super) async fn relay_response<'e>(
             BodyFraming::UntilClose => mover.until_close(up_end, client_end, &flow.down).await,
         };
         let moved = flow.down.counts().since(before);
-        shard.metrics().body(Direction::Download, moved);
+        shard.metrics().body(Dir::Down, moved);
         delivered += moved.total();
         let Err(e) = result else { break Ok(()) };
         if e.side != Side::Upstream {

@@ -16,13 +16,13 @@ use weir_io::tls::TlsPath;
 use weir_io::upstream::TlsTarget;
 use weir_io::{Error, Kind, Side};
 use weir_policy::attempt::Failed;
+use weir_policy::limits::Dir;
 use weir_policy::s3code::ERROR_BODY_BYTES_MAX;
 use weir_policy::sigv4::ChunkStream;
 
 use super::body::ReqBody;
 use super::route::{failed_of, AttemptError};
 use super::{client_chunk_limits, write_timed, Exchange};
-use crate::metrics::Direction;
 use crate::shard::Epoch;
 use crate::signed_body;
 
@@ -211,7 +211,7 @@ pub(super) async fn send_request(
         };
         shard
             .metrics()
-            .body(Direction::Upload, flow.up.counts().since(before));
+            .body(Dir::Up, flow.up.counts().since(before));
         if let Err(e) = result {
             if e.side == Side::Upstream {
                 // A node that stopped taking the body may have said why first (a final
