@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 
 use weir_policy::aimd::Aimd;
 use weir_policy::attempt::{Answer, Attempts, Decision, Env, Failed, Limit, Outcome, Params};
-use weir_policy::balance::{pick, Candidate, NodeView, PoolView};
+use weir_policy::balance::{pick, Affinity, Algorithm, Candidate, NodeLoad, PoolState, PoolView};
 use weir_policy::config::Config;
 use weir_policy::health::{NodeHealth, NodeState, ProbeResult, Transition};
 use weir_policy::rand::SplitMix64;
@@ -256,6 +256,8 @@ struct Request {
     method: &'static str,
     body: BodyState,
     bucket: usize,
+    /// The object's placement key.
+    affinity: Affinity,
     /// A "query of death": every live node resets the connection on it.
     poison: bool,
     /// Its attempts: tried nodes, retries, blame (the appliance's machine).
@@ -318,7 +320,11 @@ struct Sim {
     bucket_limits: Vec<Vec<Aimd>>,
     inflight: Vec<Vec<u32>>,
     bucket_inflight: Vec<Vec<u32>>,
-    views: Vec<Vec<NodeView>>,
+    views: Vec<Vec<NodeLoad>>,
+    /// This (single) core's balancing state per pool.
+    balance_states: Vec<PoolState>,
+    /// Objects requests are spread over (placement keys for `rendezvous` pools).
+    next_object: u64,
     budget: RetryBudget,
     events: BTreeMap<u64, Vec<Event>>,
     report: Report,
@@ -411,6 +417,8 @@ impl Sim {
             inflight,
             bucket_inflight,
             views: Vec::new(),
+            balance_states: Vec::new(),
+            next_object: 0,
             budget,
             events: BTreeMap::new(),
             report: Report {
@@ -421,6 +429,12 @@ impl Sim {
             run_ticks,
             scenario,
         };
+        sim.balance_states = sim
+            .config
+            .pools
+            .iter()
+            .map(|_| PoolState::default())
+            .collect();
         sim.refresh_views();
         sim
     }
@@ -429,14 +443,15 @@ impl Sim {
         self.base + TICK * u32::try_from(self.tick).expect("tick fits u32")
     }
 
-    fn view(&self, pool: usize, node: usize) -> NodeView {
+    fn view(&self, pool: usize, node: usize) -> NodeLoad {
         let h = &self.health[pool][node];
-        NodeView {
+        NodeLoad {
             state: h.state(),
             inflight: self.inflight[pool][node],
             limit: self.node_limits[pool][node].limit(),
             latency_ewma: h.latency_ewma(),
             weight: h.weight(self.now()),
+            id: node as u64,
         }
     }
 
@@ -553,10 +568,13 @@ impl Sim {
         if poison {
             self.report.poison_requests += 1;
         }
+        // A working set of 10,000 objects, each asked for again and again.
+        self.next_object = (self.next_object + 1) % 10_000;
         Request {
             method,
             body,
             bucket: self.rng.below(BUCKETS as u64) as usize,
+            affinity: Affinity::of("bucket", &format!("obj-{}", self.next_object)),
             poison,
             attempts: Attempts::new(method, Params::from_upstream(&self.config.upstream)),
         }
@@ -594,6 +612,8 @@ impl Sim {
                 pool: p,
                 min_active: self.config.pools[p].min_active,
                 nodes: &self.views[p],
+                algorithm: self.config.pools[p].balance,
+                state: &self.balance_states[p],
             })
             .collect();
         let rand = self.rng.next_u64();
@@ -602,7 +622,7 @@ impl Sim {
             self.bucket_inflight[c.pool][bucket] >= self.bucket_limits[c.pool][bucket].limit()
         };
         let exclude = |c: Candidate| req.attempts.tried().contains(&c) || bucket_full(c);
-        let Some(c) = pick(&pools, exclude, rand) else {
+        let Some(c) = pick(&pools, exclude, rand, Some(req.affinity)) else {
             self.report.no_node += 1;
             drop(pools);
             // Relaying a held failure answer or weir's own error: the client sees an error.
@@ -889,7 +909,19 @@ fn sim_seed(seed: u64, run_ticks: u64) -> Report {
     Sim::new(seed, run_ticks, Scenario::sites()).run()
 }
 
+/// Mean node limit (in hundredths) the storm must bring the preferred site's nodes below,
+/// from 32: how many throttle answers each node gets depends on how the choice within the
+/// pool spreads requests, so algorithms other than `p2c` (which prefers the fast nodes the
+/// storm throttles) get a looser bound; it still takes a shrink to under a third.
+const STORM_LIMIT_CENTI_P2C: u64 = 800;
+/// [`STORM_LIMIT_CENTI_P2C`] for the other algorithms.
+const STORM_LIMIT_CENTI_OTHERS: u64 = 1_000;
+
 fn check_scenario(seed: u64, r: &Report) {
+    check_scenario_with(seed, r, STORM_LIMIT_CENTI_P2C);
+}
+
+fn check_scenario_with(seed: u64, r: &Report, storm_limit_centi: u64) {
     let during = r.picks_by_pool_partition;
     let after = r.picks_by_pool_after;
     let share =
@@ -919,7 +951,7 @@ fn check_scenario(seed: u64, r: &Report) {
     // from 32 towards 2, and the shared pool+bucket limits too — without marking any
     // node down (the liveness invariant above checks that).
     assert!(
-        r.storm_node_limit_mean_centi < 800,
+        r.storm_node_limit_mean_centi < storm_limit_centi,
         "seed {seed}: node limits after the storm: {r:?}"
     );
     assert!(
@@ -938,6 +970,24 @@ fn invariants_hold_across_seeds() {
         let r = sim_seed(seed, RUN_TICKS);
         println!("seed {seed}: {r:?}");
         check_scenario(seed, &r);
+    }
+}
+
+/// The chain walk is the same whatever picks within a pool: the scenario, with every
+/// pool balanced by each other algorithm, keeps every invariant and the failover.
+#[test]
+fn invariants_hold_for_every_algorithm() {
+    for (name, algorithm) in Algorithm::ALL {
+        if algorithm == Algorithm::default() {
+            continue; // the scenario above
+        }
+        let mut scenario = Scenario::sites();
+        scenario.config = scenario
+            .config
+            .replace("[[pool]]\n", &format!("[[pool]]\nbalance = \"{name}\"\n"));
+        let r = Sim::new(1, RUN_TICKS, scenario).run();
+        println!("{name} seed 1: {r:?}");
+        check_scenario_with(1, &r, STORM_LIMIT_CENTI_OTHERS);
     }
 }
 

@@ -1,4 +1,5 @@
-//! Picking a node across a route's failover chain of pools (priority groups).
+//! Picking a node across a route's failover chain of pools (priority groups): the walk
+//! every pool's algorithm shares.
 //!
 //! Called by the appliance once per upstream attempt with its shard's local view of
 //! every node of the route's pools, best priority first (as [`crate::config::Config::route`]
@@ -13,15 +14,12 @@
 //! 3. If none does, the first pool (in priority order) with any eligible up node serves,
 //!    so a weakened site is still preferred to nothing.
 //! 4. Degraded nodes serve only when no eligible up node exists anywhere in the chain.
-//! 5. Within the chosen pool, power of two choices on
-//!    `cost = (inflight + 1) × latency_ewma / weight`: load, speed and slow-start weight
-//!    in one number. A node without a latency sample yet is costed at the mean of its
-//!    peers', so it is neither shunned nor stampeded.
+//! 5. Within the chosen pool, the pool's [`Algorithm`] picks among the eligible nodes
+//!    (by default power of two choices on `(inflight + 1) × latency_ewma / weight`).
 
-use std::cmp::Ordering;
 use std::time::Duration;
 
-use super::pick_p2c_by;
+use super::{Affinity, Algorithm, PoolState, Within};
 use crate::health::{NodeState, SLOW_START_WEIGHT_MIN};
 
 /// A node of a route's pools: `pools[pool].nodes[node]` in config terms.
@@ -33,9 +31,9 @@ pub struct Candidate {
     pub node: usize,
 }
 
-/// What the balancer needs to know of one node, from the shard's local copy.
+/// What the balancer knows of one node's health and load, from the shard's local copy.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct NodeView {
+pub struct NodeLoad {
     /// Health state.
     pub state: NodeState,
     /// Requests this shard has in flight to the node.
@@ -46,6 +44,21 @@ pub struct NodeView {
     pub latency_ewma: Option<Duration>,
     /// Slow-start weight, 0.1..=1.0.
     pub weight: f64,
+    /// The node's identity for placement by key ([`super::node_id`] of its address), so
+    /// a node keeps its objects when others are added or removed.
+    pub id: u64,
+}
+
+impl NodeLoad {
+    /// The slow-start weight as the algorithms use it: never below the ramp's start
+    /// (a zero weight would divide by zero), 1.0 if not a number.
+    pub(super) fn balancing_weight(&self) -> f64 {
+        if self.weight.is_nan() {
+            1.0
+        } else {
+            self.weight.max(SLOW_START_WEIGHT_MIN)
+        }
+    }
 }
 
 /// One pool of a route's chain, as the balancer sees it.
@@ -56,50 +69,50 @@ pub struct PoolView<'a> {
     /// Up nodes needed for this pool to qualify (the pool's `min_active`).
     pub min_active: usize,
     /// The pool's nodes, in config order.
-    pub nodes: &'a [NodeView],
+    pub nodes: &'a [NodeLoad],
+    /// How the pool picks among its eligible nodes (the pool's `balance`).
+    pub algorithm: Algorithm,
+    /// This core's balancing state for the pool.
+    pub state: &'a PoolState,
 }
-
-/// Latency assumed when no node of a pool has a sample yet; any constant works, since
-/// then it scales every candidate's cost alike.
-const LATENCY_UNKNOWN: Duration = Duration::from_millis(1);
 
 /// Picks a node for one attempt; see the module docs for the rules. `pools` is the
 /// route's chain, best priority first; `exclude` is called with candidates and must be
-/// cheap; `rand` is a fresh random value. `None` when no node is eligible (the caller
-/// answers `503 SlowDown` if limits were the reason, `502`/`503` otherwise).
+/// cheap; `rand` is a fresh random value; `affinity` places the request for pools that
+/// balance by key (without one they place at random). `None` when no node is eligible
+/// (the caller answers `503 SlowDown` if limits were the reason, `502`/`503` otherwise).
 pub fn pick(
     pools: &[PoolView<'_>],
     exclude: impl Fn(Candidate) -> bool,
     rand: u64,
+    affinity: Option<Affinity>,
 ) -> Option<Candidate> {
     let qualifies = |p: &PoolView<'_>| {
         let up = p.nodes.iter().filter(|n| n.state == NodeState::Up).count();
         up >= p.min_active.max(1)
     };
+    let pick_in = |p: &PoolView<'_>, state| pick_in(p, state, &exclude, rand, affinity);
     let first_pass = pools
         .iter()
         .filter(|p| qualifies(p))
-        .find_map(|p| pick_in(p, NodeState::Up, &exclude, rand));
+        .find_map(|p| pick_in(p, NodeState::Up));
     first_pass
         .or_else(|| {
             pools
                 .iter()
                 .filter(|p| !qualifies(p))
-                .find_map(|p| pick_in(p, NodeState::Up, &exclude, rand))
+                .find_map(|p| pick_in(p, NodeState::Up))
         })
-        .or_else(|| {
-            pools
-                .iter()
-                .find_map(|p| pick_in(p, NodeState::Degraded, &exclude, rand))
-        })
+        .or_else(|| pools.iter().find_map(|p| pick_in(p, NodeState::Degraded)))
 }
 
-/// Power of two choices among the eligible nodes of `pool` in `state`.
+/// The pool's algorithm among the eligible nodes of `pool` in `state`.
 fn pick_in(
     pool: &PoolView<'_>,
     state: NodeState,
     exclude: &impl Fn(Candidate) -> bool,
     rand: u64,
+    affinity: Option<Affinity>,
 ) -> Option<Candidate> {
     let eligible = |i: usize| {
         pool.nodes.get(i).is_some_and(|n| {
@@ -111,100 +124,88 @@ fn pick_in(
                 })
         })
     };
-    let (sum, known) = pool
-        .nodes
-        .iter()
-        .enumerate()
-        .filter(|&(i, _)| eligible(i))
-        .filter_map(|(_, n)| n.latency_ewma)
-        .fold((0.0, 0u32), |(sum, count), l| {
-            (sum + l.as_secs_f64(), count + 1)
-        });
-    let latency_default = if known > 0 {
-        sum / f64::from(known)
-    } else {
-        LATENCY_UNKNOWN.as_secs_f64()
+    let within = Within {
+        nodes: pool.nodes,
+        eligible: &eligible,
+        rand,
+        affinity,
+        state: pool.state,
     };
-    let cost = |i: usize| {
-        let Some(n) = pool.nodes.get(i) else {
-            return Cost(f64::INFINITY);
-        };
-        let latency = n.latency_ewma.map_or(latency_default, |l| l.as_secs_f64());
-        let weight = if n.weight.is_nan() {
-            1.0
-        } else {
-            n.weight.max(SLOW_START_WEIGHT_MIN)
-        };
-        Cost((f64::from(n.inflight) + 1.0) * latency / weight)
-    };
-    pick_p2c_by(pool.nodes.len(), eligible, cost, rand).map(|node| Candidate {
+    let node = pool.algorithm.choose(&within)?;
+    // An algorithm returning an ineligible node is a bug in it: never route there.
+    debug_assert!(
+        eligible(node),
+        "{:?} chose ineligible node {node}",
+        pool.algorithm
+    );
+    eligible(node).then_some(Candidate {
         pool: pool.pool,
         node,
     })
 }
 
-/// An `f64` cost with a total order (NaN sorts last, never wins).
-#[derive(Debug, Clone, Copy, PartialEq)]
-struct Cost(f64);
-
-impl Eq for Cost {}
-
-impl PartialOrd for Cost {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for Cost {
-    fn cmp(&self, other: &Self) -> Ordering {
-        self.0.total_cmp(&other.0)
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    //! The walk's rules hold whatever the pools' algorithm: every test runs for each.
+
     use super::*;
+    use crate::balance::testing::{node, ups};
     use crate::rand::SplitMix64;
     use proptest::prelude::*;
 
-    fn node(state: NodeState) -> NodeView {
-        NodeView {
-            state,
-            inflight: 0,
-            limit: 10,
-            latency_ewma: Some(Duration::from_millis(10)),
-            weight: 1.0,
-        }
+    fn with_state(state: NodeState) -> NodeLoad {
+        NodeLoad { state, ..node(0) }
     }
 
-    fn ups(n: usize) -> Vec<NodeView> {
-        vec![node(NodeState::Up); n]
+    /// The chain `(pool index, min_active, nodes)`, every pool balanced by `algorithm`.
+    fn chain<'a>(
+        algorithm: Algorithm,
+        groups: &[(usize, usize, &'a [NodeLoad])],
+        state: &'a PoolState,
+    ) -> Vec<PoolView<'a>> {
+        groups
+            .iter()
+            .map(|&(pool, min_active, nodes)| PoolView {
+                pool,
+                min_active,
+                nodes,
+                algorithm,
+                state,
+            })
+            .collect()
     }
 
-    fn picks(pools: &[PoolView<'_>], exclude: impl Fn(Candidate) -> bool) -> Vec<Candidate> {
-        let mut rng = SplitMix64::new(7);
-        (0..200)
-            .filter_map(|_| pick(pools, &exclude, rng.next_u64()))
+    /// 200 picks for each algorithm over `groups` (random keys for `rendezvous`).
+    fn picks_each(
+        groups: &[(usize, usize, &[NodeLoad])],
+        exclude: impl Fn(Candidate) -> bool,
+    ) -> Vec<(&'static str, Vec<Candidate>)> {
+        Algorithm::ALL
+            .iter()
+            .map(|&(name, algorithm)| {
+                let state = PoolState::default();
+                let pools = chain(algorithm, groups, &state);
+                let mut rng = SplitMix64::new(7);
+                let got = (0..200)
+                    .filter_map(|_| {
+                        let key = Affinity::from_hash(rng.next_u64());
+                        pick(&pools, &exclude, rng.next_u64(), Some(key))
+                    })
+                    .collect();
+                (name, got)
+            })
             .collect()
     }
 
     #[test]
     fn best_qualifying_group_serves() {
-        let a = ups(3);
-        let b = ups(3);
-        let pools = [
-            PoolView {
-                pool: 4,
-                min_active: 2,
-                nodes: &a,
-            },
-            PoolView {
-                pool: 9,
-                min_active: 1,
-                nodes: &b,
-            },
-        ];
-        assert!(picks(&pools, |_| false).iter().all(|c| c.pool == 4));
+        let (a, b) = (ups(3), ups(3));
+        for (name, got) in picks_each(&[(4, 2, &a), (9, 1, &b)], |_| false) {
+            assert!(
+                got.len() == 200 && got.iter().all(|c| c.pool == 4),
+                "{name}"
+            );
+        }
     }
 
     #[test]
@@ -213,34 +214,20 @@ mod tests {
         a[0].state = NodeState::Down;
         a[1].state = NodeState::Down;
         let b = ups(2);
-        let pools = [
-            PoolView {
-                pool: 0,
-                min_active: 2,
-                nodes: &a,
-            },
-            PoolView {
-                pool: 1,
-                min_active: 1,
-                nodes: &b,
-            },
-        ];
-        assert!(picks(&pools, |_| false).iter().all(|c| c.pool == 1));
+        for (name, got) in picks_each(&[(0, 2, &a), (1, 1, &b)], |_| false) {
+            assert!(
+                got.len() == 200 && got.iter().all(|c| c.pool == 1),
+                "{name}"
+            );
+        }
         // Back when the preferred pool has enough up nodes again.
         a[1].state = NodeState::Up;
-        let pools = [
-            PoolView {
-                pool: 0,
-                min_active: 2,
-                nodes: &a,
-            },
-            PoolView {
-                pool: 1,
-                min_active: 1,
-                nodes: &b,
-            },
-        ];
-        assert!(picks(&pools, |_| false).iter().all(|c| c.pool == 0));
+        for (name, got) in picks_each(&[(0, 2, &a), (1, 1, &b)], |_| false) {
+            assert!(
+                got.len() == 200 && got.iter().all(|c| c.pool == 0),
+                "{name}"
+            );
+        }
     }
 
     #[test]
@@ -251,179 +238,117 @@ mod tests {
         let mut b = ups(3);
         b[0].state = NodeState::Down;
         b[1].state = NodeState::Down;
-        let pools = [
-            PoolView {
-                pool: 0,
-                min_active: 2,
-                nodes: &a,
-            },
-            PoolView {
-                pool: 1,
-                min_active: 2,
-                nodes: &b,
-            },
-        ];
-        let got = picks(&pools, |_| false);
-        assert!(
-            got.iter().all(|c| *c == Candidate { pool: 0, node: 2 }),
-            "{got:?}"
-        );
+        for (name, got) in picks_each(&[(0, 2, &a), (1, 2, &b)], |_| false) {
+            assert!(
+                got.len() == 200 && got.iter().all(|c| *c == Candidate { pool: 0, node: 2 }),
+                "{name}: {got:?}"
+            );
+        }
     }
 
     #[test]
     fn qualifying_group_exhausted_by_exclusion_or_limits_spills() {
-        let a = ups(2);
-        let b = ups(2);
-        let pools = [
-            PoolView {
-                pool: 0,
-                min_active: 1,
-                nodes: &a,
-            },
-            PoolView {
-                pool: 1,
-                min_active: 1,
-                nodes: &b,
-            },
-        ];
-        let got = picks(&pools, |c| c.pool == 0);
-        assert!(!got.is_empty() && got.iter().all(|c| c.pool == 1));
+        let (a, b) = (ups(2), ups(2));
+        for (name, got) in picks_each(&[(0, 1, &a), (1, 1, &b)], |c| c.pool == 0) {
+            assert!(
+                got.len() == 200 && got.iter().all(|c| c.pool == 1),
+                "{name}"
+            );
+        }
         let mut full = ups(2);
         for n in &mut full {
             n.inflight = n.limit;
         }
-        let pools = [
-            PoolView {
-                pool: 0,
-                min_active: 1,
-                nodes: &full,
-            },
-            PoolView {
-                pool: 1,
-                min_active: 1,
-                nodes: &b,
-            },
-        ];
-        assert!(picks(&pools, |_| false).iter().all(|c| c.pool == 1));
+        for (name, got) in picks_each(&[(0, 1, &full), (1, 1, &b)], |_| false) {
+            assert!(
+                got.len() == 200 && got.iter().all(|c| c.pool == 1),
+                "{name}"
+            );
+        }
+        // One node at its limit: the other takes everything.
+        let mut half = ups(2);
+        half[0].inflight = half[0].limit;
+        for (name, got) in picks_each(&[(0, 1, &half)], |_| false) {
+            assert!(
+                got.len() == 200 && got.iter().all(|c| *c == Candidate { pool: 0, node: 1 }),
+                "{name}"
+            );
+        }
     }
 
     #[test]
     fn degraded_only_when_no_up_node_anywhere() {
-        let a = vec![node(NodeState::Degraded), node(NodeState::Degraded)];
-        let mut b = vec![node(NodeState::Down), node(NodeState::Up)];
-        let pools = [
-            PoolView {
-                pool: 0,
-                min_active: 1,
-                nodes: &a,
-            },
-            PoolView {
-                pool: 1,
-                min_active: 2,
-                nodes: &b,
-            },
+        let a = vec![
+            with_state(NodeState::Degraded),
+            with_state(NodeState::Degraded),
         ];
-        assert!(picks(&pools, |_| false)
-            .iter()
-            .all(|c| *c == Candidate { pool: 1, node: 1 }));
+        let mut b = vec![with_state(NodeState::Down), with_state(NodeState::Up)];
+        for (name, got) in picks_each(&[(0, 1, &a), (1, 2, &b)], |_| false) {
+            assert!(
+                got.len() == 200 && got.iter().all(|c| *c == Candidate { pool: 1, node: 1 }),
+                "{name}"
+            );
+        }
         b[1].state = NodeState::Draining;
-        let pools = [
-            PoolView {
-                pool: 0,
-                min_active: 1,
-                nodes: &a,
-            },
-            PoolView {
-                pool: 1,
-                min_active: 2,
-                nodes: &b,
-            },
-        ];
-        let got = picks(&pools, |_| false);
-        assert!(!got.is_empty() && got.iter().all(|c| c.pool == 0));
+        for (name, got) in picks_each(&[(0, 1, &a), (1, 2, &b)], |_| false) {
+            assert!(
+                got.len() == 200 && got.iter().all(|c| c.pool == 0),
+                "{name}"
+            );
+        }
     }
 
     #[test]
     fn nothing_eligible() {
-        let a = vec![node(NodeState::Down), node(NodeState::Draining)];
-        let pools = [PoolView {
-            pool: 0,
-            min_active: 1,
-            nodes: &a,
-        }];
-        assert_eq!(pick(&pools, |_| false, 1), None);
-        assert_eq!(pick(&[], |_| false, 1), None);
+        let a = vec![with_state(NodeState::Down), with_state(NodeState::Draining)];
         let b = ups(2);
-        let pools = [PoolView {
-            pool: 0,
-            min_active: 1,
-            nodes: &b,
-        }];
-        assert_eq!(pick(&pools, |_| true, 1), None);
+        for (name, algorithm) in Algorithm::ALL {
+            let state = PoolState::default();
+            let down = chain(algorithm, &[(0, 1, &a)], &state);
+            assert_eq!(pick(&down, |_| false, 1, None), None, "{name}");
+            assert_eq!(pick(&[], |_| false, 1, None), None, "{name}");
+            let up = chain(algorithm, &[(0, 1, &b)], &state);
+            assert_eq!(pick(&up, |_| true, 1, None), None, "{name}");
+        }
     }
 
     #[test]
-    fn cost_prefers_fast_idle_full_weight() {
-        let mut a = ups(2);
-        a[0].latency_ewma = Some(Duration::from_millis(100));
-        let pools = [PoolView {
-            pool: 0,
-            min_active: 1,
-            nodes: &a,
-        }];
-        assert!(
-            picks(&pools, |_| false).iter().all(|c| c.node == 1),
-            "slow node avoided"
-        );
-
-        let mut a = ups(2);
-        a[1].inflight = 5;
-        let pools = [PoolView {
-            pool: 0,
-            min_active: 1,
-            nodes: &a,
-        }];
-        assert!(
-            picks(&pools, |_| false).iter().all(|c| c.node == 0),
-            "loaded node avoided"
-        );
-
-        let mut a = ups(2);
-        a[0].weight = 0.1;
-        a[1].inflight = 3; // cost 4 vs 10 for the ramping node
-        let pools = [PoolView {
-            pool: 0,
-            min_active: 1,
-            nodes: &a,
-        }];
-        assert!(
-            picks(&pools, |_| false).iter().all(|c| c.node == 1),
-            "ramping node avoided"
-        );
-    }
-
-    #[test]
-    fn unknown_latency_costs_the_peer_mean() {
+    fn each_pool_uses_its_own_algorithm() {
+        // Pool 0 is full and round robin; pool 1 takes over with rendezvous: one key
+        // always lands on one node of pool 1, and pool 0's round robin did not move.
         let mut a = ups(3);
-        a[0].latency_ewma = None;
-        a[1].latency_ewma = Some(Duration::from_millis(10));
-        a[2].latency_ewma = Some(Duration::from_millis(30));
-        let pools = [PoolView {
-            pool: 0,
-            min_active: 1,
-            nodes: &a,
-        }];
-        let got = picks(&pools, |_| false);
-        let count = |n| got.iter().filter(|c| c.node == n).count();
-        // Mean 20ms: node 0 beats node 2 and loses to node 1.
-        assert!(
-            count(0) > 0 && count(1) > count(2) && count(2) == 0,
-            "{:?}",
-            [count(0), count(1), count(2)]
-        );
+        for n in &mut a {
+            n.inflight = n.limit;
+        }
+        let b = ups(5);
+        let (sa, sb) = (PoolState::default(), PoolState::default());
+        let pools = [
+            PoolView {
+                pool: 0,
+                min_active: 1,
+                nodes: &a,
+                algorithm: Algorithm::RoundRobin,
+                state: &sa,
+            },
+            PoolView {
+                pool: 1,
+                min_active: 1,
+                nodes: &b,
+                algorithm: Algorithm::Rendezvous,
+                state: &sb,
+            },
+        ];
+        let key = Some(Affinity::of("bucket", "some/key"));
+        let mut rng = SplitMix64::new(3);
+        let first = pick(&pools, |_| false, rng.next_u64(), key);
+        assert!(first.is_some_and(|c| c.pool == 1));
+        for _ in 0..100 {
+            assert_eq!(pick(&pools, |_| false, rng.next_u64(), key), first);
+        }
+        assert_eq!((sa.next.get(), sb.next.get()), (0, 0));
     }
 
-    fn arb_node() -> impl Strategy<Value = NodeView> {
+    fn arb_node() -> impl Strategy<Value = NodeLoad> {
         (
             0u8..4,
             0u32..20,
@@ -431,7 +356,7 @@ mod tests {
             proptest::option::of(1u64..1000),
             0.0f64..2.0,
         )
-            .prop_map(|(s, inflight, limit, lat, weight)| NodeView {
+            .prop_map(|(s, inflight, limit, lat, weight)| NodeLoad {
                 state: [
                     NodeState::Up,
                     NodeState::Degraded,
@@ -442,20 +367,35 @@ mod tests {
                 limit,
                 latency_ewma: lat.map(Duration::from_millis),
                 weight,
+                id: u64::from(inflight) << 32 | u64::from(limit),
             })
     }
 
     proptest! {
         #[test]
         fn never_picks_down_draining_full_or_excluded(
-            groups in proptest::collection::vec((proptest::collection::vec(arb_node(), 0..12), 0usize..4), 0..4),
+            groups in proptest::collection::vec(
+                (proptest::collection::vec(arb_node(), 0..12), 0usize..4, 0usize..4),
+                0..4,
+            ),
             excluded in proptest::collection::vec(any::<bool>(), 64),
             rand in any::<u64>(),
+            affinity in proptest::option::of(any::<u64>()),
+            position in any::<u64>(),
         ) {
+            let states: Vec<PoolState> =
+                groups.iter().map(|_| PoolState::starting_at(position)).collect();
             let views: Vec<PoolView<'_>> = groups
                 .iter()
+                .zip(&states)
                 .enumerate()
-                .map(|(i, (nodes, min_active))| PoolView { pool: i, min_active: *min_active, nodes })
+                .map(|(i, ((nodes, min_active, algorithm), state))| PoolView {
+                    pool: i,
+                    min_active: *min_active,
+                    nodes,
+                    algorithm: Algorithm::ALL[*algorithm].1,
+                    state,
+                })
                 .collect();
             let exclude = |c: Candidate| excluded[(c.pool * 16 + c.node) % 64];
             let eligible = |c: Candidate, state: NodeState| {
@@ -465,11 +405,13 @@ mod tests {
             let all: Vec<Candidate> = groups
                 .iter()
                 .enumerate()
-                .flat_map(|(p, (nodes, _))| (0..nodes.len()).map(move |n| Candidate { pool: p, node: n }))
+                .flat_map(|(p, (nodes, _, _))| {
+                    (0..nodes.len()).map(move |n| Candidate { pool: p, node: n })
+                })
                 .collect();
             let any_up = all.iter().any(|&c| eligible(c, NodeState::Up));
             let any_degraded = all.iter().any(|&c| eligible(c, NodeState::Degraded));
-            match pick(&views, exclude, rand) {
+            match pick(&views, exclude, rand, affinity.map(Affinity::from_hash)) {
                 Some(c) => {
                     let n = &groups[c.pool].0[c.node];
                     prop_assert!(n.state.is_routable());

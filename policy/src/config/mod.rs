@@ -32,6 +32,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::de::DeTable;
 
+use crate::balance::Algorithm;
 pub use crate::health::HealthParams;
 use crate::retry::RetryParams;
 pub use crate::route::{BucketGlob, BucketNames};
@@ -236,6 +237,8 @@ pub struct Pool {
     pub min_active: usize,
     /// Probe shape, hysteresis and slow start (the pool's `slow_start` key lives here).
     pub health: HealthParams,
+    /// How a node is picked among the pool's eligible nodes (`balance`).
+    pub balance: Algorithm,
     /// The identity requests are re-signed with for this pool's nodes (their Host too);
     /// `None` = forwarded as the client signed them.
     pub credentials: Option<PoolCredentials>,

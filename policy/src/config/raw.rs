@@ -109,6 +109,8 @@ pub(crate) struct RawPool {
     pub(crate) priority: Option<u32>,
     pub(crate) min_active: Option<usize>,
     pub(crate) slow_start: Option<ConfigDuration>,
+    /// Node choice within the pool (`crate::balance::Algorithm`'s names).
+    pub(crate) balance: Option<String>,
     #[serde(default)]
     pub(crate) health: RawHealth,
     /// The identity weir re-signs with for this pool (`docs/identity.md`).

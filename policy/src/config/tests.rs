@@ -966,6 +966,28 @@ fn rejects_bad_pool_failover_keys() {
 }
 
 #[test]
+fn pool_balance_key() {
+    use crate::balance::Algorithm;
+    assert_eq!(parse(POOL).unwrap().pools[0].balance, Algorithm::P2c);
+    for (name, algorithm) in Algorithm::ALL {
+        let c = parse(&pool_with(&format!("balance = \"{name}\""))).unwrap();
+        assert_eq!(c.pools[0].balance, algorithm);
+    }
+    let e = parse(&pool_with("balance = \"roundrobin\"")).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "t.toml:4: pool[0].balance: unknown balance algorithm \"roundrobin\" (expected one \
+         of \"p2c\", \"round_robin\", \"least_inflight\", \"rendezvous\")"
+    );
+    rejects(
+        &pool_with("balance = 2"),
+        Some(4),
+        "pool[0].balance",
+        "a string",
+    );
+}
+
+#[test]
 fn rejects_bad_health_keys() {
     let cases: &[(&str, &str, &str)] = &[
         (

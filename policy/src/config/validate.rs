@@ -19,6 +19,7 @@ use super::tls;
 use super::units::{format_duration, ConfigDuration};
 use super::validate_tenancy::{tenancy, RawTenancy, Tenancy};
 use super::{Appliance, Config, Control, Http, NodeAddr, Pool, Route, Upstream};
+use crate::balance::{Algorithm, UnknownAlgorithm};
 use crate::dns;
 use crate::health::{ExpectStatus, HealthParams, ProbeMethod, PROBE_BODY_BYTES_MAX};
 use crate::route::BucketNames;
@@ -703,6 +704,12 @@ fn pools(path: &KeyPath, raw: Vec<RawPool>) -> Result<Vec<Pool>, Invalid> {
             .map_or(HealthParams::default().slow_start, |ConfigDuration(d)| d);
         let mut health = health(&pool_path.key("health"), raw_pool.health)?;
         health.slow_start = slow_start;
+        let balance = match raw_pool.balance {
+            Some(name) => name.parse().map_err(|e: UnknownAlgorithm| {
+                Invalid::new(&pool_path.key("balance"), e.to_string())
+            })?,
+            None => Algorithm::default(),
+        };
         let credentials = raw_pool
             .credentials
             .map(|c| auth::credentials(&pool_path.key("credentials"), c))
@@ -717,6 +724,7 @@ fn pools(path: &KeyPath, raw: Vec<RawPool>) -> Result<Vec<Pool>, Invalid> {
             priority,
             min_active,
             health,
+            balance,
             credentials,
             tls,
         });

@@ -1,19 +1,18 @@
-//! Node choice within a pool: power of two choices (Mitzenmacher 2001).
+//! `p2c`, the default: power of two choices (Mitzenmacher 2001).
 //!
 //! Two distinct eligible nodes are drawn at random and the less loaded one wins. That gets
 //! most of the benefit of "least loaded" without every core herding onto the same node
-//! from a stale view, and it needs no shared state. Driven by the appliance once per
-//! upstream attempt, with its shard's in-flight counts and a value from its own seeded
-//! [`crate::rand::SplitMix64`]; eligibility (health, drain, retry exclusions) is the
-//! caller's predicate.
+//! from a stale view, and it needs no shared state. Within a pool the cost is
+//! `(inflight + 1) × latency_ewma / weight`: load, speed and slow-start weight in one
+//! number. A node without a latency sample yet is costed at the mean of its peers', so it
+//! is neither shunned nor stampeded.
 //!
-//! The cost is a generic key ([`pick_p2c_by`]); [`pick`] uses it with latency EWMA and
-//! slow-start weight across a route's failover chain of pools.
+//! The draw is generic in its cost ([`pick_p2c_by`]); [`pick_p2c`] uses in-flight counts.
 
-mod pick;
+use std::cmp::Ordering;
+use std::time::Duration;
 
-pub use pick::{pick, Candidate, NodeView, PoolView};
-
+use super::Within;
 use crate::rand::{mix64, reduce};
 
 /// Picks a node among `inflight.len()` nodes by power of two choices on in-flight
@@ -77,11 +76,108 @@ fn candidate_ranks(count: usize, rand: u64) -> (usize, usize) {
     (first as usize, second as usize)
 }
 
+/// Latency assumed when no eligible node of a pool has a sample yet; any constant works,
+/// since then it scales every candidate's cost alike.
+const LATENCY_UNKNOWN: Duration = Duration::from_millis(1);
+
+/// Power of two choices among the eligible nodes on `(inflight + 1) × latency / weight`.
+pub(super) fn choose(w: &Within<'_>) -> Option<usize> {
+    let (sum, known) = w
+        .eligible_nodes()
+        .filter_map(|i| w.nodes.get(i).and_then(|n| n.latency_ewma))
+        .fold((0.0, 0u32), |(sum, count), l| {
+            (sum + l.as_secs_f64(), count + 1)
+        });
+    let latency_default = if known > 0 {
+        sum / f64::from(known)
+    } else {
+        LATENCY_UNKNOWN.as_secs_f64()
+    };
+    let cost = |i: usize| {
+        let Some(n) = w.nodes.get(i) else {
+            return Cost(f64::INFINITY);
+        };
+        let latency = n.latency_ewma.map_or(latency_default, |l| l.as_secs_f64());
+        Cost((f64::from(n.inflight) + 1.0) * latency / n.balancing_weight())
+    };
+    pick_p2c_by(w.nodes.len(), w.eligible, cost, w.rand)
+}
+
+/// An `f64` cost with a total order (NaN sorts last, never wins).
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Cost(f64);
+
+impl Eq for Cost {}
+
+impl PartialOrd for Cost {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Cost {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.0.total_cmp(&other.0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::balance::testing::{self, ups};
+    use crate::balance::{Algorithm, NodeLoad, PoolState};
     use crate::rand::SplitMix64;
     use proptest::prelude::*;
+
+    /// 200 picks by p2c over `nodes`, all eligible.
+    fn picks(nodes: &[NodeLoad]) -> Vec<usize> {
+        let mut rng = SplitMix64::new(7);
+        let state = PoolState::default();
+        (0..200)
+            .filter_map(|_| {
+                testing::choose(
+                    Algorithm::P2c,
+                    nodes,
+                    |_| true,
+                    rng.next_u64(),
+                    None,
+                    &state,
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn cost_prefers_fast_idle_full_weight() {
+        let mut a = ups(2);
+        a[0].latency_ewma = Some(Duration::from_millis(100));
+        assert!(picks(&a).iter().all(|&n| n == 1), "slow node avoided");
+
+        let mut a = ups(2);
+        a[1].inflight = 5;
+        assert!(picks(&a).iter().all(|&n| n == 0), "loaded node avoided");
+
+        let mut a = ups(2);
+        a[0].weight = 0.1;
+        a[1].inflight = 3; // cost 4 vs 10 for the ramping node
+        assert!(picks(&a).iter().all(|&n| n == 1), "ramping node avoided");
+    }
+
+    #[test]
+    fn unknown_latency_costs_the_peer_mean() {
+        let mut a = ups(3);
+        a[0].latency_ewma = None;
+        a[1].latency_ewma = Some(Duration::from_millis(10));
+        a[2].latency_ewma = Some(Duration::from_millis(30));
+        let got = picks(&a);
+        let count = |n| got.iter().filter(|&&c| c == n).count();
+        // Mean 20ms: node 0 beats node 2 and loses to node 1.
+        assert!(
+            count(0) > 0 && count(1) > count(2) && count(2) == 0,
+            "{:?}",
+            [count(0), count(1), count(2)]
+        );
+    }
 
     #[test]
     fn none_and_single() {
