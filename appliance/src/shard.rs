@@ -20,6 +20,7 @@ use std::time::Instant;
 use weir_io::pipe::PipePool;
 use weir_io::relay::{Pace, Pacer};
 use weir_io::upstream::UpstreamPool;
+use weir_policy::balance::{node_id, PoolState};
 use weir_policy::classify::Classified;
 use weir_policy::limits::{ByteGrant, Dir};
 use weir_policy::rand::SplitMix64;
@@ -63,6 +64,11 @@ pub struct Epoch {
     /// Derived SigV4 signing keys (tenants' and pools'), per epoch so a reload that
     /// rotates a secret drops the old keys.
     pub keys: crate::identity::KeyCache,
+    /// This core's balancing state per pool (round-robin positions; docs/design.md,
+    /// "Balancing").
+    pub balance: Vec<PoolState>,
+    /// Each node's identity for placement by key, per pool (a hash of its address).
+    pub node_ids: Vec<Vec<u64>>,
 }
 
 /// A core's state, shared by the connection tasks running on that core.
@@ -159,8 +165,26 @@ impl Shard {
         let cfg = &settings.config;
         let protect = Protect::new(cfg, settings.cores, self.id, Instant::now());
         let buckets = crate::buckets::Buckets::new(cfg, settings.cores);
+        // Cores start their round robins on different nodes.
+        let balance = cfg
+            .pools
+            .iter()
+            .map(|_| PoolState::starting_at(self.id as u64))
+            .collect();
+        let node_ids = cfg
+            .pools
+            .iter()
+            .map(|pool| {
+                pool.nodes
+                    .iter()
+                    .map(|n| node_id(&n.host, n.port))
+                    .collect()
+            })
+            .collect();
         Epoch {
             id,
+            balance,
+            node_ids,
             keys: crate::identity::KeyCache::default(),
             tenant_names: cfg
                 .tenants
@@ -217,6 +241,8 @@ impl Shard {
             class_names: Vec::new(),
             protect: Protect::new(cfg, settings.cores, id, Instant::now()),
             keys: crate::identity::KeyCache::default(),
+            balance: Vec::new(),
+            node_ids: Vec::new(),
         });
         let (accepting, stop_accepting) = flume::bounded::<()>(1);
         let shard = Rc::new(Shard {
