@@ -61,10 +61,20 @@ pub fn node_id(host: &str, port: u16) -> u64 {
 /// when it has none).
 pub(super) fn choose(w: &Within<'_>) -> Option<usize> {
     let key = w.affinity.map_or(w.rand, |a| a.0);
+    let ramping = w
+        .eligible_nodes()
+        .any(|i| w.nodes[i].balancing_weight() < 1.0);
     let mut best: Option<(f64, usize)> = None;
     for i in w.eligible_nodes() {
         let n = &w.nodes[i];
-        let s = score(key, n.id, n.balancing_weight());
+        let u = unit(mix64(key ^ n.id));
+        // At equal weights the order is that of `u` (the score is increasing in it): no
+        // logarithm per node in the common case.
+        let s = if ramping {
+            n.balancing_weight() / -u.ln()
+        } else {
+            u
+        };
         // Strictly greater: an exact tie keeps the first node, the same on every core.
         if best.is_none_or(|(b, _)| s > b) {
             best = Some((s, i));
@@ -73,13 +83,10 @@ pub(super) fn choose(w: &Within<'_>) -> Option<usize> {
     best.map(|(_, i)| i)
 }
 
-/// `weight / −ln(u)` with `u` uniform in (0, 1) from (key, node): increasing in `u`, so
-/// at equal weights the order is the hash order.
-fn score(key: u64, node: u64, weight: f64) -> f64 {
-    let h = mix64(key ^ node);
-    // 53 random bits, offset by half a step: u is never 0 nor 1, so ln(u) is finite < 0.
-    let u = ((h >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
-    weight / -u.ln()
+/// A hash as a uniform value in (0, 1): 53 bits offset by half a step, never 0 nor 1,
+/// so `ln` of it is finite and negative (the score `weight / −ln u` is then positive).
+fn unit(h: u64) -> f64 {
+    ((h >> 11) as f64 + 0.5) / (1u64 << 53) as f64
 }
 
 /// FNV-1a, 64 bits: byte-at-a-time, then finalised by `mix64` for avalanche.
@@ -216,6 +223,22 @@ mod tests {
             let a = five[place(&five, |_| true, k, 0).unwrap()].id;
             let b = reversed[place(&reversed, |_| true, k, 0).unwrap()].id;
             assert_eq!(a, b);
+        }
+    }
+
+    #[test]
+    fn equal_weights_below_one_place_as_full_weights() {
+        // Every node ramping alike takes the weighted path; the order must not change.
+        let full = addressed(5);
+        let mut ramping = full.clone();
+        for n in &mut ramping {
+            n.weight = 0.5;
+        }
+        for key in keys(5_000, 7) {
+            assert_eq!(
+                place(&full, |_| true, key, 0),
+                place(&ramping, |_| true, key, 0)
+            );
         }
     }
 
