@@ -18,7 +18,7 @@ use super::admit::{admit, Admitted};
 use super::answer::OwnAnswer;
 use super::body::{body_state, ReqBody};
 use super::relay::{relay_held, relay_response};
-use super::route::{InFlight, Routing};
+use super::route::{affinity, InFlight, Routing};
 use super::send::{read_error_body, send_request, Outgoing, Sent};
 use super::{After, Exchange};
 use crate::identity;
@@ -47,6 +47,7 @@ pub(super) async fn handle(mut x: Exchange<'_>) -> After {
         chain: &classified.pools,
         tenant: classified.tenant.0,
         bucket: classified.bucket.as_deref(),
+        affinity: affinity(cfg, &classified.pools, head),
         attempts: Attempts::new(head.method.as_str(), Params::from_upstream(&cfg.upstream)),
     };
 

@@ -6,9 +6,11 @@ use std::cell::Cell;
 use std::rc::Rc;
 use std::time::Instant;
 
+use weir_io::http::RequestHead;
 use weir_io::{Error, Kind};
 use weir_policy::attempt::{Attempts, Decision, Env, Failed, Limit, Outcome, Step};
-use weir_policy::balance::{pick, Candidate, NodeView, PoolView};
+use weir_policy::balance::{pick, Affinity, Candidate, NodeLoad, PoolView};
+use weir_policy::config::Config;
 use weir_policy::sigv4::SigV4Error;
 
 use crate::buckets::{Bucket, BucketSlot};
@@ -64,6 +66,8 @@ pub(super) struct Routing<'a> {
     pub(super) tenant: usize,
     /// The request's bucket (its pool+bucket limits).
     pub(super) bucket: Option<&'a str>,
+    /// Its placement key, when a pool of its chain balances by key ([`affinity`]).
+    pub(super) affinity: Option<Affinity>,
     /// Its attempts so far.
     pub(super) attempts: Attempts<NodeId>,
 }
@@ -128,7 +132,7 @@ impl Routing<'_> {
         let (shard, ep) = (self.shard, self.ep);
         let cfg = &ep.settings.config;
         let now = Instant::now();
-        let views: Vec<Vec<NodeView>> = self
+        let views: Vec<Vec<NodeLoad>> = self
             .chain
             .iter()
             .map(|&p| {
@@ -137,7 +141,7 @@ impl Routing<'_> {
                     .pool(p)
                     .iter()
                     .enumerate()
-                    .map(|(n, v)| NodeView {
+                    .map(|(n, v)| NodeLoad {
                         state: v.state(),
                         inflight: ep.inflight[p][n].get(),
                         limit: v.limit(),
@@ -145,6 +149,7 @@ impl Routing<'_> {
                         weight: ep
                             .health
                             .weight(NodeId { pool: p, node: n }, slow_start, now),
+                        id: ep.node_ids[p][n],
                     })
                     .collect()
             })
@@ -157,6 +162,8 @@ impl Routing<'_> {
                 pool: p,
                 min_active: cfg.pools[p].min_active,
                 nodes,
+                algorithm: cfg.pools[p].balance,
+                state: &ep.balance[p],
             })
             .collect();
         // A pool whose limit for this bucket is full takes no more of its requests.
@@ -177,7 +184,7 @@ impl Routing<'_> {
                 || bucket_full.contains(&c.pool)
                 || !ep.protect.node_has_room(c.pool, c.node)
         };
-        pick(&pools, excluded, rand).map(|c| NodeId {
+        pick(&pools, excluded, rand, self.affinity).map(|c| NodeId {
             pool: c.pool,
             node: c.node,
         })
@@ -217,4 +224,26 @@ pub(super) fn failed_of(err: &Error) -> Failed {
         Kind::Protocol => Failed::BadResponse,
         Kind::Closed | Kind::Io => Failed::Reset,
     }
+}
+
+/// The request's placement key (its bucket and object key) when a pool of its `chain`
+/// balances by key (docs/config.md, "Balancing within a pool"); `None` otherwise, and for
+/// requests that name no object, which such pools place at random.
+pub(super) fn affinity(cfg: &Config, chain: &[usize], head: &RequestHead) -> Option<Affinity> {
+    if !chain
+        .iter()
+        .any(|&p| cfg.pools.get(p).is_some_and(|p| p.balance.uses_affinity()))
+    {
+        return None;
+    }
+    let target = weir_policy::route::s3_target(
+        head.host(),
+        head.path(),
+        &cfg.appliance.virtual_host_suffixes,
+        cfg.appliance.bucket_names,
+    )
+    .ok()??;
+    target
+        .has_key()
+        .then(|| Affinity::of(&target.bucket, target.key))
 }
