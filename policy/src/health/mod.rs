@@ -29,6 +29,7 @@
 //! - Draining ignores passive observations for its state: in-flight requests finish, and
 //!   their outcome says nothing about whether maintenance is over.
 
+pub mod admin;
 mod blame;
 mod params;
 mod response;
