@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use weir_policy::health::admin::{Change, Override};
 use weir_policy::health::{NodeState, Observation};
 
 use crate::flows::FlowReport;
@@ -53,6 +54,22 @@ pub enum Msg {
     },
     /// From the admin thread: report this core's view of the nodes.
     QueryNodes(flume::Sender<Vec<NodeReport>>),
+    /// From the admin thread: an operator's change to a node's override (runtime node
+    /// control, docs/operations.md), applied to the current and any staged epoch; the
+    /// reply is the node as this core now sees it, `None` when no node has that pool
+    /// and address.
+    Admin {
+        /// Pool name.
+        pool: Arc<str>,
+        /// Node address.
+        addr: std::net::SocketAddr,
+        /// What to set.
+        change: Change,
+        /// Who asked, and when.
+        by: SetBy,
+        /// Where to answer.
+        reply: flume::Sender<Option<NodeReport>>,
+    },
     /// From the metrics thread: this core's labeled statistics.
     QueryStats(flume::Sender<Snapshot>),
     /// From the admin thread: report this core's live transfers.
@@ -108,6 +125,26 @@ pub struct LimitsUsage {
     pub caps: Vec<weir_policy::limits::CapReport>,
 }
 
+/// Who set a node's override, and when, as `/nodes` reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SetBy {
+    /// The admin client's address.
+    pub client: std::net::IpAddr,
+    /// Whether the request carried the admin token (false: no token is configured).
+    pub token: bool,
+    /// Wall-clock time of the change, seconds since the Unix epoch.
+    pub at_unix: f64,
+}
+
+/// A node's override and who set it last.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AdminSet {
+    /// The override in force.
+    pub set: Override,
+    /// Who set it, and when.
+    pub by: SetBy,
+}
+
 /// One core's view of one node, for the admin API.
 #[derive(Debug, Clone)]
 pub struct NodeReport {
@@ -130,6 +167,8 @@ pub struct NodeReport {
     pub reason: Arc<str>,
     /// Seconds since the last transition.
     pub since_secs: f64,
+    /// The operator's override, if one was ever set.
+    pub admin: Option<AdminSet>,
 }
 
 /// Every core's inbox sender.

@@ -16,11 +16,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use weir_policy::aimd::Aimd;
+use weir_policy::health::admin::{self, Change, Override};
 use weir_policy::health::{
     slow_start_weight, NodeHealth, NodeState, Observation, ProbeResult, Transition,
 };
 
-use crate::bus::{Bus, Msg, NodeId, NodeReport};
+use crate::bus::{AdminSet, Bus, Msg, NodeId, NodeReport, SetBy};
 use crate::probe;
 use crate::settings::Settings;
 
@@ -47,6 +48,9 @@ pub struct NodeView {
     last_success_report: Cell<Option<Instant>>,
     /// When the node last came back up from down or draining (slow start counts from it).
     recovered_at: Cell<Option<Instant>>,
+    /// The operator's override (runtime node control), carried across reloads by pool
+    /// name and address; health never sets it.
+    admin: RefCell<Option<AdminSet>>,
 }
 
 impl NodeView {
@@ -84,6 +88,19 @@ impl NodeView {
     /// This core's concurrency limit for the node.
     pub fn limit(&self) -> u32 {
         self.aimd.borrow().limit()
+    }
+
+    /// The operator's override (the default when none was set).
+    pub fn admin(&self) -> Override {
+        self.admin
+            .borrow()
+            .as_ref()
+            .map_or_else(Override::default, |a| a.set)
+    }
+
+    /// Whether new requests may go to the node: its health and the override agree.
+    pub fn routable(&self) -> bool {
+        admin::routing_state(self.state(), self.admin()).is_routable()
     }
 }
 
@@ -140,9 +157,16 @@ impl Health {
                     aimd: RefCell::new(Aimd::new(share, min.min(share), share)),
                     last_success_report: Cell::new(None),
                     recovered_at: Cell::new(None),
+                    admin: RefCell::new(None),
                 });
                 let addr = settings.nodes[p][n];
                 let before = previous.and_then(|h| h.find(addr));
+                if let (Some(old), Some(view)) = (
+                    previous.and_then(|h| h.find_in(&pool.name, addr)),
+                    nodes.last(),
+                ) {
+                    *view.admin.borrow_mut() = old.admin.borrow().clone();
+                }
                 if let (Some(old), Some(view)) = (before, nodes.last()) {
                     view.state.set(old.state.get());
                     view.since.set(old.since.get());
@@ -191,6 +215,70 @@ impl Health {
                 .position(|a| *a == addr)
                 .map(|n| &self.views[p][n])
         })
+    }
+
+    /// The node of pool `pool` at `addr`: an override belongs to a node of a pool (the
+    /// same address in two pools is two nodes).
+    fn find_in(&self, pool: &str, addr: SocketAddr) -> Option<&NodeView> {
+        self.id_of(pool, addr).map(|id| self.view(id))
+    }
+
+    fn id_of(&self, pool: &str, addr: SocketAddr) -> Option<NodeId> {
+        let p = self.pool_names.iter().position(|n| &**n == pool)?;
+        let n = self.addrs[p].iter().position(|a| *a == addr)?;
+        Some(NodeId { pool: p, node: n })
+    }
+
+    /// Applies an operator's change to the node of `pool` at `addr`; its id, or `None`
+    /// when this epoch has no such node.
+    pub fn set_admin(
+        &self,
+        pool: &str,
+        addr: SocketAddr,
+        change: Change,
+        by: SetBy,
+    ) -> Option<NodeId> {
+        let id = self.id_of(pool, addr)?;
+        let view = self.view(id);
+        let set = view.admin().apply(change);
+        tracing::warn!(pool, node = %addr, state = set.state.as_str(), weight = set.weight, client = %by.client, "node override set");
+        *view.admin.borrow_mut() = Some(AdminSet { set, by });
+        Some(id)
+    }
+
+    /// What the balancer sees of a node: its state (health's, unless the override keeps
+    /// new requests away) and its weight (slow start times the override's share of the
+    /// pool's heaviest routable node).
+    pub fn routing(&self, id: NodeId, slow_start: Duration, now: Instant) -> (NodeState, f64) {
+        let view = self.view(id);
+        let set = view.admin();
+        let pool_max = self.views[id.pool]
+            .iter()
+            .filter(|v| v.routable())
+            .map(|v| v.admin().weight)
+            .max()
+            .unwrap_or(set.weight);
+        (
+            admin::routing_state(view.state(), set),
+            admin::balancing_weight(self.weight(id, slow_start, now), set.weight, pool_max),
+        )
+    }
+
+    /// This core's report of one node for the admin API.
+    pub fn report_node(&self, id: NodeId, inflight: u32, now: Instant) -> NodeReport {
+        let v = self.view(id);
+        NodeReport {
+            pool: self.pool_names[id.pool].clone(),
+            addr: self.addrs[id.pool][id.node],
+            owned: self.owner(id) == self.core,
+            state: v.state(),
+            inflight,
+            limit: v.limit(),
+            latency_ewma: v.latency_ewma(),
+            reason: v.reason.borrow().clone(),
+            since_secs: now.saturating_duration_since(v.since()).as_secs_f64(),
+            admin: v.admin.borrow().clone(),
+        }
     }
 
     /// Stops this epoch's probe loops (a newer epoch took over).
@@ -341,19 +429,9 @@ impl Health {
             Msg::QueryNodes(reply) => {
                 let mut out = Vec::new();
                 for (p, nodes) in self.views.iter().enumerate() {
-                    for (n, v) in nodes.iter().enumerate() {
+                    for n in 0..nodes.len() {
                         let id = NodeId { pool: p, node: n };
-                        out.push(NodeReport {
-                            pool: self.pool_names[p].clone(),
-                            addr: self.addrs[p][n],
-                            owned: self.owner(id) == self.core,
-                            state: v.state(),
-                            inflight: inflight(id),
-                            limit: v.limit(),
-                            latency_ewma: v.latency_ewma(),
-                            reason: v.reason.borrow().clone(),
-                            since_secs: now.saturating_duration_since(v.since()).as_secs_f64(),
-                        });
+                        out.push(self.report_node(id, inflight(id), now));
                     }
                 }
                 let _ = reply.try_send(out);
@@ -363,6 +441,7 @@ impl Health {
             | Msg::Commit { .. }
             | Msg::Abort { .. }
             | Msg::Drain
+            | Msg::Admin { .. }
             | Msg::QueryFlows(_)
             | Msg::QueryStats(_)
             | Msg::LimitsReport(_)

@@ -238,7 +238,7 @@ impl<const N: usize> Entry for Metric<N> {
 /// Every metric weir exports, in the order `/metrics` renders them. Only the tests read
 /// the whole list (against docs/metrics.md and a scrape); the data path uses the entries.
 #[cfg_attr(not(test), allow(dead_code))]
-pub static ALL: [&dyn Entry; 33] = [
+pub static ALL: [&dyn Entry; 35] = [
     &INFO,
     &REQUESTS,
     &REJECTED_REQUESTS,
@@ -262,6 +262,8 @@ pub static ALL: [&dyn Entry; 33] = [
     &CONTROL_CONNECTIONS_DROPPED,
     &CONTROL_CONNECTIONS_ACTIVE,
     &NODE_STATE,
+    &NODE_ADMIN_STATE,
+    &NODE_ADMIN_WEIGHT,
     &NODE_INFLIGHT_REQUESTS,
     &NODE_CONCURRENCY_LIMIT,
     &TENANT_REQUESTS,
@@ -442,6 +444,20 @@ pub static NODE_STATE: Metric<3> = Metric {
     kind: Gauge,
     help: "Node state as decided by its owner core (1 for the current state).",
     labels: [Pool, Node, State],
+};
+/// `weir_node_admin_state`.
+pub static NODE_ADMIN_STATE: Metric<3> = Metric {
+    name: "weir_node_admin_state",
+    kind: Gauge,
+    help: "Operator's override of the node (runtime node control; 1 for the current state).",
+    labels: [Pool, Node, State],
+};
+/// `weir_node_admin_weight`.
+pub static NODE_ADMIN_WEIGHT: Metric<2> = Metric {
+    name: "weir_node_admin_weight",
+    kind: Gauge,
+    help: "Operator-set weight of the node (100 unless set; 0 takes no new requests).",
+    labels: [Pool, Node],
 };
 /// `weir_node_inflight_requests`.
 pub static NODE_INFLIGHT_REQUESTS: Metric<2> = Metric {

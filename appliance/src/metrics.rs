@@ -529,12 +529,37 @@ pub struct NodeSummary {
     inflight: u32,
     limit: u32,
     latency_ewma: Option<Duration>,
+    admin: Option<crate::bus::AdminSet>,
 }
 
 impl NodeSummary {
-    /// Whether the node may take requests (`/readyz` needs one).
+    /// Whether the node may take requests (`/readyz` needs one): its health and the
+    /// operator's override agree.
     pub fn is_routable(&self) -> bool {
-        self.state.is_routable()
+        weir_policy::health::admin::routing_state(self.state, self.admin_override()).is_routable()
+    }
+
+    /// The operator's override (the default when none was set).
+    pub fn admin_override(&self) -> weir_policy::health::admin::Override {
+        self.admin.as_ref().map_or_else(Default::default, |a| a.set)
+    }
+
+    /// The override's fields of `/nodes` and `status.json`: `"admin":{...}`.
+    pub fn admin_json(&self) -> String {
+        let set = self.admin_override();
+        let (by, token, at) = match &self.admin {
+            Some(a) => (
+                json_str(&a.by.client.to_canonical().to_string()),
+                a.by.token.to_string(),
+                format!("{:.3}", a.by.at_unix),
+            ),
+            None => ("null".into(), "null".into(), "null".into()),
+        };
+        format!(
+            "\"admin\":{{\"state\":\"{}\",\"weight\":{},\"set_by\":{by},\"token\":{token},\"set_at_unix_seconds\":{at}}}",
+            set.state.as_str(),
+            set.weight
+        )
     }
 
     /// Pool name.
@@ -593,6 +618,7 @@ pub fn merge_nodes(replies: Vec<Vec<NodeReport>>) -> Vec<NodeSummary> {
                     inflight: 0,
                     limit: 0,
                     latency_ewma: None,
+                    admin: r.admin.clone(),
                 });
                 latency_samples.push((Duration::ZERO, 0));
                 out.len() - 1
@@ -602,6 +628,7 @@ pub fn merge_nodes(replies: Vec<Vec<NodeReport>>) -> Vec<NodeSummary> {
                 n.state = r.state;
                 n.reason = r.reason.clone();
                 n.since_secs = r.since_secs;
+                n.admin = r.admin.clone();
             }
             n.inflight += r.inflight;
             n.limit += r.limit;
@@ -628,7 +655,7 @@ pub fn nodes_json(nodes: &[NodeSummary]) -> String {
         }
         let _ = write!(
             w,
-            "\n{{\"pool\":{},\"node\":{},\"state\":\"{}\",\"reason\":{},\"since_seconds\":{:.3},\"inflight\":{},\"limit\":{},\"latency_ewma_seconds\":{}}}",
+            "\n{{\"pool\":{},\"node\":{},\"state\":\"{}\",\"reason\":{},\"since_seconds\":{:.3},\"inflight\":{},\"limit\":{},\"latency_ewma_seconds\":{},{}}}",
             json_str(&n.pool),
             json_str(&n.addr),
             n.state,
@@ -637,6 +664,7 @@ pub fn nodes_json(nodes: &[NodeSummary]) -> String {
             n.inflight,
             n.limit,
             n.latency_ewma.map_or("null".to_string(), |l| format!("{:.6}", l.as_secs_f64())),
+            n.admin_json(),
         );
     }
     w.push_str("\n]\n");
@@ -669,6 +697,18 @@ pub fn render_nodes(w: &mut String, nodes: &[NodeSummary]) {
             let v = u8::from(n.state == state);
             table::NODE_STATE.sample(w, [&n.pool, &n.addr, &state], v);
         }
+    }
+    table::NODE_ADMIN_STATE.family(w);
+    for n in nodes {
+        let set = n.admin_override();
+        for state in weir_policy::health::admin::AdminState::ALL {
+            let v = u8::from(set.state == state);
+            table::NODE_ADMIN_STATE.sample(w, [&n.pool, &n.addr, &state.as_str()], v);
+        }
+    }
+    table::NODE_ADMIN_WEIGHT.family(w);
+    for n in nodes {
+        table::NODE_ADMIN_WEIGHT.sample(w, [&n.pool, &n.addr], n.admin_override().weight);
     }
     table::NODE_INFLIGHT_REQUESTS.family(w);
     for n in nodes {

@@ -317,6 +317,30 @@ impl Shard {
         }
     }
 
+    /// An operator's change to a node's override (docs/operations.md, "Runtime
+    /// control"): applied to the staged epoch too, so a reload in progress does not lose
+    /// it. Disabling a node also closes this core's idle connections to it. The node as
+    /// this core now sees it, or `None` when the current epoch has no such node.
+    pub fn on_admin(
+        &self,
+        pool: &str,
+        addr: SocketAddr,
+        change: weir_policy::health::admin::Change,
+        by: crate::bus::SetBy,
+    ) -> Option<crate::bus::NodeReport> {
+        if let Some(staged) = self.staged.borrow().as_ref() {
+            staged.health.set_admin(pool, addr, change, by.clone());
+        }
+        let current = self.epoch();
+        let id = current.health.set_admin(pool, addr, change, by)?;
+        if current.health.view(id).admin().state == weir_policy::health::admin::AdminState::Disabled
+        {
+            self.upstream.retain_nodes(|a| *a != addr);
+        }
+        let inflight = current.inflight[id.pool][id.node].get();
+        Some(current.health.report_node(id, inflight, Instant::now()))
+    }
+
     /// A drain started: every accept loop of this core wakes and closes its listener.
     pub fn stop_accepting(&self) {
         if self.accepting.borrow_mut().take().is_some() {

@@ -108,6 +108,15 @@ fn on_message(shard: &Shard, msg: Msg) {
             rebalance::on_grant(shard, epoch, &keys, &caps);
         }
         Msg::Drain => shard.stop_accepting(),
+        Msg::Admin {
+            pool,
+            addr,
+            change,
+            by,
+            reply,
+        } => {
+            let _ = reply.try_send(shard.on_admin(&pool, addr, change, by));
+        }
         msg => shard.on_health(msg),
     }
 }

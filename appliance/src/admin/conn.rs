@@ -122,6 +122,7 @@ async fn session(
         let mut request = Request {
             head,
             loopback,
+            peer: peer.ip(),
             body: Vec::new(),
         };
         let route = match routes::find(&listener.role, &request) {

@@ -7,8 +7,9 @@ use std::fmt::Write as _;
 use std::task::{Poll, Waker};
 
 use weir_io::http::{reason_phrase, Method, RequestHead};
+use weir_policy::health::admin::{parse_command, Action};
 
-use crate::bus::Msg;
+use crate::bus::{Msg, SetBy};
 use crate::metrics;
 
 use super::cores::{ask, collect};
@@ -44,6 +45,8 @@ pub(super) enum Handler {
     Flows,
     /// Re-reads the config file.
     Reload,
+    /// Runtime node control: drain, disable, enable a node or set its weight.
+    Control(Action),
     /// The status page (`super::status`).
     Page,
     /// The status page's script.
@@ -136,6 +139,34 @@ pub(super) const ROUTES: &[Route] = &[
         body_max: 0,
         handler: Handler::Reload,
     },
+    Route {
+        method: Method::Post,
+        path: "/nodes/drain",
+        access: Access::Control,
+        body_max: 0,
+        handler: Handler::Control(Action::Drain),
+    },
+    Route {
+        method: Method::Post,
+        path: "/nodes/disable",
+        access: Access::Control,
+        body_max: 0,
+        handler: Handler::Control(Action::Disable),
+    },
+    Route {
+        method: Method::Post,
+        path: "/nodes/enable",
+        access: Access::Control,
+        body_max: 0,
+        handler: Handler::Control(Action::Enable),
+    },
+    Route {
+        method: Method::Post,
+        path: "/nodes/weight",
+        access: Access::Control,
+        body_max: 0,
+        handler: Handler::Control(Action::Weight),
+    },
 ];
 
 /// A request whose head passed the token check.
@@ -144,6 +175,8 @@ pub(super) struct Request {
     pub(super) head: RequestHead,
     /// The client is on this machine (IPv4-mapped loopback included).
     pub(super) loopback: bool,
+    /// The client's address (who set a node's override).
+    pub(super) peer: std::net::IpAddr,
     /// The body, read only once the route took it.
     pub(super) body: Vec<u8>,
 }
@@ -357,8 +390,14 @@ pub(super) async fn handle(
         return Answer::new(200, "application/json", body)
             .header("X-Content-Type-Options", "nosniff".into());
     }
+    if let Handler::Control(action) = route.handler {
+        let _permit = listener.cores.enter().await;
+        slot.work();
+        return control(listener, action, request).await;
+    }
     let _permit = match route.handler {
         Handler::Healthz
+        | Handler::Control(_)
         | Handler::Reload
         | Handler::Page
         | Handler::Script
@@ -384,7 +423,7 @@ pub(super) async fn handle(
         Handler::Page => Answer::asset("text/html; charset=utf-8", status::INDEX_HTML),
         Handler::Script => Answer::asset("text/javascript; charset=utf-8", status::STATUS_JS),
         Handler::Style => Answer::asset("text/css; charset=utf-8", status::STATUS_CSS),
-        Handler::Status => unreachable!("answered above"),
+        Handler::Status | Handler::Control(_) => unreachable!("answered above"),
         Handler::Readyz => {
             let nodes = metrics::merge_nodes(collect(ask(&plane.bus, Msg::QueryNodes)).await);
             if nodes.iter().any(metrics::NodeSummary::is_routable) {
@@ -413,6 +452,78 @@ pub(super) async fn handle(
     }
 }
 
+/// A JSON error answer: `{"error": code, "message": ...}`.
+fn json_error(status: u16, code: &str, message: &str) -> Answer {
+    Answer::new(
+        status,
+        "application/json",
+        format!(
+            "{{\"error\":{},\"message\":{}}}\n",
+            crate::flows::json_str(code),
+            crate::flows::json_str(message)
+        ),
+    )
+}
+
+/// Runtime node control (docs/operations.md, "Runtime control"): every core applies the
+/// change to its copy of the node and answers with its view, merged into the answer. A
+/// core that did not answer in time is named in a 503, and the call is safe to repeat.
+async fn control(listener: &Listener, action: Action, request: &Request) -> Answer {
+    let command = match parse_command(action, request.head.query()) {
+        Ok(c) => c,
+        Err(e) => return json_error(400, "bad_request", &e.to_string()),
+    };
+    let bus = &listener.plane.bus;
+    let by = SetBy {
+        client: request.peer,
+        token: listener.role.token().is_some(),
+        at_unix: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64()),
+    };
+    let pool: std::sync::Arc<str> = std::sync::Arc::from(command.pool.as_str());
+    let replies = ask(bus, |reply| Msg::Admin {
+        pool: pool.clone(),
+        addr: command.node,
+        change: command.change,
+        by: by.clone(),
+        reply,
+    });
+    let replies = collect(replies).await;
+    let answered = replies.len();
+    let reports: Vec<_> = replies.into_iter().flatten().collect();
+    if answered == bus.cores() && reports.is_empty() {
+        return json_error(
+            404,
+            "unknown_node",
+            &format!(
+                "no node {} in pool {:?} (GET /nodes names them)",
+                command.node, command.pool
+            ),
+        );
+    }
+    if answered < bus.cores() {
+        return json_error(
+            503,
+            "incomplete",
+            &format!(
+                "{answered} of {} cores applied the change in time; repeat the call",
+                bus.cores()
+            ),
+        )
+        .header("Retry-After", "1".into());
+    }
+    let nodes = metrics::merge_nodes(vec![reports]);
+    let body = metrics::nodes_json(&nodes);
+    // `nodes_json` gives a list; the answer is its one node.
+    let one = body
+        .trim()
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .trim();
+    Answer::new(200, "application/json", format!("{one}\n"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -426,6 +537,7 @@ mod tests {
         Request {
             head,
             loopback,
+            peer: std::net::Ipv4Addr::LOCALHOST.into(),
             body: Vec::new(),
         }
     }

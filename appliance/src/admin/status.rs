@@ -630,7 +630,7 @@ fn build(
             let p50 = fb.as_ref().and_then(|c| quantile(c, 0.5));
             let p99 = fb.as_ref().and_then(|c| quantile(c, 0.99));
             let json = format!(
-                "{{\"pool\":{},\"node\":{},\"state\":\"{}\",\"reason\":{},\"since_seconds\":{:.1},\"inflight\":{},\"limit\":{},\"first_byte_p50_seconds\":{},\"first_byte_p99_seconds\":{}}}",
+                "{{\"pool\":{},\"node\":{},\"state\":\"{}\",\"reason\":{},\"since_seconds\":{:.1},\"inflight\":{},\"limit\":{},\"first_byte_p50_seconds\":{},\"first_byte_p99_seconds\":{},{}}}",
                 json_str(n.pool()),
                 json_str(n.addr()),
                 n.state(),
@@ -640,6 +640,7 @@ fn build(
                 n.limit(),
                 num(p50),
                 num(p99),
+                n.admin_json(),
             );
             (format!("{} {}", n.pool(), n.addr()).to_lowercase(), json)
         })

@@ -141,15 +141,19 @@ impl Routing<'_> {
                     .pool(p)
                     .iter()
                     .enumerate()
-                    .map(|(n, v)| NodeLoad {
-                        state: v.state(),
-                        inflight: ep.inflight[p][n].get(),
-                        limit: v.limit(),
-                        latency_ewma: v.latency_for_balancing(now),
-                        weight: ep
-                            .health
-                            .weight(NodeId { pool: p, node: n }, slow_start, now),
-                        id: ep.node_ids[p][n],
+                    .map(|(n, v)| {
+                        // Runtime node control: the override hides or weighs the node.
+                        let (state, weight) =
+                            ep.health
+                                .routing(NodeId { pool: p, node: n }, slow_start, now);
+                        NodeLoad {
+                            state,
+                            inflight: ep.inflight[p][n].get(),
+                            limit: v.limit(),
+                            latency_ewma: v.latency_for_balancing(now),
+                            weight,
+                            id: ep.node_ids[p][n],
+                        }
                     })
                     .collect()
             })
@@ -193,13 +197,9 @@ impl Routing<'_> {
     /// Whether some node of the chain is routable: when none can be picked, they are all
     /// at their concurrency limits, which is a reason to wait, not to fail.
     pub(super) fn any_routable(&self) -> bool {
-        self.chain.iter().any(|&p| {
-            self.ep
-                .health
-                .pool(p)
-                .iter()
-                .any(|v| v.state().is_routable())
-        })
+        self.chain
+            .iter()
+            .any(|&p| self.ep.health.pool(p).iter().any(|v| v.routable()))
     }
 }
 

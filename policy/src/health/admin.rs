@@ -24,8 +24,9 @@ pub enum AdminState {
     Enabled,
     /// No new requests; requests in flight finish.
     Drain,
-    /// Maintenance: no new requests, and weir keeps no idle connection to it; requests
-    /// in flight still finish (a transfer is never cut by an operator's click).
+    /// Maintenance: no new requests, and the idle connections weir holds to it when it
+    /// is disabled are closed; requests in flight still finish (a transfer is never cut
+    /// by an operator's click).
     Disabled,
 }
 
