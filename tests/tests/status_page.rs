@@ -365,6 +365,51 @@ fn status_page_shows_a_killed_node_down_and_back_up_under_load() {
     );
     let shown_up = back.elapsed();
 
+    // Node control from the page: type the token, click the node's drain button; weir's
+    // /nodes and the page's override cell say drain; its enable button puts it back.
+    let bearer = format!("Bearer {TOKEN}");
+    browser.eval(&format!(
+        "document.getElementById('token').value = {}",
+        serde_json::json!(TOKEN)
+    ));
+    for (action, state) in [("drain", "drain"), ("enable", "enabled")] {
+        browser.eval(&format!(
+            "document.querySelector('#nodes tbody tr[data-node=\"{victim}\"] button[data-action=\"{action}\"]').click()"
+        ));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let (mut listed, mut cell) = (String::new(), serde_json::Value::Null);
+        while Instant::now() < deadline {
+            let nodes = admin_request(admin, "GET", "/nodes", Some(&bearer));
+            let nodes: serde_json::Value =
+                serde_json::from_slice(&nodes.body()).unwrap_or_default();
+            listed = nodes
+                .as_array()
+                .and_then(|ns| ns.iter().find(|n| n["node"] == victim.to_string()))
+                .map(|n| n["admin"]["state"].to_string())
+                .unwrap_or_default();
+            cell = browser.eval(&format!(
+                "document.querySelector('#nodes tbody tr[data-node=\"{victim}\"] td.admin').textContent"
+            ));
+            if listed == format!("\"{state}\"")
+                && cell.as_str().is_some_and(|c| c.starts_with(state))
+            {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert_eq!(
+            listed,
+            format!("\"{state}\""),
+            "/nodes after clicking {action}"
+        );
+        assert!(
+            cell.as_str().is_some_and(|c| c.starts_with(state)),
+            "the page's override cell after clicking {action}: {cell}"
+        );
+        let answered = browser.eval("document.getElementById('control-msg').dataset.status");
+        assert_eq!(answered, "200", "the {action} click's answer");
+    }
+
     // The page kept polling, and its other numbers are filled in.
     let polls = page_number(&browser.eval("document.body.dataset.polls")).unwrap_or_default();
     assert!(polls >= 3.0, "the page polled {polls} times");

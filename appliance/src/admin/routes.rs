@@ -452,6 +452,21 @@ pub(super) async fn handle(
     }
 }
 
+/// Whether a request is not from another site's page: a browser names the page's origin
+/// in `Origin` on every cross-origin POST (a form too, which needs no preflight), so a
+/// page elsewhere cannot click an operator's buttons for them when no token is set.
+/// Clients that are not browsers send no `Origin`.
+fn same_origin(head: &RequestHead) -> bool {
+    let Some(origin) = head.header("origin") else {
+        return true;
+    };
+    let host = head.host().unwrap_or("");
+    let origin = std::str::from_utf8(origin).unwrap_or("");
+    ["http://", "https://"]
+        .iter()
+        .any(|scheme| origin.strip_prefix(scheme) == Some(host))
+}
+
 /// A JSON error answer: `{"error": code, "message": ...}`.
 fn json_error(status: u16, code: &str, message: &str) -> Answer {
     Answer::new(
@@ -469,6 +484,14 @@ fn json_error(status: u16, code: &str, message: &str) -> Answer {
 /// change to its copy of the node and answers with its view, merged into the answer. A
 /// core that did not answer in time is named in a 503, and the call is safe to repeat.
 async fn control(listener: &Listener, action: Action, request: &Request) -> Answer {
+    if !same_origin(&request.head) {
+        return json_error(
+            403,
+            "cross_origin",
+            "node control from another origin's page is refused (a browser sent an Origin \
+             that is not this port's)",
+        );
+    }
     let command = match parse_command(action, request.head.query()) {
         Ok(c) => c,
         Err(e) => return json_error(400, "bad_request", &e.to_string()),
@@ -548,6 +571,23 @@ mod tests {
             Ok(_) => 200,
             Err(answer) => answer.status,
         }
+    }
+
+    #[test]
+    fn control_refuses_another_origins_page() {
+        let with = |origin: &str| {
+            let text = format!("POST /nodes/drain HTTP/1.1\r\nHost: 127.0.0.1:9\r\n{origin}\r\n");
+            let Ok(Some((head, _))) = parse_request(text.as_bytes(), &HeadLimits::default()) else {
+                panic!("{text:?} does not parse");
+            };
+            head
+        };
+        assert!(same_origin(&with("")), "curl sends no Origin");
+        assert!(same_origin(&with("Origin: http://127.0.0.1:9\r\n")));
+        assert!(same_origin(&with("Origin: https://127.0.0.1:9\r\n")));
+        assert!(!same_origin(&with("Origin: http://evil.example\r\n")));
+        assert!(!same_origin(&with("Origin: null\r\n")));
+        assert!(!same_origin(&with("Origin: http://127.0.0.1:9.evil\r\n")));
     }
 
     #[test]

@@ -7,6 +7,8 @@
   const HIDDEN_POLL_MS = 5000;
   const PAGE_ROWS = 50;
   const STATES = ['down', 'degraded', 'draining', 'up'];
+  const ACTIONS = ['drain', 'disable', 'enable'];
+  const ACTION_STATE = { drain: 'drain', disable: 'disabled', enable: 'enabled' };
 
   let offset = 0;
   let filter = '';
@@ -156,6 +158,24 @@
       cell(tr, fmtSecs(r.first_byte_p50_seconds), 'num');
       cell(tr, fmtSecs(r.first_byte_p99_seconds), 'num');
       cell(tr, r.reason, 'wrap');
+      const admin = r.admin || {};
+      const weight = admin.weight === undefined || admin.weight === 100 ? '' : ' · weight ' + admin.weight;
+      const td = cell(tr, (admin.state || '–') + weight, 'admin');
+      if (admin.set_by) {
+        td.title = 'set by ' + admin.set_by + (admin.token ? ' (with the token)' : '') + ' at ' +
+          new Date(admin.set_at_unix_seconds * 1000).toISOString();
+      }
+      const actions = document.createElement('td');
+      for (const action of ACTIONS) {
+        const button = document.createElement('button');
+        button.type = 'button';
+        button.textContent = action;
+        button.dataset.action = action;
+        button.disabled = admin.state === ACTION_STATE[action];
+        button.addEventListener('click', () => control(action, r.pool, r.node));
+        actions.appendChild(button);
+      }
+      tr.appendChild(actions);
       return tr;
     });
 
@@ -184,6 +204,32 @@
       cell(tr, t.limits || 'none', 'wrap');
       return tr;
     });
+  }
+
+  // Node control: the same POST /nodes/<action> an operator would send; the answer (the
+  // node's new view, or a JSON error) is shown as text, and the table redraws at once.
+  async function control(action, pool, node) {
+    const url = 'nodes/' + action + '?pool=' + encodeURIComponent(pool) + '&node=' + encodeURIComponent(node);
+    const headers = {};
+    const token = $('token').value;
+    if (token) headers.Authorization = 'Bearer ' + token;
+    try {
+      const resp = await fetch(url, { method: 'POST', cache: 'no-store', credentials: 'same-origin', headers });
+      const text = await resp.text();
+      let message = text;
+      try {
+        const body = JSON.parse(text);
+        message = resp.ok ? body.admin.state + ' (weight ' + body.admin.weight + ')' : body.message;
+      } catch {
+        message = text.trim();
+      }
+      if (resp.status === 401) message = 'type the admin token first';
+      setText('control-msg', pool + ' ' + node + ': ' + (resp.ok ? '' : resp.status + ' ') + message);
+      $('control-msg').dataset.status = String(resp.status);
+    } catch (e) {
+      setText('control-msg', pool + ' ' + node + ': no answer: ' + (e && e.message ? e.message : e));
+    }
+    poll();
   }
 
   function setConn(cls, text) {
