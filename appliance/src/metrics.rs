@@ -766,6 +766,7 @@ mod tests {
             latency_ewma: Some(Duration::from_millis(3)),
             reason: Arc::from("probe"),
             since_secs: 1.0,
+            admin: None,
         };
         let nodes = merge_nodes(vec![vec![report(true)], vec![report(false)]]);
         render_nodes(&mut body, &nodes);
@@ -883,6 +884,9 @@ mod tests {
             "weir_control_requests_total{listener=\"metrics\",status=\"200\"} 1\n",
             "weir_control_connections_dropped_total{listener=\"admin\",reason=\"evicted\"} 1\n",
             "weir_node_state{pool=\"main\",node=\"127.0.0.1:9000\",state=\"up\"} 1\n",
+            "weir_node_admin_state{pool=\"main\",node=\"127.0.0.1:9000\",state=\"enabled\"} 1\n",
+            "weir_node_admin_state{pool=\"main\",node=\"127.0.0.1:9000\",state=\"drain\"} 0\n",
+            "weir_node_admin_weight{pool=\"main\",node=\"127.0.0.1:9000\"} 100\n",
             "weir_node_inflight_requests{pool=\"main\",node=\"127.0.0.1:9000\"} 2\n",
             "weir_node_concurrency_limit{pool=\"main\",node=\"127.0.0.1:9000\"} 16\n",
             "weir_shed_requests_total{tenant=\"default\",class=\"bulk\",reason=\"queue_full\"} 1\n",

@@ -42,22 +42,25 @@ struct Rig {
     _scratch: Scratch,
 }
 
-fn config(addrs: &[SocketAddr], admin: SocketAddr) -> WeirConfig {
+/// The pool `main` of `addrs`, balanced by `balance` (docs/config.md).
+fn config(addrs: &[SocketAddr], admin: SocketAddr, balance: &str) -> WeirConfig {
     WeirConfig::new(&[])
         .upstream("io_timeout = \"5s\"")
         .appliance(&format!("admin = \"{admin}\""))
         .appliance(&format!("admin_token = \"{TOKEN}\""))
         .pool(sim::control_probe(
-            PoolConfig::new("main", addrs).health("interval = \"300ms\""),
+            PoolConfig::new("main", addrs)
+                .key(&format!("balance = \"{balance}\""))
+                .health("interval = \"300ms\""),
         ))
 }
 
 impl Rig {
-    fn start(name: &str, nodes: usize, objects: &[&str]) -> Rig {
+    fn start(name: &str, nodes: usize, objects: &[&str], balance: &str) -> Rig {
         let scratch = Scratch::new(name);
         let nodes = sim::start(nodes, objects);
         let admin = ports::free_addr();
-        let weir = Weir::start(&config(&sim::addrs(&nodes), admin), scratch.path());
+        let weir = Weir::start(&config(&sim::addrs(&nodes), admin, balance), scratch.path());
         Rig {
             weir,
             admin,
@@ -171,7 +174,7 @@ fn error_code(body: &str) -> String {
 #[test]
 fn drain_under_load_finishes_in_flight_and_takes_nothing_new() {
     let _serial = serial();
-    let rig = Rig::start("control-drain", 2, &["bench/big-:256MiB:1", SMALL]);
+    let rig = Rig::start("control-drain", 2, &["bench/big-:256MiB:1", SMALL], "p2c");
     let big_sha = synthetic_sha256("bench/big-0", 256 * MIB);
     // 40 MB/s: about 6.5 s for 256 MiB.
     let big = Transfer::get(
@@ -291,11 +294,16 @@ fn drain_under_load_finishes_in_flight_and_takes_nothing_new() {
 #[test]
 fn disable_enable_weight_and_reload() {
     let _serial = serial();
-    let rig = Rig::start("control-weights", 3, &[SMALL]);
+    // Round robin: a node's weight is its share of the turns, so a 1:3 split is exact per
+    // core.
+    let rig = Rig::start("control-weights", 3, &[SMALL], "round_robin");
     let (a, b) = (0, 1);
     // Start on two nodes; the reload below adds the third.
-    rig.weir
-        .write_config(&config(&[rig.addr(a), rig.addr(b)], rig.admin));
+    rig.weir.write_config(&config(
+        &[rig.addr(a), rig.addr(b)],
+        rig.admin,
+        "round_robin",
+    ));
     let (status, body) = rig.post("/reload", Some(TOKEN));
     assert_eq!(status, 200, "reload to two nodes: {body}");
 
@@ -308,7 +316,7 @@ fn disable_enable_weight_and_reload() {
 
     rig.control("enable", a, "");
     let got = rig.sequential_gets(40);
-    assert!(got[a] > 0 && got[a] + got[b] == 40, "enabled: {got:?}");
+    assert!(got[a] >= 10 && got[a] + got[b] == 40, "enabled: {got:?}");
 
     let answer = rig.control("weight", a, "&weight=0");
     assert_eq!(answer["admin"]["weight"], 0, "{answer}");
@@ -324,10 +332,10 @@ fn disable_enable_weight_and_reload() {
     let share = got[b] as f64 / 80.0;
     println!("WEIGHT 1:3 over 80 sequential GETs: {got:?} (heavier share {share:.2})");
     assert_eq!(got[a] + got[b], 80, "{got:?}");
-    // The default balancer (power of two choices on load × latency / weight) sends the
-    // heavier node at least its share; an even split would fail this.
+    // 60:20 when both cores take their turns in step; each core's own rounds are exact, so
+    // their interleaving moves at most a few GETs (an even split, 40:40, fails this).
     assert!(
-        share >= 0.70,
+        (0.68..=0.82).contains(&share),
         "1:3 weights, heavier node got {share:.2}: {got:?}"
     );
 
@@ -335,7 +343,7 @@ fn disable_enable_weight_and_reload() {
     rig.control("drain", a, "");
     let set_at = rig.listed(a)["admin"]["set_at_unix_seconds"].clone();
     rig.weir
-        .write_config(&config(&sim::addrs(&rig.nodes), rig.admin));
+        .write_config(&config(&sim::addrs(&rig.nodes), rig.admin, "round_robin"));
     let (status, body) = rig.post("/reload", Some(TOKEN));
     assert_eq!(status, 200, "reload adding a node: {body}");
     let listed = rig.listed(a);
@@ -375,7 +383,7 @@ fn disable_enable_weight_and_reload() {
 #[test]
 fn bad_calls_are_refused_and_change_nothing() {
     let _serial = serial();
-    let rig = Rig::start("control-errors", 1, &[SMALL]);
+    let rig = Rig::start("control-errors", 1, &[SMALL], "p2c");
     let node = rig.addr(0);
     let cases: Vec<(String, u16, &str)> = vec![
         (
