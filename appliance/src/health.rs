@@ -364,6 +364,7 @@ impl Health {
             | Msg::Abort { .. }
             | Msg::Drain
             | Msg::QueryFlows(_)
+            | Msg::QueryConfig(_)
             | Msg::QueryStats(_)
             | Msg::LimitsReport(_)
             | Msg::LimitsGrant { .. } => {}

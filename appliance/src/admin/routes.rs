@@ -52,6 +52,8 @@ pub(super) enum Handler {
     Style,
     /// What the status page shows, as JSON.
     Status,
+    /// Each core's running config epoch and values, as JSON.
+    Config,
 }
 
 /// One endpoint.
@@ -135,6 +137,13 @@ pub(super) const ROUTES: &[Route] = &[
         access: Access::Control,
         body_max: 0,
         handler: Handler::Reload,
+    },
+    Route {
+        method: Method::Get,
+        path: "/config",
+        access: Access::Operator,
+        body_max: 0,
+        handler: Handler::Config,
     },
 ];
 
@@ -364,7 +373,7 @@ pub(super) async fn handle(
         | Handler::Script
         | Handler::Style
         | Handler::Status => None,
-        Handler::Metrics | Handler::Readyz | Handler::Nodes | Handler::Flows => {
+        Handler::Metrics | Handler::Readyz | Handler::Nodes | Handler::Flows | Handler::Config => {
             Some(listener.cores.enter().await)
         }
     };
@@ -385,6 +394,8 @@ pub(super) async fn handle(
         Handler::Script => Answer::asset("text/javascript; charset=utf-8", status::STATUS_JS),
         Handler::Style => Answer::asset("text/css; charset=utf-8", status::STATUS_CSS),
         Handler::Status => unreachable!("answered above"),
+        // Stopping: balancers must see it before the data port closes.
+        Handler::Readyz if crate::signals::stopping() => Answer::text(503, "stopping"),
         Handler::Readyz => {
             let nodes = metrics::merge_nodes(collect(ask(&plane.bus, Msg::QueryNodes)).await);
             if nodes.iter().any(metrics::NodeSummary::is_routable) {
@@ -401,6 +412,11 @@ pub(super) async fn handle(
             let flows = collect(ask(&plane.bus, Msg::QueryFlows)).await;
             Answer::new(200, "application/json", metrics::flows_json(flows))
         }
+        Handler::Config => {
+            let cores = collect(ask(&plane.bus, Msg::QueryConfig)).await;
+            let epoch = plane.reloader.current().map(|(epoch, _)| epoch);
+            Answer::new(200, "application/json", config_json(epoch, &cores))
+        }
         Handler::Reload => {
             let reloader = plane.reloader.clone();
             match listener.worker.run(move || reloader.reload()).await {
@@ -411,6 +427,23 @@ pub(super) async fn handle(
             }
         }
     }
+}
+
+/// `GET /config`: the coordinator's epoch (absent while a reload runs) and, per core that
+/// answered, the epoch it serves and that epoch's config (docs/operations.md, "Reloading").
+fn config_json(epoch: Option<u64>, cores: &[crate::bus::ConfigReport]) -> String {
+    let cores: Vec<String> = cores
+        .iter()
+        .map(|c| {
+            let config = crate::flows::json_str(&c.config);
+            format!(
+                r#"{{"core":{},"epoch":{},"config":{config}}}"#,
+                c.core, c.epoch
+            )
+        })
+        .collect();
+    let epoch = epoch.map_or_else(|| "null".to_owned(), |e| e.to_string());
+    format!(r#"{{"epoch":{epoch},"cores":[{}]}}"#, cores.join(","))
 }
 
 #[cfg(test)]
