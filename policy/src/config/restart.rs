@@ -143,6 +143,7 @@ pub const RELOAD_KEYS: &[(&str, Reload)] = {
         ("pool[].priority", Live),
         ("pool[].min_active", Live),
         ("pool[].slow_start", Live),
+        ("pool[].balance", Live),
         ("pool[].health.preset", Live),
         ("pool[].health.method", Live),
         ("pool[].health.path", Live),
