@@ -122,6 +122,7 @@ fn another(path: &str, value: &str) -> Option<String> {
         ("class", "\"bulk\"") => "\"inference\"",
         ("access_keys", _) => "[\"AKIAIOSFODNN7EXAMPLF\"]",
         ("op", _) => "[\"write\"]",
+        ("balance", _) => "\"round_robin\"",
         _ => "",
     };
     if !named.is_empty() {
