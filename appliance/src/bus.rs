@@ -25,6 +25,17 @@ pub struct NodeId {
     pub node: usize,
 }
 
+/// The config one core serves (`GET /config`).
+pub struct ConfigReport {
+    /// The core.
+    pub core: usize,
+    /// Its current epoch.
+    pub epoch: u64,
+    /// That epoch's validated config, as `Debug` shows it (secrets redacted, the admin
+    /// token too).
+    pub config: String,
+}
+
 /// What one core tells another.
 pub enum Msg {
     /// To a node's owner: something the request path saw.
@@ -74,6 +85,8 @@ pub enum Msg {
     QueryStats(flume::Sender<Snapshot>),
     /// From the admin thread: report this core's live transfers.
     QueryFlows(flume::Sender<Vec<FlowReport>>),
+    /// From the admin thread: report the config epoch this core serves.
+    QueryConfig(flume::Sender<ConfigReport>),
     /// From the reload coordinator: prepare `settings` as epoch `epoch` (do not use it yet)
     /// and answer once it is staged. Staging cannot fail (the file was validated and
     /// resolved before); the answer tells the coordinator this core holds the epoch, so a

@@ -443,6 +443,7 @@ impl Health {
             | Msg::Drain
             | Msg::Admin { .. }
             | Msg::QueryFlows(_)
+            | Msg::QueryConfig(_)
             | Msg::QueryStats(_)
             | Msg::LimitsReport(_)
             | Msg::LimitsGrant { .. } => {}

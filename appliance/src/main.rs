@@ -156,29 +156,13 @@ fn run(path: &std::path::Path) -> anyhow::Result<()> {
         tracing::info!(%addr, "admin listening");
     }
     let drain_registry = registry.clone();
-    let drain_timeout = settings.config.appliance.drain_timeout;
     let drain_bus = bus.clone();
+    let drain_reloader = reloader.clone();
     signals::spawn_waiter(
         move || {
-            tracing::info!("draining: no new connections; waiting for requests in flight");
-            // The deadline runs first: a core too busy to read its inbox must not keep
-            // the process from exiting.
-            let registry = drain_registry.clone();
-            std::thread::spawn(move || {
-                let drain_timeout = drain_timeout;
-                let start = std::time::Instant::now();
-                while registry.requests_in_flight() > 0 && start.elapsed() < drain_timeout {
-                    std::thread::sleep(std::time::Duration::from_millis(50));
-                }
-                tracing::info!(left = registry.requests_in_flight(), "drained; exiting");
-                // Let the access-log writer put down the last requests' lines.
-                std::thread::sleep(std::time::Duration::from_millis(200));
-                std::process::exit(0);
-            });
-            // Each core closes its own listeners: only the owner of a socket may close it.
-            for core in 0..drain_bus.cores() {
-                drain_bus.send_waiting(core, bus::Msg::Drain);
-            }
+            let (registry, bus) = (drain_registry.clone(), drain_bus.clone());
+            let reloader = drain_reloader.clone();
+            std::thread::spawn(move || drain(&reloader, &registry, &bus));
         },
         reload::spawn_hup_thread(reloader).context("reload thread")?,
     )
@@ -232,6 +216,53 @@ fn run(path: &std::path::Path) -> anyhow::Result<()> {
         let _ = t.join();
     }
     Ok(())
+}
+
+/// The stop sequence (docs/operations.md, "Stopping"), on a thread of its own: readiness
+/// already fails; serve on for the grace, close the listeners, wait for the requests in
+/// flight up to the drain timeout, exit 0. Both durations are the running epoch's, read
+/// when each step starts, so a reload changes them.
+fn drain(reloader: &reload::Reloader, registry: &metrics::Registry, bus: &bus::Bus) {
+    let appliance = || current_settings(reloader).config.appliance.clone();
+    let grace = appliance().drain_grace;
+    tracing::info!(
+        grace_secs = grace.as_secs_f64(),
+        "stopping: /readyz fails; serving on for the grace before closing the listeners"
+    );
+    std::thread::sleep(grace);
+    signals::DRAINING.store(true, std::sync::atomic::Ordering::Relaxed);
+    let drain_timeout = appliance().drain_timeout;
+    tracing::info!(
+        drain_timeout_secs = drain_timeout.as_secs_f64(),
+        "draining: no new connections; waiting for requests in flight"
+    );
+    // The deadline runs here while another thread tells the cores: a core too busy to
+    // read its inbox must not keep the process from exiting. Each core closes its own
+    // listeners: only the owner of a socket may close it.
+    let start = std::time::Instant::now();
+    let cores = bus.clone();
+    std::thread::spawn(move || {
+        for core in 0..cores.cores() {
+            cores.send_waiting(core, bus::Msg::Drain);
+        }
+    });
+    while registry.requests_in_flight() > 0 && start.elapsed() < drain_timeout {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    tracing::info!(left = registry.requests_in_flight(), "drained; exiting");
+    // Let the access-log writer put down the last requests' lines.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    std::process::exit(0);
+}
+
+/// The running config; a reload in progress holds it for at most seconds, so wait.
+fn current_settings(reloader: &reload::Reloader) -> Arc<Settings> {
+    loop {
+        if let Some((_, settings)) = reloader.current() {
+            return settings;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
 }
 
 /// Every core's listeners, bound before any core starts: plain-HTTP addresses, then

@@ -1,14 +1,26 @@
-//! Process signals. SIGTERM/SIGINT start a drain: cores stop accepting, finish the
-//! transfers in flight (up to the drain timeout), then the process exits. Signals are
-//! blocked in every thread and taken synchronously by one thread with `sigwait`, so no
-//! handler ever runs on a core in the middle of a request.
+//! Process signals. SIGTERM/SIGINT stop the process in two steps (docs/operations.md,
+//! "Stopping"): `/readyz` fails at once while the cores keep serving for
+//! `appliance.drain_grace`, so balancers take weir out before its port closes; then the
+//! cores stop accepting, finish the transfers in flight (up to the drain timeout), and the
+//! process exits. A second SIGTERM or SIGINT exits at once. Signals are blocked in every
+//! thread and taken synchronously by one thread with `sigwait`, so no handler ever runs
+//! on a core in the middle of a request.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-/// Set once a drain has started; cores read it between requests.
+/// Set when SIGTERM or SIGINT arrived: readiness fails from then on.
+pub static STOPPING: AtomicBool = AtomicBool::new(false);
+
+/// Set once the grace is over and the cores stop accepting; cores read it between
+/// requests (no keep-alive from then on).
 pub static DRAINING: AtomicBool = AtomicBool::new(false);
 
-/// True once SIGTERM or SIGINT arrived.
+/// True once SIGTERM or SIGINT arrived (`/readyz` answers 503).
+pub fn stopping() -> bool {
+    STOPPING.load(Ordering::Relaxed)
+}
+
+/// True once the listeners are closing.
 pub fn draining() -> bool {
     DRAINING.load(Ordering::Relaxed)
 }
@@ -35,8 +47,9 @@ pub fn block() {
     }
 }
 
-/// Waits for signals on a dedicated thread; `on_term` runs once when a drain starts,
-/// `on_hup` on every SIGHUP.
+/// Waits for signals on a dedicated thread; `on_term` runs once when a stop starts,
+/// `on_hup` on every SIGHUP. A second SIGTERM/SIGINT exits the process at once, status 1
+/// (transfers still in flight are cut).
 pub fn spawn_waiter(
     on_term: impl Fn() + Send + 'static,
     on_hup: impl Fn() + Send + 'static,
@@ -53,8 +66,11 @@ pub fn spawn_waiter(
             }
             if sig == libc::SIGHUP {
                 on_hup();
-            } else if !DRAINING.swap(true, Ordering::Relaxed) {
+            } else if !STOPPING.swap(true, Ordering::Relaxed) {
                 on_term();
+            } else {
+                tracing::warn!("second stop signal: exiting now, cutting what is in flight");
+                std::process::exit(1);
             }
         })?;
     Ok(())

@@ -117,6 +117,19 @@ fn on_message(shard: &Shard, msg: Msg) {
         } => {
             let _ = reply.try_send(shard.on_admin(&pool, addr, change, by));
         }
+        Msg::QueryConfig(reply) => {
+            let ep = shard.epoch();
+            let mut config = ep.settings.config.clone();
+            if config.appliance.admin_token.is_some() {
+                config.appliance.admin_token = Some("<redacted>".into());
+            }
+            let report = crate::bus::ConfigReport {
+                core: shard.id,
+                epoch: ep.id,
+                config: format!("{config:#?}"),
+            };
+            let _ = reply.try_send(report);
+        }
         msg => shard.on_health(msg),
     }
 }

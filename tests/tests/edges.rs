@@ -287,7 +287,9 @@ fn sigterm_closes_every_listener_and_the_transfer_in_flight_finishes() {
     let _serial = serial();
     let scratch = Scratch::new("edges-sigterm");
     let nodes: Vec<SimNode> = sim::start(1, &["edges/big-:64MiB:1"]);
-    let mut weir = Weir::start(&sim_config(&sim::addrs(&nodes)), scratch.path());
+    // No grace: the listeners close at once (the grace is tests/tests/drain.rs's).
+    let cfg = sim_config(&sim::addrs(&nodes)).appliance("drain_grace = \"0s\"");
+    let mut weir = Weir::start(&cfg, scratch.path());
     let addr = weir.addr();
     assert_eq!(listening_sockets(addr), 2);
     let big = weir_tests::transfer::Transfer::get(

@@ -707,7 +707,9 @@ fn sigterm_drains_the_transfer_in_flight_and_exits_0() {
     let _serial = serial();
     let scratch = Scratch::new("operate-sigterm");
     let nodes: Vec<SimNode> = sim::start(2, &["bench/big-:256MiB:1"]);
-    let mut weir = Weir::start(&sim_config(&sim::addrs(&nodes)), scratch.path());
+    // No grace: refused at once (the grace is tests/tests/drain.rs's).
+    let cfg = sim_config(&sim::addrs(&nodes)).appliance("drain_grace = \"0s\"");
+    let mut weir = Weir::start(&cfg, scratch.path());
     let big = get_synthetic(&weir, "bench/big-0", Some(40_000_000));
     flow_past(&weir, "/bench/big-0", 32 * MIB);
     let term_at = Instant::now();

@@ -55,6 +55,8 @@ pub(super) enum Handler {
     Style,
     /// What the status page shows, as JSON.
     Status,
+    /// Each core's running config epoch and values, as JSON.
+    Config,
 }
 
 /// One endpoint.
@@ -166,6 +168,13 @@ pub(super) const ROUTES: &[Route] = &[
         access: Access::Control,
         body_max: 0,
         handler: Handler::Control(Action::Weight),
+    },
+    Route {
+        method: Method::Get,
+        path: "/config",
+        access: Access::Operator,
+        body_max: 0,
+        handler: Handler::Config,
     },
 ];
 
@@ -403,7 +412,7 @@ pub(super) async fn handle(
         | Handler::Script
         | Handler::Style
         | Handler::Status => None,
-        Handler::Metrics | Handler::Readyz | Handler::Nodes | Handler::Flows => {
+        Handler::Metrics | Handler::Readyz | Handler::Nodes | Handler::Flows | Handler::Config => {
             Some(listener.cores.enter().await)
         }
     };
@@ -424,6 +433,8 @@ pub(super) async fn handle(
         Handler::Script => Answer::asset("text/javascript; charset=utf-8", status::STATUS_JS),
         Handler::Style => Answer::asset("text/css; charset=utf-8", status::STATUS_CSS),
         Handler::Status | Handler::Control(_) => unreachable!("answered above"),
+        // Stopping: balancers must see it before the data port closes.
+        Handler::Readyz if crate::signals::stopping() => Answer::text(503, "stopping"),
         Handler::Readyz => {
             let nodes = metrics::merge_nodes(collect(ask(&plane.bus, Msg::QueryNodes)).await);
             if nodes.iter().any(metrics::NodeSummary::is_routable) {
@@ -439,6 +450,11 @@ pub(super) async fn handle(
         Handler::Flows => {
             let flows = collect(ask(&plane.bus, Msg::QueryFlows)).await;
             Answer::new(200, "application/json", metrics::flows_json(flows))
+        }
+        Handler::Config => {
+            let cores = collect(ask(&plane.bus, Msg::QueryConfig)).await;
+            let epoch = plane.reloader.current().map(|(epoch, _)| epoch);
+            Answer::new(200, "application/json", config_json(epoch, &cores))
         }
         Handler::Reload => {
             let reloader = plane.reloader.clone();
@@ -545,6 +561,23 @@ async fn control(listener: &Listener, action: Action, request: &Request) -> Answ
         .trim_end_matches(']')
         .trim();
     Answer::new(200, "application/json", format!("{one}\n"))
+}
+
+/// `GET /config`: the coordinator's epoch (absent while a reload runs) and, per core that
+/// answered, the epoch it serves and that epoch's config (docs/operations.md, "Reloading").
+fn config_json(epoch: Option<u64>, cores: &[crate::bus::ConfigReport]) -> String {
+    let cores: Vec<String> = cores
+        .iter()
+        .map(|c| {
+            let config = crate::flows::json_str(&c.config);
+            format!(
+                r#"{{"core":{},"epoch":{},"config":{config}}}"#,
+                c.core, c.epoch
+            )
+        })
+        .collect();
+    let epoch = epoch.map_or_else(|| "null".to_owned(), |e| e.to_string());
+    format!(r#"{{"epoch":{epoch},"cores":[{}]}}"#, cores.join(","))
 }
 
 #[cfg(test)]

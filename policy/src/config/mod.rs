@@ -21,6 +21,8 @@ pub mod units;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_reload;
+#[cfg(test)]
 mod tests_targets;
 #[cfg(test)]
 mod tests_tenancy;
@@ -42,7 +44,7 @@ pub use auth::{
     SECRETS_FILE_BYTES_MAX,
 };
 pub use error::{ConfigError, KeyPath};
-pub use restart::restart_needed;
+pub use restart::{reload_class, restart_needed, Reload, RELOAD_KEYS};
 pub use tenancy::{
     Class, ClassId, Limits, RateLimit, Rule, Tenant, TenantId, DEFAULT_CLASS_NAME,
     DEFAULT_TENANT_NAME,
@@ -123,6 +125,9 @@ pub struct Appliance {
     pub access_log_lines_max: usize,
     /// How long SIGTERM waits for requests in flight before exiting anyway.
     pub drain_timeout: Duration,
+    /// How long SIGTERM keeps serving with `/readyz` failing before it stops accepting,
+    /// so that balancers see the drain first (docs/operations.md, "Stopping").
+    pub drain_grace: Duration,
     /// Caps and deadlines of the control listeners (`metrics`, `admin`).
     pub control: Control,
 }
@@ -271,6 +276,7 @@ impl Default for Appliance {
             access_log: None,
             access_log_lines_max: 65536,
             drain_timeout: Duration::from_secs(30),
+            drain_grace: Duration::from_secs(5),
             control: Control::default(),
         }
     }

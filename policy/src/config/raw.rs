@@ -60,6 +60,7 @@ pub(crate) struct RawAppliance {
     pub(crate) access_log: Option<String>,
     pub(crate) access_log_lines_max: Option<usize>,
     pub(crate) drain_timeout: Option<ConfigDuration>,
+    pub(crate) drain_grace: Option<ConfigDuration>,
     pub(crate) control_connections_max: Option<usize>,
     pub(crate) control_client_ip_connections_max: Option<usize>,
     pub(crate) control_head_timeout: Option<ConfigDuration>,

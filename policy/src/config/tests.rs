@@ -607,6 +607,28 @@ fn rejects_bad_admin_and_access_log() {
         "appliance.drain_timeout",
         "maximum",
     );
+    rejects_with_pool(
+        "[appliance]\ncores = 1\ndrain_grace = \"61m\"",
+        3,
+        "appliance.drain_grace",
+        "maximum",
+    );
+    rejects_with_pool(
+        "[appliance]\ndrain_grace = 5",
+        2,
+        "appliance.drain_grace",
+        "unit",
+    );
+}
+
+#[test]
+fn drain_grace_defaults_and_takes_zero() {
+    let c = parse(&format!("[appliance]{POOL}")).unwrap();
+    assert_eq!(c.appliance.drain_grace, Duration::from_secs(5));
+    let c = parse(&format!("[appliance]\ndrain_grace = \"0s\"{POOL}")).unwrap();
+    assert_eq!(c.appliance.drain_grace, Duration::ZERO);
+    let c = parse(&format!("[appliance]\ndrain_grace = \"1500ms\"{POOL}")).unwrap();
+    assert_eq!(c.appliance.drain_grace, Duration::from_millis(1500));
 }
 
 #[test]

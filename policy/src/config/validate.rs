@@ -429,6 +429,17 @@ fn appliance(path: &KeyPath, raw: RawAppliance) -> Result<Appliance, Invalid> {
             ),
         ));
     }
+    let drain_grace = raw.drain_grace.map_or(d.drain_grace, |ConfigDuration(t)| t);
+    if drain_grace > DRAIN_TIMEOUT_MAX {
+        return Err(Invalid::new(
+            &path.key("drain_grace"),
+            format!(
+                "{} is above the maximum of {}",
+                format_duration(drain_grace),
+                format_duration(DRAIN_TIMEOUT_MAX)
+            ),
+        ));
+    }
 
     let control = control(
         path,
@@ -452,6 +463,7 @@ fn appliance(path: &KeyPath, raw: RawAppliance) -> Result<Appliance, Invalid> {
         access_log,
         access_log_lines_max,
         drain_timeout,
+        drain_grace,
         control,
     })
 }
