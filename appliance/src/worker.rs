@@ -10,6 +10,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use monoio::net::TcpListener;
+use weir_io::proxy_protocol;
+use weir_policy::forwarded::ProxyProtocol;
 
 use crate::bus::{Bus, Msg};
 use crate::flows::AccessLog;
@@ -63,6 +65,12 @@ pub async fn run(
         monoio::spawn(rebalance::coordinate(shard.clone(), shard.bus().clone()));
     }
     for Listener { socket, tls } in listeners {
+        // The address as configured (`0.0.0.0:9000`), which names the listener in
+        // `[[client_address]]`; an accepted socket's own local address would not.
+        let Ok(bound) = socket.local_addr() else {
+            tracing::error!(core = id, "listener without a local address");
+            continue;
+        };
         let listener = match TcpListener::from_std(socket) {
             Ok(l) => l,
             Err(e) => {
@@ -74,6 +82,7 @@ pub async fn run(
             shard.clone(),
             listener,
             tls,
+            bound,
             stop_accepting.clone(),
         ));
     }
@@ -118,6 +127,7 @@ async fn accept_loop(
     shard: Rc<Shard>,
     listener: TcpListener,
     tls: bool,
+    bound: SocketAddr,
     stop: flume::Receiver<()>,
 ) {
     loop {
@@ -138,6 +148,29 @@ async fn accept_loop(
                 continue;
             }
         };
+        // A PROXY header names the client: the connection caps apply to it, once read.
+        let proxied = match proxy_header_expected(&shard, bound, peer) {
+            Ok(expected) => expected,
+            Err(()) => {
+                drop(stream);
+                continue;
+            }
+        };
+        if let Some(required) = proxied {
+            let shard = shard.clone();
+            monoio::spawn(async move {
+                let Some(client) = read_proxy_header(&shard, &stream, peer, required).await else {
+                    return;
+                };
+                if let Err(reason) = shard.epoch().protect.connect(client.ip()) {
+                    let per_client = reason.label() == "client_ip_connections";
+                    shard.metrics().connection_refused(per_client);
+                    return;
+                }
+                serve(&shard, stream, client, tls).await;
+            });
+            continue;
+        }
         // The cheap, early refusal: closed before any byte is read.
         if let Err(reason) = shard.epoch().protect.connect(peer.ip()) {
             let per_client = reason.label() == "client_ip_connections";
@@ -146,18 +179,68 @@ async fn accept_loop(
             continue;
         }
         let shard = shard.clone();
-        monoio::spawn(async move {
-            shard.metrics().connection_opened();
-            if tls {
-                serve_tls_client(&shard, stream, peer).await;
-            } else {
-                proxy::serve_client(&shard, stream.into(), &[], peer, None).await;
-            }
-            shard.metrics().connection_closed();
-            // The current epoch's caps hold the connection (carried over at every reload
-            // since it opened).
-            shard.epoch().protect.disconnect(peer.ip());
-        });
+        monoio::spawn(async move { serve(&shard, stream, peer, tls).await });
+    }
+}
+
+/// Serves an admitted connection from `client` (its TCP peer, or the client a PROXY
+/// header named) and releases its place under the caps.
+async fn serve(shard: &Shard, stream: monoio::net::TcpStream, client: SocketAddr, tls: bool) {
+    shard.metrics().connection_opened();
+    if tls {
+        serve_tls_client(shard, stream, client).await;
+    } else {
+        proxy::serve_client(shard, stream.into(), &[], client, None).await;
+    }
+    shard.metrics().connection_closed();
+    // The current epoch's caps hold the connection (carried over at every reload
+    // since it opened).
+    shard.epoch().protect.disconnect(client.ip());
+}
+
+/// Whether a connection on listener `bound` from `peer` starts with a PROXY header
+/// (docs/client-address.md): `Ok(None)` no, `Ok(Some(required))` read one first, `Err`
+/// refuse it now (a listener that requires the header, and a peer it does not trust).
+fn proxy_header_expected(
+    shard: &Shard,
+    bound: SocketAddr,
+    peer: SocketAddr,
+) -> Result<Option<bool>, ()> {
+    let ep = shard.epoch();
+    let Some(trust) = ep.settings.config.client_trust(bound) else {
+        return Ok(None);
+    };
+    match (trust.proxy_protocol, trust.trusts(peer.ip())) {
+        (ProxyProtocol::Off, _) => Ok(None),
+        (ProxyProtocol::Required, false) => {
+            tracing::debug!(%peer, listener = %bound, "PROXY header required from an untrusted peer: refused");
+            Err(())
+        }
+        // An untrusted peer's header is not read: it reaches the HTTP parser, which
+        // answers 400 (a PROXY line is not a request).
+        (ProxyProtocol::Optional, false) => Ok(None),
+        (p, true) => Ok(Some(p == ProxyProtocol::Required)),
+    }
+}
+
+/// Reads the PROXY header of a trusted peer within the head deadline: the client it
+/// names, the peer for `UNKNOWN`/`LOCAL` or no header (when optional), `None` when the
+/// connection is to be closed.
+async fn read_proxy_header(
+    shard: &Shard,
+    stream: &monoio::net::TcpStream,
+    peer: SocketAddr,
+    required: bool,
+) -> Option<SocketAddr> {
+    let deadline = Instant::now() + shard.epoch().settings.config.http.head_timeout;
+    match proxy_protocol::read_header(stream, deadline, required).await {
+        Ok(header) => Some(header.and_then(|h| h.addresses).map_or(peer, |a| {
+            SocketAddr::new(a.source.ip().to_canonical(), a.source.port())
+        })),
+        Err(e) => {
+            tracing::debug!(%peer, error = %e, "PROXY header refused");
+            None
+        }
     }
 }
 

@@ -635,7 +635,9 @@ mod tests {
         use std::io::Write;
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
-        let cases: Vec<(Vec<u8>, bool, Result<Option<Option<ProxyAddresses>>, Kind>)> = vec![
+        // (bytes sent, required, addresses read or the error's kind)
+        type Want = Result<Option<Option<ProxyAddresses>>, Kind>;
+        let cases: Vec<(Vec<u8>, bool, Want)> = vec![
             (
                 b"PROXY TCP4 192.0.2.7 10.0.0.1 56324 443\r\nGET /".to_vec(),
                 true,
