@@ -14,6 +14,7 @@ use weir_io::proxy_protocol;
 use weir_policy::forwarded::ProxyProtocol;
 
 use crate::bus::{Bus, Msg};
+use crate::client_address::Origin;
 use crate::flows::AccessLog;
 use crate::health;
 use crate::metrics::Registry;
@@ -167,7 +168,7 @@ async fn accept_loop(
                     shard.metrics().connection_refused(per_client);
                     return;
                 }
-                serve(&shard, stream, client, tls).await;
+                serve(&shard, stream, client, bound, tls).await;
             });
             continue;
         }
@@ -179,18 +180,30 @@ async fn accept_loop(
             continue;
         }
         let shard = shard.clone();
-        monoio::spawn(async move { serve(&shard, stream, peer, tls).await });
+        monoio::spawn(async move { serve(&shard, stream, peer, bound, tls).await });
     }
 }
 
 /// Serves an admitted connection from `client` (its TCP peer, or the client a PROXY
 /// header named) and releases its place under the caps.
-async fn serve(shard: &Shard, stream: monoio::net::TcpStream, client: SocketAddr, tls: bool) {
+async fn serve(
+    shard: &Shard,
+    stream: monoio::net::TcpStream,
+    client: SocketAddr,
+    bound: SocketAddr,
+    tls: bool,
+) {
     shard.metrics().connection_opened();
+    let origin = Origin {
+        peer: client,
+        local: stream.local_addr().unwrap_or(bound),
+        bound,
+        tls,
+    };
     if tls {
-        serve_tls_client(shard, stream, client).await;
+        serve_tls_client(shard, stream, origin).await;
     } else {
-        proxy::serve_client(shard, stream.into(), &[], client, None).await;
+        proxy::serve_client(shard, stream.into(), &[], origin, None).await;
     }
     shard.metrics().connection_closed();
     // The current epoch's caps hold the connection (carried over at every reload
@@ -258,7 +271,8 @@ async fn tick(shard: Rc<Shard>) {
 /// An HTTPS connection: the handshake with the current epoch's certificates (a reload
 /// swaps them for new connections only), then the same request loop as plain HTTP on the
 /// plaintext socket. A failed handshake is counted and closed; nothing reaches a node.
-async fn serve_tls_client(shard: &Shard, stream: monoio::net::TcpStream, peer: SocketAddr) {
+async fn serve_tls_client(shard: &Shard, stream: monoio::net::TcpStream, origin: Origin) {
+    let peer = origin.peer;
     let Some(tls) = shard.epoch().settings.server_tls.clone() else {
         return; // the listener exists only when [tls] does, and tls.listen needs a restart
     };
@@ -266,7 +280,7 @@ async fn serve_tls_client(shard: &Shard, stream: monoio::net::TcpStream, peer: S
         Ok(accepted) => {
             shard.metrics().tls_connection(0, accepted.path.label());
             let name = accepted.client_name.as_deref();
-            proxy::serve_client(shard, accepted.socket, &accepted.prefix, peer, name).await;
+            proxy::serve_client(shard, accepted.socket, &accepted.prefix, origin, name).await;
         }
         Err(e) => {
             shard.metrics().tls_failure(0, e.failure.label());
