@@ -346,8 +346,11 @@ fn proxy_v2_to_nodes_speaks_for_one_client_per_connection() {
     let weir = Weir::start(&cfg, scratch.path());
     let addr = weir.addr();
     // Two clients, each twice on a keep-alive connection: every request reaches the node
-    // on a connection whose PROXY header names its own client.
+    // on a connection whose PROXY header names its own client; a client's second request
+    // reuses its node connection, and never another client's.
+    let mut used: Vec<Vec<u64>> = Vec::new();
     for (client, port) in [("198.51.100.9", 40000u16), ("198.51.100.10", 40001)] {
+        used.push(Vec::new());
         let mut conn = connect_from("127.0.0.1", addr);
         conn.write_all(&proxy_v1(client, port)).expect("write");
         for _ in 0..2 {
@@ -358,8 +361,23 @@ fn proxy_v2_to_nodes_speaks_for_one_client_per_connection() {
             assert_eq!(seen.proxy, Some(format!("v2 {client}:{port} {addr}")));
             // No forwarding field reaches the node: the PROXY header says it all.
             assert_eq!(seen.forwarding, fields(&[]));
+            used.last_mut()
+                .expect("one per client")
+                .push(seen.connection);
         }
     }
+    assert_eq!(
+        used[0][0], used[0][1],
+        "a client's requests share its node connection"
+    );
+    assert_eq!(
+        used[1][0], used[1][1],
+        "a client's requests share its node connection"
+    );
+    assert_ne!(
+        used[0][0], used[1][0],
+        "clients never share a node connection"
+    );
     // A client without a header: the node hears the peer.
     let r = send_from("127.0.0.2", addr, &get("/cid/obj-0", ""));
     assert_eq!(r.status(), Some(200), "{}", r.head());

@@ -10,7 +10,9 @@
 //! 3. take a pooled keep-alive connection to the node (or open one) and forward the head
 //!    byte for byte (SigV4 signs Host and most headers, so nothing signed is rewritten) —
 //!    or, when the node's pool has `credentials`, re-signed for that pool and node
-//!    (`identity::resign`, per attempt and per resume);
+//!    (`identity::resign`, per attempt and per resume); a pool's `send_client_address`
+//!    replaces the forwarding fields, or opens the connection with a PROXY v2 header
+//!    (`crate::client_address`, docs/client-address.md);
 //! 4. relay the request body (small ones buffered so they can be replayed, large ones
 //!    spliced; `Expect: 100-continue` waits for the node's 100 before pulling the body);
 //! 5. relay the response head and body (spliced), then return both connections for reuse

@@ -82,6 +82,8 @@ struct Conn {
     body_buf: Vec<u8>,
     /// The PROXY header this connection started with (see [`super::Seen`]).
     proxy: Option<String>,
+    /// The connection's number on this node.
+    id: u64,
 }
 
 /// Serves one accepted connection until it closes.
@@ -103,6 +105,7 @@ pub(super) fn serve(node: Arc<Node>, stream: TcpStream) {
         end: 0,
         body_buf: Vec::new(),
         proxy: None,
+        id: conn_id,
     };
     if conn.read_proxy_header().is_err() {
         conn.node
@@ -225,6 +228,7 @@ impl Conn {
             target: head.target.clone(),
             forwarding,
             proxy: self.proxy.clone(),
+            connection: self.id,
         });
     }
 

@@ -530,6 +530,8 @@ pub struct Seen {
     /// The PROXY header the connection started with: the v1 line without CRLF, or a v2
     /// header as `v2 <source> <destination>` (`v2 local` for LOCAL).
     pub proxy: Option<String>,
+    /// Which of the node's connections carried the request (numbered from 0).
+    pub connection: u64,
 }
 
 /// A running simulator node; dropping it stops the node.
