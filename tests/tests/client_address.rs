@@ -469,7 +469,7 @@ fn signatures_still_verify_at_the_node_and_at_the_edge() {
     );
     assert_eq!(std::fs::read(&back).expect("read back"), data);
 
-    // curl with a spoofed, unsigned X-Forwarded-For: replaced, and the signature holds.
+    // curl --aws-sigv4: weir adds X-Forwarded-For, and the signature holds at the node.
     let url = format!("{endpoint}/cid/a/b");
     let (status, body) = curl(curl_sigv4(), &url, dir, &[]);
     assert_eq!((status, body.len()), (200, data.len()));
@@ -482,6 +482,8 @@ fn signatures_still_verify_at_the_node_and_at_the_edge() {
         text.contains("<Code>InvalidRequest</Code>") && text.contains("x-forwarded-for"),
         "{text}"
     );
+    let unsignable = weir.metric_sum("weir_auth_failures_total", |l| l.contains("\"unsignable\""));
+    assert_eq!(unsignable, 1.0, "the refusal is counted");
 
     // boto3: the same object through weir, hashed as it streams.
     let want = weir_tests::data::sha256_hex(&data);
