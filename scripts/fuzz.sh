@@ -3,7 +3,8 @@
 # on the pinned *stable* toolchain, on a fresh machine. Two fuzz crates, each its own
 # workspace with its own Cargo.lock:
 #
-#   io       io/fuzz: the HTTP/1.1 codec (request heads, response heads, chunked bodies)
+#   io       io/fuzz: the HTTP/1.1 codec (request heads, response heads, chunked bodies) and
+#            the PROXY protocol header parser
 #   policy   policy/fuzz: the SigV4 parsers and verifier, and the config loader
 #
 # Steps:
@@ -33,7 +34,7 @@ CARGO_ROOT="$CACHE/cargo"
 CARGO_FUZZ_VERSION="0.13.2"
 TARGET_DIR="${FUZZ_TARGET_DIR:-$ROOT/target/fuzz}"
 ALL_TARGETS=(
-  io:request_head io:response_head io:chunked
+  io:request_head io:response_head io:chunked io:proxy_header
   policy:auth_header policy:presigned_query policy:chunk_lines policy:verify
   policy:sign_verify policy:config
 )

@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 mod admin;
 mod buckets;
 mod bus;
+mod client_address;
 mod flows;
 mod health;
 mod identity;

@@ -10,8 +10,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use monoio::net::TcpListener;
+use weir_io::proxy_protocol;
+use weir_policy::forwarded::ProxyProtocol;
 
 use crate::bus::{Bus, Msg};
+use crate::client_address::Origin;
 use crate::flows::AccessLog;
 use crate::health;
 use crate::metrics::Registry;
@@ -63,6 +66,12 @@ pub async fn run(
         monoio::spawn(rebalance::coordinate(shard.clone(), shard.bus().clone()));
     }
     for Listener { socket, tls } in listeners {
+        // The address as configured (`0.0.0.0:9000`), which names the listener in
+        // `[[client_address]]`; an accepted socket's own local address would not.
+        let Ok(bound) = socket.local_addr() else {
+            tracing::error!(core = id, "listener without a local address");
+            continue;
+        };
         let listener = match TcpListener::from_std(socket) {
             Ok(l) => l,
             Err(e) => {
@@ -74,6 +83,7 @@ pub async fn run(
             shard.clone(),
             listener,
             tls,
+            bound,
             stop_accepting.clone(),
         ));
     }
@@ -140,6 +150,7 @@ async fn accept_loop(
     shard: Rc<Shard>,
     listener: TcpListener,
     tls: bool,
+    bound: SocketAddr,
     stop: flume::Receiver<()>,
 ) {
     loop {
@@ -160,6 +171,29 @@ async fn accept_loop(
                 continue;
             }
         };
+        // A PROXY header names the client: the connection caps apply to it, once read.
+        let proxied = match proxy_header_expected(&shard, bound, peer) {
+            Ok(expected) => expected,
+            Err(()) => {
+                drop(stream);
+                continue;
+            }
+        };
+        if let Some(required) = proxied {
+            let shard = shard.clone();
+            monoio::spawn(async move {
+                let Some(client) = read_proxy_header(&shard, &stream, peer, required).await else {
+                    return;
+                };
+                if let Err(reason) = shard.epoch().protect.connect(client.ip()) {
+                    let per_client = reason.label() == "client_ip_connections";
+                    shard.metrics().connection_refused(per_client);
+                    return;
+                }
+                serve(&shard, stream, client, bound, tls).await;
+            });
+            continue;
+        }
         // The cheap, early refusal: closed before any byte is read.
         if let Err(reason) = shard.epoch().protect.connect(peer.ip()) {
             let per_client = reason.label() == "client_ip_connections";
@@ -168,18 +202,80 @@ async fn accept_loop(
             continue;
         }
         let shard = shard.clone();
-        monoio::spawn(async move {
-            shard.metrics().connection_opened();
-            if tls {
-                serve_tls_client(&shard, stream, peer).await;
-            } else {
-                proxy::serve_client(&shard, stream.into(), &[], peer, None).await;
-            }
-            shard.metrics().connection_closed();
-            // The current epoch's caps hold the connection (carried over at every reload
-            // since it opened).
-            shard.epoch().protect.disconnect(peer.ip());
-        });
+        monoio::spawn(async move { serve(&shard, stream, peer, bound, tls).await });
+    }
+}
+
+/// Serves an admitted connection from `client` (its TCP peer, or the client a PROXY
+/// header named) and releases its place under the caps.
+async fn serve(
+    shard: &Shard,
+    stream: monoio::net::TcpStream,
+    client: SocketAddr,
+    bound: SocketAddr,
+    tls: bool,
+) {
+    shard.metrics().connection_opened();
+    let origin = Origin {
+        peer: client,
+        local: stream.local_addr().unwrap_or(bound),
+        bound,
+        tls,
+    };
+    if tls {
+        serve_tls_client(shard, stream, origin).await;
+    } else {
+        proxy::serve_client(shard, stream.into(), &[], origin, None).await;
+    }
+    shard.metrics().connection_closed();
+    // The current epoch's caps hold the connection (carried over at every reload
+    // since it opened).
+    shard.epoch().protect.disconnect(client.ip());
+}
+
+/// Whether a connection on listener `bound` from `peer` starts with a PROXY header
+/// (docs/client-address.md): `Ok(None)` no, `Ok(Some(required))` read one first, `Err`
+/// refuse it now (a listener that requires the header, and a peer it does not trust).
+fn proxy_header_expected(
+    shard: &Shard,
+    bound: SocketAddr,
+    peer: SocketAddr,
+) -> Result<Option<bool>, ()> {
+    let ep = shard.epoch();
+    let Some(trust) = ep.settings.config.client_trust(bound) else {
+        return Ok(None);
+    };
+    match (trust.proxy_protocol, trust.trusts(peer.ip())) {
+        (ProxyProtocol::Off, _) => Ok(None),
+        (ProxyProtocol::Required, false) => {
+            tracing::debug!(%peer, listener = %bound, "PROXY header required from an untrusted peer: refused");
+            Err(())
+        }
+        // An untrusted peer's header is not read: it reaches the HTTP parser, which
+        // answers 400 (a PROXY line is not a request).
+        (ProxyProtocol::Optional, false) => Ok(None),
+        (p, true) => Ok(Some(p == ProxyProtocol::Required)),
+    }
+}
+
+/// Reads the PROXY header of a trusted peer within the head deadline: the client it
+/// names, the peer for `UNKNOWN`/`LOCAL` or no header (when optional), `None` when the
+/// connection is to be closed.
+async fn read_proxy_header(
+    shard: &Shard,
+    stream: &monoio::net::TcpStream,
+    peer: SocketAddr,
+    required: bool,
+) -> Option<SocketAddr> {
+    let deadline = Instant::now() + shard.epoch().settings.config.http.head_timeout;
+    match proxy_protocol::read_header(stream, deadline, required).await {
+        Ok(header) => Some(header.and_then(|h| h.addresses).map_or(peer, |a| {
+            SocketAddr::new(a.source.ip().to_canonical(), a.source.port())
+        })),
+        Err(e) => {
+            tracing::debug!(%peer, error = %e, "PROXY header refused");
+            None
+        }
     }
 }
 
@@ -197,7 +293,8 @@ async fn tick(shard: Rc<Shard>) {
 /// An HTTPS connection: the handshake with the current epoch's certificates (a reload
 /// swaps them for new connections only), then the same request loop as plain HTTP on the
 /// plaintext socket. A failed handshake is counted and closed; nothing reaches a node.
-async fn serve_tls_client(shard: &Shard, stream: monoio::net::TcpStream, peer: SocketAddr) {
+async fn serve_tls_client(shard: &Shard, stream: monoio::net::TcpStream, origin: Origin) {
+    let peer = origin.peer;
     let Some(tls) = shard.epoch().settings.server_tls.clone() else {
         return; // the listener exists only when [tls] does, and tls.listen needs a restart
     };
@@ -205,7 +302,7 @@ async fn serve_tls_client(shard: &Shard, stream: monoio::net::TcpStream, peer: S
         Ok(accepted) => {
             shard.metrics().tls_connection(0, accepted.path.label());
             let name = accepted.client_name.as_deref();
-            proxy::serve_client(shard, accepted.socket, &accepted.prefix, peer, name).await;
+            proxy::serve_client(shard, accepted.socket, &accepted.prefix, origin, name).await;
         }
         Err(e) => {
             shard.metrics().tls_failure(0, e.failure.label());

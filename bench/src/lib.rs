@@ -22,4 +22,4 @@ pub mod sim;
 pub mod units;
 
 pub use pattern::Synthetic;
-pub use sim::{spawn_nodes, spawn_nodes_at, BodyMode, Faults, SimNode, SimOptions, SimStats};
+pub use sim::{spawn_nodes, spawn_nodes_at, BodyMode, Faults, Seen, SimNode, SimOptions, SimStats};

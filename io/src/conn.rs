@@ -61,6 +61,9 @@ pub struct Conn {
     buf_bytes: usize,
     start: usize,
     end: usize,
+    /// For an upstream connection that began with a PROXY header: the client it names,
+    /// the only one it may carry requests for (docs/client-address.md).
+    owner: Option<std::net::SocketAddr>,
 }
 
 impl Conn {
@@ -78,7 +81,18 @@ impl Conn {
             buf_bytes,
             start: 0,
             end: 0,
+            owner: None,
         })
+    }
+
+    /// The client this connection speaks for (it began with a PROXY header naming it).
+    pub fn owner(&self) -> Option<std::net::SocketAddr> {
+        self.owner
+    }
+
+    /// Marks the connection as speaking for `client` only.
+    pub fn set_owner(&mut self, client: std::net::SocketAddr) {
+        self.owner = Some(client);
     }
 
     /// The read-ahead buffer, allocated on first use.

@@ -1,7 +1,7 @@
 //! weir-io: every mechanism of the data path — HTTP/1.1 head codec and body framing
 //! (`http`), connections with read-ahead (`conn`), the zero-copy splice relay with a copy
 //! fallback (`relay`, `pipe`), upstream keep-alive pools (`upstream`), TLS termination and origination with kTLS or a
-//! user-space fallback (`tls`), and executor and
+//! user-space fallback (`tls`), the PROXY protocol (`proxy_protocol`), and executor and
 //! listener set-up (`runtime`).
 //!
 //! It knows nothing of tenants, pools or policy: the appliance asks `weir-policy` what to do
@@ -11,6 +11,7 @@ pub mod conn;
 pub mod error;
 pub mod http;
 pub mod pipe;
+pub mod proxy_protocol;
 pub mod relay;
 pub mod runtime;
 pub mod sys;

@@ -30,9 +30,13 @@ struct Idle {
     since: Instant,
 }
 
-/// Per-core pool of idle upstream connections, keyed by node address.
+/// The key of a stack of idle connections: the node, and for connections that began with
+/// a PROXY header the client it named (such a connection is reused for that client only).
+type IdleKey = (SocketAddr, Option<SocketAddr>);
+
+/// Per-core pool of idle upstream connections, keyed by node address (and owner).
 pub struct UpstreamPool {
-    idle: RefCell<HashMap<SocketAddr, Vec<Idle>>>,
+    idle: RefCell<HashMap<IdleKey, Vec<Idle>>>,
     idle_per_node_max: Cell<usize>,
     idle_timeout: Cell<Duration>,
     connect_timeout: Cell<Duration>,
@@ -80,7 +84,7 @@ impl UpstreamPool {
 
     /// Drops idle connections to nodes `keep` rejects (removed by a reload).
     pub fn retain_nodes(&self, keep: impl Fn(&SocketAddr) -> bool) {
-        self.idle.borrow_mut().retain(|addr, _| keep(addr));
+        self.idle.borrow_mut().retain(|(addr, _), _| keep(addr));
     }
 
     /// A live idle connection to `node`, or a new one (encrypted when `tls` says so;
@@ -91,7 +95,7 @@ impl UpstreamPool {
         tls: Option<TlsTarget<'_>>,
         now: Instant,
     ) -> Result<Checkout, Error> {
-        if let Some(conn) = self.take_idle(node, now) {
+        if let Some(conn) = self.take_idle((node, None), now) {
             return Ok(Checkout { conn, reused: true });
         }
         let conn = self.connect(node, tls).await?;
@@ -101,9 +105,33 @@ impl UpstreamPool {
         })
     }
 
-    fn take_idle(&self, node: SocketAddr, now: Instant) -> Option<Conn> {
+    /// Like [`UpstreamPool::checkout`], for a connection that speaks for `source`: an idle
+    /// one that began with a PROXY v2 header naming it, or a new one that begins with
+    /// one (`source` the client, `destination` the address it reached weir at), written
+    /// before anything else, TLS included.
+    pub async fn checkout_proxied(
+        &self,
+        node: SocketAddr,
+        tls: Option<TlsTarget<'_>>,
+        now: Instant,
+        source: SocketAddr,
+        destination: SocketAddr,
+    ) -> Result<Checkout, Error> {
+        if let Some(conn) = self.take_idle((node, Some(source)), now) {
+            return Ok(Checkout { conn, reused: true });
+        }
+        let header = crate::proxy_protocol::encode_v2(source, destination);
+        let mut conn = self.connect_with(node, tls, &header).await?;
+        conn.set_owner(source);
+        Ok(Checkout {
+            conn,
+            reused: false,
+        })
+    }
+
+    fn take_idle(&self, key: IdleKey, now: Instant) -> Option<Conn> {
         let mut idle = self.idle.borrow_mut();
-        let stack = idle.get_mut(&node)?;
+        let stack = idle.get_mut(&key)?;
         while let Some(entry) = stack.pop() {
             if now.saturating_duration_since(entry.since) < self.idle_timeout.get()
                 && !entry.conn.is_stale()
@@ -119,6 +147,16 @@ impl UpstreamPool {
         &self,
         node: SocketAddr,
         tls: Option<TlsTarget<'_>>,
+    ) -> Result<Conn, Error> {
+        self.connect_with(node, tls, &[]).await
+    }
+
+    /// [`UpstreamPool::connect`], sending `preamble` (a PROXY header) first.
+    async fn connect_with(
+        &self,
+        node: SocketAddr,
+        tls: Option<TlsTarget<'_>>,
+        preamble: &[u8],
     ) -> Result<Conn, Error> {
         let stream =
             match monoio::time::timeout(self.connect_timeout.get(), TcpStream::connect(node)).await
@@ -139,6 +177,11 @@ impl UpstreamPool {
                     ))
                 }
             };
+        if !preamble.is_empty() {
+            write_preamble(&stream, preamble)
+                .await
+                .map_err(|e| Error::new(Side::Upstream, Kind::Connect, format!("{node}: {e}")))?;
+        }
         let socket = match tls {
             None => stream.into(),
             Some(t) => t.tls.connect(stream, t.host).await.map_err(|e| {
@@ -156,7 +199,13 @@ impl UpstreamPool {
             return; // stray bytes after a complete response: the stream is out of sync
         }
         let mut idle = self.idle.borrow_mut();
-        let stack = idle.entry(node).or_default();
+        let owned = conn.owner().is_some();
+        let stack = idle.entry((node, conn.owner())).or_default();
+        // A client's own connection: one idle is all it can use (its requests come one
+        // at a time), and there may be as many such stacks as client connections.
+        if owned && !stack.is_empty() && self.idle_per_node_max.get() > 0 {
+            stack.clear();
+        }
         if stack.len() >= self.idle_per_node_max.get() {
             if self.idle_per_node_max.get() == 0 {
                 return;
@@ -177,6 +226,20 @@ impl UpstreamPool {
 
     /// Idle connections held for `node`.
     pub fn idle_count(&self, node: SocketAddr) -> usize {
-        self.idle.borrow().get(&node).map_or(0, Vec::len)
+        self.idle.borrow().get(&(node, None)).map_or(0, Vec::len)
     }
+}
+
+/// Writes `bytes` on a fresh socket before any other byte (and before TLS).
+async fn write_preamble(stream: &TcpStream, mut bytes: &[u8]) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    while !bytes.is_empty() {
+        match crate::sys::send(stream.as_raw_fd(), bytes) {
+            Ok(n) => bytes = &bytes[n..],
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => stream.writable(false).await?,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }

@@ -1,6 +1,7 @@
 //! weir's decisions: configuration schema and validation, request classification and
 //! routing, node health, balancing across failover chains, throttling (AIMD), retries,
-//! mid-body resume, protecting the storage (token buckets, caps, QoS queues), and SigV4
+//! mid-body resume, protecting the storage (token buckets, caps, QoS queues), client
+//! addresses behind proxies (`forwarded`), and SigV4
 //! verification and re-signing.
 //!
 //! This crate is pure by design (docs/design.md, "Layout and dependency direction"): it
@@ -18,6 +19,7 @@ pub mod attempt;
 pub mod balance;
 pub mod classify;
 pub mod config;
+pub mod forwarded;
 pub mod health;
 pub mod limits;
 pub mod qos;

@@ -98,7 +98,8 @@ pub struct WeirConfig {
     pub pools: Vec<PoolConfig>,
     /// `[[route]]` tables, each as its TOML lines (`bucket = "*"`, `pools = ["a", "b"]`).
     pub routes: Vec<Vec<String>>,
-    /// TOML appended as is (`[limits]`, `[[tenant]]`, `[[class]]`, `[defaults]`, …).
+    /// TOML appended as is (`[limits]`, `[[tenant]]`, `[[class]]`, `[defaults]`, …), with
+    /// `${listen}` replaced by the data listener's address.
     pub extra: String,
     /// Extra `[appliance]` lines.
     pub appliance: Vec<String>,
@@ -232,7 +233,8 @@ impl WeirConfig {
                 toml.push('\n');
             }
         }
-        toml.push_str(&self.extra);
+        // `${listen}` in extra tables names the data listener, chosen only at start.
+        toml.push_str(&self.extra.replace("${listen}", &listen.to_string()));
         toml
     }
 }

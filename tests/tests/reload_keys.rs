@@ -123,6 +123,7 @@ fn another(path: &str, value: &str) -> Option<String> {
         ("access_keys", _) => "[\"AKIAIOSFODNN7EXAMPLF\"]",
         ("op", _) => "[\"write\"]",
         ("balance", _) => "\"round_robin\"",
+        ("send_client_address", _) => "\"x-forwarded-for\"",
         _ => "",
     };
     if !named.is_empty() {

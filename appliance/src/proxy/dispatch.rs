@@ -4,6 +4,7 @@
 //! (`weir_policy::attempt`), which says relay, retry after a wait, or give up with weir's
 //! own answer. This file does what it says.
 
+use crate::client_address;
 use std::rc::Rc;
 use std::time::{Instant, SystemTime};
 
@@ -103,6 +104,35 @@ pub(super) async fn handle(mut x: Exchange<'_>) -> After {
         let addr = ep.settings.nodes[node.pool][node.node];
         flow.nodes.borrow_mut().push(addr);
         flow.served_by.set(Some((node.pool, node.node)));
+        // What this pool's nodes are told about the client (docs/client-address.md).
+        let told = match &body {
+            ReqBody::Form(_) => Ok(None),
+            _ => client_address::head_for_pool(
+                &ep.settings,
+                x.origin,
+                x.established,
+                node.pool,
+                classified.tenant.0,
+                head,
+            ),
+        };
+        let told = match told {
+            Ok(told) => told,
+            Err(refusal) => return x.answer(OwnAnswer::refused(&refusal)).await,
+        };
+        let told_bytes: Vec<u8>;
+        let (head, head_bytes) = match &told {
+            None => (head, &head_bytes),
+            Some(h) => {
+                let mut b = Vec::with_capacity(1024);
+                write_request_head(h, &mut b);
+                if let ReqBody::Buffered(body) = &body {
+                    b.extend_from_slice(body);
+                }
+                told_bytes = b;
+                (h, &told_bytes)
+            }
+        };
         // Re-signed per attempt: failover to another pool signs as that pool.
         let resigned: Vec<u8>;
         let mut chunk_signer = None;
@@ -122,7 +152,7 @@ pub(super) async fn handle(mut x: Exchange<'_>) -> After {
             ),
         };
         let bytes: &[u8] = match resigned_bytes {
-            Ok(None) => &head_bytes,
+            Ok(None) => head_bytes,
             Ok(Some(identity::Resigned {
                 head: mut b,
                 chunks,
@@ -163,6 +193,7 @@ pub(super) async fn handle(mut x: Exchange<'_>) -> After {
             chunks,
             addr,
             tls,
+            proxied: client_address::proxied(&ep.settings, x.origin, x.established, node.pool),
         };
         match send_request(&mut x, out).await {
             Ok(Sent {

@@ -10,7 +10,9 @@
 //! 3. take a pooled keep-alive connection to the node (or open one) and forward the head
 //!    byte for byte (SigV4 signs Host and most headers, so nothing signed is rewritten) —
 //!    or, when the node's pool has `credentials`, re-signed for that pool and node
-//!    (`identity::resign`, per attempt and per resume);
+//!    (`identity::resign`, per attempt and per resume); a pool's `send_client_address`
+//!    replaces the forwarding fields, or opens the connection with a PROXY v2 header
+//!    (`crate::client_address`, docs/client-address.md);
 //! 4. relay the request body (small ones buffered so they can be replayed, large ones
 //!    spliced; `Expect: 100-continue` waits for the node's 100 before pulling the body);
 //! 5. relay the response head and body (spliced), then return both connections for reuse
@@ -53,7 +55,6 @@ mod resume;
 mod route;
 mod send;
 
-use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -62,6 +63,7 @@ use weir_io::http::{parse_request, ChunkedLimits, HeadError, HeadLimits, Method,
 use weir_io::relay::{BodyMode, Mover, RateFloor};
 use weir_policy::config::BodyPath;
 
+use crate::client_address::{self, Established, Origin};
 use crate::flows::Flow;
 use crate::shard::{Epoch, Shard};
 use crate::signals;
@@ -86,6 +88,10 @@ pub(crate) struct Exchange<'a> {
     pub mover: &'a mut Mover,
     /// The DNS name of a verified client certificate.
     pub client_name: Option<&'a str>,
+    /// Where the client connection came from (docs/client-address.md).
+    pub origin: &'a Origin,
+    /// The client of this request, as weir established it.
+    pub established: &'a Established,
 }
 
 impl Exchange<'_> {
@@ -131,9 +137,10 @@ pub async fn serve_client(
     shard: &Shard,
     socket: Socket,
     prefix: &[u8],
-    peer: SocketAddr,
+    origin: Origin,
     client_name: Option<&str>,
 ) {
+    let peer = origin.peer;
     let ep = shard.epoch();
     let http = &ep.settings.config.http;
     let mut client = match Conn::with_prefix(socket, http.header_bytes_max + 1, prefix) {
@@ -174,9 +181,10 @@ pub async fn serve_client(
             }
             Incoming::Head(head) => {
                 shard.metrics().request_started();
+                let established = client_address::establish(&ep.settings.config, &origin, &head);
                 let guard = shard.flows.start(Flow::new(
                     shard.request_id(),
-                    peer,
+                    established.addr,
                     head.method.as_str(),
                     &head.target,
                     ep.id,
@@ -190,6 +198,8 @@ pub async fn serve_client(
                     client: &mut client,
                     mover: &mut mover,
                     client_name,
+                    origin: &origin,
+                    established: &established,
                 })
                 .await;
                 mover.set_pacer(None);

@@ -119,7 +119,8 @@ pub(super) async fn relay_response<'e>(
             break Err(e);
         };
         upstream.abort_on_close();
-        match resume_from_another(route, head, first, from).await {
+        let told = (x.origin, x.established);
+        match resume_from_another(route, head, told, first, from).await {
             Some((next_node, next_conn)) => {
                 flow.resumes.set(route.attempts.resumes());
                 flow.nodes

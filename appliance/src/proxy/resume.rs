@@ -16,6 +16,7 @@ use super::route::{failed_of, Routing};
 use super::send::{read_final_head, Interim};
 use super::write_timed;
 use crate::bus::NodeId;
+use crate::client_address::{self, Established, Origin};
 use crate::identity;
 
 /// What a GET's first response pins for a resume.
@@ -63,6 +64,7 @@ pub(super) fn resumable(head: &RequestHead, resp: &ResponseHead) -> Option<Resum
 pub(super) async fn resume_from_another(
     route: &mut Routing<'_>,
     head: &RequestHead,
+    (origin, established): (&Origin, &Established),
     first: &Resumable,
     delivered: u64,
 ) -> Option<(NodeId, Conn)> {
@@ -115,7 +117,22 @@ pub(super) async fn resume_from_another(
             outcome = rejected;
             continue;
         };
-        let mut resumed = head.clone();
+        // Told about the client as any request to this node's pool (docs/client-address.md).
+        let told = client_address::head_for_pool(
+            &ep.settings,
+            origin,
+            established,
+            node.pool,
+            route.tenant,
+            head,
+        );
+        let mut resumed = match told {
+            Ok(told) => told.unwrap_or_else(|| head.clone()),
+            Err(_) => {
+                outcome = rejected;
+                continue;
+            }
+        };
         if let ResumePlan::Rewrite { range } = &plan {
             resumed.headers.retain(|h| !h.is("range"));
             resumed
@@ -150,7 +167,16 @@ pub(super) async fn resume_from_another(
         };
         let addr = ep.settings.nodes[node.pool][node.node];
         let tls = ep.settings.tls_target(node.pool, node.node);
-        let Ok(checkout) = shard.upstream.checkout(addr, tls, Instant::now()).await else {
+        let checkout = match client_address::proxied(&ep.settings, origin, established, node.pool) {
+            None => shard.upstream.checkout(addr, tls, Instant::now()).await,
+            Some((source, destination)) => {
+                let now = Instant::now();
+                let up = &shard.upstream;
+                up.checkout_proxied(addr, tls, now, source, destination)
+                    .await
+            }
+        };
+        let Ok(checkout) = checkout else {
             outcome = Some((node, ResumeOutcome::Failed(Failed::Connect)));
             continue;
         };

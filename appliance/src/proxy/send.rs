@@ -42,6 +42,8 @@ pub(super) struct Outgoing<'a> {
     pub addr: SocketAddr,
     /// TLS to the node, when its pool uses it.
     pub tls: Option<TlsTarget<'a>>,
+    /// For a pool that sends PROXY v2 headers: the client and the address it reached.
+    pub proxied: Option<(SocketAddr, SocketAddr)>,
 }
 
 /// A request sent and its final response head received.
@@ -82,6 +84,7 @@ pub(super) async fn send_request(
         chunks,
         addr,
         tls,
+        proxied,
     } = out;
     let cfg = &ep.settings.config;
     let fail = |err: Error, failed: Failed, body_consumed: bool| AttemptError {
@@ -90,16 +93,21 @@ pub(super) async fn send_request(
         body_consumed,
         refused: None,
     };
-    let checkout = shard
-        .upstream
-        .checkout(addr, tls, Instant::now())
-        .await
-        .map_err(|e| {
-            if let Some(f) = e.tls_failure {
-                shard.metrics().tls_failure(1, f.label());
-            }
-            fail(e, Failed::Connect, false)
-        })?;
+    let checkout = match proxied {
+        None => shard.upstream.checkout(addr, tls, Instant::now()).await,
+        Some((source, destination)) => {
+            let now = Instant::now();
+            let up = &shard.upstream;
+            up.checkout_proxied(addr, tls, now, source, destination)
+                .await
+        }
+    };
+    let checkout = checkout.map_err(|e| {
+        if let Some(f) = e.tls_failure {
+            shard.metrics().tls_failure(1, f.label());
+        }
+        fail(e, Failed::Connect, false)
+    })?;
     shard.metrics().upstream_checkout(checkout.reused);
     if tls.is_some() && !checkout.reused {
         shard

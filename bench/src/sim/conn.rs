@@ -80,6 +80,10 @@ struct Conn {
     start: usize,
     end: usize,
     body_buf: Vec<u8>,
+    /// The PROXY header this connection started with (see [`super::Seen`]).
+    proxy: Option<String>,
+    /// The connection's number on this node.
+    id: u64,
 }
 
 /// Serves one accepted connection until it closes.
@@ -100,7 +104,18 @@ pub(super) fn serve(node: Arc<Node>, stream: TcpStream) {
         start: 0,
         end: 0,
         body_buf: Vec::new(),
+        proxy: None,
+        id: conn_id,
     };
+    if conn.read_proxy_header().is_err() {
+        conn.node
+            .conns
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&conn_id);
+        node.stats.connections_active.fetch_sub(1, Relaxed);
+        return;
+    }
     while !node.stop.load(Relaxed) {
         match conn.one_request() {
             Ok(Next::KeepAlive) => {}
@@ -134,6 +149,87 @@ impl Conn {
         self.end += n;
         self.node.stats.bytes_in.fetch_add(n as u64, Relaxed);
         Ok(n)
+    }
+
+    /// Takes a PROXY header (v1 or v2) off the start of the connection, when there is one,
+    /// like a node with the PROXY protocol enabled: only what a test needs to see, which
+    /// weir sent (weir's own parser is the strict one).
+    fn read_proxy_header(&mut self) -> Result<()> {
+        const V2: &[u8; 12] = b"\r\n\r\n\0\r\nQUIT\n";
+        while self.end < 16 {
+            let got = &self.buf[..self.end];
+            let could_be = |sig: &[u8]| sig.starts_with(&got[..got.len().min(sig.len())]);
+            if !could_be(b"PROXY ") && !could_be(V2) {
+                return Ok(());
+            }
+            if self.fill()? == 0 {
+                bail!("closed before a request");
+            }
+        }
+        if self.buf.starts_with(b"PROXY ") {
+            let line_end = loop {
+                if let Some(at) = self.buf[..self.end].windows(2).position(|w| w == b"\r\n") {
+                    break at;
+                }
+                if self.end >= 107 || self.fill()? == 0 {
+                    bail!("bad PROXY v1 line");
+                }
+            };
+            self.proxy = Some(String::from_utf8_lossy(&self.buf[..line_end]).into_owned());
+            self.start = line_end + 2;
+        } else if self.buf.starts_with(V2) {
+            let len = 16 + usize::from(u16::from_be_bytes([self.buf[14], self.buf[15]]));
+            while self.end < len {
+                if self.fill()? == 0 {
+                    bail!("closed inside a PROXY v2 header");
+                }
+            }
+            let b = &self.buf[16..len];
+            let port = |at: usize| u16::from_be_bytes([b[at], b[at + 1]]);
+            self.proxy = Some(match (self.buf[12] & 0x0f, self.buf[13]) {
+                (0, _) => "v2 local".to_string(),
+                (1, 0x11) if b.len() >= 12 => {
+                    let ip =
+                        |at: usize| std::net::Ipv4Addr::new(b[at], b[at + 1], b[at + 2], b[at + 3]);
+                    format!("v2 {}:{} {}:{}", ip(0), port(8), ip(4), port(10))
+                }
+                (1, 0x21) if b.len() >= 36 => {
+                    let ip = |at: usize| {
+                        let mut o = [0u8; 16];
+                        o.copy_from_slice(&b[at..at + 16]);
+                        std::net::Ipv6Addr::from(o)
+                    };
+                    format!("v2 [{}]:{} [{}]:{}", ip(0), port(32), ip(16), port(34))
+                }
+                (c, f) => format!("v2 command {c} family {f:#04x}"),
+            });
+            self.start = len;
+        }
+        Ok(())
+    }
+
+    /// Remembers what a request said about its client (see [`super::Seen`]).
+    fn remember(&self, head: &Head) {
+        let forwarding = head
+            .headers
+            .iter()
+            .filter(|(n, _)| {
+                ["x-forwarded-for", "x-real-ip", "forwarded"]
+                    .iter()
+                    .any(|f| n.eq_ignore_ascii_case(f))
+            })
+            .map(|(n, v)| (n.to_ascii_lowercase(), v.clone()))
+            .collect();
+        let mut seen = self.node.seen.lock().unwrap_or_else(|p| p.into_inner());
+        if seen.len() >= super::SEEN_MAX {
+            seen.pop_front();
+        }
+        seen.push_back(super::Seen {
+            target: head.target.clone(),
+            forwarding,
+            proxy: self.proxy.clone(),
+            connection: self.id,
+        });
     }
 
     /// Reads and parses the next request head; `None` on a clean close between requests.
@@ -467,6 +563,7 @@ impl Conn {
             self.drain_body(framing)?;
             return self.control(&head.method, control, &query, next);
         }
+        self.remember(&head);
         if self.node.faults.down.load(Relaxed) {
             self.node.stats.refused.fetch_add(1, Relaxed);
             self.reset();

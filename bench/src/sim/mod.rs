@@ -510,6 +510,28 @@ struct Node {
     conns: Mutex<HashMap<u64, RawFd>>,
     next_conn_id: AtomicU64,
     request_seq: AtomicU64,
+    /// What the last requests said about their client, oldest first (at most
+    /// [`SEEN_MAX`]), for tests of what weir tells nodes.
+    seen: Mutex<std::collections::VecDeque<Seen>>,
+}
+
+/// Requests remembered in [`SimNode::seen`].
+pub const SEEN_MAX: usize = 256;
+
+/// What one request told the node about its client: the forwarding header fields as they
+/// arrived (each field line, in order) and the PROXY header of its connection, if any.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seen {
+    /// The request target.
+    pub target: String,
+    /// `X-Forwarded-For`, `X-Real-IP` and `Forwarded` field lines as `(lower-case name,
+    /// value)`.
+    pub forwarding: Vec<(String, String)>,
+    /// The PROXY header the connection started with: the v1 line without CRLF, or a v2
+    /// header as `v2 <source> <destination>` (`v2 local` for LOCAL).
+    pub proxy: Option<String>,
+    /// Which of the node's connections carried the request (numbered from 0).
+    pub connection: u64,
 }
 
 /// A running simulator node; dropping it stops the node.
@@ -537,6 +559,7 @@ impl SimNode {
             conns: Mutex::new(HashMap::new()),
             next_conn_id: AtomicU64::new(0),
             request_seq: AtomicU64::new(0),
+            seen: Mutex::new(std::collections::VecDeque::new()),
         });
         node.faults.store(&node.options.faults);
         let listener_fd = listener.as_raw_fd();
@@ -551,6 +574,13 @@ impl SimNode {
             listener_fd,
             accept_thread: Some(accept_thread),
         })
+    }
+
+    /// What the last requests (at most [`SEEN_MAX`], oldest first) said about their
+    /// client.
+    pub fn seen(&self) -> Vec<Seen> {
+        let seen = self.node.seen.lock().unwrap_or_else(|p| p.into_inner());
+        seen.iter().cloned().collect()
     }
 
     /// The address the node listens on.

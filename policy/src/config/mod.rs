@@ -8,6 +8,7 @@
 mod addr;
 mod auth;
 mod check;
+mod client_address;
 mod error;
 mod raw;
 mod restart;
@@ -20,6 +21,8 @@ pub mod units;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_client_address;
 #[cfg(test)]
 mod tests_reload;
 #[cfg(test)]
@@ -43,6 +46,7 @@ pub use auth::{
     parse_secrets, Auth, AuthMode, PoolCredentials, Secret, SecretSource, Secrets,
     SECRETS_FILE_BYTES_MAX,
 };
+pub use client_address::ListenerTrust;
 pub use error::{ConfigError, KeyPath};
 pub use restart::{reload_class, restart_needed, Reload, RELOAD_KEYS};
 pub use tenancy::{
@@ -87,6 +91,9 @@ pub struct Config {
     pub auth: Auth,
     /// `[tls]`: HTTPS listeners; `None` = plain HTTP only.
     pub tls: Option<Tls>,
+    /// `[[client_address]]`: which listeners believe which proxies about the client
+    /// (docs/client-address.md); a listener in none believes only its TCP peer.
+    pub client_address: Vec<ListenerTrust>,
     /// Access key id → tenant, for classification (built from the tenants' keys).
     access_keys: HashMap<String, TenantId>,
 }
@@ -249,6 +256,8 @@ pub struct Pool {
     pub credentials: Option<PoolCredentials>,
     /// Encryption to this pool's nodes; `None` = plain HTTP.
     pub tls: Option<UpstreamTls>,
+    /// What this pool's nodes are told about the client (docs/client-address.md).
+    pub send_client_address: crate::forwarded::SendClientAddress,
 }
 
 /// `[[route]]`: buckets matching a glob go to a chain of pools.
@@ -347,6 +356,15 @@ impl Config {
         let raw = RawConfig::deserialize(toml::de::Deserializer::from(root.clone()))
             .map_err(|error| index.toml_error(&error))?;
         validate::config(raw).map_err(|invalid| index.invalid(invalid))
+    }
+
+    /// How the listener at `local` learns the client's address; `None` = it believes
+    /// only the TCP peer.
+    pub fn client_trust(&self, local: SocketAddr) -> Option<&crate::forwarded::ClientTrust> {
+        self.client_address
+            .iter()
+            .find(|b| b.listen.contains(&local))
+            .map(|b| &b.trust)
     }
 
     /// The tenant a verified client-certificate name belongs to, if it is configured.

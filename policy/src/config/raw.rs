@@ -8,6 +8,7 @@ use serde::de::IgnoredAny;
 use serde::Deserialize;
 
 use super::auth::{RawAuth, RawCredentials};
+use super::client_address::RawClientAddress;
 use super::tls::{RawTls, RawUpstreamTls};
 use super::units::{ConfigDuration, ConfigSize};
 use super::BodyPath;
@@ -42,6 +43,9 @@ pub(crate) struct RawConfig {
     pub(crate) auth: RawAuth,
     /// `[tls]`: absent = no HTTPS listener.
     pub(crate) tls: Option<RawTls>,
+    /// `[[client_address]]`: trusted upstream proxies per listener.
+    #[serde(default)]
+    pub(crate) client_address: Vec<RawClientAddress>,
 }
 
 /// `[appliance]`.
@@ -118,6 +122,8 @@ pub(crate) struct RawPool {
     pub(crate) credentials: Option<RawCredentials>,
     /// Encryption to this pool's nodes (`docs/tls.md`).
     pub(crate) tls: Option<RawUpstreamTls>,
+    /// What the nodes are told about the client (`docs/client-address.md`).
+    pub(crate) send_client_address: Option<String>,
 }
 
 /// A pool's `health` table: probe shape (from a preset, keys override) and thresholds.

@@ -144,6 +144,13 @@ pub const RELOAD_KEYS: &[(&str, Reload)] = {
         ("pool[].min_active", Live),
         ("pool[].slow_start", Live),
         ("pool[].balance", Live),
+        ("pool[].send_client_address", Live),
+        // Read per accepted connection from the running epoch (its `listen` must be one
+        // of the listeners, which are restart keys).
+        ("client_address[].listen", Live),
+        ("client_address[].trusted_proxies", Live),
+        ("client_address[].proxy_protocol", Live),
+        ("client_address[].header", Live),
         ("pool[].health.preset", Live),
         ("pool[].health.method", Live),
         ("pool[].health.path", Live),

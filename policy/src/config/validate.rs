@@ -11,6 +11,7 @@ use super::check::{
     bounded, bucket_glob, count, is_label_name, limit_len, pool_chain, ratio, size, socket_addr,
     timeout, window, LABEL_LEN_MAX, POOLS_MAX,
 };
+use super::client_address;
 use super::error::{Invalid, KeyPath};
 use super::raw::{
     RawAppliance, RawConfig, RawExpectStatus, RawHealth, RawHttp, RawPool, RawRoute, RawUpstream,
@@ -113,7 +114,7 @@ pub(crate) fn shape(root: &DeTable<'_>) -> Result<(), Invalid> {
             expect_table(&path.key(name), value.get_ref(), "a table")?;
         }
     }
-    for name in ["pool", "route", "tenant", "class", "rule"] {
+    for name in ["pool", "route", "tenant", "class", "rule", "client_address"] {
         let Some(value) = root.get(name) else {
             continue;
         };
@@ -221,6 +222,18 @@ pub(crate) fn config(raw: RawConfig) -> Result<Config, Invalid> {
         .map(|t| tls::tls(&root.key("tls"), t, &plain))
         .transpose()?;
     upstream_tls_agrees(&root.key("pool"), &pools)?;
+    client_address::proxy_v2_agrees(&root.key("pool"), &pools)?;
+    let listeners: Vec<SocketAddr> = appliance
+        .listen
+        .iter()
+        .chain(tls.iter().flat_map(|t| &t.listen))
+        .copied()
+        .collect();
+    let client_address = client_address::client_address(
+        &root.key("client_address"),
+        raw.client_address,
+        &listeners,
+    )?;
     Ok(Config {
         appliance,
         http,
@@ -235,6 +248,7 @@ pub(crate) fn config(raw: RawConfig) -> Result<Config, Invalid> {
         limits,
         auth,
         tls,
+        client_address,
         access_keys,
     })
 }
@@ -730,6 +744,10 @@ fn pools(path: &KeyPath, raw: Vec<RawPool>) -> Result<Vec<Pool>, Invalid> {
             .tls
             .map(|t| tls::upstream_tls(&pool_path.key("tls"), t))
             .transpose()?;
+        let send_client_address = client_address::send_client_address(
+            &pool_path.key("send_client_address"),
+            raw_pool.send_client_address,
+        )?;
         pools.push(Pool {
             name,
             nodes,
@@ -739,6 +757,7 @@ fn pools(path: &KeyPath, raw: Vec<RawPool>) -> Result<Vec<Pool>, Invalid> {
             balance,
             credentials,
             tls,
+            send_client_address,
         });
     }
     Ok(pools)
