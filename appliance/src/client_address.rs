@@ -95,12 +95,41 @@ pub fn head_for_pool(
         }
     }
     let mut out = head.clone();
-    out.headers
-        .retain(|h| !forwarded::is_forwarding_header(h.name.as_bytes()));
-    if let Some((name, value)) = forwarded::header_to_send(mode, &client.chain, origin.tls) {
-        out.headers.push(Header::new(name, value.into_bytes()));
-    }
+    tell(settings, origin, client, pool, &mut out);
     Ok(Some(out))
+}
+
+/// Puts the pool's account of the client in `head`: every forwarding field the client
+/// sent goes (any spelling), and so does its nomination in `Connection` — a client that
+/// names `X-Forwarded-For` there would have weir's own field dropped as hop-by-hop on
+/// the way out — then the pool's own field is added (none for `proxy-v2` and `none`).
+pub fn tell(
+    settings: &Settings,
+    origin: &Origin,
+    client: &Established,
+    pool: usize,
+    head: &mut RequestHead,
+) {
+    let mode = settings.config.pools[pool].send_client_address;
+    if !mode.rewrites_head() {
+        return;
+    }
+    head.headers
+        .retain(|h| !forwarded::is_forwarding_header(h.name.as_bytes()));
+    for h in head.headers.iter_mut().filter(|h| h.is("connection")) {
+        let kept: Vec<&[u8]> = h
+            .value
+            .split(|&b| b == b',')
+            .map(|t| t.trim_ascii())
+            .filter(|t| !t.is_empty() && !forwarded::is_forwarding_header(t))
+            .collect();
+        h.value = kept.join(&b", "[..]);
+    }
+    head.headers
+        .retain(|h| !(h.is("connection") && h.value.is_empty()));
+    if let Some((name, value)) = forwarded::header_to_send(mode, &client.chain, origin.tls) {
+        head.headers.push(Header::new(name, value.into_bytes()));
+    }
 }
 
 /// For a pool that sends PROXY v2 headers: the client and the address it reached weir at.

@@ -64,7 +64,10 @@ impl Form {
 
     /// The head and the body bytes read so far, for node `node` of `pool`: re-signed for
     /// `tenant`'s identity there when the pool re-signs, else as the client sent them.
-    /// Always `Some` (the client's head never goes as it came: `Expect` is gone).
+    /// Always `Some` (the client's head never goes as it came: `Expect` is gone). `tell`
+    /// puts the pool's account of the client in the head (docs/client-address.md): a
+    /// form's signature covers its fields, not the head, so that is always done.
+    #[allow(clippy::too_many_arguments)]
     pub fn request_bytes(
         &self,
         settings: &Settings,
@@ -73,11 +76,14 @@ impl Form {
         pool: usize,
         node: usize,
         now: SystemTime,
+        tell: &dyn Fn(&mut RequestHead),
     ) -> Result<Option<Resigned>, SigV4Error> {
         let mut out = Vec::with_capacity(1024 + self.taken.len());
         let Some((access_key, key)) = identity::pool_signer(settings, cache, tenant, pool, now)?
         else {
-            write_request_head(&self.head, &mut out);
+            let mut head = self.head.clone();
+            tell(&mut head);
+            write_request_head(&head, &mut out);
             out.extend_from_slice(&self.taken);
             return Ok(Some(Resigned {
                 head: out,
@@ -94,6 +100,7 @@ impl Form {
         let file_start = self.prefix.file_start();
         let length = self.content_length - file_start as u64 + prefix.len() as u64;
         let mut head = self.head.clone();
+        tell(&mut head);
         head.target = identity::node_target(settings, &self.head)?;
         head.headers
             .retain(|h| !h.is("host") && !h.is("content-length"));

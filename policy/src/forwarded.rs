@@ -320,9 +320,16 @@ pub fn signed_conflict<'a>(
 
 /// Whether a request header field is one weir removes when it speaks for the client.
 pub fn is_forwarding_header(name: &[u8]) -> bool {
-    FORWARDING_HEADERS
-        .iter()
-        .any(|h| h.as_bytes().eq_ignore_ascii_case(name))
+    // `X_Forwarded_For` too: servers that map field names to CGI-style variables read
+    // `_` as `-`, so the spelling would reach them as the real field.
+    let same = |h: &str| {
+        h.len() == name.len()
+            && h.bytes().zip(name).all(|(a, &b)| {
+                let b = if b == b'_' { b'-' } else { b };
+                a.eq_ignore_ascii_case(&b)
+            })
+    };
+    FORWARDING_HEADERS.iter().any(|h| same(h))
 }
 
 /// The key an upstream keep-alive connection is pooled under: a connection that began with

@@ -41,6 +41,11 @@ struct Setup {
 /// `resign`: the node knows only [`SITE_KEY`] and weir's pool re-signs with it; else the
 /// node knows the tenant key and weir forwards the client's form.
 fn start(scratch: &Scratch, resign: bool) -> Setup {
+    start_with(scratch, resign, &[])
+}
+
+/// [`start`] with more keys for the pool.
+fn start_with(scratch: &Scratch, resign: bool, pool_keys: &[&str]) -> Setup {
     let dir = scratch.path();
     let keys = if resign {
         SITE_KEY
@@ -56,6 +61,9 @@ fn start(scratch: &Scratch, resign: bool) -> Setup {
     )
     .expect("write secrets");
     let mut pool = PoolConfig::new("site", &[relay.addr()]);
+    for key in pool_keys {
+        pool = pool.key(key);
+    }
     if resign {
         pool = pool.key(&format!(
             "credentials = {{ access_key = \"{}\", secret = \"{}\" }}",
@@ -399,4 +407,55 @@ fn a_form_is_resigned_for_a_pool_with_its_own_key() {
         "the tenant key reached the node"
     );
     assert_eq!(s.weir.metric_sum("weir_auth_failures_total", |_| true), 0.0);
+}
+
+/// A form upload tells the node the client weir established, like every other request:
+/// the client's own `X-Forwarded-For`, `X-Real-IP` and `Forwarded` never reach the node
+/// (its `aws:SourceIp` would read them), whether or not the pool re-signs the form.
+#[test]
+fn a_form_upload_cannot_spoof_the_client_address() {
+    for resign in [false, true] {
+        let scratch = Scratch::new(&format!("form-upload-xff-{resign}"));
+        let s = start_with(
+            &scratch,
+            resign,
+            &["send_client_address = \"x-forwarded-for\""],
+        );
+        let dir = scratch.path();
+        let file = dir.join("spoof.bin");
+        data::write_pattern_file(&file, 7, 4096);
+        let (url, fields) = presign(&s.weir.endpoint(), "uploads", "spoof.bin", &[], dir);
+        let spoof = [
+            "-H",
+            "X-Forwarded-For: 6.6.6.6",
+            "-H",
+            "X-Real-IP: 6.6.6.6",
+            "-H",
+            "Forwarded: for=6.6.6.6",
+        ];
+        let (status, body) = post_form(&url, &fields, &file, &spoof, dir);
+        assert_eq!(
+            status,
+            204,
+            "{}\n{}",
+            String::from_utf8_lossy(&body),
+            s.weir.log_tail()
+        );
+        assert_eq!(posts_seen(&s.relay), 1);
+        let captured: String = s
+            .relay
+            .counters()
+            .captured()
+            .iter()
+            .map(|c| String::from_utf8_lossy(c).into_owned())
+            .collect();
+        assert!(
+            !captured.contains("6.6.6.6"),
+            "resign = {resign}: the spoof reached the node"
+        );
+        assert!(
+            captured.contains("X-Forwarded-For: 127.0.0.1\r\n"),
+            "resign = {resign}: the node was not told the client"
+        );
+    }
 }

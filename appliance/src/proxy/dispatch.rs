@@ -8,7 +8,7 @@ use crate::client_address;
 use std::rc::Rc;
 use std::time::{Instant, SystemTime};
 
-use weir_io::http::{write_request_head, write_response_head, HeadError};
+use weir_io::http::{write_request_head, write_response_head, HeadError, RequestHead};
 use weir_io::{Kind, Side};
 use weir_policy::attempt::{Answer, Attempts, Decision, Limit, Outcome, Params, Refusal};
 use weir_policy::health::parse_retry_after;
@@ -139,7 +139,18 @@ pub(super) async fn handle(mut x: Exchange<'_>) -> After {
         let (tenant, now) = (classified.tenant.0, SystemTime::now());
         let resigned_bytes = match &body {
             ReqBody::Form(form) => {
-                form.request_bytes(&ep.settings, &ep.keys, tenant, node.pool, node.node, now)
+                let tell = |h: &mut RequestHead| {
+                    client_address::tell(&ep.settings, x.origin, x.established, node.pool, h)
+                };
+                form.request_bytes(
+                    &ep.settings,
+                    &ep.keys,
+                    tenant,
+                    node.pool,
+                    node.node,
+                    now,
+                    &tell,
+                )
             }
             _ => identity::resigned_bytes(
                 &ep.settings,

@@ -214,6 +214,8 @@ impl Conn {
             .headers
             .iter()
             .filter(|(n, _)| {
+                // `X_Forwarded_For` too: CGI-style servers read it as the real field.
+                let n = n.replace('_', "-");
                 ["x-forwarded-for", "x-real-ip", "forwarded"]
                     .iter()
                     .any(|f| n.eq_ignore_ascii_case(f))
