@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use weir_policy::aimd::Aimd;
+use weir_policy::forwarded::SendClientAddress;
 use weir_policy::health::admin::{self, Change, Override};
 use weir_policy::health::{
     slow_start_weight, NodeHealth, NodeState, Observation, ProbeResult, Transition,
@@ -470,6 +471,10 @@ pub fn spawn_probes(health: Rc<Health>, settings: Arc<Settings>) {
         monoio::spawn(async move {
             let params = &settings.config.pools[id.pool].health;
             let addr = settings.nodes[id.pool][id.node];
+            let preamble = match settings.config.pools[id.pool].send_client_address {
+                SendClientAddress::ProxyV2 => weir_io::proxy_protocol::encode_v2_local(),
+                _ => Vec::new(),
+            };
             // Spread the first probes so N nodes are not probed in lockstep.
             let offset = params.interval.mul_f64((id.node % 16) as f64 / 16.0);
             monoio::time::sleep(offset).await;
@@ -479,6 +484,7 @@ pub fn spawn_probes(health: Rc<Health>, settings: Arc<Settings>) {
                 let result = match probe::probe(
                     addr,
                     tls,
+                    &preamble,
                     params.method.as_str(),
                     &params.path,
                     params.timeout,

@@ -23,15 +23,19 @@ pub struct ProbeAnswer {
     pub body: Vec<u8>,
 }
 
-/// Sends one probe request to `addr` and reads the answer within `timeout`.
+/// Sends one probe request to `addr` and reads the answer within `timeout`. `preamble`
+/// goes first on the connection, before TLS: a PROXY v2 `LOCAL` header for a pool whose
+/// nodes take PROXY headers (docs/client-address.md), which may refuse a connection
+/// without one.
 pub async fn probe(
     addr: SocketAddr,
     tls: Option<TlsTarget<'_>>,
+    preamble: &[u8],
     method: &str,
     path: &str,
     timeout: Duration,
 ) -> Result<ProbeAnswer, String> {
-    match monoio::time::timeout(timeout, probe_inner(addr, tls, method, path)).await {
+    match monoio::time::timeout(timeout, probe_inner(addr, tls, preamble, method, path)).await {
         Ok(r) => r,
         Err(_) => Err(format!("probe timed out after {timeout:?}")),
     }
@@ -40,12 +44,18 @@ pub async fn probe(
 async fn probe_inner(
     addr: SocketAddr,
     tls: Option<TlsTarget<'_>>,
+    preamble: &[u8],
     method: &str,
     path: &str,
 ) -> Result<ProbeAnswer, String> {
-    let stream = TcpStream::connect(addr)
+    let mut stream = TcpStream::connect(addr)
         .await
         .map_err(|e| format!("connect: {e}"))?;
+    if !preamble.is_empty() {
+        use monoio::io::AsyncWriteRentExt;
+        let (sent, _) = stream.write_all(preamble.to_vec()).await;
+        sent.map_err(|e| format!("PROXY header: {e}"))?;
+    }
     // The same TLS settings as requests: a node whose certificate fails is down.
     let socket = match tls {
         None => stream.into(),

@@ -182,7 +182,9 @@ async fn accept_loop(
         if let Some(required) = proxied {
             let shard = shard.clone();
             monoio::spawn(async move {
-                let Some(client) = read_proxy_header(&shard, &stream, peer, required).await else {
+                let Some((client, reached)) =
+                    read_proxy_header(&shard, &stream, peer, required).await
+                else {
                     return;
                 };
                 if let Err(reason) = shard.epoch().protect.connect(client.ip()) {
@@ -190,7 +192,7 @@ async fn accept_loop(
                     shard.metrics().connection_refused(per_client);
                     return;
                 }
-                serve(&shard, stream, client, bound, tls).await;
+                serve(&shard, stream, client, reached, bound, tls).await;
             });
             continue;
         }
@@ -202,23 +204,25 @@ async fn accept_loop(
             continue;
         }
         let shard = shard.clone();
-        monoio::spawn(async move { serve(&shard, stream, peer, bound, tls).await });
+        monoio::spawn(async move { serve(&shard, stream, peer, None, bound, tls).await });
     }
 }
 
 /// Serves an admitted connection from `client` (its TCP peer, or the client a PROXY
-/// header named) and releases its place under the caps.
+/// header named; `reached`: the address that header says the client reached, e.g. a
+/// balancer's VIP) and releases its place under the caps.
 async fn serve(
     shard: &Shard,
     stream: monoio::net::TcpStream,
     client: SocketAddr,
+    reached: Option<SocketAddr>,
     bound: SocketAddr,
     tls: bool,
 ) {
     shard.metrics().connection_opened();
     let origin = Origin {
         peer: client,
-        local: stream.local_addr().unwrap_or(bound),
+        local: reached.unwrap_or_else(|| stream.local_addr().unwrap_or(bound)),
         bound,
         tls,
     };
@@ -266,11 +270,12 @@ async fn read_proxy_header(
     stream: &monoio::net::TcpStream,
     peer: SocketAddr,
     required: bool,
-) -> Option<SocketAddr> {
+) -> Option<(SocketAddr, Option<SocketAddr>)> {
     let deadline = Instant::now() + shard.epoch().settings.config.http.head_timeout;
+    let canonical = |a: SocketAddr| SocketAddr::new(a.ip().to_canonical(), a.port());
     match proxy_protocol::read_header(stream, deadline, required).await {
-        Ok(header) => Some(header.and_then(|h| h.addresses).map_or(peer, |a| {
-            SocketAddr::new(a.source.ip().to_canonical(), a.source.port())
+        Ok(header) => Some(header.and_then(|h| h.addresses).map_or((peer, None), |a| {
+            (canonical(a.source), Some(canonical(a.destination)))
         })),
         Err(e) => {
             tracing::debug!(%peer, error = %e, "PROXY header refused");

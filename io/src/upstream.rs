@@ -200,6 +200,30 @@ impl UpstreamPool {
         }
         let mut idle = self.idle.borrow_mut();
         let owned = conn.owner().is_some();
+        if owned && !idle.contains_key(&(node, conn.owner())) {
+            // Clients' own connections count together against the node's idle cap: a
+            // client that connects once and leaves must not leave a socket to the node
+            // for every visit until the idle timeout. The longest idle goes first.
+            let max = self.idle_per_node_max.get();
+            loop {
+                let owned_here = idle.iter().filter(|((n, o), _)| *n == node && o.is_some());
+                if owned_here.clone().count() < max {
+                    break;
+                }
+                let oldest = owned_here
+                    .min_by_key(|(_, stack)| stack.first().map(|e| e.since))
+                    .map(|(key, _)| *key);
+                match oldest {
+                    Some(key) => {
+                        idle.remove(&key);
+                    }
+                    None => break,
+                }
+            }
+            if max == 0 {
+                return;
+            }
+        }
         let stack = idle.entry((node, conn.owner())).or_default();
         // A client's own connection: one idle is all it can use (its requests come one
         // at a time), and there may be as many such stacks as client connections.

@@ -333,6 +333,32 @@ fn nodes_hear_the_client_weir_established_and_never_a_spoof() {
     );
 }
 
+/// A client cannot unsay weir's account of it: naming the forwarding fields in
+/// `Connection` (weir's own field would then be dropped as hop-by-hop on the way out) or
+/// spelling them with `_` (which CGI-style servers such as RGW read as `-`) changes
+/// nothing the node hears.
+#[test]
+fn a_client_cannot_nominate_or_respell_the_forwarding_fields_away() {
+    let _serial = serial();
+    let scratch = Scratch::new("client-address-nominate");
+    let nodes = sim::start(2, &["cid/obj-:4KiB:1"]);
+    let sneaky = "Connection: keep-alive, X-Forwarded-For, Forwarded, X-Real-IP\r\n\
+                  X_Forwarded_For: 6.6.6.6\r\nX_Real_IP: 6.6.6.6\r\n";
+    for (send, heard) in [
+        ("x-forwarded-for", ("x-forwarded-for", "127.0.0.2")),
+        ("forwarded", ("forwarded", "for=127.0.0.2;proto=http")),
+    ] {
+        let weir = Weir::start(&two_pools(&nodes, "", send), scratch.path());
+        let r = send_from("127.0.0.2", weir.addr(), &get("/cid/obj-0", sneaky));
+        assert_eq!(r.status(), Some(200), "{}", r.head());
+        assert_eq!(
+            last_seen(&nodes[0]).forwarding,
+            fields(&[heard]),
+            "send_client_address = {send}"
+        );
+    }
+}
+
 #[test]
 fn proxy_v2_to_nodes_speaks_for_one_client_per_connection() {
     let _serial = serial();
@@ -342,7 +368,8 @@ fn proxy_v2_to_nodes_speaks_for_one_client_per_connection() {
         &nodes,
         "trusted_proxies = [\"127.0.0.1\"]\nproxy_protocol = \"optional\"\n",
         "proxy-v2",
-    );
+    )
+    .upstream("idle_connections_per_node_max = 4");
     let weir = Weir::start(&cfg, scratch.path());
     let addr = weir.addr();
     // Two clients, each twice on a keep-alive connection: every request reaches the node
@@ -358,7 +385,12 @@ fn proxy_v2_to_nodes_speaks_for_one_client_per_connection() {
             let r = read_reply(&mut conn, WAIT, ReadUntil::Response);
             assert_eq!(r.status(), Some(200), "{}", r.head());
             let seen = last_seen(&nodes[0]);
-            assert_eq!(seen.proxy, Some(format!("v2 {client}:{port} {addr}")));
+            // The address the client reached is the one its PROXY header names (a
+            // balancer's VIP), not weir's own.
+            assert_eq!(
+                seen.proxy,
+                Some(format!("v2 {client}:{port} 10.0.0.1:9000"))
+            );
             // No forwarding field reaches the node: the PROXY header says it all.
             assert_eq!(seen.forwarding, fields(&[]));
             used.last_mut()
@@ -388,6 +420,26 @@ fn proxy_v2_to_nodes_speaks_for_one_client_per_connection() {
             .is_some_and(|p| p.starts_with("v2 127.0.0.2:")),
         "{seen:?}"
     );
+    // Clients that come once and leave do not leave a node socket each behind: their
+    // idle connections count together against the node's idle cap (4 here).
+    for port in 41000u16..41012 {
+        let mut conn = connect_from("127.0.0.1", addr);
+        conn.write_all(&proxy_v1("198.51.100.20", port))
+            .expect("write");
+        conn.write_all(&get("/cid/obj-0", "")).expect("write");
+        let r = read_reply(&mut conn, WAIT, ReadUntil::Response);
+        assert_eq!(r.status(), Some(200), "{}", r.head());
+    }
+    let (held, _) = weir_tests::transfer::wait_for(
+        "the node's open connections from weir to fall to the idle cap",
+        Duration::from_secs(3),
+        Duration::from_millis(50),
+        || {
+            let active = nodes[0].stats().connections_active;
+            (active <= 4 + 1).then_some(active)
+        },
+    );
+    assert!(held <= 5, "{held} connections held open to the node");
 }
 
 /// curl with `--aws-sigv4`: (status, body).
@@ -508,4 +560,34 @@ fn signatures_still_verify_at_the_node_and_at_the_edge() {
         &report,
         &["get_status", "get_sha256", "get_length"],
     );
+}
+
+/// Probes to a pool that sends PROXY v2 begin with a PROXY v2 `LOCAL` header, as HAProxy's
+/// `check-send-proxy` does: nodes that require the header on every connection (nginx
+/// `proxy_protocol`, HAProxy `accept-proxy`) would otherwise fail every probe, and the
+/// whole pool would go down the moment it is switched to `proxy-v2`.
+#[test]
+fn probes_to_a_proxy_v2_pool_carry_a_local_header() {
+    let _serial = serial();
+    let scratch = Scratch::new("client-address-probe");
+    let nodes = sim::start(1, &["cid/obj-:4KiB:1"]);
+    let pool = PoolConfig::new("main", &[nodes[0].addr()])
+        .key("send_client_address = \"proxy-v2\"")
+        .health("interval = \"200ms\"");
+    let mut cfg = WeirConfig::new(&[]).pool(pool);
+    cfg.cores = 1;
+    let _weir = Weir::start(&cfg, scratch.path());
+    let (probes, _) = weir_tests::transfer::wait_for(
+        "two probes at the node",
+        Duration::from_secs(5),
+        Duration::from_millis(50),
+        || {
+            let seen = nodes[0].seen();
+            (seen.len() >= 2).then_some(seen)
+        },
+    );
+    for seen in &probes {
+        assert_eq!(seen.proxy.as_deref(), Some("v2 local"), "{seen:?}");
+        assert_eq!(seen.forwarding, fields(&[]));
+    }
 }
