@@ -67,7 +67,7 @@ impl Rig {
 
     /// `GET path` on `addr` from 127.0.0.1, waiting at most [`PROBE_WAIT`].
     fn get(&self, addr: SocketAddr, path: &str) -> RawReply {
-        let request = format!("GET {path} HTTP/1.1\r\nHost: weir\r\nConnection: close\r\n\r\n");
+        let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
         exchange(
             addr,
             &[request.as_bytes()],
@@ -619,4 +619,71 @@ fn a_reload_that_rotates_the_admin_token_is_refused() {
     // Back to the running config: the reload commits, with the token still in force.
     rig.weir.write_config(&rig.cfg);
     rig.assert_plane_answers("after a refused token rotation");
+}
+
+/// Without an admin token the operator routes on the metrics port trust loopback; a page
+/// that rebinds its DNS name to 127.0.0.1 reaches them from the operator's browser as
+/// "same origin". Its requests carry its own name in `Host`, and are refused: reads,
+/// node control and reloads alike. A reload from another origin's page (a form needs no
+/// preflight) is refused too. Named by address, everything answers.
+#[test]
+fn a_rebound_dns_name_cannot_reach_the_operator_routes() {
+    let scratch = Scratch::new("admin-rebinding");
+    let nodes = sim::start(1, &["rb/obj-:1KiB:1"]);
+    let weir = Weir::start(&WeirConfig::new(&sim::addrs(&nodes)), scratch.path());
+    let metrics = weir.metrics_addr();
+    let ask = |method: &str, path: &str, host: &str, extra: &str| -> RawReply {
+        let request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {host}\r\n{extra}Content-Length: 0\r\n\
+             Connection: close\r\n\r\n"
+        );
+        exchange(
+            metrics,
+            &[request.as_bytes()],
+            Duration::ZERO,
+            PROBE_WAIT,
+            ReadUntil::Response,
+        )
+    };
+    let node = sim::addrs(&nodes)[0];
+    let rebound = format!("evil.example:{}", metrics.port());
+    for (method, path) in [
+        ("GET", "/nodes".to_string()),
+        ("GET", "/flows".to_string()),
+        ("GET", "/config".to_string()),
+        ("GET", "/status.json".to_string()),
+        ("POST", "/reload".to_string()),
+        ("POST", format!("/nodes/disable?pool=main&node={node}")),
+    ] {
+        let reply = ask(method, &path, &rebound, "");
+        assert_eq!(reply.status(), Some(403), "{method} {path} as {rebound}");
+    }
+    let foreign = ask(
+        "POST",
+        "/reload",
+        &metrics.to_string(),
+        "Origin: http://evil.example\r\n",
+    );
+    assert_eq!(foreign.status(), Some(403), "a reload from another origin");
+    // The node was never disabled, and by address the same routes answer.
+    let nodes_json = ask("GET", "/nodes", &metrics.to_string(), "");
+    assert_eq!(nodes_json.status(), Some(200));
+    assert!(
+        !String::from_utf8_lossy(&nodes_json.body()).contains("\"disabled\""),
+        "{}",
+        String::from_utf8_lossy(&nodes_json.body())
+    );
+    assert_eq!(
+        ask(
+            "POST",
+            "/reload",
+            &format!("localhost:{}", metrics.port()),
+            ""
+        )
+        .status(),
+        Some(200)
+    );
+    // Probes and scrapes are not operator routes: any name will do.
+    assert_eq!(ask("GET", "/metrics", &rebound, "").status(), Some(200));
+    assert_eq!(ask("GET", "/healthz", &rebound, "").status(), Some(200));
 }

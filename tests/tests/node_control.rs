@@ -133,7 +133,7 @@ fn request(addr: SocketAddr, method: &str, path: &str, token: Option<&str>) -> (
     let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
     write!(
         conn,
-        "{method} {path} HTTP/1.1\r\nHost: weir\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
     )
     .expect("write");
     let mut bytes = Vec::new();

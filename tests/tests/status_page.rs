@@ -182,7 +182,7 @@ impl Drop for Browser {
 fn admin_request(admin: SocketAddr, method: &str, path: &str, auth: Option<&str>) -> RawReply {
     let auth = auth.map_or(String::new(), |a| format!("Authorization: {a}\r\n"));
     let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: weir\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {admin}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
     );
     exchange(
         admin,

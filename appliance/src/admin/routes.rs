@@ -298,6 +298,24 @@ pub(super) fn find(role: &Role, request: &Request) -> Result<&'static Route, Ans
             Role::Metrics { reload } => *reload && request.loopback,
         },
     };
+    // Without a token the operator routes trust the network path (loopback, or a tunnel
+    // to it); a page that rebinds its own DNS name to this address (DNS rebinding) would
+    // then be "same origin" and could read or change everything. Its requests carry its
+    // name in `Host`, so such requests must name this port by address or `localhost`.
+    let operator = matches!(route.access, Access::Operator | Access::Control);
+    if allowed && operator && role.token().is_none() && !local_host(&request.head) {
+        return Err(Answer::text(
+            403,
+            &format!("{path}: without an admin token, name this port by address or localhost"),
+        ));
+    }
+    // A form on another site's page can POST here without a preflight.
+    if allowed && route.handler == Handler::Reload && !same_origin(&request.head) {
+        return Err(Answer::text(
+            403,
+            "/reload from another origin's page is refused",
+        ));
+    }
     if allowed {
         return Ok(route);
     }
@@ -468,6 +486,25 @@ pub(super) async fn handle(
     }
 }
 
+/// Whether `Host` names this port by an IP address or `localhost` (or is absent, as an
+/// HTTP/1.0 client may leave it; browsers always send it).
+fn local_host(head: &RequestHead) -> bool {
+    let Some(host) = head.host() else {
+        return true;
+    };
+    if let Some(v6) = host.strip_prefix('[') {
+        return v6
+            .split(']')
+            .next()
+            .is_some_and(|a| a.parse::<std::net::Ipv6Addr>().is_ok());
+    }
+    let name = match host.rsplit_once(':') {
+        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+        _ => host,
+    };
+    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::Ipv4Addr>().is_ok()
+}
+
 /// Whether a request is not from another site's page: a browser names the page's origin
 /// in `Origin` on every cross-origin POST (a form too, which needs no preflight), so a
 /// page elsewhere cannot click an operator's buttons for them when no token is set.
@@ -586,7 +623,7 @@ mod tests {
     use weir_io::http::{parse_request, HeadLimits};
 
     fn request(method: &str, path: &str, loopback: bool) -> Request {
-        let text = format!("{method} {path} HTTP/1.1\r\nHost: weir\r\n\r\n");
+        let text = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
         let Ok(Some((head, _))) = parse_request(text.as_bytes(), &HeadLimits::default()) else {
             panic!("{text:?} does not parse");
         };
@@ -616,6 +653,22 @@ mod tests {
             head
         };
         assert!(same_origin(&with("")), "curl sends no Origin");
+        for (host, local) in [
+            ("127.0.0.1:9091", true),
+            ("localhost:9091", true),
+            ("LOCALHOST", true),
+            ("[::1]:9091", true),
+            ("10.0.0.7", true),
+            ("evil.example:9091", false),
+            ("127.0.0.1.evil.example", false),
+            ("localhost.evil.example:80", false),
+        ] {
+            let text = format!("GET /nodes HTTP/1.1\r\nHost: {host}\r\n\r\n");
+            let Ok(Some((h, _))) = parse_request(text.as_bytes(), &HeadLimits::default()) else {
+                panic!("{text:?} does not parse");
+            };
+            assert_eq!(local_host(&h), local, "{host}");
+        }
         assert!(same_origin(&with("Origin: http://127.0.0.1:9\r\n")));
         assert!(same_origin(&with("Origin: https://127.0.0.1:9\r\n")));
         assert!(!same_origin(&with("Origin: http://evil.example\r\n")));
