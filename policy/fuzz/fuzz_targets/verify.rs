@@ -27,7 +27,10 @@ fuzz_target!(|data: &[u8]| {
         Ok(verified) => check_verified(&head, &verified),
         Err(e) => {
             let (status, code) = e.s3_status();
-            assert!((400..600).contains(&status) && !code.is_empty(), "{e:?}");
+            assert!(
+                (400..600).contains(&status) && code != weir_policy::s3code::S3Code::Other,
+                "{e:?}"
+            );
             assert!(!e.to_string().is_empty());
         }
     }
