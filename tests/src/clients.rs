@@ -275,3 +275,29 @@ pub fn boto3_suite(
     assert_checks(label, &report, required);
     report
 }
+
+/// Runs a curl `cmd` on `url` with `-o <file> -w %{http_code}` and `--max-time`
+/// `max_time`: the status (0 when curl printed none) and the body.
+pub fn curl_status_body(
+    mut cmd: Command,
+    url: &str,
+    scratch: &Path,
+    max_time: Duration,
+) -> (u16, Vec<u8>) {
+    static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let body = scratch.join(format!("curl-body-{}-{n}", std::process::id()));
+    cmd.arg("-o")
+        .arg(&body)
+        .args(["-w", "%{http_code}", "--max-time"])
+        .arg(max_time.as_secs().to_string())
+        .arg(url);
+    let out = output(&mut cmd, max_time + Duration::from_secs(10));
+    let status = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0);
+    let bytes = std::fs::read(&body).unwrap_or_default();
+    let _ = std::fs::remove_file(&body);
+    (status, bytes)
+}

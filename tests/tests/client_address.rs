@@ -442,22 +442,10 @@ fn proxy_v2_to_nodes_speaks_for_one_client_per_connection() {
     assert!(held <= 5, "{held} connections held open to the node");
 }
 
-/// curl with `--aws-sigv4`: (status, body).
+/// curl with `--aws-sigv4` and `extra` arguments: (status, body).
 fn curl(mut cmd: Command, url: &str, scratch: &Path, extra: &[&str]) -> (u16, Vec<u8>) {
-    let body = scratch.join("curl-body");
-    cmd.args(extra)
-        .arg("-o")
-        .arg(&body)
-        .args(["-w", "%{http_code}", "--max-time", "30"])
-        .arg(url);
-    let out = clients::output(&mut cmd, Duration::from_secs(40));
-    let status = String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .parse()
-        .unwrap_or(0);
-    let bytes = std::fs::read(&body).unwrap_or_default();
-    let _ = std::fs::remove_file(&body);
-    (status, bytes)
+    cmd.args(extra);
+    clients::curl_status_body(cmd, url, scratch, Duration::from_secs(30))
 }
 
 #[test]

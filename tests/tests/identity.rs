@@ -110,27 +110,8 @@ fn start_sites_with(
 }
 
 /// curl with `-o body -w %{http_code}`: the status and the body.
-fn curl_call(mut cmd: Command, url: &str, scratch: &Path) -> (u16, Vec<u8>) {
-    let body = scratch.join(format!("curl-body-{}", rand_suffix()));
-    cmd.arg("-o")
-        .arg(&body)
-        .args(["-w", "%{http_code}", "--max-time", "60"])
-        .arg(url);
-    let out = clients::output(&mut cmd, Duration::from_secs(70));
-    let status = String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .parse()
-        .unwrap_or(0);
-    let bytes = std::fs::read(&body).unwrap_or_default();
-    let _ = std::fs::remove_file(&body);
-    (status, bytes)
-}
-
-fn rand_suffix() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0)
+fn curl_call(cmd: Command, url: &str, scratch: &Path) -> (u16, Vec<u8>) {
+    clients::curl_status_body(cmd, url, scratch, Duration::from_secs(60))
 }
 
 /// The `<Code>` of an S3 XML error body.
