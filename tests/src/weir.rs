@@ -437,6 +437,13 @@ impl Weir {
         self.proc.log_tail()
     }
 
+    /// weir's whole log so far (stdout + stderr), for checks on one line that later lines
+    /// could push out of [`Weir::log_tail`].
+    pub fn log_text(&self) -> String {
+        String::from_utf8_lossy(&std::fs::read(self.proc.log_path()).unwrap_or_default())
+            .into_owned()
+    }
+
     /// Panics with the log if weir has exited.
     pub fn assert_running(&mut self) {
         if let Some(status) = self.proc.exited() {

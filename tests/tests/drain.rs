@@ -143,7 +143,7 @@ fn readiness_fails_first_new_connections_are_served_during_the_grace() {
         .wait_exit(Duration::from_secs(20))
         .unwrap_or_else(|| panic!("weir did not exit:\n{}", weir.log_tail()));
     assert_eq!(status.code(), Some(0), "log:\n{}", weir.log_tail());
-    let log = weir.log_tail();
+    let log = weir.log_text();
     let (stopping, draining) = (log.find("stopping: /readyz fails"), log.find("draining:"));
     assert!(
         matches!((stopping, draining), (Some(s), Some(d)) if s < d),

@@ -738,7 +738,7 @@ fn presigned_signatures_never_reach_the_access_log_or_flows() {
     );
     let log_text = std::fs::read_to_string(weir.access_log_path().expect("access log"))
         .expect("read access log");
-    let weir_log = weir.log_tail();
+    let weir_log = weir.log_text();
     for (what, text) in [
         ("the access log", log_text.as_str()),
         ("/flows", flows_text.as_str()),

@@ -482,7 +482,7 @@ fn invalid_reload_is_rejected_and_the_old_config_keeps_serving() {
     );
     let want = format!("weir.toml:{line}: pool[0].health.timeout");
     assert!(
-        weir.log_tail().contains(&want),
+        weir.log_text().contains(&want),
         "weir's log should name {want:?}:\n{}",
         weir.log_tail()
     );
