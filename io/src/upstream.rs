@@ -87,15 +87,18 @@ impl UpstreamPool {
         self.idle.borrow_mut().retain(|(addr, _), _| keep(addr));
     }
 
-    /// A live idle connection to `node`, or a new one (encrypted when `tls` says so;
-    /// config validation keeps a node spoken to one way, so idle ones match).
+    /// A live idle connection to `node` (when `reuse` allows one), or a new one
+    /// (encrypted when `tls` says so; config validation keeps a node spoken to one way,
+    /// so idle ones match). A request that just lost a reused connection asks for a new
+    /// one: the node may have closed its other idle ones too.
     pub async fn checkout(
         &self,
         node: SocketAddr,
         tls: Option<TlsTarget<'_>>,
         now: Instant,
+        reuse: bool,
     ) -> Result<Checkout, Error> {
-        if let Some(conn) = self.take_idle((node, None), now) {
+        if let Some(conn) = reuse.then(|| self.take_idle((node, None), now)).flatten() {
             return Ok(Checkout { conn, reused: true });
         }
         let conn = self.connect(node, tls).await?;
@@ -114,10 +117,12 @@ impl UpstreamPool {
         node: SocketAddr,
         tls: Option<TlsTarget<'_>>,
         now: Instant,
+        reuse: bool,
         source: SocketAddr,
         destination: SocketAddr,
     ) -> Result<Checkout, Error> {
-        if let Some(conn) = self.take_idle((node, Some(source)), now) {
+        let idle = reuse.then(|| self.take_idle((node, Some(source)), now));
+        if let Some(conn) = idle.flatten() {
             return Ok(Checkout { conn, reused: true });
         }
         let header = crate::proxy_protocol::encode_v2(source, destination);

@@ -77,6 +77,11 @@ pub enum Failed {
     Timeout,
     /// The node's answer was malformed.
     BadResponse,
+    /// A connection reused from the idle pool closed or reset before any byte of the
+    /// answer (or took no request at all): the node may have closed it while idle at
+    /// that very moment, or have died; nothing says the request reached it. Tried once
+    /// more on a new connection, as any HTTP client does ([`Attempts::on_outcome`]).
+    Stale,
 }
 
 impl Failed {
@@ -84,7 +89,7 @@ impl Failed {
     pub const fn observation(self) -> Observation {
         match self {
             Failed::Connect => Observation::ConnectFailed,
-            Failed::Reset => Observation::Reset,
+            Failed::Reset | Failed::Stale => Observation::Reset,
             Failed::Timeout => Observation::Timeout,
             Failed::BadResponse => Observation::BadResponse,
         }
@@ -233,6 +238,9 @@ pub struct Attempts<N> {
     blame: Blame<N>,
     /// What the last attempt came to, as far as weir's final answer depends on it.
     last: Last,
+    /// A reused connection failed stale and the request was sent again: every attempt
+    /// from then on goes on a new connection ([`Attempts::fresh_only`]).
+    fresh_only: bool,
 }
 
 /// What the last attempt came to, for weir's answer when it stops trying: exactly one
@@ -264,7 +272,14 @@ impl<N: Copy + PartialEq> Attempts<N> {
             tried: Vec::new(),
             blame: Blame::new(),
             last: Last::Nothing,
+            fresh_only: false,
         }
+    }
+
+    /// Whether the next attempts must open new connections: a reused one already failed
+    /// this request before any answer.
+    pub fn fresh_only(&self) -> bool {
+        self.fresh_only
     }
 
     /// Nodes this request already tried (never picked again for it).
@@ -369,6 +384,28 @@ impl<N: Copy + PartialEq> Attempts<N> {
     }
 
     fn on_failed(&mut self, node: N, how: Failed, body: BodyState, env: Env<'_>) -> Step<N> {
+        let how = match how {
+            // Once per request, and only where the request may be sent again at all: the
+            // attempt does not count (nor is the node tried, nor the budget spent), and
+            // neither health nor the blame record hears of it — a stale connection says
+            // nothing about the node or the request. The next attempt on a new
+            // connection (to any node, this one included) tells.
+            Failed::Stale
+                if !self.fresh_only
+                    && may_retry(self.method, body, Failure::ResetBeforeResponse, 0, u32::MAX) =>
+            {
+                self.fresh_only = true;
+                self.attempts -= 1;
+                if self.tried.last() == Some(&node) {
+                    self.tried.pop();
+                }
+                return Step::only(Decision::Retry {
+                    wait: Duration::ZERO,
+                });
+            }
+            Failed::Stale => Failed::Reset,
+            how => how,
+        };
         let reports = self.blame.observe(node, how.observation()).now;
         self.last = Last::Failed(how);
         let retry = self.blame.may_try_again()
@@ -576,6 +613,85 @@ mod tests {
             rand,
             budget,
         }
+    }
+
+    fn failed(how: Failed) -> Outcome {
+        Outcome::Failed {
+            how,
+            body: BodyState::Empty,
+        }
+    }
+
+    /// Two nodes die at once: the request meets a dead idle connection on the first, is
+    /// sent again on new connections, and reaches a third node within `attempts_max`.
+    /// Before, two stale connections read as a request that kills nodes (no more tries).
+    #[test]
+    fn a_stale_idle_connection_costs_no_attempt_and_no_blame() {
+        let p = params();
+        assert_eq!(p.attempts_max, 3);
+        let mut b = budget();
+        let mut a = Attempts::new("GET", p);
+        assert!(!a.start(1));
+        let step = a.on_outcome(1, failed(Failed::Stale), env(&mut b, 0));
+        assert_eq!(
+            step.decision,
+            Decision::Retry {
+                wait: Duration::ZERO
+            }
+        );
+        assert!(step.reports.is_empty(), "health hears nothing: {step:?}");
+        assert_eq!(
+            (a.attempts(), a.tried()),
+            (0, &[][..]),
+            "not counted, not tried"
+        );
+        assert!(a.fresh_only());
+        // On new connections: both dead nodes refuse, the third answers.
+        for node in [1, 2] {
+            a.start(node);
+            let step = a.on_outcome(node, failed(Failed::Connect), env(&mut b, 0));
+            assert_eq!(
+                step.decision,
+                Decision::Retry {
+                    wait: Duration::ZERO
+                }
+            );
+            assert_eq!(step.reports, vec![(node, Observation::ConnectFailed)]);
+        }
+        assert!(a.start(3));
+        let step = a.on_outcome(3, answer(200, None), env(&mut b, 0));
+        assert_eq!(step.decision, Decision::Relay);
+        assert!(!a.is_suspect());
+        assert_eq!(a.tried(), &[1, 2, 3]);
+    }
+
+    #[test]
+    fn only_one_stale_retry_and_only_for_a_request_that_may_go_again() {
+        let mut b = budget();
+        // A second stale failure (it cannot come on a new connection, but if the driver
+        // said so) is an ordinary reset: held, and blamed like one.
+        let mut a = Attempts::new("GET", params());
+        a.start(1);
+        a.on_outcome(1, failed(Failed::Stale), env(&mut b, 0));
+        a.start(1);
+        let step = a.on_outcome(1, failed(Failed::Stale), env(&mut b, 0));
+        assert_eq!(
+            step.decision,
+            Decision::Retry {
+                wait: Duration::ZERO
+            }
+        );
+        assert_eq!((a.attempts(), a.tried()), (1, &[1][..]));
+        a.start(2);
+        let step = a.on_outcome(2, failed(Failed::Reset), env(&mut b, 0));
+        assert!(matches!(step.decision, Decision::GiveUp(_)), "{step:?}");
+        assert!(a.is_suspect());
+        // A POST may have been taken: never sent again after a reset, stale or not.
+        let mut a = Attempts::new("POST", params());
+        a.start(1);
+        let step = a.on_outcome(1, failed(Failed::Stale), env(&mut b, 0));
+        assert!(matches!(step.decision, Decision::GiveUp(_)), "{step:?}");
+        assert!(!a.fresh_only());
     }
 
     #[test]

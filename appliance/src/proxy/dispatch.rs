@@ -205,6 +205,7 @@ pub(super) async fn handle(mut x: Exchange<'_>) -> After {
             addr,
             tls,
             proxied: client_address::proxied(&ep.settings, x.origin, x.established, node.pool),
+            fresh: route.attempts.fresh_only(),
         };
         match send_request(&mut x, out).await {
             Ok(Sent {

@@ -168,11 +168,16 @@ pub(super) async fn resume_from_another(
         let addr = ep.settings.nodes[node.pool][node.node];
         let tls = ep.settings.tls_target(node.pool, node.node);
         let checkout = match client_address::proxied(&ep.settings, origin, established, node.pool) {
-            None => shard.upstream.checkout(addr, tls, Instant::now()).await,
+            None => {
+                shard
+                    .upstream
+                    .checkout(addr, tls, Instant::now(), true)
+                    .await
+            }
             Some((source, destination)) => {
                 let now = Instant::now();
                 let up = &shard.upstream;
-                up.checkout_proxied(addr, tls, now, source, destination)
+                up.checkout_proxied(addr, tls, now, true, source, destination)
                     .await
             }
         };

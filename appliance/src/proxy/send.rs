@@ -44,6 +44,9 @@ pub(super) struct Outgoing<'a> {
     pub tls: Option<TlsTarget<'a>>,
     /// For a pool that sends PROXY v2 headers: the client and the address it reached.
     pub proxied: Option<(SocketAddr, SocketAddr)>,
+    /// Open a new connection, even if an idle one waits (a reused one failed this
+    /// request already).
+    pub fresh: bool,
 }
 
 /// A request sent and its final response head received.
@@ -85,6 +88,7 @@ pub(super) async fn send_request(
         addr,
         tls,
         proxied,
+        fresh,
     } = out;
     let cfg = &ep.settings.config;
     let fail = |err: Error, failed: Failed, body_consumed: bool| AttemptError {
@@ -94,11 +98,16 @@ pub(super) async fn send_request(
         refused: None,
     };
     let checkout = match proxied {
-        None => shard.upstream.checkout(addr, tls, Instant::now()).await,
+        None => {
+            shard
+                .upstream
+                .checkout(addr, tls, Instant::now(), !fresh)
+                .await
+        }
         Some((source, destination)) => {
             let now = Instant::now();
             let up = &shard.upstream;
-            up.checkout_proxied(addr, tls, now, source, destination)
+            up.checkout_proxied(addr, tls, now, !fresh, source, destination)
                 .await
         }
     };
@@ -114,10 +123,10 @@ pub(super) async fn send_request(
             .metrics()
             .tls_connection(1, TlsPath::UserSpace.label());
     }
-    let mut upstream = checkout.conn;
+    let (mut upstream, reused) = (checkout.conn, checkout.reused);
     if let Err(e) = write_timed(&upstream, head_bytes, cfg.upstream.io_timeout).await {
         let err = Error::from_io(Side::Upstream, &e);
-        let failed = failed_of(&err);
+        let failed = stale_or(failed_of(&err), reused, true);
         return Err(fail(err, failed, false));
     }
     let mut interim = Interim {
@@ -139,7 +148,12 @@ pub(super) async fn send_request(
             true,
         )
         .await
-        .map_err(|e| failure_of(e, false))?;
+        .map_err(|e| {
+            let nothing = interim.count == 0 && upstream.buffered().is_empty();
+            let mut f = failure_of(e, false);
+            f.failed = stale_or(f.failed, reused, nothing);
+            f
+        })?;
         if resp.status != 100 {
             return Ok(Sent {
                 resp,
@@ -263,13 +277,28 @@ pub(super) async fn send_request(
         false,
     )
     .await
-    .map_err(|e| failure_of(e, streamed))?;
+    .map_err(|e| {
+        let nothing = !streamed && interim.count == 0 && upstream.buffered().is_empty();
+        let mut f = failure_of(e, streamed);
+        f.failed = stale_or(f.failed, reused, nothing);
+        f
+    })?;
     Ok(Sent {
         resp,
         upstream,
         body_unsent: false,
         request_complete: true,
     })
+}
+
+/// A connection from the idle pool that closed or reset before any byte of the answer
+/// (`nothing` came, and no body was pulled from the client) failed stale: the attempt
+/// machine sends the request again on a new connection.
+fn stale_or(failed: Failed, reused: bool, nothing: bool) -> Failed {
+    match failed {
+        Failed::Reset if reused && nothing => Failed::Stale,
+        other => other,
+    }
 }
 
 fn failure_of(err: Error, body_consumed: bool) -> AttemptError {

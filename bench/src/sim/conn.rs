@@ -84,6 +84,8 @@ struct Conn {
     proxy: Option<String>,
     /// The connection's number on this node.
     id: u64,
+    /// S3 requests that came on this connection so far.
+    requests: u64,
 }
 
 /// Serves one accepted connection until it closes.
@@ -106,6 +108,7 @@ pub(super) fn serve(node: Arc<Node>, stream: TcpStream) {
         body_buf: Vec::new(),
         proxy: None,
         id: conn_id,
+        requests: 0,
     };
     if conn.read_proxy_header().is_err() {
         conn.node
@@ -566,6 +569,10 @@ impl Conn {
             return self.control(&head.method, control, &query, next);
         }
         self.remember(&head);
+        self.requests += 1;
+        if self.requests > 1 && self.node.faults.drop_reused.load(Relaxed) {
+            return Ok(Next::Close);
+        }
         if self.node.faults.down.load(Relaxed) {
             self.node.stats.refused.fetch_add(1, Relaxed);
             self.reset();

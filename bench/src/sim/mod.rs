@@ -58,6 +58,9 @@ pub struct Faults {
     pub error_code: String,
     /// Refuse: every request, and every body in flight, ends in an RST.
     pub down: bool,
+    /// Close a kept-alive connection, without an answer, when a second request comes on
+    /// it: a node closing an idle connection just as its client reuses it.
+    pub drop_reused: bool,
 }
 
 impl Faults {
@@ -98,13 +101,8 @@ impl Faults {
                     }
                     self.error_code = value.to_string();
                 }
-                "down" => {
-                    self.down = match value {
-                        "" | "1" | "true" | "on" | "yes" => true,
-                        "0" | "false" | "off" | "no" => false,
-                        other => bail!("down={other:?} is not a boolean"),
-                    }
-                }
+                "down" => self.down = parse_bool(key, value)?,
+                "drop_reused" => self.drop_reused = parse_bool(key, value)?,
                 other => bail!("unknown fault {other:?}"),
             }
         }
@@ -115,7 +113,7 @@ impl Faults {
     pub fn to_json(&self) -> String {
         let optional = |v: Option<u64>| v.map_or("null".to_string(), |v| v.to_string());
         format!(
-            "{{\"latency_ms\":{},\"stall_after_bytes\":{},\"reset_after_bytes\":{},\"slowdown_ratio\":{},\"error_ratio\":{},\"error_status\":{},\"error_code\":\"{}\",\"down\":{}}}",
+            "{{\"latency_ms\":{},\"stall_after_bytes\":{},\"reset_after_bytes\":{},\"slowdown_ratio\":{},\"error_ratio\":{},\"error_status\":{},\"error_code\":\"{}\",\"down\":{},\"drop_reused\":{}}}",
             self.latency_ms,
             optional(self.stall_after_bytes),
             optional(self.reset_after_bytes),
@@ -123,8 +121,17 @@ impl Faults {
             self.error_ratio,
             self.error_status,
             self.error_code,
-            self.down
+            self.down,
+            self.drop_reused
         )
+    }
+}
+
+fn parse_bool(key: &str, value: &str) -> Result<bool> {
+    match value {
+        "" | "1" | "true" | "on" | "yes" => Ok(true),
+        "0" | "false" | "off" | "no" => Ok(false),
+        other => bail!("{key}={other:?} is not a boolean"),
     }
 }
 
@@ -167,6 +174,7 @@ struct FaultCells {
     /// Read only when `error_ppm` is not 0 (a lock on that path only).
     error_code: RwLock<String>,
     down: AtomicBool,
+    drop_reused: AtomicBool,
 }
 
 impl FaultCells {
@@ -188,6 +196,7 @@ impl FaultCells {
                     .clone()
             },
             down: self.down.load(Relaxed),
+            drop_reused: self.drop_reused.load(Relaxed),
         }
     }
 
@@ -208,6 +217,7 @@ impl FaultCells {
         self.error_ppm
             .store((faults.error_ratio * 1e6).round() as u64, Relaxed);
         self.down.store(faults.down, Relaxed);
+        self.drop_reused.store(faults.drop_reused, Relaxed);
     }
 }
 
@@ -811,6 +821,7 @@ mod tests {
             error_status: 503,
             error_code: "XMinioServerNotInitialized".into(),
             down: true,
+            drop_reused: true,
         };
         cells.store(&f);
         assert_eq!(cells.load(), f);
