@@ -23,6 +23,7 @@ use weir_policy::health::{
 };
 
 use crate::bus::{AdminSet, Bus, Msg, NodeId, NodeReport, SetBy};
+use crate::metrics::Registry;
 use crate::probe;
 use crate::settings::Settings;
 
@@ -462,13 +463,16 @@ impl Health {
     }
 }
 
-/// Starts the probe loops of the nodes core `health` owns.
-pub fn spawn_probes(health: Rc<Health>, settings: Arc<Settings>) {
+/// Starts the probe loops of the nodes core `health` owns; a probe's failed TLS handshake
+/// counts in `weir_tls_handshake_failures_total{side="upstream"}` on `registry`.
+pub fn spawn_probes(health: Rc<Health>, settings: Arc<Settings>, registry: Registry) {
     let ids: Vec<NodeId> = health.owned.borrow().keys().copied().collect();
     for id in ids {
         let health = health.clone();
         let settings = settings.clone();
+        let registry = registry.clone();
         monoio::spawn(async move {
+            let tls_failed = Cell::new(None);
             let params = &settings.config.pools[id.pool].health;
             let addr = settings.nodes[id.pool][id.node];
             let preamble = match settings.config.pools[id.pool].send_client_address {
@@ -488,12 +492,16 @@ pub fn spawn_probes(health: Rc<Health>, settings: Arc<Settings>) {
                     params.method.as_str(),
                     &params.path,
                     params.timeout,
+                    &tls_failed,
                 )
                 .await
                 {
                     Ok(answer) => params.classify(answer.status, &answer.body),
                     Err(why) => ProbeResult::Dead(why),
                 };
+                if let Some(f) = tls_failed.get() {
+                    registry.core(health.core).tls_failure(1, f.label());
+                }
                 health.apply(id, |h| h.probe(result, Instant::now()), Instant::now());
                 let elapsed = started.elapsed();
                 monoio::time::sleep(params.interval.saturating_sub(elapsed)).await;

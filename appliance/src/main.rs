@@ -18,6 +18,7 @@ mod metric_table;
 mod metrics;
 mod post_form;
 mod probe;
+mod process;
 mod protect;
 mod proxy;
 mod rebalance;
@@ -48,7 +49,11 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// Command line.
 #[derive(Parser)]
-#[command(name = "weir", version, about = "weir: the S3 storage-edge appliance")]
+#[command(
+    name = "weir",
+    version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("WEIR_GIT_COMMIT"), ")"),
+    about = "weir: the S3 storage-edge appliance"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -45,8 +45,10 @@ impl Kind {
 /// values (a fixed list, or names from the config: docs/design.md, "Observability").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Label {
-    /// weir's version (`weir_info`).
+    /// weir's version (`weir_info`, `weir_build_info`).
     Version,
+    /// The git commit weir was built from, or `unknown` (`weir_build_info`).
+    Commit,
     /// The I/O driver (`weir_info`).
     Driver,
     /// Data-path cores (`weir_info`).
@@ -84,6 +86,7 @@ impl Label {
     pub const fn name(self) -> &'static str {
         match self {
             Label::Version => "version",
+            Label::Commit => "commit",
             Label::Driver => "driver",
             Label::Cores => "cores",
             Label::Status => "status",
@@ -238,8 +241,15 @@ impl<const N: usize> Entry for Metric<N> {
 /// Every metric weir exports, in the order `/metrics` renders them. Only the tests read
 /// the whole list (against docs/metrics.md and a scrape); the data path uses the entries.
 #[cfg_attr(not(test), allow(dead_code))]
-pub static ALL: [&dyn Entry; 35] = [
+pub static ALL: [&dyn Entry; 44] = [
     &INFO,
+    &BUILD_INFO,
+    &PROCESS_CPU_SECONDS,
+    &PROCESS_RESIDENT_MEMORY,
+    &PROCESS_VIRTUAL_MEMORY,
+    &PROCESS_OPEN_FDS,
+    &PROCESS_MAX_FDS,
+    &PROCESS_START_TIME,
     &REQUESTS,
     &REJECTED_REQUESTS,
     &BODY_BYTES,
@@ -274,6 +284,8 @@ pub static ALL: [&dyn Entry; 35] = [
     &REQUEST_DURATION,
     &UPSTREAM_FIRST_BYTE,
     &NODE_BODY_BYTES,
+    &POOL_REQUEST_DURATION,
+    &POOL_FIRST_BYTE,
 ];
 
 // Process-wide counters (`crate::metrics::Registry`).
@@ -285,6 +297,61 @@ pub static INFO: Metric<3> = Metric {
     help: "Build and runtime facts (value is always 1).",
     labels: [Version, Driver, Cores],
 };
+/// `weir_build_info`.
+pub static BUILD_INFO: Metric<2> = Metric {
+    name: "weir_build_info",
+    kind: Gauge,
+    help: "The build weir runs (value is always 1): its version and the git commit it was built from (unknown when built without git).",
+    labels: [Version, Commit],
+};
+
+// The process, in the names and units of Prometheus' standard process collector
+// (`crate::process`, read from /proc at scrape time), so fleet dashboards and alerts
+// written for any exporter work unchanged.
+
+/// `process_cpu_seconds_total`.
+pub static PROCESS_CPU_SECONDS: Metric<0> = Metric {
+    name: "process_cpu_seconds_total",
+    kind: Counter,
+    help: "User and system CPU time spent, all threads, in seconds.",
+    labels: [],
+};
+/// `process_resident_memory_bytes`.
+pub static PROCESS_RESIDENT_MEMORY: Metric<0> = Metric {
+    name: "process_resident_memory_bytes",
+    kind: Gauge,
+    help: "Resident memory size in bytes.",
+    labels: [],
+};
+/// `process_virtual_memory_bytes`.
+pub static PROCESS_VIRTUAL_MEMORY: Metric<0> = Metric {
+    name: "process_virtual_memory_bytes",
+    kind: Gauge,
+    help: "Virtual memory size in bytes.",
+    labels: [],
+};
+/// `process_open_fds`.
+pub static PROCESS_OPEN_FDS: Metric<0> = Metric {
+    name: "process_open_fds",
+    kind: Gauge,
+    help: "Open file descriptors (sockets, pipes, files).",
+    labels: [],
+};
+/// `process_max_fds`.
+pub static PROCESS_MAX_FDS: Metric<0> = Metric {
+    name: "process_max_fds",
+    kind: Gauge,
+    help: "The soft limit on open file descriptors (RLIMIT_NOFILE).",
+    labels: [],
+};
+/// `process_start_time_seconds`.
+pub static PROCESS_START_TIME: Metric<0> = Metric {
+    name: "process_start_time_seconds",
+    kind: Gauge,
+    help: "Start time of the process since the Unix epoch, in seconds.",
+    labels: [],
+};
+
 /// `weir_requests_total`.
 pub static REQUESTS: Metric<1> = Metric {
     name: "weir_requests_total",
@@ -532,6 +599,20 @@ pub static NODE_BODY_BYTES: Metric<3> = Metric {
     help: "Body bytes by node and direction (upload = to the node).",
     labels: [Pool, Node, Direction],
 };
+/// `weir_pool_request_duration_seconds`.
+pub static POOL_REQUEST_DURATION: Metric<2> = Metric {
+    name: "weir_pool_request_duration_seconds",
+    kind: Histogram,
+    help: "Whole request duration of requests a node of the pool served, by pool and op class.",
+    labels: [Pool, Op],
+};
+/// `weir_pool_upstream_first_byte_seconds`.
+pub static POOL_FIRST_BYTE: Metric<2> = Metric {
+    name: "weir_pool_upstream_first_byte_seconds",
+    kind: Histogram,
+    help: "Time from the request's start to the node's response head, by pool and op class.",
+    labels: [Pool, Op],
+};
 
 #[cfg(test)]
 mod tests {
@@ -654,18 +735,30 @@ mod tests {
         assert!(label_names("—").is_empty());
     }
 
+    /// The process collector's names every Prometheus client library exports.
+    const STANDARD_PROCESS: [&str; 6] = [
+        "process_cpu_seconds_total",
+        "process_resident_memory_bytes",
+        "process_virtual_memory_bytes",
+        "process_open_fds",
+        "process_max_fds",
+        "process_start_time_seconds",
+    ];
+
     #[test]
     fn names_types_and_labels_follow_the_conventions() {
         let mut seen = std::collections::BTreeSet::new();
         for m in ALL {
             let name = m.name();
             assert!(seen.insert(name), "{name} is in the table twice");
+            // Prometheus' standard process metrics keep their names (see PROCESS_CPU_SECONDS).
+            let standard = STANDARD_PROCESS.contains(&name);
             assert!(
-                name.starts_with("weir_")
+                (name.starts_with("weir_") || standard)
                     && name
                         .bytes()
                         .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
-                "{name}: names are weir_[a-z0-9_]*"
+                "{name}: names are weir_[a-z0-9_]* (or a standard process_* name)"
             );
             assert_eq!(
                 name.ends_with("_total"),

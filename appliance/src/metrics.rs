@@ -339,6 +339,9 @@ impl Registry {
             [&env!("CARGO_PKG_VERSION"), &self.driver, &self.cores.len()],
             1,
         );
+        table::BUILD_INFO.family(w);
+        table::BUILD_INFO.sample(w, [&env!("CARGO_PKG_VERSION"), &BUILD_COMMIT], 1);
+        render_process(w, &crate::process::read());
         table::REQUESTS.family(w);
         for (i, class) in STATUS_CLASSES.iter().enumerate() {
             table::REQUESTS.sample(w, [class], self.sum(|c| &c.requests[i]));
@@ -403,6 +406,33 @@ impl Registry {
         }
         self.control.render(w);
         out
+    }
+}
+
+/// The git commit this binary was built from (`unknown` without git: appliance/build.rs).
+pub const BUILD_COMMIT: &str = env!("WEIR_GIT_COMMIT");
+
+/// The standard `process_*` families; a figure `/proc` did not give has no series.
+fn render_process(w: &mut String, p: &crate::process::ProcessStats) {
+    table::PROCESS_CPU_SECONDS.family(w);
+    if let Some(v) = p.cpu_seconds {
+        table::PROCESS_CPU_SECONDS.sample(w, [], v);
+    }
+    let gauges: [(&Metric<0>, Option<u64>); 4] = [
+        (&table::PROCESS_RESIDENT_MEMORY, p.resident_bytes),
+        (&table::PROCESS_VIRTUAL_MEMORY, p.virtual_bytes),
+        (&table::PROCESS_OPEN_FDS, p.open_fds),
+        (&table::PROCESS_MAX_FDS, p.max_fds),
+    ];
+    for (metric, value) in gauges {
+        metric.family(w);
+        if let Some(v) = value {
+            metric.sample(w, [], v);
+        }
+    }
+    table::PROCESS_START_TIME.family(w);
+    if let Some(v) = p.start_time_seconds {
+        table::PROCESS_START_TIME.sample(w, [], v);
     }
 }
 
@@ -870,6 +900,10 @@ mod tests {
         let text = scrape();
         for line in [
             "weir_info{version=\"",
+            "weir_build_info{version=\"",
+            "weir_pool_request_duration_seconds_count{pool=\"main\",op=\"read\"} 1\n",
+            "weir_pool_request_duration_seconds_count{pool=\"main\",op=\"write\"} 0\n",
+            "weir_pool_upstream_first_byte_seconds_count{pool=\"main\",op=\"read\"} 1\n",
             "weir_requests_total{status=\"2xx\"} 2\n",
             "weir_rejected_requests_total{status=\"400\"} 2\n",
             "weir_body_bytes_total{direction=\"upload\",path=\"splice\"} 10\n",

@@ -3,12 +3,14 @@
 //! alive, dead or in maintenance is decided by the pool's probe settings, and what that
 //! means for the node's state by `weir_policy::health`.
 
+use std::cell::Cell;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use monoio::net::TcpStream;
 use weir_io::conn::Conn;
 use weir_io::http::{parse_response, BodyFraming, HeadLimits, Method};
+use weir_io::tls::Failure;
 use weir_io::upstream::TlsTarget;
 
 /// How much of a probe response body is read to look for the configured text.
@@ -26,7 +28,9 @@ pub struct ProbeAnswer {
 /// Sends one probe request to `addr` and reads the answer within `timeout`. `preamble`
 /// goes first on the connection, before TLS: a PROXY v2 `LOCAL` header for a pool whose
 /// nodes take PROXY headers (docs/client-address.md), which may refuse a connection
-/// without one.
+/// without one. `tls_failed` is set when the TLS handshake failed (the probe's deadline
+/// during the handshake is a `timeout`), so the caller can count it as an upstream
+/// handshake failure (docs/metrics.md).
 pub async fn probe(
     addr: SocketAddr,
     tls: Option<TlsTarget<'_>>,
@@ -34,8 +38,11 @@ pub async fn probe(
     method: &str,
     path: &str,
     timeout: Duration,
+    tls_failed: &Cell<Option<Failure>>,
 ) -> Result<ProbeAnswer, String> {
-    match monoio::time::timeout(timeout, probe_inner(addr, tls, preamble, method, path)).await {
+    tls_failed.set(None);
+    let work = probe_inner(addr, tls, preamble, method, path, tls_failed);
+    match monoio::time::timeout(timeout, work).await {
         Ok(r) => r,
         Err(_) => Err(format!("probe timed out after {timeout:?}")),
     }
@@ -47,6 +54,7 @@ async fn probe_inner(
     preamble: &[u8],
     method: &str,
     path: &str,
+    tls_failed: &Cell<Option<Failure>>,
 ) -> Result<ProbeAnswer, String> {
     let mut stream = TcpStream::connect(addr)
         .await
@@ -59,11 +67,16 @@ async fn probe_inner(
     // The same TLS settings as requests: a node whose certificate fails is down.
     let socket = match tls {
         None => stream.into(),
-        Some(t) => t
-            .tls
-            .connect(stream, t.host)
-            .await
-            .map_err(|e| e.to_string())?,
+        Some(t) => {
+            // Until the handshake ends: if the probe's deadline cuts it, it timed out.
+            tls_failed.set(Some(Failure::Timeout));
+            let socket = t.tls.connect(stream, t.host).await.map_err(|e| {
+                tls_failed.set(Some(e.failure));
+                e.to_string()
+            })?;
+            tls_failed.set(None);
+            socket
+        }
     };
     let mut conn =
         Conn::new(socket, 16 * 1024 + PROBE_BODY_BYTES_MAX).map_err(|e| e.to_string())?;

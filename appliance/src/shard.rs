@@ -289,7 +289,11 @@ impl Shard {
                 next.protect.carry_connections(&self.epoch().protect);
                 let old = self.epoch.replace(next.clone());
                 old.health.retire();
-                health::spawn_probes(next.health.clone(), next.settings.clone());
+                health::spawn_probes(
+                    next.health.clone(),
+                    next.settings.clone(),
+                    self.registry.clone(),
+                );
                 self.upstream.reconfigure(
                     next.settings.config.upstream.idle_connections_per_node_max,
                     next.settings.config.upstream.pool_idle_timeout,

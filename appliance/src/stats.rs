@@ -6,6 +6,9 @@
 //! per core. Label values are bounded: pools and nodes come from the config, ops are
 //! `weir_policy::route::OpClass` names, statuses are classes (`2xx`…), tenants and
 //! classes are the configured ones (unknown access keys count as the default tenant).
+//! Latency is also kept per pool and op class (`weir_pool_*_seconds`): pools × 6 op
+//! classes × 17 buckets, whatever the clients send, so a fleet can compare a GET's p99
+//! across pools without summing nodes.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -13,7 +16,19 @@ use std::fmt::Display;
 use std::sync::Arc;
 use std::time::Duration;
 
+use weir_policy::route::OpClass;
+
 use crate::metric_table::{self as table, Metric, DIRECTIONS, STATUS_CLASSES};
+
+/// Op classes, in the order of a pool's per-op histograms (`other` last).
+const OPS: [OpClass; 6] = OpClass::ALL;
+
+/// The slot of op class `op` (an `OpClass::as_str` name; anything else is `other`).
+fn op_slot(op: &str) -> usize {
+    OPS.iter()
+        .position(|o| o.as_str() == op)
+        .unwrap_or(OPS.len() - 1)
+}
 
 /// Upper bounds (seconds) of the latency histogram buckets: 0.5 ms to 60 s, roughly ×2.5.
 pub const LATENCY_BUCKETS_SECONDS: [f64; 16] = [
@@ -96,6 +111,24 @@ impl NodeStats {
     }
 }
 
+/// One pool's latency by op class on one core (indexed like `OPS`).
+#[derive(Debug, Clone, Default)]
+pub struct PoolStats {
+    duration: [Histogram; OPS.len()],
+    first_byte: [Histogram; OPS.len()],
+}
+
+impl PoolStats {
+    fn merge(&mut self, other: &PoolStats) {
+        for (a, b) in self.duration.iter_mut().zip(&other.duration) {
+            a.merge(b);
+        }
+        for (a, b) in self.first_byte.iter_mut().zip(&other.first_byte) {
+            a.merge(b);
+        }
+    }
+}
+
 /// What one finished request contributes.
 pub struct Sample {
     /// Op class name.
@@ -172,6 +205,8 @@ pub struct Snapshot {
     pub nodes: Vec<(NodeKey, NodeStats)>,
     /// Per tenant and class.
     pub tenants: Vec<(TenantKey, TenantStats)>,
+    /// Per pool, by op class.
+    pub pools: Vec<(Arc<str>, PoolStats)>,
 }
 
 /// A core's labeled statistics.
@@ -179,11 +214,26 @@ pub struct Snapshot {
 pub struct Stats {
     nodes: RefCell<HashMap<NodeKey, NodeStats>>,
     tenants: RefCell<HashMap<TenantKey, TenantStats>>,
+    pools: RefCell<HashMap<Arc<str>, PoolStats>>,
 }
 
 impl Stats {
     /// Records a finished request served (last) by `key`.
     pub fn record(&self, key: NodeKey, s: &Sample) {
+        {
+            let mut pools = self.pools.borrow_mut();
+            // Looked up by name first: the pool's Arc is cloned once, not per request.
+            if !pools.contains_key(&*key.pool) {
+                pools.insert(key.pool.clone(), PoolStats::default());
+            }
+            if let Some(p) = pools.get_mut(&*key.pool) {
+                let op = op_slot(s.op);
+                p.duration[op].observe(s.duration);
+                if let Some(fb) = s.first_byte {
+                    p.first_byte[op].observe(fb);
+                }
+            }
+        }
         let mut nodes = self.nodes.borrow_mut();
         let n = nodes.entry(key).or_default();
         let class = (s.status / 100).clamp(1, 5) as u8 - 1;
@@ -234,12 +284,19 @@ impl Stats {
                 .iter()
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
+            pools: self
+                .pools
+                .borrow()
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
         }
     }
 }
 
 /// Sums the cores' snapshots and renders them.
 pub fn render(snapshots: Vec<Snapshot>, w: &mut String) {
+    let pools = merge_pools(&snapshots);
     let (total, tenants) = merge(snapshots);
     render_tenants(&tenants, w);
     table::NODE_REQUESTS.family(w);
@@ -267,6 +324,30 @@ pub fn render(snapshots: Vec<Snapshot>, w: &mut String) {
             table::NODE_BODY_BYTES.sample(w, [&k.pool, &k.node, dir], n);
         }
     }
+    // Every op class of a pool that served anything: series do not come and go.
+    table::POOL_REQUEST_DURATION.family(w);
+    for (pool, p) in &pools {
+        for (op, h) in OPS.iter().zip(&p.duration) {
+            h.render(w, &table::POOL_REQUEST_DURATION, [pool, &op.as_str()]);
+        }
+    }
+    table::POOL_FIRST_BYTE.family(w);
+    for (pool, p) in &pools {
+        for (op, h) in OPS.iter().zip(&p.first_byte) {
+            h.render(w, &table::POOL_FIRST_BYTE, [pool, &op.as_str()]);
+        }
+    }
+}
+
+/// The cores' per-pool latency summed, in pool-name order.
+fn merge_pools(snapshots: &[Snapshot]) -> std::collections::BTreeMap<Arc<str>, PoolStats> {
+    let mut pools: std::collections::BTreeMap<Arc<str>, PoolStats> = Default::default();
+    for snap in snapshots {
+        for (k, v) in &snap.pools {
+            pools.entry(k.clone()).or_default().merge(v);
+        }
+    }
+    pools
 }
 
 fn render_tenants(tenants: &std::collections::BTreeMap<TenantKey, TenantStats>, w: &mut String) {
@@ -394,6 +475,13 @@ mod tests {
     }
 
     #[test]
+    fn ops_outside_the_classes_count_as_other() {
+        assert_eq!(OPS[op_slot("read")].as_str(), "read");
+        assert_eq!(OPS[op_slot("multipart")].as_str(), "multipart");
+        assert_eq!(OPS[op_slot("bogus")].as_str(), "other");
+    }
+
+    #[test]
     fn snapshots_of_cores_are_summed() {
         let a = Stats::default();
         let b = Stats::default();
@@ -447,5 +535,14 @@ mod tests {
         assert!(w.contains(
             "weir_node_body_bytes_total{pool=\"p\",node=\"n:1\",direction=\"download\"} 20\n"
         ));
+        for line in [
+            "weir_pool_request_duration_seconds_count{pool=\"p\",op=\"read\"} 2\n",
+            "weir_pool_request_duration_seconds_bucket{pool=\"p\",op=\"read\",le=\"0.001\"} 0\n",
+            "weir_pool_request_duration_seconds_bucket{pool=\"p\",op=\"read\",le=\"0.0025\"} 2\n",
+            "weir_pool_request_duration_seconds_count{pool=\"p\",op=\"write\"} 0\n",
+            "weir_pool_upstream_first_byte_seconds_count{pool=\"p\",op=\"read\"} 2\n",
+        ] {
+            assert!(w.contains(line), "{line} missing in {w}");
+        }
     }
 }

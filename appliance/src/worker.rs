@@ -51,8 +51,9 @@ pub async fn run(
     inbox: flume::Receiver<Msg>,
     access_log: Option<AccessLog>,
 ) {
-    let (shard, stop_accepting) = Shard::new(id, settings.clone(), registry, bus, access_log);
-    health::spawn_probes(shard.epoch().health.clone(), settings.clone());
+    let (shard, stop_accepting) =
+        Shard::new(id, settings.clone(), registry.clone(), bus, access_log);
+    health::spawn_probes(shard.epoch().health.clone(), settings.clone(), registry);
     {
         let shard = shard.clone();
         monoio::spawn(async move {

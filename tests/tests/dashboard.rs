@@ -1,7 +1,10 @@
 //! The Grafana dashboard (`docs/grafana/weir.json`) queries only what weir exports: every
 //! metric family named in a panel's query has a `# TYPE` line and samples in a live weir's
 //! `/metrics` after some traffic (including a shed request), and every label a query
-//! groups by is on that family's samples.
+//! groups by is on that family's samples. And several weirs in one Prometheus are never
+//! summed blindly: the dashboard has `job` and `instance` variables, every metric in every
+//! query selects them, and the panels of one weir's own state (connections, node views,
+//! the process) split by `instance`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -11,19 +14,70 @@ use weir_tests::sim;
 use weir_tests::weir::{Weir, WeirConfig};
 use weir_tests::ACCESS_KEY;
 
-/// `weir_*` names in a PromQL expression.
-fn metric_names(expr: &str) -> Vec<String> {
+/// The selector every metric of every query carries.
+const SELECTOR: [&str; 2] = ["job=~\"$job\"", "instance=~\"$instance\""];
+
+/// Labels Prometheus adds to every series it scrapes (not in weir's exposition).
+const TARGET_LABELS: [&str; 2] = ["job", "instance"];
+
+/// Families of one weir's own state: summing them over weirs mixes different processes'
+/// views, so every aggregation of them keeps `instance`.
+const PER_WEIR: [&str; 11] = [
+    "weir_connections_active",
+    "weir_requests_in_flight",
+    "weir_node_state",
+    "weir_node_inflight_requests",
+    "weir_node_concurrency_limit",
+    "process_cpu_seconds_total",
+    "process_resident_memory_bytes",
+    "process_open_fds",
+    "process_max_fds",
+    "process_start_time_seconds",
+    "weir_build_info",
+];
+
+/// Metric references in a PromQL expression (`weir_*`, `process_*`), each with the
+/// inside of its `{…}` selector (empty when it has none).
+fn references(expr: &str) -> Vec<(String, String)> {
     let mut out = Vec::new();
-    let mut rest = expr;
-    while let Some(i) = rest.find("weir_") {
-        let tail = &rest[i..];
-        let end = tail
+    let mut at = 0;
+    while at < expr.len() {
+        let tail = &expr[at..];
+        let Some(i) = ["weir_", "process_"]
+            .iter()
+            .filter_map(|p| tail.find(p))
+            .min()
+        else {
+            break;
+        };
+        let start = at + i;
+        let word_before = expr[..start]
+            .chars()
+            .next_back()
+            .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
+        let name_len = expr[start..]
             .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-            .unwrap_or(tail.len());
-        out.push(tail[..end].to_string());
-        rest = &tail[end..];
+            .unwrap_or(expr.len() - start);
+        let name = &expr[start..start + name_len];
+        at = start + name_len;
+        if word_before {
+            continue;
+        }
+        let mut selector = String::new();
+        if expr[at..].starts_with('{') {
+            if let Some(close) = expr[at..].find('}') {
+                selector = expr[at + 1..at + close].to_string();
+                at += close + 1;
+            }
+        }
+        out.push((name.to_string(), selector));
     }
     out
+}
+
+/// Metric names in a PromQL expression.
+fn metric_names(expr: &str) -> Vec<String> {
+    references(expr).into_iter().map(|(n, _)| n).collect()
 }
 
 /// The family a sample name belongs to (histogram series carry suffixes).
@@ -52,6 +106,21 @@ fn groupings(expr: &str) -> Vec<(Vec<String>, String)> {
         rest = &tail[close..];
     }
     out
+}
+
+#[test]
+fn reference_parser_reads_selectors() {
+    let expr = "sum by (instance) (rate(weir_body_bytes_total{job=~\"$job\",path=\"splice\"}[5m])) / process_open_fds + myweir_x";
+    assert_eq!(
+        references(expr),
+        [
+            (
+                "weir_body_bytes_total".to_string(),
+                "job=~\"$job\",path=\"splice\"".to_string()
+            ),
+            ("process_open_fds".to_string(), String::new()),
+        ]
+    );
 }
 
 #[test]
@@ -139,9 +208,36 @@ rate = {{ requests_per_sec = 1, burst = "1s" }}
                 }
                 queried.insert(fam);
             }
-            for (labels, fam) in groupings(expr) {
+            for (name, selector) in references(expr) {
+                for want in SELECTOR {
+                    if !selector.split(',').any(|m| m.trim() == want) {
+                        problems.push(format!(
+                            "{}: {name} has no {want} in {{{selector}}}",
+                            panel["title"]
+                        ));
+                    }
+                }
+            }
+            let groups = groupings(expr);
+            for name in metric_names(expr) {
+                let fam = family(&name);
+                if PER_WEIR.contains(&fam)
+                    && !groups
+                        .iter()
+                        .any(|(labels, g)| g == fam && labels.iter().any(|l| l == "instance"))
+                {
+                    problems.push(format!(
+                        "{}: {fam} is one weir's own state, aggregated without `by (instance, …)`: {expr}",
+                        panel["title"]
+                    ));
+                }
+            }
+            for (labels, fam) in groups {
                 let lines = samples.get(&fam).cloned().unwrap_or_default();
-                for label in labels {
+                for label in labels
+                    .into_iter()
+                    .filter(|l| !TARGET_LABELS.contains(&l.as_str()))
+                {
                     if !lines.iter().any(|l| l.contains(&format!("{label}=\""))) {
                         problems.push(format!("{}: {fam} has no label {label}", panel["title"]));
                     }
@@ -155,6 +251,18 @@ rate = {{ requests_per_sec = 1, burst = "1s" }}
         queried.len(),
         queried
     );
+    let vars: Vec<&str> = dash["templating"]["list"]
+        .as_array()
+        .expect("templating.list")
+        .iter()
+        .filter(|v| v["type"] == "query")
+        .filter_map(|v| v["name"].as_str())
+        .collect();
+    for var in TARGET_LABELS {
+        if !vars.contains(&var) {
+            problems.push(format!("no `{var}` template variable (have {vars:?})"));
+        }
+    }
     assert!(problems.is_empty(), "{problems:#?}");
     // What an operator reads first: a metric behind each row of the dashboard
     // (docs/operations.md, "Live views").
@@ -165,6 +273,14 @@ rate = {{ requests_per_sec = 1, burst = "1s" }}
         "weir_upstream_throttled_total",
         "weir_shed_requests_total",
         "weir_resumes_total",
+        "weir_pool_request_duration_seconds",
+        "weir_pool_upstream_first_byte_seconds",
+        "weir_tls_handshake_failures_total",
+        "weir_build_info",
+        "process_cpu_seconds_total",
+        "process_resident_memory_bytes",
+        "process_open_fds",
+        "process_start_time_seconds",
     ] {
         assert!(
             queried.contains(needed),

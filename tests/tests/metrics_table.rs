@@ -18,7 +18,8 @@ fn documented() -> BTreeMap<String, (String, Vec<String>)> {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/metrics.md");
     let text = std::fs::read_to_string(&path).expect("read docs/metrics.md");
     let mut out = BTreeMap::new();
-    for line in text.lines().filter(|l| l.starts_with("| `weir_")) {
+    let row = |l: &&str| l.starts_with("| `weir_") || l.starts_with("| `process_");
+    for line in text.lines().filter(row) {
         let cells: Vec<&str> = line.trim_matches('|').split('|').map(str::trim).collect();
         assert_eq!(cells.len(), 4, "not name | type | labels | meaning: {line}");
         let name = ticked(cells[0]).expect("a `name`").to_string();
