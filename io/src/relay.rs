@@ -192,6 +192,11 @@ impl Mover {
         self.floor = floor;
     }
 
+    /// Fails a peer idle for `timeout` from now on (a request's own `io_timeout`).
+    pub fn set_idle_timeout(&mut self, timeout: Duration) {
+        self.idle_timeout = timeout;
+    }
+
     /// Starts the rate windows of a new body: call before moving a body in pieces of
     /// one's own (the relay's own entry points call it themselves).
     pub fn begin_body(&self) {

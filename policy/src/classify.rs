@@ -18,7 +18,7 @@
 use std::net::IpAddr;
 
 use crate::config::Config;
-use crate::route::{copy_source_bucket, is_access_key, op_class, s3_target};
+use crate::route::{copy_source_bucket, is_access_key, op_class, s3_target, RoutingKey};
 
 pub use crate::route::TargetError;
 
@@ -66,6 +66,12 @@ pub struct Classified {
     pub pools: Vec<usize>,
     /// The index of the `[[rule]]` that decided, if any.
     pub rule: Option<usize>,
+    /// The index of the `[[route]]` that gave the pool chain (`None`: a rule's `pools`
+    /// did, or no route matched).
+    pub route: Option<usize>,
+    /// The upstream timeouts of the request: the deciding rule's where it sets them, else
+    /// the route's (when the route table gave the chain), else `[upstream]`'s.
+    pub timeouts: crate::config::Timeouts,
     /// The client's address in canonical form (IPv4-mapped IPv6 as IPv4), the key of
     /// per-client-IP limits.
     pub client_ip: IpAddr,
@@ -145,10 +151,34 @@ impl Config {
             .iter()
             .position(|r| r.matches(tenant, bucket, op, client_ip));
         let decided = rule.and_then(|i| self.rules.get(i));
-        let mut pools = match decided.and_then(|r| r.pools.as_ref()) {
-            Some(chain) => chain.clone(),
-            None => self.route(bucket).to_vec(),
+        // With `key_prefix` routes, the key (or a listing's prefix) takes part: compared
+        // canonically, so no spelling of a key escapes its route (`route::RoutingKey`).
+        let key = match &target {
+            Some(t) if self.routes_by_key() => {
+                if t.has_key() {
+                    RoutingKey::of_path_key(t.key)
+                } else {
+                    RoutingKey::of_listing(req.method, req.query)
+                }
+            }
+            _ => None,
         };
+        let (route, mut pools) = match decided.and_then(|r| r.pools.as_ref()) {
+            Some(chain) => (None, chain.clone()),
+            None => {
+                let route = self.route_index(bucket, key.as_ref());
+                let chain = route
+                    .and_then(|i| self.routes.get(i))
+                    .map_or_else(|| self.route(None).to_vec(), |r| r.pools.clone());
+                (route, chain)
+            }
+        };
+        let route_timeouts = route
+            .and_then(|i| self.routes.get(i))
+            .map_or_else(Default::default, |r| r.timeouts);
+        let timeouts = decided
+            .map_or_else(Default::default, |r| r.timeouts)
+            .over(route_timeouts.over(self.upstream.timeouts()));
         let denied = refused.or_else(|| {
             let t = self.tenants.get(tenant.0)?;
             if let Some(globs) = &t.buckets {
@@ -180,6 +210,8 @@ impl Config {
             class,
             pools,
             rule,
+            route,
+            timeouts,
             client_ip,
             denied,
         }

@@ -92,6 +92,7 @@ pub(super) async fn admit<'e>(x: &mut Exchange<'e>) -> Result<Admitted<'e>, Afte
         client_name: x.client_name,
         copy_sources: &head.headers_named("x-amz-copy-source").collect::<Vec<_>>(),
     }));
+    x.mover.set_idle_timeout(classified.timeouts.io);
     *flow.bucket.borrow_mut() = classified.bucket.clone();
     flow.op.set(classified.op.as_str());
     let name =

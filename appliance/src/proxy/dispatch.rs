@@ -50,6 +50,7 @@ pub(super) async fn handle(mut x: Exchange<'_>) -> After {
         bucket: classified.bucket.as_deref(),
         affinity: affinity(cfg, &classified.pools, head),
         attempts: Attempts::new(head.method.as_str(), Params::from_upstream(&cfg.upstream)),
+        timeouts: classified.timeouts,
     };
 
     let mut head_bytes = Vec::with_capacity(1024);
@@ -84,7 +85,9 @@ pub(super) async fn handle(mut x: Exchange<'_>) -> After {
             }
             None => {
                 let refusal = match (route.attempts.on_no_node(), held_answer.take()) {
-                    (Decision::Relay, Some(bytes)) => return relay_held(&x, &bytes).await,
+                    (Decision::Relay, Some(bytes)) => {
+                        return relay_held(&x, &bytes, route.timeouts.io).await
+                    }
                     (Decision::GiveUp(r), _) => r,
                     _ => Refusal {
                         status: 503,
@@ -206,6 +209,7 @@ pub(super) async fn handle(mut x: Exchange<'_>) -> After {
             tls,
             proxied: client_address::proxied(&ep.settings, x.origin, x.established, node.pool),
             fresh: route.attempts.fresh_only(),
+            timeouts: route.timeouts,
         };
         match send_request(&mut x, out).await {
             Ok(Sent {
@@ -218,7 +222,7 @@ pub(super) async fn handle(mut x: Exchange<'_>) -> After {
                 flow.first_byte.set(Some(flow.started.elapsed()));
                 // A small error answer is read whole (it stays buffered): its S3 code
                 // decides, and its bytes are relayed unchanged or dropped for a retry.
-                let body_len = read_error_body(&mut upstream, &resp, &ep.settings).await;
+                let body_len = read_error_body(&mut upstream, &resp, route.timeouts.io).await;
                 let code = body_len.and_then(|n| code_of(&upstream.buffered()[..n]));
                 let retry_after = resp
                     .header("retry-after")
@@ -272,7 +276,10 @@ pub(super) async fn handle(mut x: Exchange<'_>) -> After {
                         return x.answer(OwnAnswer::gave_up(refusal)).await
                     }
                     // Not decided for an answer before its body: relay what is held.
-                    _ => return relay_held(&x, &held_answer.unwrap_or_default()).await,
+                    _ => {
+                        let held = held_answer.unwrap_or_default();
+                        return relay_held(&x, &held, route.timeouts.io).await;
+                    }
                 }
             }
             Err(e) => {

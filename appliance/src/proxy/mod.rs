@@ -190,6 +190,8 @@ pub async fn serve_client(
                     ep.id,
                 ));
                 mover.set_rate_floor(rate_floor(&ep.settings.config.http));
+                // Until classified, the request has `[upstream]`'s (then its route's).
+                mover.set_idle_timeout(ep.settings.config.upstream.io_timeout);
                 let after = dispatch::handle(Exchange {
                     shard,
                     ep: &ep,

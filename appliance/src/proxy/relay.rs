@@ -3,7 +3,7 @@
 //! what is reusable afterwards; or a node's failure answer held whole, relayed when no
 //! other node did better.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use weir_io::conn::Conn;
 use weir_io::http::{
@@ -70,10 +70,7 @@ pub(super) async fn relay_response<'e>(
     }
     shard.metrics().request(resp.status);
     flow.status.set(resp.status);
-    if write_timed(client, &out, ep.settings.config.upstream.io_timeout)
-        .await
-        .is_err()
-    {
+    if write_timed(client, &out, route.timeouts.io).await.is_err() {
         upstream.abort_on_close();
         return After::Reset;
     }
@@ -162,12 +159,12 @@ pub(super) async fn relay_response<'e>(
 
 /// Relays a node's failure answer held whole (`Connection: close` already in its head)
 /// when no other node did better, and closes.
-pub(super) async fn relay_held(x: &Exchange<'_>, bytes: &[u8]) -> After {
-    let (shard, ep, flow) = (x.shard, x.ep, x.flow);
+pub(super) async fn relay_held(x: &Exchange<'_>, bytes: &[u8], io_timeout: Duration) -> After {
+    let (shard, flow) = (x.shard, x.flow);
     let status = parse_status(bytes).unwrap_or(502);
     shard.metrics().request(status);
     flow.status.set(status);
-    let _ = write_timed(x.client, bytes, ep.settings.config.upstream.io_timeout).await;
+    let _ = write_timed(x.client, bytes, io_timeout).await;
     After::Close
 }
 

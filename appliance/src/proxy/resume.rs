@@ -69,7 +69,6 @@ pub(super) async fn resume_from_another(
     delivered: u64,
 ) -> Option<(NodeId, Conn)> {
     let (shard, ep) = (route.shard, route.ep);
-    let cfg = &ep.settings.config;
     let text = |name: &str| head.header(name).and_then(|v| std::str::from_utf8(v).ok());
     let client_signed = signed_headers(text("authorization"), head.query());
     // Each try ends in an outcome for the attempt machine, which says whether another
@@ -186,19 +185,16 @@ pub(super) async fn resume_from_another(
             continue;
         };
         let mut conn = checkout.conn;
-        if write_timed(&conn, &bytes, cfg.upstream.io_timeout)
-            .await
-            .is_err()
-        {
+        if write_timed(&conn, &bytes, route.timeouts.io).await.is_err() {
             outcome = rejected;
             continue;
         }
         let sent_at = Instant::now();
-        let deadline = sent_at + cfg.upstream.first_byte_timeout;
+        let deadline = sent_at + route.timeouts.first_byte;
         let mut interim = Interim {
             forward: false,
             count: 0,
-            io_timeout: cfg.upstream.io_timeout,
+            io_timeout: route.timeouts.io,
         };
         let resp = match read_final_head(
             ep,
@@ -248,7 +244,7 @@ pub(super) async fn resume_from_another(
             continue;
         }
         if skip > 0 {
-            match monoio::time::timeout(cfg.upstream.io_timeout, conn.discard(skip)).await {
+            match monoio::time::timeout(route.timeouts.io, conn.discard(skip)).await {
                 Ok(Ok(true)) => {}
                 _ => {
                     outcome = rejected;

@@ -10,7 +10,7 @@ use weir_io::http::RequestHead;
 use weir_io::{Error, Kind};
 use weir_policy::attempt::{Attempts, Decision, Env, Failed, Limit, Outcome, Step};
 use weir_policy::balance::{pick, Affinity, Candidate, NodeLoad, PoolView};
-use weir_policy::config::Config;
+use weir_policy::config::{Config, Timeouts};
 use weir_policy::sigv4::SigV4Error;
 
 use crate::buckets::{Bucket, BucketSlot};
@@ -70,6 +70,9 @@ pub(super) struct Routing<'a> {
     pub(super) affinity: Option<Affinity>,
     /// Its attempts so far.
     pub(super) attempts: Attempts<NodeId>,
+    /// Its upstream timeouts: its route's or rule's, else `[upstream]`'s (decided by
+    /// classification, docs/config.md "Per-route settings").
+    pub(super) timeouts: Timeouts,
 }
 
 impl Drop for Routing<'_> {

@@ -16,6 +16,7 @@ use weir_io::tls::TlsPath;
 use weir_io::upstream::TlsTarget;
 use weir_io::{Error, Kind, Side};
 use weir_policy::attempt::Failed;
+use weir_policy::config::Timeouts;
 use weir_policy::limits::Dir;
 use weir_policy::s3code::ERROR_BODY_BYTES_MAX;
 use weir_policy::sigv4::ChunkStream;
@@ -47,6 +48,8 @@ pub(super) struct Outgoing<'a> {
     /// Open a new connection, even if an idle one waits (a reused one failed this
     /// request already).
     pub fresh: bool,
+    /// The request's upstream timeouts (its route's or rule's, else `[upstream]`'s).
+    pub timeouts: Timeouts,
 }
 
 /// A request sent and its final response head received.
@@ -89,6 +92,7 @@ pub(super) async fn send_request(
         tls,
         proxied,
         fresh,
+        timeouts,
     } = out;
     let cfg = &ep.settings.config;
     let fail = |err: Error, failed: Failed, body_consumed: bool| AttemptError {
@@ -124,7 +128,7 @@ pub(super) async fn send_request(
             .tls_connection(1, TlsPath::UserSpace.label());
     }
     let (mut upstream, reused) = (checkout.conn, checkout.reused);
-    if let Err(e) = write_timed(&upstream, head_bytes, cfg.upstream.io_timeout).await {
+    if let Err(e) = write_timed(&upstream, head_bytes, timeouts.io).await {
         let err = Error::from_io(Side::Upstream, &e);
         let failed = stale_or(failed_of(&err), reused, true);
         return Err(fail(err, failed, false));
@@ -132,12 +136,12 @@ pub(super) async fn send_request(
     let mut interim = Interim {
         forward: head.minor_version > 0,
         count: 0,
-        io_timeout: cfg.upstream.io_timeout,
+        io_timeout: timeouts.io,
     };
     let streamed = matches!(body, ReqBody::Streamed | ReqBody::Form(_));
     if streamed && head.expect_continue {
         // 100-continue end to end: the client's body is not pulled before the node agrees.
-        let deadline = Instant::now() + cfg.upstream.first_byte_timeout;
+        let deadline = Instant::now() + timeouts.first_byte;
         let resp = read_final_head(
             ep,
             &mut upstream,
@@ -162,13 +166,7 @@ pub(super) async fn send_request(
                 request_complete: false,
             });
         }
-        if let Err(e) = write_timed(
-            client,
-            b"HTTP/1.1 100 Continue\r\n\r\n",
-            cfg.upstream.io_timeout,
-        )
-        .await
-        {
+        if let Err(e) = write_timed(client, b"HTTP/1.1 100 Continue\r\n\r\n", timeouts.io).await {
             upstream.abort_on_close();
             return Err(fail(Error::from_io(Side::Client, &e), Failed::Reset, false));
         }
@@ -266,7 +264,7 @@ pub(super) async fn send_request(
             return Err(fail(e, failed, true));
         }
     }
-    let deadline = Instant::now() + cfg.upstream.first_byte_timeout;
+    let deadline = Instant::now() + timeouts.first_byte;
     let resp = read_final_head(
         ep,
         &mut upstream,
@@ -419,13 +417,13 @@ async fn read_response_head(
 
 /// Reads a small error answer's body (status 400 or more, `Content-Length` up to
 /// [`ERROR_BODY_BYTES_MAX`]) into the connection's buffer, without consuming it, within
-/// `upstream.io_timeout`. Returns its length when the whole answer is held (a bodiless
+/// `io_timeout` (the request's). Returns its length when the whole answer is held (a bodiless
 /// one too); `None` for a success, a larger or differently framed body, or a read that
 /// failed (the relay then meets the failure itself).
 pub(super) async fn read_error_body(
     upstream: &mut Conn,
     resp: &ResponseHead,
-    settings: &crate::settings::Settings,
+    io_timeout: Duration,
 ) -> Option<usize> {
     if resp.status < 400 {
         return None;
@@ -446,7 +444,7 @@ pub(super) async fn read_error_body(
         }
         Ok::<bool, std::io::Error>(true)
     };
-    match monoio::time::timeout(settings.config.upstream.io_timeout, read).await {
+    match monoio::time::timeout(io_timeout, read).await {
         Ok(Ok(true)) => Some(n),
         _ => None,
     }

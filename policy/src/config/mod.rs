@@ -12,6 +12,7 @@ mod client_address;
 mod error;
 mod raw;
 mod restart;
+mod routes;
 mod tenancy;
 mod tls;
 mod validate;
@@ -25,6 +26,8 @@ mod tests;
 mod tests_client_address;
 #[cfg(test)]
 mod tests_reload;
+#[cfg(test)]
+mod tests_routes;
 #[cfg(test)]
 mod tests_targets;
 #[cfg(test)]
@@ -49,6 +52,7 @@ pub use auth::{
 pub use client_address::ListenerTrust;
 pub use error::{ConfigError, KeyPath};
 pub use restart::{reload_class, restart_needed, Reload, RELOAD_KEYS};
+pub use routes::{RouteTimeouts, Timeouts};
 pub use tenancy::{
     Class, ClassId, Limits, RateLimit, Rule, Tenant, TenantId, DEFAULT_CLASS_NAME,
     DEFAULT_TENANT_NAME,
@@ -260,11 +264,17 @@ pub struct Pool {
     pub send_client_address: crate::forwarded::SendClientAddress,
 }
 
-/// `[[route]]`: buckets matching a glob go to a chain of pools.
+/// `[[route]]`: buckets matching a glob (and, with `key_prefix`, only their keys under
+/// it) go to a chain of pools, with their own upstream timeouts if set.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {
     /// Which buckets this route takes.
     pub bucket: BucketGlob,
+    /// Only keys under this prefix (docs/config.md, "Per-route settings"); `None` = the
+    /// whole bucket, bucket-level requests included.
+    pub key_prefix: Option<crate::route::KeyPrefix>,
+    /// Timeouts that override `[upstream]` for this route's requests.
+    pub timeouts: RouteTimeouts,
     /// Indices into [`Config::pools`], at least one, no duplicates, ordered by the
     /// pools' `priority` (ties keep the order written).
     pub pools: Vec<usize>,
@@ -392,8 +402,8 @@ impl Config {
     /// [`crate::balance::pick`] in this order): the chain of the first route whose glob
     /// matches, else pool 0 alone (also for requests that name no bucket). Never empty.
     pub fn route(&self, bucket: Option<&str>) -> &[usize] {
-        bucket
-            .and_then(|b| self.routes.iter().find(|r| r.bucket.matches(b)))
+        self.route_index(bucket, None)
+            .and_then(|i| self.routes.get(i))
             .map_or(DEFAULT_CHAIN, |r| r.pools.as_slice())
     }
 }

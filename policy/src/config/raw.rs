@@ -181,8 +181,11 @@ impl<'de> Deserialize<'de> for RawExpectStatus {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawRoute {
     pub(crate) bucket: String,
+    pub(crate) key_prefix: Option<String>,
     pub(crate) pool: Option<String>,
     pub(crate) pools: Option<Vec<String>>,
+    pub(crate) first_byte_timeout: Option<ConfigDuration>,
+    pub(crate) io_timeout: Option<ConfigDuration>,
 }
 
 /// `[defaults]`: where requests go that nothing else claims.
@@ -274,6 +277,8 @@ pub(crate) struct RawRule {
     pub(crate) pool: Option<String>,
     pub(crate) pools: Option<Vec<String>>,
     pub(crate) class: Option<String>,
+    pub(crate) first_byte_timeout: Option<ConfigDuration>,
+    pub(crate) io_timeout: Option<ConfigDuration>,
     pub(crate) requests_per_sec: Option<u64>,
     pub(crate) bytes_per_sec: Option<ConfigSize>,
     pub(crate) upload_bytes_per_sec: Option<ConfigSize>,

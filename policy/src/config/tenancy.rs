@@ -125,6 +125,9 @@ pub struct Rule {
     pub class: Option<ClassId>,
     /// Rates shared by every request this rule decides (across tenants and cores).
     pub rate: RateLimit,
+    /// Timeouts that override the route's and `[upstream]`'s for the requests this
+    /// rule decides.
+    pub timeouts: super::RouteTimeouts,
 }
 
 impl Rule {

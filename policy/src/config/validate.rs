@@ -927,10 +927,25 @@ fn routes(
             let route_path = path.index(i);
             let bucket = bucket_glob(&route_path.key("bucket"), &raw_route.bucket, names)?;
             let chain = pool_chain(&route_path, raw_route.pool, raw_route.pools, pools)?;
+            let key_prefix = super::routes::key_prefix(
+                &route_path.key("key_prefix"),
+                raw_route.key_prefix.as_deref(),
+            )?;
+            let timeouts = super::routes::route_timeouts(
+                &route_path,
+                raw_route.first_byte_timeout,
+                raw_route.io_timeout,
+            )?;
             Ok(Route {
                 bucket,
+                key_prefix,
                 pools: chain,
+                timeouts,
             })
         })
-        .collect()
+        .collect::<Result<Vec<Route>, Invalid>>()
+        .and_then(|routes| {
+            super::routes::check_shadowing(path, &routes)?;
+            Ok(routes)
+        })
 }

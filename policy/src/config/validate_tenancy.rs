@@ -500,11 +500,13 @@ fn rules(
             burst: rr.burst,
         };
         let rate = rate(&rule_path, flat, rr.rate, burst)?;
-        if pools.is_none() && class.is_none() && rate.is_unlimited() {
+        let timeouts =
+            super::routes::route_timeouts(&rule_path, rr.first_byte_timeout, rr.io_timeout)?;
+        if pools.is_none() && class.is_none() && rate.is_unlimited() && timeouts.is_empty() {
             return Err(Invalid::new(
                 &rule_path,
-                "the rule sets nothing: give it pool/pools, class or a rate \
-                 (requests_per_sec, bytes_per_sec, ...)",
+                "the rule sets nothing: give it pool/pools, class, a rate \
+                 (requests_per_sec, bytes_per_sec, ...) or a timeout",
             ));
         }
         rules.push(Rule {
@@ -515,6 +517,7 @@ fn rules(
             pools,
             class,
             rate,
+            timeouts,
         });
     }
     Ok(rules)

@@ -9,10 +9,12 @@
 
 mod cidr;
 mod glob;
+mod key;
 mod s3;
 
 pub use cidr::{Cidr, CidrError};
 pub use glob::{BucketGlob, GlobError};
+pub use key::{KeyPrefix, KeyPrefixError, RoutingKey};
 pub use s3::{
     check_key_text, copy_source_bucket, is_access_key, is_bucket_name, op_class, s3_target,
     BucketNames, OpClass, S3Target, TargetError,
