@@ -271,6 +271,29 @@ mod tests {
         );
     }
 
+    /// Only a listening TCP socket is adopted from another process: a bound socket that
+    /// does not listen, a connected stream and a unix socket are refused.
+    #[test]
+    fn only_a_listening_tcp_socket_is_adopted() {
+        use std::os::fd::OwnedFd;
+        let listener = reuseport_listener("127.0.0.1:0".parse().unwrap(), 16).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stream = std::net::TcpStream::connect(addr).unwrap();
+        let err = listener_from_fd(OwnedFd::from(stream)).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{err}");
+        let bound = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        bound
+            .bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
+            .unwrap();
+        let err = listener_from_fd(OwnedFd::from(bound)).unwrap_err();
+        assert!(err.to_string().contains("not a listening socket"), "{err}");
+        let (unix, _) = std::os::unix::net::UnixStream::pair().unwrap();
+        let err = listener_from_fd(OwnedFd::from(unix)).unwrap_err();
+        assert!(err.to_string().contains("not an IPv4 or IPv6"), "{err}");
+        let adopted = listener_from_fd(OwnedFd::from(listener)).unwrap();
+        assert_eq!(adopted.local_addr().unwrap(), addr);
+    }
+
     /// A second group on an address already taken by a `SO_REUSEPORT` group (the way a
     /// second weir of the same user would join it) fails; once the first is gone the
     /// address can be taken again.
