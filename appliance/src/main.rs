@@ -28,6 +28,7 @@ mod shard;
 mod signals;
 mod signed_body;
 mod stats;
+mod upgrade;
 mod worker;
 
 use settings::Settings;
@@ -66,6 +67,11 @@ enum Command {
         /// Path of the TOML config.
         #[arg(long, short)]
         config: PathBuf,
+        /// Take the listening sockets of the running weir whose `appliance.upgrade_socket`
+        /// is this path, then tell it to drain (docs/operations.md, "Upgrade without
+        /// downtime").
+        #[arg(long, value_name = "SOCKET")]
+        upgrade_from: Option<PathBuf>,
     },
     /// Validate a config file and exit (status 0 when valid).
     CheckConfig {
@@ -84,7 +90,10 @@ fn main() {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Run { config } => run(&config),
+        Command::Run {
+            config,
+            upgrade_from,
+        } => run(&config, upgrade_from.as_deref()),
         Command::CheckConfig { file } => check(&file),
     };
     if let Err(e) = result {
@@ -105,7 +114,7 @@ fn check(path: &std::path::Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn run(path: &std::path::Path) -> anyhow::Result<()> {
+fn run(path: &std::path::Path, upgrade_from: Option<&std::path::Path>) -> anyhow::Result<()> {
     weir_io::sys::ignore_sigpipe();
     match weir_io::sys::raise_nofile_limit() {
         Ok(n) => tracing::info!(open_files_max = n, "open-file limit"),
@@ -113,6 +122,8 @@ fn run(path: &std::path::Path) -> anyhow::Result<()> {
     }
     signals::block();
     let settings = Arc::new(Settings::load(path)?);
+    // A bad config fails above, before the running weir is touched.
+    let mut taken = take_listeners(upgrade_from)?;
     let driver = Driver::detect();
     let cores = settings.cores;
     tracing::info!(driver = driver.name(), cores, "starting weir");
@@ -134,19 +145,23 @@ fn run(path: &std::path::Path) -> anyhow::Result<()> {
     };
     // Every address is bound before any thread starts serving one (see `admin::bind`).
     let at = KeyPath::root().key("appliance");
+    let mut offered = Vec::new();
     let metrics_socket = match appliance.metrics {
         Some(addr) => Some(
-            admin::bind(addr).map_err(|e| bind_error(&settings, &at.key("metrics"), addr, &e))?,
+            control_listener(addr, taken.as_mut(), upgrade::Kind::Metrics, &mut offered)
+                .map_err(|e| bind_error(&settings, &at.key("metrics"), addr, &e))?,
         ),
         None => None,
     };
     let admin_socket = match appliance.admin {
-        Some(addr) => {
-            Some(admin::bind(addr).map_err(|e| bind_error(&settings, &at.key("admin"), addr, &e))?)
-        }
+        Some(addr) => Some(
+            control_listener(addr, taken.as_mut(), upgrade::Kind::Admin, &mut offered)
+                .map_err(|e| bind_error(&settings, &at.key("admin"), addr, &e))?,
+        ),
         None => None,
     };
-    let per_core = bind_listeners(&settings)?;
+    let per_core = bind_listeners(&settings, taken.as_mut(), &mut offered)?;
+    let upgrade_socket = prepare_upgrade_socket(&settings, taken.is_some())?;
     if let (Some(socket), Some(addr)) = (metrics_socket, appliance.metrics) {
         let role = admin::Role::Metrics {
             reload: appliance.admin.is_none(),
@@ -170,7 +185,7 @@ fn run(path: &std::path::Path) -> anyhow::Result<()> {
             let reloader = drain_reloader.clone();
             std::thread::spawn(move || drain(&reloader, &registry, &bus));
         },
-        reload::spawn_hup_thread(reloader).context("reload thread")?,
+        reload::spawn_hup_thread(reloader.clone()).context("reload thread")?,
     )
     .context("signal thread")?;
     let core_ids = core_affinity::get_core_ids().unwrap_or_default();
@@ -195,7 +210,9 @@ fn run(path: &std::path::Path) -> anyhow::Result<()> {
         None => None,
     };
     let mut threads = Vec::with_capacity(cores);
+    let (started_tx, started) = std::sync::mpsc::channel::<()>();
     for ((id, listeners), inbox) in per_core.into_iter().enumerate().zip(inboxes) {
+        let started_tx = started_tx.clone();
         let settings = settings.clone();
         let bus = bus.clone();
         let access_log = access_log.clone();
@@ -208,6 +225,7 @@ fn run(path: &std::path::Path) -> anyhow::Result<()> {
                     core_affinity::set_for_current(core);
                 }
                 let result = runtime::block_on(driver, RING_ENTRIES, || {
+                    let _ = started_tx.send(());
                     worker::run(id, settings, listeners, registry, bus, inbox, access_log)
                 });
                 if let Err(e) = result {
@@ -218,6 +236,14 @@ fn run(path: &std::path::Path) -> anyhow::Result<()> {
             .context("spawning core thread")?;
         threads.push(handle);
     }
+    drop(started_tx);
+    upgrade_handshake(
+        &settings,
+        &started,
+        (taken, upgrade_socket),
+        offered,
+        (&registry, &bus, &reloader),
+    )?;
     for t in threads {
         let _ = t.join();
     }
@@ -230,6 +256,9 @@ fn run(path: &std::path::Path) -> anyhow::Result<()> {
 /// when each step starts, so a reload changes them.
 fn drain(reloader: &reload::Reloader, registry: &metrics::Registry, bus: &bus::Bus) {
     let appliance = || current_settings(reloader).config.appliance.clone();
+    // No new process may take the listeners of a process that stops, and the copies kept
+    // to offer them must not hold them open once the cores close theirs.
+    upgrade::withdraw();
     let grace = appliance().drain_grace;
     tracing::info!(
         grace_secs = grace.as_secs_f64(),
@@ -242,6 +271,18 @@ fn drain(reloader: &reload::Reloader, registry: &metrics::Registry, bus: &bus::B
         drain_timeout_secs = drain_timeout.as_secs_f64(),
         "draining: no new connections; waiting for requests in flight"
     );
+    finish_drain(registry, bus, drain_timeout, false);
+}
+
+/// The end of a stop or of a hand-over: the cores stop accepting, the requests in flight
+/// (and, with `connections`, the client connections still open) get up to
+/// `drain_timeout`, then the process exits 0.
+fn finish_drain(
+    registry: &metrics::Registry,
+    bus: &bus::Bus,
+    drain_timeout: std::time::Duration,
+    connections: bool,
+) {
     // The deadline runs here while another thread tells the cores: a core too busy to
     // read its inbox must not keep the process from exiting. Each core closes its own
     // listeners: only the owner of a socket may close it.
@@ -252,10 +293,16 @@ fn drain(reloader: &reload::Reloader, registry: &metrics::Registry, bus: &bus::B
             cores.send_waiting(core, bus::Msg::Drain);
         }
     });
-    while registry.requests_in_flight() > 0 && start.elapsed() < drain_timeout {
+    let busy =
+        || registry.requests_in_flight() > 0 || (connections && registry.connections_active() > 0);
+    while busy() && start.elapsed() < drain_timeout {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    tracing::info!(left = registry.requests_in_flight(), "drained; exiting");
+    tracing::info!(
+        left = registry.requests_in_flight(),
+        connections = registry.connections_active(),
+        "drained; exiting"
+    );
     // Let the access-log writer put down the last requests' lines.
     std::thread::sleep(std::time::Duration::from_millis(200));
     std::process::exit(0);
@@ -274,9 +321,14 @@ fn current_settings(reloader: &reload::Reloader) -> Arc<Settings> {
 /// Every core's listeners, bound before any core starts: plain-HTTP addresses, then
 /// HTTPS ones (`[tls] listen`), each address a `SO_REUSEPORT` group of one socket per
 /// core that no other process shares. A taken address fails the start, named at its key.
-/// This is the one place listeners come from: a hand-over from a running weir would hand
-/// its sockets in here instead of binding new ones.
-fn bind_listeners(settings: &Settings) -> anyhow::Result<Vec<Vec<worker::Listener>>> {
+/// This is the one place data listeners come from: an upgrade (`taken`) adopts the
+/// running weir's sockets here instead of binding new ones; a copy of each goes to
+/// `offered`, for the next upgrade.
+fn bind_listeners(
+    settings: &Settings,
+    mut taken: Option<&mut upgrade::Taken>,
+    offered: &mut Vec<(upgrade::Kind, std::os::fd::OwnedFd)>,
+) -> anyhow::Result<Vec<Vec<worker::Listener>>> {
     let cfg = &settings.config;
     let plain = cfg.appliance.listen.iter().enumerate().map(|(i, a)| {
         (
@@ -294,10 +346,24 @@ fn bind_listeners(settings: &Settings) -> anyhow::Result<Vec<Vec<worker::Listene
     let mut per_core: Vec<Vec<worker::Listener>> =
         (0..settings.cores).map(|_| Vec::new()).collect();
     for (addr, tls, key) in plain.chain(tls) {
-        let group = runtime::exclusive_listener_group(addr, settings.cores, LISTEN_BACKLOG)
-            .map_err(|e| bind_error(settings, &key, addr, &e))?;
-        for (core, socket) in per_core.iter_mut().zip(group) {
-            core.push(worker::Listener { socket, tls });
+        let group = match taken.as_deref_mut() {
+            Some(taken) => adopted_group(taken, addr, settings.cores),
+            None => runtime::exclusive_listener_group(addr, settings.cores, LISTEN_BACKLOG),
+        }
+        .map_err(|e| bind_error(settings, &key, addr, &e))?;
+        let kind = if tls {
+            upgrade::Kind::Https
+        } else {
+            upgrade::Kind::Http
+        };
+        // More sockets than cores (the old process ran more): the extra ones are served
+        // too, round robin over the cores, since closing one would drop its queue.
+        for (i, socket) in group.into_iter().enumerate() {
+            offered.push((
+                kind,
+                offer_copy(&socket).map_err(|e| bind_error(settings, &key, addr, &e))?,
+            ));
+            per_core[i % settings.cores.max(1)].push(worker::Listener { socket, tls });
         }
         tracing::info!(%addr, tls, "listening");
     }
@@ -320,4 +386,149 @@ fn bind_error(
         format!("cannot listen on {addr}: {e}")
     };
     settings.source.error(key, why)
+}
+
+/// The listeners of the running weir at `upgrade_from`, if this start upgrades one
+/// (docs/operations.md, "Upgrade without downtime").
+fn take_listeners(
+    upgrade_from: Option<&std::path::Path>,
+) -> anyhow::Result<Option<upgrade::Taken>> {
+    let Some(path) = upgrade_from else {
+        return Ok(None);
+    };
+    upgrade::take(path).map(Some).with_context(|| {
+        format!(
+            "--upgrade-from {}: cannot take the running weir's listeners",
+            path.display()
+        )
+    })
+}
+
+/// A metrics or admin listener: the old process's socket on `addr` when this start
+/// upgrades one, else a new one; a copy of it goes to `offered`.
+fn control_listener(
+    addr: std::net::SocketAddr,
+    taken: Option<&mut upgrade::Taken>,
+    kind: upgrade::Kind,
+    offered: &mut Vec<(upgrade::Kind, std::os::fd::OwnedFd)>,
+) -> std::io::Result<std::net::TcpListener> {
+    let mut adopted = taken.map(|t| t.claim(addr)).unwrap_or_default();
+    let socket = match adopted.pop() {
+        Some(socket) => socket,
+        None => admin::bind(addr)?,
+    };
+    offered.push((kind, offer_copy(&socket)?));
+    Ok(socket)
+}
+
+/// The old process's group on `addr`, completed to `cores` sockets with new ones that
+/// join it (`SO_REUSEPORT`, same user); a group of our own when the old process had no
+/// listener there.
+fn adopted_group(
+    taken: &mut upgrade::Taken,
+    addr: std::net::SocketAddr,
+    cores: usize,
+) -> std::io::Result<Vec<std::net::TcpListener>> {
+    let mut group = taken.claim(addr);
+    if group.is_empty() {
+        return runtime::exclusive_listener_group(addr, cores, LISTEN_BACKLOG);
+    }
+    let adopted = group.len();
+    while group.len() < cores {
+        group.push(runtime::reuseport_listener(addr, LISTEN_BACKLOG)?);
+    }
+    tracing::info!(%addr, adopted, created = group.len() - adopted, "upgrade: listener group taken over");
+    Ok(group)
+}
+
+/// A descriptor of `socket` kept to offer it to the next upgrade.
+fn offer_copy(socket: &std::net::TcpListener) -> std::io::Result<std::os::fd::OwnedFd> {
+    Ok(socket.try_clone()?.into())
+}
+
+/// `appliance.upgrade_socket`, bound but not yet in place (see [`upgrade_handshake`]);
+/// what keeps it from being created fails the start, named at the key.
+fn prepare_upgrade_socket(
+    settings: &Settings,
+    upgrading: bool,
+) -> anyhow::Result<Option<upgrade::Prepared>> {
+    let Some(path) = &settings.config.appliance.upgrade_socket else {
+        return Ok(None);
+    };
+    let key = KeyPath::root().key("appliance").key("upgrade_socket");
+    upgrade::prepare(std::path::Path::new(path), upgrading)
+        .map(Some)
+        .map_err(|e| {
+            settings
+                .source
+                .error(&key, format!("cannot create {path}: {e}"))
+        })
+}
+
+/// Once every core runs: offer our listeners on `appliance.upgrade_socket`, and when
+/// this start took them from a running weir, tell it to drain. A core that does not
+/// start fails the start before the old process is told anything, so it serves on.
+/// From here on nothing fails the process: it serves.
+fn upgrade_handshake(
+    settings: &Settings,
+    started: &std::sync::mpsc::Receiver<()>,
+    (taken, upgrade_socket): (Option<upgrade::Taken>, Option<upgrade::Prepared>),
+    offered: Vec<(upgrade::Kind, std::os::fd::OwnedFd)>,
+    (registry, bus, reloader): (&metrics::Registry, &bus::Bus, &Arc<reload::Reloader>),
+) -> anyhow::Result<()> {
+    for _ in 0..settings.cores {
+        started
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .context("a core did not start")?;
+    }
+    let path = settings.config.appliance.upgrade_socket.as_deref();
+    if let (Some(prepared), Some(path)) = (upgrade_socket, path) {
+        let (registry, bus, reloader) = (registry.clone(), bus.clone(), reloader.clone());
+        let on_handover = move |new_pid: u32| {
+            std::thread::spawn(move || handed_over(new_pid, &reloader, &registry, &bus));
+        };
+        match prepared.publish(offered, on_handover) {
+            Ok(()) => tracing::info!(socket = %path, "upgrade socket ready"),
+            Err(e) => tracing::error!(
+                socket = %path,
+                error = %e,
+                "cannot put the upgrade socket in place: no upgrade without downtime for this process"
+            ),
+        }
+    }
+    if let Some(taken) = taken {
+        // We serve: failing now would cut what we accepted. An old process that did not
+        // hear us (it gave up waiting) serves on beside us on the same sockets, which
+        // loses nothing; the operator stops it.
+        let old_pid = taken.old_pid();
+        if let Err(e) = taken.serving() {
+            tracing::warn!(
+                old_pid,
+                error = %e,
+                "upgrade: the old process did not confirm that it drains; it serves on beside us: stop it with SIGTERM"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// A new process serves on our listeners (docs/operations.md, "Upgrade without
+/// downtime"): stop accepting (the sockets stay open in the new process, which takes
+/// every connection from now on), let the requests in flight and the open client
+/// connections finish within the drain timeout, exit 0. Readiness is not failed: the
+/// ports are ready, served by the new process.
+fn handed_over(
+    new_pid: u32,
+    reloader: &reload::Reloader,
+    registry: &metrics::Registry,
+    bus: &bus::Bus,
+) {
+    signals::DRAINING.store(true, std::sync::atomic::Ordering::Relaxed);
+    let drain_timeout = current_settings(reloader).config.appliance.drain_timeout;
+    tracing::info!(
+        new_pid,
+        drain_timeout_secs = drain_timeout.as_secs_f64(),
+        "upgrade: the new process serves; draining: no new connections, waiting for requests in flight"
+    );
+    finish_drain(registry, bus, drain_timeout, true);
 }

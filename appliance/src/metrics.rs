@@ -293,6 +293,11 @@ impl Registry {
         self.sum(|c| &c.requests_in_flight)
     }
 
+    /// Client connections open now, over all cores (an upgrade's drain waits for them).
+    pub fn connections_active(&self) -> u64 {
+        self.sum(|c| &c.connections_active)
+    }
+
     /// The counters the status page turns into rates (`crate::admin`), summed over the
     /// cores: a few dozen relaxed loads, no rendering.
     pub fn totals(&self) -> Totals {

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use monoio::net::TcpListener;
 use weir_io::proxy_protocol;
+use weir_io::runtime;
 use weir_policy::forwarded::ProxyProtocol;
 
 use crate::bus::{Bus, Msg};
@@ -155,13 +156,12 @@ async fn accept_loop(
     stop: flume::Receiver<()>,
 ) {
     loop {
-        // A drain cancels the accept in flight (dropping its future) and ends the loop,
-        // which drops the listener: the kernel refuses new connections.
-        let accepted = monoio::select! {
-            accepted = listener.accept() => Some(accepted),
-            _ = stop.recv_async() => None,
-        };
-        let Some(accepted) = accepted else {
+        // A drain cancels the accept in flight and ends the loop, which closes this
+        // process's descriptor of the listener: after a plain stop the kernel refuses new
+        // connections; after an upgrade the new process, which holds the same socket,
+        // takes them all (docs/operations.md, "Upgrade without downtime"). A connection
+        // the cancelled accept took anyway is served like any other.
+        let Some(accepted) = runtime::accept_unless(&listener, stop.recv_async()).await else {
             return;
         };
         let (stream, peer) = match accepted {

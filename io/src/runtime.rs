@@ -179,6 +179,53 @@ pub fn reuseport_listener(addr: SocketAddr, backlog: i32) -> io::Result<std::net
     Ok(socket.into())
 }
 
+/// A listening TCP socket handed over by another process (docs/operations.md, "Upgrade
+/// without downtime"), checked before it is trusted: a stream socket of the IPv4 or IPv6
+/// family that is listening. Anything else (a unix socket, a connected stream, a file) is
+/// refused with `io::ErrorKind::InvalidInput`, so a confused or hostile sender cannot make
+/// a core accept on something that is not a listener.
+pub fn listener_from_fd(fd: std::os::fd::OwnedFd) -> io::Result<std::net::TcpListener> {
+    let socket = Socket::from(fd);
+    let invalid = |why: &str| io::Error::new(io::ErrorKind::InvalidInput, why.to_string());
+    let domain = socket.domain()?;
+    if domain != Domain::IPV4 && domain != Domain::IPV6 {
+        return Err(invalid("not an IPv4 or IPv6 socket"));
+    }
+    if socket.r#type()? != Type::STREAM {
+        return Err(invalid("not a stream socket"));
+    }
+    if !socket.is_listener()? {
+        return Err(invalid("not a listening socket"));
+    }
+    Ok(socket.into())
+}
+
+/// The next connection on `listener`, or `None` once `stop` is ready. Stopping cancels
+/// the accept in flight and waits for its outcome instead of dropping it: under io_uring a
+/// dropped accept stays queued in the kernel and can still take a connection, whose
+/// descriptor nobody would ever read or close. When the cancel loses the race the
+/// connection comes back as `Some(Ok(..))`, for the caller to serve to its end; the next
+/// call, with `stop` still ready, returns `None` without starting another accept.
+pub async fn accept_unless<F: std::future::Future>(
+    listener: &monoio::net::TcpListener,
+    stop: F,
+) -> Option<io::Result<(monoio::net::TcpStream, SocketAddr)>> {
+    let canceller = monoio::io::Canceller::new();
+    let accept = listener.cancelable_accept(canceller.handle());
+    let mut accept = std::pin::pin!(accept);
+    let stop = std::pin::pin!(stop);
+    monoio::select! {
+        biased;
+        _ = stop => {}
+        accepted = &mut accept => return Some(accepted),
+    }
+    let _ = canceller.cancel();
+    match accept.await {
+        Ok(accepted) => Some(Ok(accepted)),
+        Err(_) => None,
+    }
+}
+
 /// Runs `f` on a new monoio executor of the detected driver, on the current thread.
 pub fn block_on<F, Fut>(driver: Driver, ring_entries: u32, f: F) -> io::Result<Fut::Output>
 where
@@ -222,6 +269,29 @@ mod tests {
             parse_proc_net_tcp_line("  sl  local_address rem_address   st"),
             None
         );
+    }
+
+    /// Only a listening TCP socket is adopted from another process: a bound socket that
+    /// does not listen, a connected stream and a unix socket are refused.
+    #[test]
+    fn only_a_listening_tcp_socket_is_adopted() {
+        use std::os::fd::OwnedFd;
+        let listener = reuseport_listener("127.0.0.1:0".parse().unwrap(), 16).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stream = std::net::TcpStream::connect(addr).unwrap();
+        let err = listener_from_fd(OwnedFd::from(stream)).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{err}");
+        let bound = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        bound
+            .bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
+            .unwrap();
+        let err = listener_from_fd(OwnedFd::from(bound)).unwrap_err();
+        assert!(err.to_string().contains("not a listening socket"), "{err}");
+        let (unix, _) = std::os::unix::net::UnixStream::pair().unwrap();
+        let err = listener_from_fd(OwnedFd::from(unix)).unwrap_err();
+        assert!(err.to_string().contains("not an IPv4 or IPv6"), "{err}");
+        let adopted = listener_from_fd(OwnedFd::from(listener)).unwrap();
+        assert_eq!(adopted.local_addr().unwrap(), addr);
     }
 
     /// A second group on an address already taken by a `SO_REUSEPORT` group (the way a

@@ -361,8 +361,16 @@ async fn accept_loop(listener: Rc<Listener>, socket: std::net::TcpListener) {
     };
     let mut last_warning: Option<Instant> = None;
     let mut unreported = 0u64;
+    // After an upgrade the new process serves this port (docs/operations.md, "Upgrade
+    // without downtime"): stop accepting, keep answering the connections already open.
+    let handed_over = crate::upgrade::control_stop();
     loop {
-        let (stream, peer) = match socket.accept().await {
+        let Some(accepted) = runtime::accept_unless(&socket, handed_over.recv_async()).await else {
+            tracing::info!(listener = name, "handed over: no longer accepting");
+            // The executor lives on for the connections still open, until the exit.
+            return std::future::pending().await;
+        };
+        let (stream, peer) = match accepted {
             Ok(x) => x,
             Err(e) => {
                 // A connection that went away before we took it: nothing to wait for.

@@ -141,6 +141,10 @@ pub struct Appliance {
     pub drain_grace: Duration,
     /// Caps and deadlines of the control listeners (`metrics`, `admin`).
     pub control: Control,
+    /// Unix socket (absolute path) on which this process hands its listening sockets to a
+    /// new weir started with `--upgrade-from` (docs/operations.md, "Upgrade without
+    /// downtime"); `None` = no upgrade socket.
+    pub upgrade_socket: Option<String>,
 }
 
 /// The `control_*` keys of `[appliance]`: what one control listener (the metrics or the
@@ -297,6 +301,7 @@ impl Default for Appliance {
             drain_timeout: Duration::from_secs(30),
             drain_grace: Duration::from_secs(5),
             control: Control::default(),
+            upgrade_socket: None,
         }
     }
 }

@@ -69,6 +69,7 @@ pub(crate) struct RawAppliance {
     pub(crate) control_client_ip_connections_max: Option<usize>,
     pub(crate) control_head_timeout: Option<ConfigDuration>,
     pub(crate) control_connection_timeout: Option<ConfigDuration>,
+    pub(crate) upgrade_socket: Option<String>,
 }
 
 /// `[http]`: limits on what clients may send.

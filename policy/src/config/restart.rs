@@ -16,7 +16,7 @@ pub fn restart_needed(old: &Config, new: &Config) -> Option<(KeyPath, &'static s
     // The control listeners read their caps and deadlines once, at start; so does the
     // admin port its token (a token thought rotated would still open it).
     let (wc, nc) = (&was.control, &now.control);
-    let changes: [(bool, KeyPath, &'static str); 12] = [
+    let changes: [(bool, KeyPath, &'static str); 13] = [
         (
             was.listen != now.listen,
             appliance.key("listen"),
@@ -77,6 +77,11 @@ pub fn restart_needed(old: &Config, new: &Config) -> Option<(KeyPath, &'static s
             appliance.key("control_connection_timeout"),
             "the control listeners' caps and deadlines",
         ),
+        (
+            was.upgrade_socket != now.upgrade_socket,
+            appliance.key("upgrade_socket"),
+            "the upgrade socket",
+        ),
     ];
     changes
         .into_iter()
@@ -116,6 +121,7 @@ pub const RELOAD_KEYS: &[(&str, Reload)] = {
         ("appliance.control_client_ip_connections_max", Restart),
         ("appliance.control_head_timeout", Restart),
         ("appliance.control_connection_timeout", Restart),
+        ("appliance.upgrade_socket", Restart),
         ("http.header_bytes_max", Live),
         ("http.headers_count_max", Live),
         ("http.head_timeout", Live),

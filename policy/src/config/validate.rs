@@ -454,6 +454,7 @@ fn appliance(path: &KeyPath, raw: RawAppliance) -> Result<Appliance, Invalid> {
             ),
         ));
     }
+    let upgrade_socket = upgrade_socket(path, raw.upgrade_socket)?;
 
     let control = control(
         path,
@@ -479,8 +480,36 @@ fn appliance(path: &KeyPath, raw: RawAppliance) -> Result<Appliance, Invalid> {
         drain_timeout,
         drain_grace,
         control,
+        upgrade_socket,
     })
 }
+
+/// `appliance.upgrade_socket`: an absolute path that names a file (the socket is created
+/// there), short enough for a `sockaddr_un` (107 bytes).
+fn upgrade_socket(path: &KeyPath, raw: Option<String>) -> Result<Option<String>, Invalid> {
+    let Some(text) = raw else {
+        return Ok(None);
+    };
+    let key = path.key("upgrade_socket");
+    if !text.starts_with('/') || text.ends_with('/') {
+        return Err(Invalid::new(
+            &key,
+            format!("{text:?} is not an absolute file path"),
+        ));
+    }
+    if text.len() > UPGRADE_SOCKET_PATH_MAX || text.contains('\0') {
+        return Err(Invalid::new(
+            &key,
+            format!(
+                "{text:?} is not a usable socket path (at most {UPGRADE_SOCKET_PATH_MAX} bytes, no NUL)"
+            ),
+        ));
+    }
+    Ok(Some(text))
+}
+
+/// Longest path a unix socket address holds (`sun_path` is 108 bytes with its NUL).
+const UPGRADE_SOCKET_PATH_MAX: usize = 107;
 
 /// The `control_*` keys: caps and deadlines of the metrics and admin listeners.
 fn control(
