@@ -147,17 +147,20 @@ impl Shard {
             &settings.config.upstream,
             settings.cores,
         ));
+        // The node label is the address (a name's nodes are its addresses; for a literal
+        // it reads as written).
         let node_keys = settings
             .config
             .pools
             .iter()
-            .map(|pool| {
+            .zip(&settings.nodes)
+            .map(|(pool, addrs)| {
                 let name: Arc<str> = Arc::from(pool.name.as_str());
-                pool.nodes
+                addrs
                     .iter()
-                    .map(|n| NodeKey {
+                    .map(|a| NodeKey {
                         pool: name.clone(),
-                        node: Arc::from(n.to_string().as_str()),
+                        node: Arc::from(a.to_string().as_str()),
                     })
                     .collect()
             })
@@ -171,13 +174,15 @@ impl Shard {
             .iter()
             .map(|_| PoolState::starting_at(self.id as u64))
             .collect();
-        let node_ids = cfg
-            .pools
+        // By address: for a literal the same text as written (`NodeAddr` keeps IPv6 in
+        // canonical form, as `IpAddr` prints it).
+        let node_ids = settings
+            .nodes
             .iter()
-            .map(|pool| {
-                pool.nodes
+            .map(|addrs| {
+                addrs
                     .iter()
-                    .map(|n| node_id(&n.host, n.port))
+                    .map(|a| node_id(&a.ip().to_string(), a.port()))
                     .collect()
             })
             .collect();
