@@ -31,6 +31,9 @@ const RETRY_FIRST: Duration = Duration::from_secs(1);
 /// The resolver thread looks at the book at least this often (names due, names added by
 /// a reload).
 const TICK_MAX: Duration = Duration::from_millis(500);
+/// Most addresses one name contributes (the lowest, sorted): a hostile or broken answer
+/// must not turn one line of config into thousands of nodes.
+pub const ADDRESSES_PER_NAME_MAX: usize = 64;
 /// How long a start, reload or check-config waits for the names it has not seen yet.
 const LEARN_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -328,16 +331,28 @@ async fn lookup(
         Err(_) => Err(format!("no answer within {}ms", deadline.as_millis())),
         Ok(Err(e)) => Err(e.to_string()),
         Ok(Ok(answer)) => {
-            let addrs: Vec<IpAddr> = answer.iter().collect();
+            // An unspecified or multicast address is no storage node (some resolvers
+            // answer 0.0.0.0 for a blocked name).
+            let mut addrs: Vec<IpAddr> = answer
+                .iter()
+                .filter(|ip| !ip.is_unspecified() && !ip.is_multicast() && !is_broadcast(ip))
+                .collect();
             if addrs.is_empty() {
-                return Err("no A or AAAA record".into());
+                return Err("no usable A or AAAA record".into());
             }
+            addrs.sort();
+            addrs.dedup();
+            addrs.truncate(ADDRESSES_PER_NAME_MAX);
             let ttl = answer
                 .valid_until()
                 .saturating_duration_since(Instant::now());
             Ok((addrs, ttl))
         }
     }
+}
+
+fn is_broadcast(ip: &IpAddr) -> bool {
+    matches!(ip, IpAddr::V4(v4) if v4.is_broadcast())
 }
 
 /// `10.0.0.1,10.0.0.2` (or `none`), for log lines.

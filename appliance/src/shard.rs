@@ -166,7 +166,8 @@ impl Shard {
             })
             .collect();
         let cfg = &settings.config;
-        let protect = Protect::new(cfg, settings.cores, self.id, Instant::now());
+        let counts: Vec<usize> = settings.nodes.iter().map(Vec::len).collect();
+        let protect = Protect::new(cfg, &counts, settings.cores, self.id, Instant::now());
         let buckets = crate::buckets::Buckets::new(cfg, settings.cores);
         // Cores start their round robins on different nodes.
         let balance = cfg
@@ -244,7 +245,7 @@ impl Shard {
             node_keys: Vec::new(),
             tenant_names: Vec::new(),
             class_names: Vec::new(),
-            protect: Protect::new(cfg, settings.cores, id, Instant::now()),
+            protect: Protect::new(cfg, &[], settings.cores, id, Instant::now()),
             keys: crate::identity::KeyCache::default(),
             balance: Vec::new(),
             node_ids: Vec::new(),
