@@ -183,30 +183,29 @@ impl Dns {
         deadline: Duration,
     ) -> bool {
         let now = Instant::now();
-        let answers: Vec<(String, Result<(Vec<IpAddr>, Duration), String>)> =
-            match self.resolver(cfg) {
-                Err(why) => names
-                    .iter()
-                    .map(|n| (n.clone(), Err(why.clone())))
-                    .collect(),
-                Ok(resolver) => self.inner.runtime.block_on(async {
-                    let mut tasks = tokio::task::JoinSet::new();
-                    for name in names {
-                        let (resolver, name) = (resolver.clone(), name.clone());
-                        tasks.spawn(async move {
-                            let answer = lookup(&resolver, &name, deadline).await;
-                            (name, answer)
-                        });
+        let answers: Vec<(String, Answer)> = match self.resolver(cfg) {
+            Err(why) => names
+                .iter()
+                .map(|n| (n.clone(), Err(why.clone())))
+                .collect(),
+            Ok(resolver) => self.inner.runtime.block_on(async {
+                let mut tasks = tokio::task::JoinSet::new();
+                for name in names {
+                    let (resolver, name) = (resolver.clone(), name.clone());
+                    tasks.spawn(async move {
+                        let answer = lookup(&resolver, &name, deadline).await;
+                        (name, answer)
+                    });
+                }
+                let mut out = Vec::with_capacity(names.len());
+                while let Some(done) = tasks.join_next().await {
+                    if let Ok(answer) = done {
+                        out.push(answer);
                     }
-                    let mut out = Vec::with_capacity(names.len());
-                    while let Some(done) = tasks.join_next().await {
-                        if let Ok(answer) = done {
-                            out.push(answer);
-                        }
-                    }
-                    out
-                }),
-            };
+                }
+                out
+            }),
+        };
         let mut changed = false;
         let mut book = lock(&self.inner.book);
         let counters = &self.inner.counters;
@@ -321,12 +320,11 @@ impl Dns {
     }
 }
 
-/// One lookup of `name`: its addresses and their TTL, or why not.
-async fn lookup(
-    resolver: &TokioResolver,
-    name: &str,
-    deadline: Duration,
-) -> Result<(Vec<IpAddr>, Duration), String> {
+/// A lookup's addresses and their TTL, or why there are none.
+type Answer = Result<(Vec<IpAddr>, Duration), String>;
+
+/// One lookup of `name`.
+async fn lookup(resolver: &TokioResolver, name: &str, deadline: Duration) -> Answer {
     match tokio::time::timeout(deadline, resolver.lookup_ip(name)).await {
         Err(_) => Err(format!("no answer within {}ms", deadline.as_millis())),
         Ok(Err(e)) => Err(e.to_string()),

@@ -497,7 +497,7 @@ pub static NODE_CONCURRENCY_LIMIT: Metric<2> = Metric {
 pub static NODE_NAME: Metric<3> = Metric {
     name: "weir_node_name",
     kind: Gauge,
-    help: "The DNS name a node's address comes from (value is always 1; literal nodes have none).",
+    help: "The DNS name a node's address comes from (value is always 1; empty for a literal node).",
     labels: [Pool, Node, Name],
 };
 

@@ -741,9 +741,9 @@ pub fn render_nodes(w: &mut String, nodes: &[NodeSummary]) {
     }
     table::NODE_NAME.family(w);
     for n in nodes {
-        if let Some(name) = &n.name {
-            table::NODE_NAME.sample(w, [&n.pool, &n.addr, &&**name], 1);
-        }
+        // A literal node has the empty name: every node has its series to join on.
+        let name = n.name.as_deref().unwrap_or("");
+        table::NODE_NAME.sample(w, [&n.pool, &n.addr, &name], 1);
     }
 }
 
