@@ -94,6 +94,13 @@ impl Protect {
         }
     }
 
+    /// Takes over the previous epoch's token buckets and rate-limit shares, for an epoch
+    /// of the same config (only node addresses moved, `crate::dns`): a name that moves
+    /// every few seconds must not refill every bucket each time.
+    pub fn carry_limits(&self, old: &Protect) {
+        self.limiter.swap(&old.limiter);
+    }
+
     /// Takes over the previous epoch's open client connections (they outlive a reload).
     pub fn carry_connections(&self, old: &Protect) {
         self.caps.borrow_mut().carry_connections(&old.caps.borrow());

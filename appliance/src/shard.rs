@@ -293,6 +293,9 @@ impl Shard {
             Some(next) if next.id == epoch => {
                 // Open connections outlive the reload: the new caps count them.
                 next.protect.carry_connections(&self.epoch().protect);
+                if next.settings.config == self.epoch().settings.config {
+                    next.protect.carry_limits(&self.epoch().protect);
+                }
                 let old = self.epoch.replace(next.clone());
                 old.health.retire();
                 health::spawn_probes(next.health.clone(), next.settings.clone());
