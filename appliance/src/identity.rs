@@ -287,7 +287,9 @@ pub fn resign(
     let Some((access_key, key)) = pool_signer(settings, cache, tenant, pool, now)? else {
         return Ok(None);
     };
-    let host = settings.config.pools[pool].nodes[node].to_string();
+    let host = settings
+        .node_entry(pool, node)
+        .map_or_else(String::new, ToString::to_string);
     let mut out = head.clone();
     out.target = node_target(settings, head)?;
     out.headers

@@ -11,6 +11,7 @@ mod admin;
 mod buckets;
 mod bus;
 mod client_address;
+mod dns;
 mod flows;
 mod health;
 mod identity;
@@ -102,8 +103,25 @@ fn main() {
     }
 }
 
+/// Validates the file; a node name that does not resolve (no DNS here, or not yet) is a
+/// warning naming its key, not an error: `run` starts with it and adds its nodes once it
+/// resolves.
 fn check(path: &std::path::Path) -> anyhow::Result<()> {
-    let settings = Settings::load(path)?;
+    let dns = dns::Dns::new(Default::default())?;
+    let settings = Settings::load(path, &dns)?;
+    let book = |host: &str| dns.addresses(host);
+    for (key, node) in Settings::unresolved(&settings.config, &book) {
+        let why = dns.error(&node.host).unwrap_or_else(|| "no answer".into());
+        eprintln!(
+            "{}",
+            settings.source.error(
+                &key,
+                format!(
+                    "warning: {node} does not resolve ({why}); weir starts without its nodes and adds them once it resolves"
+                )
+            )
+        );
+    }
     println!(
         "{}: ok ({} pools, {} nodes, {} routes)",
         path.display(),
@@ -121,18 +139,26 @@ fn run(path: &std::path::Path, upgrade_from: Option<&std::path::Path>) -> anyhow
         Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
     }
     signals::block();
-    let settings = Arc::new(Settings::load(path)?);
+    let dns_counters = Arc::new(dns::Counters::default());
+    let dns = dns::Dns::new(dns_counters.clone()).context("DNS resolver runtime")?;
+    let settings = Arc::new(Settings::load(path, &dns)?);
+    let book = |host: &str| dns.addresses(host);
+    for (key, node) in Settings::unresolved(&settings.config, &book) {
+        let why = dns.error(&node.host).unwrap_or_else(|| "no answer".into());
+        tracing::warn!(key = %key, node = %node, error = %why, "dns: node name does not resolve yet; its nodes stay out until it does");
+    }
     // A bad config fails above, before the running weir is touched.
     let mut taken = take_listeners(upgrade_from)?;
     let driver = Driver::detect();
     let cores = settings.cores;
     tracing::info!(driver = driver.name(), cores, "starting weir");
-    let registry = metrics::Registry::new(cores, driver.name());
+    let registry = metrics::Registry::new(cores, driver.name()).with_dns(dns_counters);
     let (bus, inboxes) = bus::Bus::new(cores);
     let reloader = Arc::new(reload::Reloader::new(
         path.to_path_buf(),
         bus.clone(),
         registry.clone(),
+        dns.clone(),
         settings.clone(),
     ));
     let appliance = &settings.config.appliance;
@@ -176,6 +202,7 @@ fn run(path: &std::path::Path, upgrade_from: Option<&std::path::Path>) -> anyhow
         admin::serve(socket, role, plane).context("admin listener thread")?;
         tracing::info!(%addr, "admin listening");
     }
+    dns.spawn(reloader.clone()).context("DNS resolver thread")?;
     let drain_registry = registry.clone();
     let drain_bus = bus.clone();
     let drain_reloader = reloader.clone();

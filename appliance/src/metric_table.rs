@@ -79,6 +79,8 @@ pub enum Label {
     Tenant,
     /// A QoS class name from the config.
     Class,
+    /// A node's DNS name from the config.
+    Name,
 }
 
 impl Label {
@@ -102,6 +104,7 @@ impl Label {
             Label::Op => "op",
             Label::Tenant => "tenant",
             Label::Class => "class",
+            Label::Name => "name",
         }
     }
 }
@@ -241,7 +244,7 @@ impl<const N: usize> Entry for Metric<N> {
 /// Every metric weir exports, in the order `/metrics` renders them. Only the tests read
 /// the whole list (against docs/metrics.md and a scrape); the data path uses the entries.
 #[cfg_attr(not(test), allow(dead_code))]
-pub static ALL: [&dyn Entry; 44] = [
+pub static ALL: [&dyn Entry; 47] = [
     &INFO,
     &BUILD_INFO,
     &PROCESS_CPU_SECONDS,
@@ -254,6 +257,8 @@ pub static ALL: [&dyn Entry; 44] = [
     &REJECTED_REQUESTS,
     &BODY_BYTES,
     &CONFIG_RELOADS,
+    &DNS_RESOLUTIONS,
+    &DNS_NAMES_UNRESOLVED,
     &RESUMES,
     &AUTH_FAILURES,
     &TLS_CONNECTIONS,
@@ -276,6 +281,7 @@ pub static ALL: [&dyn Entry; 44] = [
     &NODE_ADMIN_WEIGHT,
     &NODE_INFLIGHT_REQUESTS,
     &NODE_CONCURRENCY_LIMIT,
+    &NODE_NAME,
     &TENANT_REQUESTS,
     &SHED_REQUESTS,
     &QUEUED_REQUESTS,
@@ -379,6 +385,20 @@ pub static CONFIG_RELOADS: Metric<1> = Metric {
     kind: Counter,
     help: "Config reloads, by outcome.",
     labels: [Outcome],
+};
+/// `weir_dns_resolutions_total`.
+pub static DNS_RESOLUTIONS: Metric<1> = Metric {
+    name: "weir_dns_resolutions_total",
+    kind: Counter,
+    help: "Lookups of node names, by outcome (unchanged, changed, failed).",
+    labels: [Outcome],
+};
+/// `weir_dns_names_unresolved`.
+pub static DNS_NAMES_UNRESOLVED: Metric<0> = Metric {
+    name: "weir_dns_names_unresolved",
+    kind: Gauge,
+    help: "Configured node names that have no address (their nodes are left out).",
+    labels: [],
 };
 /// `weir_resumes_total`.
 pub static RESUMES: Metric<1> = Metric {
@@ -539,6 +559,13 @@ pub static NODE_CONCURRENCY_LIMIT: Metric<2> = Metric {
     kind: Gauge,
     help: "Concurrency limit for the node (AIMD under throttling), all cores.",
     labels: [Pool, Node],
+};
+/// `weir_node_name`.
+pub static NODE_NAME: Metric<3> = Metric {
+    name: "weir_node_name",
+    kind: Gauge,
+    help: "The DNS name a node's address comes from (value is always 1; empty for a literal node).",
+    labels: [Pool, Node, Name],
 };
 
 // Labeled per-core statistics (`crate::stats`).

@@ -258,6 +258,8 @@ pub struct Registry {
     cores: Arc<Vec<CoreMetrics>>,
     /// Reloads by outcome [ok, rejected]; written only by the reload coordinator.
     reloads: Arc<[AtomicU64; 2]>,
+    /// Node-name lookups (written by the resolver thread, `crate::dns`).
+    dns: Arc<crate::dns::Counters>,
     control: Arc<ControlMetrics>,
     driver: &'static str,
 }
@@ -268,9 +270,16 @@ impl Registry {
         Registry {
             cores: Arc::new((0..cores).map(|_| CoreMetrics::default()).collect()),
             reloads: Arc::new([AtomicU64::new(0), AtomicU64::new(0)]),
+            dns: Arc::default(),
             control: Arc::new(ControlMetrics::default()),
             driver,
         }
+    }
+
+    /// The same registry reading the resolver's counters `dns`.
+    pub fn with_dns(mut self, dns: Arc<crate::dns::Counters>) -> Self {
+        self.dns = dns;
+        self
     }
 
     /// The counters core `i` writes.
@@ -367,6 +376,14 @@ impl Registry {
             let v = self.reloads[i].load(Ordering::Relaxed);
             table::CONFIG_RELOADS.sample(w, [outcome], v);
         }
+        table::DNS_RESOLUTIONS.family(w);
+        for (i, outcome) in crate::dns::OUTCOMES.iter().enumerate() {
+            let v = self.dns.resolutions[i].load(Ordering::Relaxed);
+            table::DNS_RESOLUTIONS.sample(w, [outcome], v);
+        }
+        table::DNS_NAMES_UNRESOLVED.family(w);
+        let unresolved = self.dns.unresolved.load(Ordering::Relaxed);
+        table::DNS_NAMES_UNRESOLVED.sample(w, [], unresolved);
         table::RESUMES.family(w);
         for (i, outcome) in RESUME_OUTCOMES.iter().enumerate() {
             table::RESUMES.sample(w, [outcome], self.sum(|c| &c.resumes[i]));
@@ -558,6 +575,8 @@ pub struct Totals {
 pub struct NodeSummary {
     pool: String,
     addr: String,
+    /// The DNS name the address comes from; `None` for a literal node.
+    name: Option<Arc<str>>,
     state: NodeState,
     reason: Arc<str>,
     since_secs: f64,
@@ -647,6 +666,7 @@ pub fn merge_nodes(replies: Vec<Vec<NodeReport>>) -> Vec<NodeSummary> {
                 out.push(NodeSummary {
                     pool: r.pool.to_string(),
                     addr: r.addr.to_string(),
+                    name: r.name.clone(),
                     state: r.state,
                     reason: r.reason.clone(),
                     since_secs: r.since_secs,
@@ -690,9 +710,10 @@ pub fn nodes_json(nodes: &[NodeSummary]) -> String {
         }
         let _ = write!(
             w,
-            "\n{{\"pool\":{},\"node\":{},\"state\":\"{}\",\"reason\":{},\"since_seconds\":{:.3},\"inflight\":{},\"limit\":{},\"latency_ewma_seconds\":{},{}}}",
+            "\n{{\"pool\":{},\"node\":{},\"name\":{},\"state\":\"{}\",\"reason\":{},\"since_seconds\":{:.3},\"inflight\":{},\"limit\":{},\"latency_ewma_seconds\":{},{}}}",
             json_str(&n.pool),
             json_str(&n.addr),
+            n.name.as_deref().map_or_else(|| "null".to_string(), json_str),
             n.state,
             json_str(&n.reason),
             n.since_secs,
@@ -753,6 +774,12 @@ pub fn render_nodes(w: &mut String, nodes: &[NodeSummary]) {
     for n in nodes {
         table::NODE_CONCURRENCY_LIMIT.sample(w, [&n.pool, &n.addr], n.limit);
     }
+    table::NODE_NAME.family(w);
+    for n in nodes {
+        // A literal node has the empty name: every node has its series to join on.
+        let name = n.name.as_deref().unwrap_or("");
+        table::NODE_NAME.sample(w, [&n.pool, &n.addr, &name], 1);
+    }
 }
 
 #[cfg(test)]
@@ -794,6 +821,7 @@ mod tests {
         let report = |owned| NodeReport {
             pool: Arc::from("main"),
             addr: "127.0.0.1:9000".parse().expect("address"),
+            name: Some(Arc::from("store.example")),
             owned,
             state: NodeState::Up,
             inflight: 1,

@@ -104,7 +104,9 @@ impl Form {
         head.target = identity::node_target(settings, &self.head)?;
         head.headers
             .retain(|h| !h.is("host") && !h.is("content-length"));
-        let host = settings.config.pools[pool].nodes[node].to_string();
+        let host = settings
+            .node_entry(pool, node)
+            .map_or_else(String::new, ToString::to_string);
         head.headers
             .insert(0, Header::new("Host", host.into_bytes()));
         head.headers.push(Header::new(

@@ -72,18 +72,33 @@ pub struct Protect {
 }
 
 impl Protect {
-    /// Core `core`'s (of `cores`) protection state for `config`: every share even, every
-    /// bucket full.
-    pub fn new(config: &Config, cores: usize, core: usize, now: Instant) -> Self {
+    /// Core `core`'s (of `cores`) protection state for `config` whose pools have
+    /// `node_counts` nodes (names resolved): every share even, every bucket full.
+    pub fn new(
+        config: &Config,
+        node_counts: &[usize],
+        cores: usize,
+        core: usize,
+        now: Instant,
+    ) -> Self {
+        let mut caps = Caps::new(config, cores, core);
+        caps.size_nodes(node_counts, config.limits.node_inflight_max);
         Protect {
             limiter: RefCell::new(Limiter::new(config, cores, now)),
-            caps: RefCell::new(Caps::new(config, cores, core)),
+            caps: RefCell::new(caps),
             tenant_queue: RefCell::new(Scheduler::new(&config.classes)),
             node_queue: RefCell::new(Scheduler::new(&config.classes)),
             waiting_tokens: config.classes.iter().map(|_| Cell::new(0)).collect(),
             queue_max: config.classes.iter().map(|c| c.queue_max).collect(),
             queue_timeout: config.classes.iter().map(|c| c.queue_timeout).collect(),
         }
+    }
+
+    /// Takes over the previous epoch's token buckets and rate-limit shares, for an epoch
+    /// of the same config (only node addresses moved, `crate::dns`): a name that moves
+    /// every few seconds must not refill every bucket each time.
+    pub fn carry_limits(&self, old: &Protect) {
+        self.limiter.swap(&old.limiter);
     }
 
     /// Takes over the previous epoch's open client connections (they outlive a reload).

@@ -8,6 +8,9 @@
 //! Keys that shape the process itself (cores, listeners, metrics address) need a restart
 //! and are refused with that reason.
 //!
+//! The resolver thread (`crate::dns`) uses the same two phases when a node name's
+//! addresses change ([`Reloader::follow_addresses`]): the running config, new node lists.
+//!
 //! SIGHUP reloads run on a thread of their own ([`spawn_hup_thread`]): a reload can wait
 //! seconds (a config file on a slow disk, a core that does not answer), and the signal
 //! thread must stay free to start a drain at once.
@@ -17,6 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::bus::{Bus, Msg};
+use crate::dns::Dns;
 use crate::metrics::Registry;
 use crate::settings::Settings;
 use weir_policy::config::{restart_needed, KeyPath};
@@ -29,6 +33,7 @@ pub struct Reloader {
     path: PathBuf,
     bus: Bus,
     registry: Registry,
+    dns: Dns,
     state: Mutex<(u64, Arc<Settings>)>,
     /// The last reload's outcome, for the status page.
     last: Mutex<Option<LastReload>>,
@@ -44,12 +49,20 @@ pub struct LastReload {
 }
 
 impl Reloader {
-    /// A reloader for the config at `path`, currently running `settings` as epoch 0.
-    pub fn new(path: PathBuf, bus: Bus, registry: Registry, settings: Arc<Settings>) -> Self {
+    /// A reloader for the config at `path`, currently running `settings` as epoch 0;
+    /// `dns` resolves the node names of every file it loads.
+    pub fn new(
+        path: PathBuf,
+        bus: Bus,
+        registry: Registry,
+        dns: Dns,
+        settings: Arc<Settings>,
+    ) -> Self {
         Reloader {
             path,
             bus,
             registry,
+            dns,
             state: Mutex::new((0, settings)),
             last: Mutex::new(None),
         }
@@ -89,7 +102,7 @@ impl Reloader {
     }
 
     fn try_reload(&self, state: &mut (u64, Arc<Settings>)) -> Result<String, String> {
-        let next = Settings::load(&self.path).map_err(|e| format!("{e:#}"))?;
+        let next = Settings::load(&self.path, &self.dns).map_err(|e| format!("{e:#}"))?;
         let current = &state.1;
         // Keys that shape the process; a change is placed at its key in the new file.
         let restart = |key: KeyPath, what: &str| {
@@ -109,6 +122,65 @@ impl Reloader {
         if let Some((key, what)) = restart_needed(&current.config, &next.config) {
             return restart(key, what);
         }
+        let (epoch, next) = self.install(state, next)?;
+        Ok(format!(
+            "config epoch {epoch} committed from {}: {} pools, {} nodes, {} routes",
+            self.path.display(),
+            next.config.pools.len(),
+            next.nodes.iter().map(Vec::len).sum::<usize>(),
+            next.config.routes.len()
+        ))
+    }
+
+    /// Builds a new epoch from the running config with the node addresses `dns` has now,
+    /// when they differ from the running epoch's (a name moved, gained or lost an
+    /// address, or resolved for the first time): `Ok(Some(epoch))` when one was
+    /// committed, `Ok(None)` when nothing changed, `Err` when a core did not take it (the
+    /// caller tries again).
+    pub fn follow_addresses(&self, dns: &Dns) -> Result<Option<u64>, String> {
+        let mut state = match self.state.lock() {
+            Ok(s) => s,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let book = |host: &str| dns.addresses(host);
+        let Some(next) = state.1.with_addresses(&book) else {
+            return Ok(None);
+        };
+        let before = state.1.clone();
+        let (epoch, next) = self.install(&mut state, next)?;
+        for (p, pool) in next.config.pools.iter().enumerate() {
+            let (was, now) = (&before.nodes[p], &next.nodes[p]);
+            let added: Vec<String> = now
+                .iter()
+                .filter(|a| !was.contains(a))
+                .map(|a| a.to_string())
+                .collect();
+            let removed: Vec<String> = was
+                .iter()
+                .filter(|a| !now.contains(a))
+                .map(|a| a.to_string())
+                .collect();
+            if !added.is_empty() || !removed.is_empty() {
+                tracing::warn!(
+                    epoch,
+                    pool = %pool.name,
+                    added = %added.join(","),
+                    removed = %removed.join(","),
+                    nodes = now.len(),
+                    "dns: node addresses changed; new epoch committed"
+                );
+            }
+        }
+        Ok(Some(epoch))
+    }
+
+    /// Stages `next` on every core, then commits it everywhere: the new epoch's number
+    /// and config, or why no core switched.
+    fn install(
+        &self,
+        state: &mut (u64, Arc<Settings>),
+        next: Settings,
+    ) -> Result<(u64, Arc<Settings>), String> {
         let epoch = state.0 + 1;
         let next = Arc::new(next);
         let cores = self.bus.cores();
@@ -145,13 +217,7 @@ impl Reloader {
             }
         }
         *state = (epoch, next.clone());
-        Ok(format!(
-            "config epoch {epoch} committed from {}: {} pools, {} nodes, {} routes",
-            self.path.display(),
-            next.config.pools.len(),
-            next.nodes.iter().map(Vec::len).sum::<usize>(),
-            next.config.routes.len()
-        ))
+        Ok((epoch, next))
     }
 
     /// Drops the staged `epoch` on every core.
@@ -209,6 +275,7 @@ mod tests {
             PathBuf::from("/nonexistent/weir.toml"),
             bus,
             registry.clone(),
+            Dns::new(Default::default()).unwrap(),
             Arc::new(settings),
         ));
         let on_hup = spawn_hup_thread(reloader.clone()).unwrap();

@@ -1,10 +1,13 @@
 //! The validated config plus what the appliance resolved from it at load time (node
 //! addresses, core count, the secrets the config names). Built once per load — start-up
 //! and every reload, so rotated secrets are picked up — and held read-only by shards.
+//! A node given by name is a group of nodes, one per address the name has
+//! (`crate::dns`); when those change, the same config is built again with the new
+//! addresses ([`Settings::with_addresses`]).
 
 use std::collections::HashMap;
 use std::io::Read as _;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr};
 use std::os::unix::fs::{FileTypeExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 
@@ -13,9 +16,11 @@ use std::sync::Arc;
 use weir_io::tls::{ClientCerts, ClientTls, LoadError, PemIdentity, ServerTls};
 use weir_io::upstream::TlsTarget;
 use weir_policy::config::{
-    parse_secrets, AuthMode, ClientAuth, Config, ConfigError, KeyPath, PoolCredentials, Secret,
-    SecretSource, Secrets, SECRETS_FILE_BYTES_MAX,
+    parse_secrets, AuthMode, ClientAuth, Config, ConfigError, KeyPath, NodeAddr, PoolCredentials,
+    Secret, SecretSource, Secrets, SECRETS_FILE_BYTES_MAX,
 };
+
+use crate::dns::Dns;
 
 /// Largest config file read. A config is a few KiB; the bound stops a link to
 /// `/dev/zero` or a runaway generator from filling memory before the parser says no.
@@ -23,6 +28,7 @@ pub const CONFIG_FILE_BYTES_MAX: u64 = 4 << 20;
 
 /// The text a config was loaded from, kept to place what is found wrong after validation
 /// (a file it names, a node name, an address taken) at its file, line and key.
+#[derive(Clone)]
 pub struct Source {
     /// The file, as named on the command line.
     pub origin: String,
@@ -41,8 +47,11 @@ impl Source {
 pub struct Settings {
     /// The validated config.
     pub config: Config,
-    /// Resolved node addresses, per pool, in config order.
+    /// Node addresses, per pool: each configured entry in order, a literal as one node,
+    /// a name as one node per address it has now (none while it resolves to nothing).
     pub nodes: Vec<Vec<SocketAddr>>,
+    /// The configured entry (index into the pool's `nodes`) each node comes from.
+    pub entries: Vec<Vec<usize>>,
     /// Number of shards (cores) running.
     pub cores: usize,
     /// Tenants' secrets by access key (`auth.secrets_file`); empty when auth is off.
@@ -81,13 +90,17 @@ pub struct PoolIdentity {
 impl Settings {
     /// Reads, validates and resolves the config at `path`. Every error names the file,
     /// and the line and key when one is at fault.
-    pub fn load(path: &std::path::Path) -> anyhow::Result<Settings> {
+    /// Names the running resolver has not seen yet are looked up first, on this thread
+    /// (never a core's); a name that does not resolve leaves its nodes out, not an error.
+    pub fn load(path: &std::path::Path, dns: &Dns) -> anyhow::Result<Settings> {
         let origin = path.display().to_string();
         let text = read_text_file(path, CONFIG_FILE_BYTES_MAX)
             .map_err(|e| anyhow::anyhow!("{}", e.placed(&origin)))?;
         let config = Config::from_toml_str(&text, &origin)?;
         let base = path.parent().unwrap_or(Path::new("."));
-        let mut settings = Settings::resolve_from(config, Source { origin, text })?;
+        dns.learn(&config.dns, &names(&config));
+        let book = |host: &str| dns.addresses(host);
+        let mut settings = Settings::resolve_from(config, Source { origin, text }, &book)?;
         settings.load_secrets(base)?;
         settings.load_tls(base)?;
         Ok(settings)
@@ -241,11 +254,68 @@ impl Settings {
     /// How to encrypt to node `node` of pool `pool`, if that pool speaks TLS.
     pub fn tls_target(&self, pool: usize, node: usize) -> Option<TlsTarget<'_>> {
         let tls = self.pool_tls.get(pool)?.as_deref()?;
-        let host = &self.config.pools.get(pool)?.nodes.get(node)?.host;
+        let host = &self.node_entry(pool, node)?.host;
         Some(TlsTarget { tls, host })
     }
 
-    /// Resolves node names and the core count of a config that comes from no file.
+    /// The configured entry node `node` of pool `pool` comes from (its name or literal,
+    /// with the port): the `Host` and TLS name requests to it carry.
+    pub fn node_entry(&self, pool: usize, node: usize) -> Option<&NodeAddr> {
+        let entry = *self.entries.get(pool)?.get(node)?;
+        self.config.pools.get(pool)?.nodes.get(entry)
+    }
+
+    /// The DNS name node `node` of pool `pool` is an address of; `None` for a literal.
+    pub fn node_name(&self, pool: usize, node: usize) -> Option<&str> {
+        self.node_entry(pool, node)
+            .filter(|e| e.ip().is_none())
+            .map(|e| e.host.as_str())
+    }
+
+    /// The configured names that have no address in `book`, at their keys
+    /// (`pool[1].nodes[2]`): their nodes are left out until they resolve.
+    pub fn unresolved<'a>(
+        config: &'a Config,
+        book: &dyn Fn(&str) -> Vec<IpAddr>,
+    ) -> Vec<(KeyPath, &'a NodeAddr)> {
+        let mut out = Vec::new();
+        for (p, pool) in config.pools.iter().enumerate() {
+            for (n, node) in pool.nodes.iter().enumerate() {
+                if node.ip().is_none() && book(&node.host).is_empty() {
+                    out.push((
+                        KeyPath::root().key("pool").index(p).key("nodes").index(n),
+                        node,
+                    ));
+                }
+            }
+        }
+        out
+    }
+
+    /// The same config with the addresses `book` gives its names now; `None` when every
+    /// pool's node list would stay as it is. Secrets, TLS and the rest are shared, not
+    /// read again: only the node lists move.
+    pub fn with_addresses(&self, book: &dyn Fn(&str) -> Vec<IpAddr>) -> Option<Settings> {
+        let (nodes, entries) = place_nodes(&self.config, book);
+        if nodes == self.nodes {
+            return None;
+        }
+        Some(Settings {
+            config: self.config.clone(),
+            nodes,
+            entries,
+            cores: self.cores,
+            tenant_secrets: self.tenant_secrets.clone(),
+            pool_identities: self.pool_identities.clone(),
+            tenant_pool_identities: self.tenant_pool_identities.clone(),
+            server_tls: self.server_tls.clone(),
+            pool_tls: self.pool_tls.clone(),
+            source: self.source.clone(),
+        })
+    }
+
+    /// The node lists and core count of a config that comes from no file; names have
+    /// no address.
     #[cfg(test)]
     pub fn resolve(config: Config) -> anyhow::Result<Settings> {
         Settings::resolve_from(
@@ -254,31 +324,18 @@ impl Settings {
                 origin: "config".into(),
                 text: String::new(),
             },
+            &|_| Vec::new(),
         )
     }
 
-    /// Resolves node names and the core count; a name that does not resolve is an error
-    /// at its key (`pool[1].nodes[2]`).
-    fn resolve_from(config: Config, source: Source) -> anyhow::Result<Settings> {
-        let mut nodes = Vec::with_capacity(config.pools.len());
-        for (p, pool) in config.pools.iter().enumerate() {
-            let mut addrs = Vec::with_capacity(pool.nodes.len());
-            for (n, node) in pool.nodes.iter().enumerate() {
-                let key = KeyPath::root().key("pool").index(p).key("nodes").index(n);
-                let text = node.to_string();
-                let addr = text
-                    .to_socket_addrs()
-                    .map_err(|e| source.error(&key, format!("cannot resolve {text}: {e}")))?
-                    .next();
-                match addr {
-                    Some(a) => addrs.push(a),
-                    None => {
-                        return Err(source.error(&key, format!("{text} resolves to no address")))
-                    }
-                }
-            }
-            nodes.push(addrs);
-        }
+    /// Places the nodes (names by the addresses `book` has for them) and resolves the
+    /// core count.
+    fn resolve_from(
+        config: Config,
+        source: Source,
+        book: &dyn Fn(&str) -> Vec<IpAddr>,
+    ) -> anyhow::Result<Settings> {
+        let (nodes, entries) = place_nodes(&config, book);
         let online = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1);
@@ -294,6 +351,7 @@ impl Settings {
             pool_tls,
             config,
             nodes,
+            entries,
             cores,
             tenant_secrets: Secrets::new(),
             pool_identities,
@@ -301,6 +359,58 @@ impl Settings {
             source,
         })
     }
+}
+
+/// The node names of `config` (hosts that are no IP literal), each once.
+pub fn names(config: &Config) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for node in config.pools.iter().flat_map(|p| &p.nodes) {
+        if node.ip().is_none() && !out.contains(&node.host) {
+            out.push(node.host.clone());
+        }
+    }
+    out
+}
+
+/// Each pool's nodes and the entry each comes from: a literal is one node, exactly as
+/// written; a name is one node per address in `book` (in the order given), with the
+/// entry's port. An address a pool already has (a literal, or an earlier name's) is not
+/// added twice: the same node must not weigh double.
+fn place_nodes(
+    config: &Config,
+    book: &dyn Fn(&str) -> Vec<IpAddr>,
+) -> (Vec<Vec<SocketAddr>>, Vec<Vec<usize>>) {
+    let mut nodes = Vec::with_capacity(config.pools.len());
+    let mut entries = Vec::with_capacity(config.pools.len());
+    for pool in &config.pools {
+        let literals: Vec<SocketAddr> = pool
+            .nodes
+            .iter()
+            .filter_map(|n| n.ip().map(|ip| SocketAddr::new(ip, n.port)))
+            .collect();
+        let mut addrs: Vec<SocketAddr> = Vec::with_capacity(pool.nodes.len());
+        let mut from: Vec<usize> = Vec::with_capacity(pool.nodes.len());
+        for (e, node) in pool.nodes.iter().enumerate() {
+            match node.ip() {
+                Some(ip) => {
+                    addrs.push(SocketAddr::new(ip, node.port));
+                    from.push(e);
+                }
+                None => {
+                    for ip in book(&node.host) {
+                        let a = SocketAddr::new(ip, node.port);
+                        if !literals.contains(&a) && !addrs.contains(&a) {
+                            addrs.push(a);
+                            from.push(e);
+                        }
+                    }
+                }
+            }
+        }
+        nodes.push(addrs);
+        entries.push(from);
+    }
+    (nodes, entries)
 }
 
 /// An identity with its secret read; `key` is its `credentials` table, named in errors

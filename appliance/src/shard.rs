@@ -147,23 +147,27 @@ impl Shard {
             &settings.config.upstream,
             settings.cores,
         ));
+        // The node label is the address (a name's nodes are its addresses; for a literal
+        // it reads as written).
         let node_keys = settings
             .config
             .pools
             .iter()
-            .map(|pool| {
+            .zip(&settings.nodes)
+            .map(|(pool, addrs)| {
                 let name: Arc<str> = Arc::from(pool.name.as_str());
-                pool.nodes
+                addrs
                     .iter()
-                    .map(|n| NodeKey {
+                    .map(|a| NodeKey {
                         pool: name.clone(),
-                        node: Arc::from(n.to_string().as_str()),
+                        node: Arc::from(a.to_string().as_str()),
                     })
                     .collect()
             })
             .collect();
         let cfg = &settings.config;
-        let protect = Protect::new(cfg, settings.cores, self.id, Instant::now());
+        let counts: Vec<usize> = settings.nodes.iter().map(Vec::len).collect();
+        let protect = Protect::new(cfg, &counts, settings.cores, self.id, Instant::now());
         let buckets = crate::buckets::Buckets::new(cfg, settings.cores);
         // Cores start their round robins on different nodes.
         let balance = cfg
@@ -171,13 +175,15 @@ impl Shard {
             .iter()
             .map(|_| PoolState::starting_at(self.id as u64))
             .collect();
-        let node_ids = cfg
-            .pools
+        // By address: for a literal the same text as written (`NodeAddr` keeps IPv6 in
+        // canonical form, as `IpAddr` prints it).
+        let node_ids = settings
+            .nodes
             .iter()
-            .map(|pool| {
-                pool.nodes
+            .map(|addrs| {
+                addrs
                     .iter()
-                    .map(|n| node_id(&n.host, n.port))
+                    .map(|a| node_id(&a.ip().to_string(), a.port()))
                     .collect()
             })
             .collect();
@@ -239,7 +245,7 @@ impl Shard {
             node_keys: Vec::new(),
             tenant_names: Vec::new(),
             class_names: Vec::new(),
-            protect: Protect::new(cfg, settings.cores, id, Instant::now()),
+            protect: Protect::new(cfg, &[], settings.cores, id, Instant::now()),
             keys: crate::identity::KeyCache::default(),
             balance: Vec::new(),
             node_ids: Vec::new(),
@@ -287,6 +293,9 @@ impl Shard {
             Some(next) if next.id == epoch => {
                 // Open connections outlive the reload: the new caps count them.
                 next.protect.carry_connections(&self.epoch().protect);
+                if next.settings.config == self.epoch().settings.config {
+                    next.protect.carry_limits(&self.epoch().protect);
+                }
                 let old = self.epoch.replace(next.clone());
                 old.health.retire();
                 health::spawn_probes(

@@ -9,6 +9,7 @@ mod addr;
 mod auth;
 mod check;
 mod client_address;
+mod dns;
 mod error;
 mod raw;
 mod restart;
@@ -50,6 +51,7 @@ pub use auth::{
     SECRETS_FILE_BYTES_MAX,
 };
 pub use client_address::ListenerTrust;
+pub use dns::Dns;
 pub use error::{ConfigError, KeyPath};
 pub use restart::{reload_class, restart_needed, Reload, RELOAD_KEYS};
 pub use routes::{RouteTimeouts, Timeouts};
@@ -98,6 +100,8 @@ pub struct Config {
     /// `[[client_address]]`: which listeners believe which proxies about the client
     /// (docs/client-address.md); a listener in none believes only its TCP peer.
     pub client_address: Vec<ListenerTrust>,
+    /// `[dns]`: how node names are resolved (docs/config.md, "DNS").
+    pub dns: Dns,
     /// Access key id → tenant, for classification (built from the tenants' keys).
     access_keys: HashMap<String, TenantId>,
 }

@@ -9,6 +9,7 @@ use serde::Deserialize;
 
 use super::auth::{RawAuth, RawCredentials};
 use super::client_address::RawClientAddress;
+use super::dns::RawDns;
 use super::tls::{RawTls, RawUpstreamTls};
 use super::units::{ConfigDuration, ConfigSize};
 use super::BodyPath;
@@ -46,6 +47,9 @@ pub(crate) struct RawConfig {
     /// `[[client_address]]`: trusted upstream proxies per listener.
     #[serde(default)]
     pub(crate) client_address: Vec<RawClientAddress>,
+    /// `[dns]`: resolution of node names.
+    #[serde(default)]
+    pub(crate) dns: RawDns,
 }
 
 /// `[appliance]`.

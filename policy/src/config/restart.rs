@@ -263,6 +263,11 @@ pub const RELOAD_KEYS: &[(&str, Reload)] = {
         ("tls.client_auth", Live),
         ("tls.handshake_timeout", Live),
         ("tls.ktls", Live),
+        // The resolver thread reads them from the running epoch at every lookup.
+        ("dns.nameservers", Live),
+        ("dns.ttl_min", Live),
+        ("dns.ttl_max", Live),
+        ("dns.timeout", Live),
     ]
 };
 

@@ -109,6 +109,7 @@ pub(crate) fn shape(root: &DeTable<'_>) -> Result<(), Invalid> {
         "defaults",
         "auth",
         "tls",
+        "dns",
     ] {
         if let Some(value) = root.get(name) {
             expect_table(&path.key(name), value.get_ref(), "a table")?;
@@ -234,6 +235,7 @@ pub(crate) fn config(raw: RawConfig) -> Result<Config, Invalid> {
         raw.client_address,
         &listeners,
     )?;
+    let dns = super::dns::dns(&root.key("dns"), raw.dns)?;
     Ok(Config {
         appliance,
         http,
@@ -249,6 +251,7 @@ pub(crate) fn config(raw: RawConfig) -> Result<Config, Invalid> {
         auth,
         tls,
         client_address,
+        dns,
         access_keys,
     })
 }

@@ -383,6 +383,22 @@ impl Caps {
         }
     }
 
+    /// Sizes the per-node caps for `counts[pool]` nodes per pool, each at an even share
+    /// of `node_inflight_max`: a node name is as many nodes as it has addresses, which
+    /// the config alone does not know.
+    pub fn size_nodes(&mut self, counts: &[usize], node_inflight_max: Option<u32>) {
+        let (cores, core) = (self.cores, self.core);
+        let node_max = node_inflight_max.map(u64::from);
+        self.nodes = counts
+            .iter()
+            .map(|&n| {
+                (0..n)
+                    .map(|_| node_max.map(|m| CapShare::new(m, cores, core)))
+                    .collect()
+            })
+            .collect();
+    }
+
     /// Whether node `node` of pool `pool` has room on this core (for the balancer's
     /// eligibility test, without taking it).
     pub fn node_has_room(&self, pool: usize, node: usize) -> bool {
