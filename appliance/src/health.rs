@@ -442,6 +442,7 @@ impl Health {
             | Msg::Commit { .. }
             | Msg::Abort { .. }
             | Msg::Drain
+            | Msg::DrainCut(_)
             | Msg::Admin { .. }
             | Msg::QueryFlows(_)
             | Msg::QueryConfig(_)

@@ -238,7 +238,7 @@ impl<const N: usize> Entry for Metric<N> {
 /// Every metric weir exports, in the order `/metrics` renders them. Only the tests read
 /// the whole list (against docs/metrics.md and a scrape); the data path uses the entries.
 #[cfg_attr(not(test), allow(dead_code))]
-pub static ALL: [&dyn Entry; 35] = [
+pub static ALL: [&dyn Entry; 36] = [
     &INFO,
     &REQUESTS,
     &REJECTED_REQUESTS,
@@ -249,6 +249,7 @@ pub static ALL: [&dyn Entry; 35] = [
     &TLS_CONNECTIONS,
     &TLS_HANDSHAKE_FAILURES,
     &ACCESS_LOG_DROPPED,
+    &ACCESS_LOG_LINES_LOST,
     &UPSTREAM_THROTTLED,
     &REQUESTS_IN_FLIGHT,
     &CONNECTIONS_ACCEPTED,
@@ -346,6 +347,13 @@ pub static ACCESS_LOG_DROPPED: Metric<0> = Metric {
     name: "weir_access_log_dropped_total",
     kind: Counter,
     help: "Access-log lines dropped because the log buffer was full.",
+    labels: [],
+};
+/// `weir_access_log_lines_lost_total`.
+pub static ACCESS_LOG_LINES_LOST: Metric<0> = Metric {
+    name: "weir_access_log_lines_lost_total",
+    kind: Counter,
+    help: "Access-log lines the writer could not put down (full disk, write or syslog send error).",
     labels: [],
 };
 /// `weir_upstream_throttled_total`.

@@ -26,8 +26,9 @@ use weir_policy::limits::{ByteGrant, Dir};
 use weir_policy::rand::SplitMix64;
 use weir_policy::retry::RetryBudget;
 
+use crate::access_log::AccessLog;
 use crate::bus::{Bus, Msg};
-use crate::flows::{AccessLog, Flows};
+use crate::flows::Flows;
 use crate::health::{self, Health};
 use crate::metrics::{CoreMetrics, Registry};
 use crate::protect::Protect;

@@ -67,6 +67,7 @@ pub(super) async fn resume_from_another(
     (origin, established): (&Origin, &Established),
     first: &Resumable,
     delivered: u64,
+    request_id: &str,
 ) -> Option<(NodeId, Conn)> {
     let (shard, ep) = (route.shard, route.ep);
     let cfg = &ep.settings.config;
@@ -107,7 +108,8 @@ pub(super) async fn resume_from_another(
             delivered,
         );
         if let ResumePlan::Impossible(why) = &plan {
-            tracing::info!(why, "GET cannot be resumed on this node");
+            let node = &cfg.pools[node.pool].nodes[node.node];
+            tracing::info!(why, %node, request_id, "GET cannot be resumed on this node");
             outcome = rejected;
             continue;
         }
@@ -160,7 +162,8 @@ pub(super) async fn resume_from_another(
                 b
             }
             Err(e) => {
-                tracing::error!(pool = node.pool, error = %e, "cannot re-sign the resume");
+                let pool = &cfg.pools[node.pool].name;
+                tracing::error!(pool, request_id, error = %e, "cannot re-sign the resume");
                 outcome = rejected;
                 continue;
             }
@@ -222,7 +225,7 @@ pub(super) async fn resume_from_another(
             start,
             end,
         ) {
-            tracing::warn!(node = %addr, why, "resumed response rejected");
+            tracing::warn!(node = %addr, why, request_id, "resumed response rejected");
             outcome = rejected;
             continue;
         }
@@ -238,7 +241,7 @@ pub(super) async fn resume_from_another(
             continue;
         };
         if len != expected + skip {
-            tracing::warn!(node = %addr, len, expected, "resumed response has the wrong length");
+            tracing::warn!(node = %addr, len, expected, request_id, "resumed response has the wrong length");
             outcome = rejected;
             continue;
         }

@@ -93,6 +93,7 @@ pub(super) async fn send_request(
         body_consumed,
         refused: None,
     };
+    let connect_at = Instant::now();
     let checkout = match proxied {
         None => shard.upstream.checkout(addr, tls, Instant::now()).await,
         Some((source, destination)) => {
@@ -109,6 +110,7 @@ pub(super) async fn send_request(
         fail(e, Failed::Connect, false)
     })?;
     shard.metrics().upstream_checkout(checkout.reused);
+    flow.connect.set(Some(connect_at.elapsed()));
     if tls.is_some() && !checkout.reused {
         shard
             .metrics()
