@@ -77,7 +77,7 @@ pub struct Flow {
     /// The access key the request is signed with (never a secret or signature).
     pub access_key: RefCell<Option<Box<str>>>,
     /// The S3 error code answered: weir's own, or the node's when it was read.
-    pub error_code: Cell<Option<&'static str>>,
+    pub error_code: RefCell<Option<std::borrow::Cow<'static, str>>>,
     /// The serving node's `x-amz-request-id`.
     pub node_request_id: RefCell<Option<Box<str>>>,
     /// How the request ended, when not as a complete answer (set where it broke off).
@@ -189,7 +189,7 @@ impl Flow {
             waited: Cell::new(Waited::default()),
             head,
             access_key: RefCell::new(None),
-            error_code: Cell::new(None),
+            error_code: RefCell::new(None),
             node_request_id: RefCell::new(None),
             end: Cell::new(None),
             own_answer: Cell::new(false),
@@ -198,6 +198,16 @@ impl Flow {
             connect: Cell::new(None),
             logged: Cell::new(false),
         }
+    }
+
+    /// Records the S3 error code answered (`None`: no code, or not read). A code weir
+    /// knows costs nothing; any other (a node's own) is kept, cut at 64 bytes.
+    pub fn set_error_code(&self, code: Option<&str>) {
+        let code = code.map(|c| match weir_policy::s3code::S3Code::parse(c) {
+            weir_policy::s3code::S3Code::Other => truncated(c, 64).to_string().into(),
+            known => known.as_str().into(),
+        });
+        *self.error_code.borrow_mut() = code;
     }
 
     /// Records how the request broke off (the first account wins: what follows a
@@ -260,7 +270,13 @@ impl Flow {
         w.push_str(",\"key\":");
         json_opt(w, key.map(|k| truncated(k, TARGET_BYTES_MAX)));
         let _ = write!(w, ",\"operation\":\"{operation}\",\"access_key\":");
-        json_opt(w, self.access_key.borrow().as_deref());
+        json_opt(
+            w,
+            self.access_key
+                .borrow()
+                .as_deref()
+                .map(|k| truncated(k, ACCESS_KEY_BYTES_MAX)),
+        );
         w.push_str(",\"user_agent\":");
         json_opt(
             w,
@@ -273,7 +289,7 @@ impl Flow {
             outcome.as_str(),
             ended_by.as_str()
         );
-        json_opt(w, self.error_code.get());
+        json_opt(w, self.error_code.borrow().as_deref());
         let _ = write!(
             w,
             ",\"bytes_up\":{},\"bytes_down\":{},\"bytes_expected\":",
@@ -533,6 +549,15 @@ pub fn take_request_id(
 /// Removes `X-Request-Id` from the client's `Connection` nominations: a client that
 /// names it there would have the id dropped as hop-by-hop on the way to the node.
 fn keep_from_connection(head: &mut RequestHead) {
+    let names_it = |h: &weir_io::http::Header| {
+        h.is("connection")
+            && h.value
+                .windows(REQUEST_ID_HEADER.len())
+                .any(|w| w.eq_ignore_ascii_case(REQUEST_ID_HEADER.as_bytes()))
+    };
+    if !head.headers.iter().any(names_it) {
+        return;
+    }
     for h in head.headers.iter_mut().filter(|h| h.is("connection")) {
         let kept: Vec<&[u8]> = h
             .value
@@ -610,6 +635,8 @@ fn is_secret_param(raw: &str) -> bool {
         .any(|secret| secret.as_bytes().eq_ignore_ascii_case(&name))
 }
 
+/// Longest access key id kept for the log (real ones are 16 to 128 characters).
+const ACCESS_KEY_BYTES_MAX: usize = 128;
 /// Longest user agent kept for the log.
 const USER_AGENT_BYTES_MAX: usize = 256;
 

@@ -146,11 +146,7 @@ pub(super) async fn send(
     if let Some(flow) = flow {
         flow.status.set(answer.status);
         flow.own_answer.set(true);
-        flow.error_code.set(
-            Some(S3Code::parse(answer.code))
-                .filter(|c| *c != S3Code::Other)
-                .map(S3Code::as_str),
-        );
+        flow.set_error_code(Some(answer.code));
     }
     // Only an edge refusal may keep the connection, and only when the request had no body
     // to drain (so the next head is where it should be) and weir is not draining.

@@ -13,7 +13,7 @@ use weir_io::{Kind, Side};
 use weir_policy::attempt::{Answer, Attempts, Decision, Limit, Outcome, Params, Refusal};
 use weir_policy::health::parse_retry_after;
 use weir_policy::retry::BodyState;
-use weir_policy::s3code::{code_of, S3Code};
+use weir_policy::s3code::{code_of, s3_error_code, S3Code};
 
 use super::admit::{admit, Admitted};
 use super::answer::OwnAnswer;
@@ -224,8 +224,9 @@ pub(super) async fn handle(mut x: Exchange<'_>) -> After {
                 // decides, and its bytes are relayed unchanged or dropped for a retry.
                 let body_len = read_error_body(&mut upstream, &resp, &ep.settings).await;
                 let code = body_len.and_then(|n| code_of(&upstream.buffered()[..n]));
-                flow.error_code
-                    .set(code.filter(|c| *c != S3Code::Other).map(S3Code::as_str));
+                flow.set_error_code(
+                    body_len.and_then(|n| s3_error_code(&upstream.buffered()[..n])),
+                );
                 let retry_after = resp
                     .header("retry-after")
                     .and_then(|v| std::str::from_utf8(v).ok())
