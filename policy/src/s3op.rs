@@ -245,7 +245,16 @@ mod tests {
 
     #[test]
     fn names_common_operations() {
-        let cases: &[(&str, bool, bool, Option<&str>, bool, &str)] = &[
+        /// method, names a bucket, names a key, query, copy source, the name.
+        type Case = (
+            &'static str,
+            bool,
+            bool,
+            Option<&'static str>,
+            bool,
+            &'static str,
+        );
+        let cases: &[Case] = &[
             ("GET", false, false, None, false, "ListBuckets"),
             ("GET", true, true, None, false, "GetObject"),
             ("GET", true, true, Some("partNumber=2"), false, "GetObject"),
