@@ -117,7 +117,7 @@ impl Outcome {
             Outcome::Complete => "complete",
             Outcome::ClientAborted => "client_aborted",
             Outcome::NodeFailed => "node_failed",
-            Outcome::WeirFailed => "weir_failed",
+            Outcome::WeirFailed => "internal_error",
             Outcome::DrainCut => "drain_cut",
         }
     }
