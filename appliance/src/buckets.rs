@@ -73,14 +73,17 @@ struct PoolBuckets {
 }
 
 impl Buckets {
-    /// Limits for `cfg`'s pools, each core holding `1/cores` of a pool's share.
-    pub fn new(cfg: &Config, cores: usize) -> Self {
+    /// Limits for `cfg`'s pools of `nodes[p]` nodes each (a DNS name counts one per
+    /// address), each core holding `1/cores` of a pool's share.
+    pub fn new(cfg: &Config, nodes: &[usize], cores: usize) -> Self {
         let cores = u32::try_from(cores.max(1)).unwrap_or(u32::MAX);
         let pools = cfg
             .pools
             .iter()
-            .map(|pool| {
-                let whole = Aimd::for_bucket(&cfg.upstream, pool.nodes.len());
+            .enumerate()
+            .map(|(p, pool)| {
+                let count = nodes.get(p).copied().unwrap_or(pool.nodes.len()).max(1);
+                let whole = Aimd::for_bucket(&cfg.upstream, count);
                 let (min, max) = whole.bounds();
                 let share = (max / cores).max(min);
                 let template = Aimd::new(share, min.min(share), share)
@@ -145,7 +148,7 @@ nodes = ["127.0.0.1:1", "127.0.0.1:2"]
 
     #[test]
     fn a_core_holds_its_share_and_counts_in_flight() {
-        let b = Buckets::new(&config(), 2);
+        let b = Buckets::new(&config(), &[], 2);
         assert_eq!(b.limit(0, Some("x")), Some(8), "2 nodes x 8 / 2 cores");
         let x = b.get(0, Some("x")).expect("pool 0");
         let slots: Vec<_> = (0..8).map(|_| x.enter()).collect();
@@ -157,7 +160,7 @@ nodes = ["127.0.0.1:1", "127.0.0.1:2"]
 
     #[test]
     fn widespread_throttling_shrinks_the_bucket() {
-        let b = Buckets::new(&config(), 1);
+        let b = Buckets::new(&config(), &[], 1);
         let x = b.get(0, Some("x")).expect("pool 0");
         let t0 = Instant::now();
         for i in 0..50u32 {

@@ -113,6 +113,9 @@ pub enum Msg {
     /// From the signal thread: a drain started; close this core's listeners (requests in
     /// flight go on).
     Drain,
+    /// From the drain at its timeout: log every request still in flight as cut by the
+    /// drain (the process exits next); answer how many lines were queued.
+    DrainCut(flume::Sender<usize>),
     /// From the limits coordinator: report this core's usage of every limit and cap.
     LimitsReport(flume::Sender<LimitsUsage>),
     /// From the limits coordinator: this core's new shares, computed for `epoch`.

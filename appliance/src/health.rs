@@ -394,7 +394,8 @@ impl Health {
             }
         };
         let Some(t) = transition else { return };
-        tracing::warn!(pool = id.pool, node = id.node, from = %t.from, to = %t.to, reason = %t.reason, "node state");
+        let (pool, node) = (&*self.pool_names[id.pool], self.addrs[id.pool][id.node]);
+        tracing::warn!(pool, %node, from = %t.from, to = %t.to, reason = %t.reason, "node state");
         let reason: Arc<str> = Arc::from(t.reason.as_str());
         for core in 0..self.bus.cores() {
             if core == self.core {
@@ -458,6 +459,7 @@ impl Health {
             | Msg::Commit { .. }
             | Msg::Abort { .. }
             | Msg::Drain
+            | Msg::DrainCut(_)
             | Msg::Admin { .. }
             | Msg::QueryFlows(_)
             | Msg::QueryConfig(_)

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
+mod access_log;
 mod admin;
 mod buckets;
 mod bus;
@@ -88,6 +89,9 @@ fn main() {
                 .unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
+        // Colour codes only for a person at a terminal: journald, files and collectors
+        // get plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
@@ -225,7 +229,7 @@ fn run(path: &std::path::Path, upgrade_from: Option<&std::path::Path>) -> anyhow
     let from_env = std::env::var("WEIR_ACCESS_LOG").is_ok_and(|t| !t.is_empty());
     let access_log = match target {
         Some(target) => Some(
-            flows::AccessLog::start(&target, appliance.access_log_lines_max).map_err(|e| {
+            access_log::AccessLog::start(&target, appliance.access_log_lines_max).map_err(|e| {
                 let why = format!("cannot open {target}: {e}");
                 if from_env {
                     anyhow::anyhow!("WEIR_ACCESS_LOG: {why}")
@@ -325,8 +329,29 @@ fn finish_drain(
     while busy() && start.elapsed() < drain_timeout {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
+    let left = registry.requests_in_flight();
+    if left > 0 {
+        // The requests the timeout cuts get their access-log lines too (ended_by drain);
+        // a core that does not answer within the wait is not waited for.
+        let replies: Vec<_> = (0..bus.cores())
+            .filter_map(|core| {
+                let (tx, rx) = flume::bounded(1);
+                bus.send(core, bus::Msg::DrainCut(tx)).then_some(rx)
+            })
+            .collect();
+        let until = std::time::Instant::now() + std::time::Duration::from_millis(500);
+        let logged: usize = replies
+            .iter()
+            .filter_map(|rx| rx.recv_deadline(until).ok())
+            .sum();
+        tracing::warn!(
+            left,
+            logged,
+            "drain timeout: cutting the requests in flight"
+        );
+    }
     tracing::info!(
-        left = registry.requests_in_flight(),
+        left,
         connections = registry.connections_active(),
         "drained; exiting"
     );

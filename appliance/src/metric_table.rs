@@ -244,7 +244,7 @@ impl<const N: usize> Entry for Metric<N> {
 /// Every metric weir exports, in the order `/metrics` renders them. Only the tests read
 /// the whole list (against docs/metrics.md and a scrape); the data path uses the entries.
 #[cfg_attr(not(test), allow(dead_code))]
-pub static ALL: [&dyn Entry; 47] = [
+pub static ALL: [&dyn Entry; 48] = [
     &INFO,
     &BUILD_INFO,
     &PROCESS_CPU_SECONDS,
@@ -272,6 +272,7 @@ pub static ALL: [&dyn Entry; 47] = [
     &UPSTREAM_REUSES,
     &UPSTREAM_ERRORS,
     &UPSTREAM_RETRIES,
+    &ACCESS_LOG_LINES_LOST,
     &CONNECTIONS_REFUSED,
     &CONTROL_REQUESTS,
     &CONTROL_CONNECTIONS_DROPPED,
@@ -433,6 +434,13 @@ pub static ACCESS_LOG_DROPPED: Metric<0> = Metric {
     name: "weir_access_log_dropped_total",
     kind: Counter,
     help: "Access-log lines dropped because the log buffer was full.",
+    labels: [],
+};
+/// `weir_access_log_lines_lost_total`.
+pub static ACCESS_LOG_LINES_LOST: Metric<0> = Metric {
+    name: "weir_access_log_lines_lost_total",
+    kind: Counter,
+    help: "Access-log lines the writer could not put down (full disk, write or syslog send error).",
     labels: [],
 };
 /// `weir_upstream_throttled_total`.

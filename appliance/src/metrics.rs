@@ -421,6 +421,9 @@ impl Registry {
             metric.family(w);
             metric.sample(w, [], self.sum(f));
         }
+        table::ACCESS_LOG_LINES_LOST.family(w);
+        let lost = crate::access_log::LINES_LOST.load(Ordering::Relaxed);
+        table::ACCESS_LOG_LINES_LOST.sample(w, [], lost);
         table::CONNECTIONS_REFUSED.family(w);
         for (i, reason) in CONNECTION_CAPS.iter().enumerate() {
             let v = self.sum(|c| &c.connections_refused[i]);

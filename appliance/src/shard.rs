@@ -26,8 +26,9 @@ use weir_policy::limits::{ByteGrant, Dir};
 use weir_policy::rand::SplitMix64;
 use weir_policy::retry::RetryBudget;
 
+use crate::access_log::AccessLog;
 use crate::bus::{Bus, Msg};
-use crate::flows::{AccessLog, Flows};
+use crate::flows::Flows;
 use crate::health::{self, Health};
 use crate::metrics::{CoreMetrics, Registry};
 use crate::protect::Protect;
@@ -168,7 +169,7 @@ impl Shard {
         let cfg = &settings.config;
         let counts: Vec<usize> = settings.nodes.iter().map(Vec::len).collect();
         let protect = Protect::new(cfg, &counts, settings.cores, self.id, Instant::now());
-        let buckets = crate::buckets::Buckets::new(cfg, settings.cores);
+        let buckets = crate::buckets::Buckets::new(cfg, &node_counts(&settings), settings.cores);
         // Cores start their round robins on different nodes.
         let balance = cfg
             .pools
@@ -241,7 +242,7 @@ impl Shard {
             )),
             inflight: Vec::new(),
             retry_budget: RefCell::new(RetryBudget::for_core(&cfg.upstream, settings.cores)),
-            buckets: crate::buckets::Buckets::new(cfg, settings.cores),
+            buckets: crate::buckets::Buckets::new(cfg, &node_counts(&settings), settings.cores),
             node_keys: Vec::new(),
             tenant_names: Vec::new(),
             class_names: Vec::new(),
@@ -406,4 +407,9 @@ impl Pacer for BytePacer {
             .protect
             .return_bytes(&self.classified, self.dir, bytes);
     }
+}
+
+/// Nodes per pool as resolved (a DNS name is one node per address).
+fn node_counts(settings: &Settings) -> Vec<usize> {
+    settings.nodes.iter().map(Vec::len).collect()
 }

@@ -33,6 +33,7 @@ fn signal_set() -> libc::sigset_t {
         libc::sigaddset(&mut set, libc::SIGTERM);
         libc::sigaddset(&mut set, libc::SIGINT);
         libc::sigaddset(&mut set, libc::SIGHUP);
+        libc::sigaddset(&mut set, libc::SIGUSR1);
         set
     }
 }
@@ -48,7 +49,7 @@ pub fn block() {
 }
 
 /// Waits for signals on a dedicated thread; `on_term` runs once when a stop starts,
-/// `on_hup` on every SIGHUP. A second SIGTERM/SIGINT exits the process at once, status 1
+/// `on_hup` on every SIGHUP; SIGUSR1 reopens the access log (rotation). A second SIGTERM/SIGINT exits the process at once, status 1
 /// (transfers still in flight are cut).
 pub fn spawn_waiter(
     on_term: impl Fn() + Send + 'static,
@@ -64,7 +65,10 @@ pub fn spawn_waiter(
             if rc != 0 {
                 continue;
             }
-            if sig == libc::SIGHUP {
+            if sig == libc::SIGUSR1 {
+                // Log rotation: the access-log writer reopens its file by path.
+                crate::access_log::REOPEN.store(true, Ordering::Relaxed);
+            } else if sig == libc::SIGHUP {
                 on_hup();
             } else if !STOPPING.swap(true, Ordering::Relaxed) {
                 on_term();

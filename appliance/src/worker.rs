@@ -14,9 +14,9 @@ use weir_io::proxy_protocol;
 use weir_io::runtime;
 use weir_policy::forwarded::ProxyProtocol;
 
+use crate::access_log::AccessLog;
 use crate::bus::{Bus, Msg};
 use crate::client_address::Origin;
-use crate::flows::AccessLog;
 use crate::health;
 use crate::metrics::Registry;
 use crate::protect::Slot;
@@ -120,6 +120,13 @@ fn on_message(shard: &Shard, msg: Msg) {
             rebalance::on_grant(shard, epoch, &keys, &caps);
         }
         Msg::Drain => shard.stop_accepting(),
+        Msg::DrainCut(reply) => {
+            let logged = match &shard.access_log {
+                Some(log) => shard.flows.log_cut_by_drain(log, &shard.epoch()),
+                None => 0,
+            };
+            let _ = reply.try_send(logged);
+        }
         Msg::Admin {
             pool,
             addr,

@@ -28,6 +28,7 @@ pub mod resume;
 pub mod retry;
 pub mod route;
 pub mod s3code;
+pub mod s3op;
 pub mod sigv4;
 
 mod dns;

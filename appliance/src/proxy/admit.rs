@@ -82,6 +82,7 @@ pub(super) async fn admit<'e>(x: &mut Exchange<'e>) -> Result<Admitted<'e>, Afte
             head.query(),
         ),
     };
+    *flow.access_key.borrow_mut() = access_key.map(Box::from);
     let classified = Rc::new(cfg.classify(&Request {
         method: head.method.as_str(),
         host: head.host(),

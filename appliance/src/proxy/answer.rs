@@ -13,7 +13,7 @@ use weir_policy::attempt::Refusal;
 use weir_policy::s3code::S3Code;
 
 use super::{write_timed, After};
-use crate::flows::Flow;
+use crate::flows::{EndedBy, Flow, Outcome};
 use crate::identity;
 use crate::protect::Shed;
 use crate::shard::Shard;
@@ -145,6 +145,8 @@ pub(super) async fn send(
     metrics.request(answer.status);
     if let Some(flow) = flow {
         flow.status.set(answer.status);
+        flow.own_answer.set(true);
+        flow.set_error_code(Some(answer.code));
     }
     // Only an edge refusal may keep the connection, and only when the request had no body
     // to drain (so the next head is where it should be) and weir is not draining.
@@ -159,10 +161,20 @@ pub(super) async fn send(
         Asker::Request(_, head) => Some(head.method),
         Asker::Unparsed(method) => method,
     };
-    let bytes = render(shard, method, &answer, head.map_or("", |h| h.path()), !keep);
+    // The request's own id, in the error body and its header (docs/operations.md,
+    // "Request ids"); a head that never parsed gets a fresh one.
+    let rid = flow.map_or_else(|| shard.request_id(), |f| f.request_id.clone());
+    let resource = head.map_or("", |h| h.path());
+    let bytes = render(method, &answer, resource, &rid, !keep);
     match write_timed(client, &bytes, OWN_ANSWER_WRITE_TIMEOUT).await {
         Ok(()) if keep => After::KeepAlive,
-        _ => After::Close,
+        Ok(()) => After::Close,
+        Err(_) => {
+            if let Some(flow) = flow {
+                flow.ended(Outcome::ClientAborted, EndedBy::Client);
+            }
+            After::Close
+        }
     }
 }
 
@@ -171,13 +183,12 @@ pub(super) async fn send(
 /// response), `Connection: close` when weir closes, and `Retry-After` when given (always
 /// for `SlowDown`, which SDKs back off on).
 fn render(
-    shard: &Shard,
     method: Option<Method>,
     answer: &OwnAnswer<'_>,
     resource: &str,
+    rid: &str,
     close: bool,
 ) -> Vec<u8> {
-    let rid = shard.request_id();
     let render = if method == Some(Method::Head) {
         s3_error_response_head_only
     } else {
@@ -188,9 +199,10 @@ fn render(
         answer.code,
         answer.message,
         resource,
-        &rid,
+        rid,
         close,
     );
+    super::relay::add_header(&mut bytes, "X-Request-Id", rid);
     let slow_down = answer.code == S3Code::SlowDown.as_str();
     if let Some(after) = answer
         .retry_after

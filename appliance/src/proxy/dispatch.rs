@@ -13,7 +13,7 @@ use weir_io::{Kind, Side};
 use weir_policy::attempt::{Answer, Attempts, Decision, Limit, Outcome, Params, Refusal};
 use weir_policy::health::parse_retry_after;
 use weir_policy::retry::BodyState;
-use weir_policy::s3code::{code_of, S3Code};
+use weir_policy::s3code::{code_of, s3_error_code, S3Code};
 
 use super::admit::{admit, Admitted};
 use super::answer::OwnAnswer;
@@ -22,6 +22,7 @@ use super::relay::{relay_held, relay_response};
 use super::route::{affinity, InFlight, Routing};
 use super::send::{read_error_body, send_request, Outgoing, Sent};
 use super::{After, Exchange};
+use crate::flows::{self, EndedBy};
 use crate::identity;
 use crate::protect::Slot;
 use crate::shard::Epoch;
@@ -99,6 +100,9 @@ pub(super) async fn handle(mut x: Exchange<'_>) -> After {
                 return x.answer(OwnAnswer::gave_up(refusal)).await;
             }
         };
+        if flow.queued.get().is_none() {
+            flow.queued.set(Some(flow.started.elapsed()));
+        }
         if route.attempts.start(node) {
             shard.metrics().upstream_retry();
             flow.retries.set(flow.retries.get() + 1);
@@ -183,7 +187,8 @@ pub(super) async fn handle(mut x: Exchange<'_>) -> After {
                 return x.answer(OwnAnswer::refused(&e.into())).await;
             }
             Err(e) => {
-                tracing::error!(pool = node.pool, error = %e, "cannot re-sign the request");
+                let (pool, request_id) = (&cfg.pools[node.pool].name, &flow.request_id);
+                tracing::error!(pool, request_id, error = %e, "cannot re-sign the request");
                 let refusal = Refusal {
                     status: 500,
                     code: S3Code::InternalError,
@@ -224,6 +229,9 @@ pub(super) async fn handle(mut x: Exchange<'_>) -> After {
                 // decides, and its bytes are relayed unchanged or dropped for a retry.
                 let body_len = read_error_body(&mut upstream, &resp, route.timeouts.io).await;
                 let code = body_len.and_then(|n| code_of(&upstream.buffered()[..n]));
+                flow.set_error_code(
+                    body_len.and_then(|n| s3_error_code(&upstream.buffered()[..n])),
+                );
                 let retry_after = resp
                     .header("retry-after")
                     .and_then(|v| std::str::from_utf8(v).ok())
@@ -289,7 +297,8 @@ pub(super) async fn handle(mut x: Exchange<'_>) -> After {
                     // request was reset before its final chunk, so nothing was stored.
                     return x.answer(OwnAnswer::refused(&refused.into())).await;
                 }
-                tracing::debug!(node = %addr, error = %e.err, "upstream attempt failed");
+                let request_id = &flow.request_id;
+                tracing::debug!(node = %addr, request_id, error = %e.err, "upstream attempt failed");
                 if e.err.side == Side::Client {
                     // The client's body broke off, stalled or was malformed mid-way: the
                     // node's request was reset (so no partial object), and the client
@@ -304,6 +313,7 @@ pub(super) async fn handle(mut x: Exchange<'_>) -> After {
                         Kind::Timeout => Some(HeadError::request_timeout()),
                         _ => None,
                     };
+                    flow.ended(flows::Outcome::ClientAborted, EndedBy::Client);
                     return match err {
                         Some(err) => x.answer(OwnAnswer::rejected(&err)).await,
                         None => After::Close,

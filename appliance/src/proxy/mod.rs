@@ -64,7 +64,7 @@ use weir_io::relay::{BodyMode, Mover, RateFloor};
 use weir_policy::config::BodyPath;
 
 use crate::client_address::{self, Established, Origin};
-use crate::flows::Flow;
+use crate::flows::{self, EndedBy, Flow, Outcome};
 use crate::shard::{Epoch, Shard};
 use crate::signals;
 
@@ -179,16 +179,18 @@ pub async fn serve_client(
                 client.linger_close(LINGER, LINGER_BYTES_MAX).await;
                 return;
             }
-            Incoming::Head(head) => {
+            Incoming::Head(mut head) => {
                 shard.metrics().request_started();
                 let established = client_address::establish(&ep.settings.config, &origin, &head);
-                let guard = shard.flows.start(Flow::new(
-                    shard.request_id(),
-                    established.addr,
-                    head.method.as_str(),
-                    &head.target,
-                    ep.id,
-                ));
+                // One id follows the request: to the node, back to the client, in every
+                // log line about it (docs/operations.md, "Request ids").
+                let trusted = (ep.settings.config.client_trust(origin.bound))
+                    .is_some_and(|t| t.trusts(origin.peer.ip()));
+                let id = flows::take_request_id(trusted, &mut head, || shard.request_id());
+                let head: Rc<RequestHead> = Rc::from(head);
+                let guard = shard
+                    .flows
+                    .start(Flow::new(id, established.addr, head.clone(), ep.id));
                 mover.set_rate_floor(rate_floor(&ep.settings.config.http));
                 // Until classified, the request has `[upstream]`'s (then its route's).
                 mover.set_idle_timeout(ep.settings.config.upstream.io_timeout);
@@ -207,8 +209,14 @@ pub async fn serve_client(
                 mover.set_pacer(None);
                 shard.metrics().request_finished();
                 record_stats(shard, &ep, &guard.flow);
+                if after == After::Reset {
+                    // Cut without a recorded cause: weir's own doing.
+                    guard.flow.ended(Outcome::WeirFailed, EndedBy::Weir);
+                }
                 if let Some(log) = &shard.access_log {
-                    if !log.log(guard.flow.log_line()) {
+                    if !guard.flow.logged.replace(true)
+                        && !log.log_with(|w| guard.flow.write_line(w, &ep))
+                    {
                         shard.metrics().access_log_dropped();
                     }
                 }

@@ -5,9 +5,9 @@
 
 use std::time::{Duration, Instant};
 
-use weir_io::conn::Conn;
+use weir_io::conn::{head_end, Conn};
 use weir_io::http::{
-    write_response_head, BodyFraming, ChunkedDecoder, ChunkedLimits, Peer, ResponseHead,
+    write_response_head, BodyFraming, ChunkedDecoder, ChunkedLimits, Header, Peer, ResponseHead,
 };
 use weir_io::relay::End;
 use weir_io::Side;
@@ -18,6 +18,7 @@ use super::resume::{resumable, resume_from_another};
 use super::route::{failed_of, InFlight, Routing};
 use super::{write_timed, After, Exchange};
 use crate::bus::NodeId;
+use crate::flows::{EndedBy, Flow, Outcome, REQUEST_ID_HEADER};
 
 /// Relays the response head and body to the client, resuming a broken GET body from
 /// another node, and decides what is reusable. Returns what becomes of the client
@@ -27,10 +28,11 @@ pub(super) async fn relay_response<'e>(
     route: &mut Routing<'_>,
     (mut node, mut inflight): (NodeId, InFlight<'e>),
     mut upstream: Conn,
-    resp: ResponseHead,
+    mut resp: ResponseHead,
     request_complete: bool,
 ) -> After {
     let (shard, ep, flow, head) = (x.shard, x.ep, x.flow, x.head);
+    note_answer(flow, &mut resp);
     let (client, mover) = (&mut *x.client, &mut *x.mover);
     // A request whose body was not (all) read leaves the client's stream out of step.
     let close_client = !request_complete
@@ -71,6 +73,7 @@ pub(super) async fn relay_response<'e>(
     shard.metrics().request(resp.status);
     flow.status.set(resp.status);
     if write_timed(client, &out, route.timeouts.io).await.is_err() {
+        flow.ended(Outcome::ClientAborted, EndedBy::Client);
         upstream.abort_on_close();
         return After::Reset;
     }
@@ -105,6 +108,12 @@ pub(super) async fn relay_response<'e>(
         delivered += moved.total();
         let Err(e) = result else { break Ok(()) };
         if e.side != Side::Upstream {
+            let by = if e.side == Side::Client {
+                (Outcome::ClientAborted, EndedBy::Client)
+            } else {
+                (Outcome::WeirFailed, EndedBy::Weir)
+            };
+            flow.ended(by.0, by.1);
             break Err(e);
         }
         shard.metrics().upstream_error();
@@ -113,11 +122,12 @@ pub(super) async fn relay_response<'e>(
             .on_body_cut(node, failed_of(&e), delivered, resume.is_some());
         let (Decision::Resume { from }, Some(first)) = (route.apply(node, cut), resume.as_ref())
         else {
+            flow.ended(Outcome::NodeFailed, EndedBy::Node);
             break Err(e);
         };
         upstream.abort_on_close();
         let told = (x.origin, x.established);
-        match resume_from_another(route, head, told, first, from).await {
+        match resume_from_another(route, head, told, first, from, &flow.request_id).await {
             Some((next_node, next_conn)) => {
                 flow.resumes.set(route.attempts.resumes());
                 flow.nodes
@@ -125,7 +135,10 @@ pub(super) async fn relay_response<'e>(
                     .push(ep.settings.nodes[next_node.pool][next_node.node]);
                 flow.served_by.set(Some((next_node.pool, next_node.node)));
                 shard.metrics().resume(true);
-                tracing::info!(from = ?node, to = ?next_node, delivered, "resumed GET on another node");
+                let name = |n: NodeId| ep.settings.nodes[n.pool][n.node];
+                let (from, to) = (name(node), name(next_node));
+                let request_id = &flow.request_id;
+                tracing::info!(%from, %to, delivered, request_id, "resumed GET on another node");
                 // The resumed request counts against its new node (and drops the old).
                 inflight = InFlight::enter(ep, next_node, route.bucket_of(next_node.pool));
                 node = next_node;
@@ -133,6 +146,7 @@ pub(super) async fn relay_response<'e>(
             }
             None => {
                 shard.metrics().resume(false);
+                flow.ended(Outcome::NodeFailed, EndedBy::Node);
                 break Err(e);
             }
         }
@@ -140,7 +154,8 @@ pub(super) async fn relay_response<'e>(
     if let Err(e) = result {
         // Never complete a response short, nor end it in a way a client could take for
         // the whole: a close-delimited or de-chunked body would look complete at a FIN.
-        tracing::debug!(error = %e, delivered, "response body failed");
+        let request_id = &flow.request_id;
+        tracing::debug!(error = %e, delivered, request_id, "response body failed");
         upstream.abort_on_close();
         return After::Reset;
     }
@@ -164,8 +179,40 @@ pub(super) async fn relay_held(x: &Exchange<'_>, bytes: &[u8], io_timeout: Durat
     let status = parse_status(bytes).unwrap_or(502);
     shard.metrics().request(status);
     flow.status.set(status);
-    let _ = write_timed(x.client, bytes, io_timeout).await;
+    let mut bytes = bytes.to_vec();
+    add_header(&mut bytes, "X-Request-Id", &flow.request_id);
+    let written = write_timed(x.client, &bytes, io_timeout).await;
+    if written.is_err() {
+        flow.ended(Outcome::ClientAborted, EndedBy::Client);
+    }
     After::Close
+}
+
+/// What the access log keeps of a node's answer about to be relayed (its body length and
+/// `x-amz-request-id`), and the request id added for the client: the node's own
+/// `X-Request-Id`, if it sent one, gives way to weir's (docs/operations.md, "Request ids").
+fn note_answer(flow: &Flow, resp: &mut ResponseHead) {
+    if let BodyFraming::Length(n) = resp.framing {
+        flow.bytes_expected.set(Some(n));
+    }
+    let node_id = resp
+        .header("x-amz-request-id")
+        .filter(|v| v.len() <= 128)
+        .and_then(|v| std::str::from_utf8(v).ok());
+    *flow.node_request_id.borrow_mut() = node_id.map(Box::from);
+    resp.headers.retain(|h| !h.is(REQUEST_ID_HEADER));
+    resp.headers.push(Header::new(
+        "X-Request-Id",
+        flow.request_id.as_bytes().to_vec(),
+    ));
+}
+
+/// Adds a header to a serialised response head (before its blank line).
+pub(super) fn add_header(response: &mut Vec<u8>, name: &str, value: &str) {
+    if let Some(pos) = head_end(response) {
+        let line = format!("{name}: {value}\r\n");
+        response.splice(pos - 2..pos - 2, line.into_bytes());
+    }
 }
 
 /// The status of a serialised response head.

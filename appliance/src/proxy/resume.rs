@@ -67,6 +67,7 @@ pub(super) async fn resume_from_another(
     (origin, established): (&Origin, &Established),
     first: &Resumable,
     delivered: u64,
+    request_id: &str,
 ) -> Option<(NodeId, Conn)> {
     let (shard, ep) = (route.shard, route.ep);
     let text = |name: &str| head.header(name).and_then(|v| std::str::from_utf8(v).ok());
@@ -106,7 +107,8 @@ pub(super) async fn resume_from_another(
             delivered,
         );
         if let ResumePlan::Impossible(why) = &plan {
-            tracing::info!(why, "GET cannot be resumed on this node");
+            let node = ep.settings.nodes[node.pool][node.node];
+            tracing::info!(why, %node, request_id, "GET cannot be resumed on this node");
             outcome = rejected;
             continue;
         }
@@ -159,7 +161,8 @@ pub(super) async fn resume_from_another(
                 b
             }
             Err(e) => {
-                tracing::error!(pool = node.pool, error = %e, "cannot re-sign the resume");
+                let pool = &ep.settings.config.pools[node.pool].name;
+                tracing::error!(pool, request_id, error = %e, "cannot re-sign the resume");
                 outcome = rejected;
                 continue;
             }
@@ -223,7 +226,7 @@ pub(super) async fn resume_from_another(
             start,
             end,
         ) {
-            tracing::warn!(node = %addr, why, "resumed response rejected");
+            tracing::warn!(node = %addr, why, request_id, "resumed response rejected");
             outcome = rejected;
             continue;
         }
@@ -239,7 +242,7 @@ pub(super) async fn resume_from_another(
             continue;
         };
         if len != expected + skip {
-            tracing::warn!(node = %addr, len, expected, "resumed response has the wrong length");
+            tracing::warn!(node = %addr, len, expected, request_id, "resumed response has the wrong length");
             outcome = rejected;
             continue;
         }

@@ -101,6 +101,7 @@ pub(super) async fn send_request(
         body_consumed,
         refused: None,
     };
+    let connect_at = Instant::now();
     let checkout = match proxied {
         None => {
             shard
@@ -122,6 +123,7 @@ pub(super) async fn send_request(
         fail(e, Failed::Connect, false)
     })?;
     shard.metrics().upstream_checkout(checkout.reused);
+    flow.connect.set(Some(connect_at.elapsed()));
     if tls.is_some() && !checkout.reused {
         shard
             .metrics()

@@ -5,6 +5,7 @@
 //! rejected file leaves the running config untouched. Every rejection names the file, the
 //! line and the dotted key. The commented reference file is `appliance/examples/weir.toml`.
 
+mod access_log;
 mod addr;
 mod auth;
 mod check;
@@ -45,6 +46,7 @@ use crate::balance::Algorithm;
 pub use crate::health::HealthParams;
 use crate::retry::RetryParams;
 pub use crate::route::{BucketGlob, BucketNames};
+pub use access_log::AccessLogTarget;
 pub use addr::{NodeAddr, NodeAddrError};
 pub use auth::{
     parse_secrets, Auth, AuthMode, PoolCredentials, Secret, SecretSource, Secrets,
@@ -134,7 +136,8 @@ pub struct Appliance {
     pub admin: Option<SocketAddr>,
     /// Bearer token the admin endpoints require (`Authorization: Bearer <token>`).
     pub admin_token: Option<String>,
-    /// Access log target: `"stdout"` or an absolute file path (appended); `None` = off.
+    /// Access log target ([`AccessLogTarget`]): `"stdout"`, an absolute file path
+    /// (appended), or `syslog:udp://IP:PORT` / `syslog:unix:/PATH`; `None` = off.
     pub access_log: Option<String>,
     /// Access-log lines buffered before new ones are dropped (and counted).
     pub access_log_lines_max: usize,

@@ -413,14 +413,10 @@ fn appliance(path: &KeyPath, raw: RawAppliance) -> Result<Appliance, Invalid> {
     };
     let access_log = match raw.access_log {
         None => None,
-        Some(text) if text == "stdout" => Some(text),
-        Some(text) if text.starts_with('/') && !text.ends_with('/') => Some(text),
-        Some(text) => {
-            return Err(Invalid::new(
-                &path.key("access_log"),
-                format!("{text:?} is neither \"stdout\" nor an absolute file path"),
-            ))
-        }
+        Some(text) => match super::AccessLogTarget::parse(&text) {
+            Ok(_) => Some(text),
+            Err(why) => return Err(Invalid::new(&path.key("access_log"), why)),
+        },
     };
     let access_log_lines_max = raw.access_log_lines_max.unwrap_or(d.access_log_lines_max);
     if !ACCESS_LOG_LINES.contains(&access_log_lines_max) {
