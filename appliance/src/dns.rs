@@ -24,8 +24,6 @@ use hickory_resolver::config::{
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::TokioResolver;
 
-use crate::reload::Reloader;
-
 /// Retry after a failed lookup starts here and doubles up to `ttl_max`.
 const RETRY_FIRST: Duration = Duration::from_secs(1);
 /// The resolver thread looks at the book at least this often (names due, names added by
@@ -260,25 +258,34 @@ impl Dns {
         changed
     }
 
-    /// Starts the resolver thread: it looks names up again when due and, when some
-    /// name's addresses changed, has `reloader` build a new epoch with them.
-    pub fn spawn(self, reloader: Arc<Reloader>) -> std::io::Result<()> {
+    /// Starts the resolver thread: it looks up again, when due, the names `current`
+    /// gives (with the running `[dns]` table) and, when some name's addresses changed,
+    /// has `follow` build a new epoch with them (`Reloader::follow_addresses`). Handed
+    /// in as functions so that the resolver depends on nothing of weir's.
+    pub fn spawn(
+        self,
+        current: impl Fn() -> Option<(weir_policy::config::Dns, Vec<String>)> + Send + 'static,
+        follow: impl Fn(&Dns) -> Result<(), String> + Send + 'static,
+    ) -> std::io::Result<()> {
         std::thread::Builder::new()
             .name("weir-dns".into())
-            .spawn(move || self.run(&reloader))
+            .spawn(move || self.run(&current, &follow))
             .map(|_| ())
     }
 
-    fn run(&self, reloader: &Reloader) {
+    fn run(
+        &self,
+        current: &dyn Fn() -> Option<(weir_policy::config::Dns, Vec<String>)>,
+        follow: &dyn Fn(&Dns) -> Result<(), String>,
+    ) {
         // Set when the book changed and no epoch has its addresses yet.
         let mut pending = true;
         loop {
-            let Some((_, settings)) = reloader.current() else {
+            let Some((cfg, names)) = current() else {
                 std::thread::sleep(Duration::from_millis(20));
                 continue;
             };
-            let cfg = &settings.config.dns;
-            let names = crate::settings::names(&settings.config);
+            let cfg = &cfg;
             let now = Instant::now();
             let due: Vec<String> = {
                 let mut book = lock(&self.inner.book);
@@ -303,7 +310,7 @@ impl Dns {
                 .unresolved
                 .store(unresolved as u64, Ordering::Relaxed);
             if pending {
-                match reloader.follow_addresses(self) {
+                match follow(self) {
                     Ok(_) => pending = false,
                     Err(why) => tracing::error!("dns: new node addresses not applied yet: {why}"),
                 }

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use weir_io::http::RequestHead;
 use weir_io::relay::Moved;
 
-use crate::shard::Epoch;
+use crate::settings::Settings;
 
 /// Longest request target kept for `/flows` and the log.
 const TARGET_BYTES_MAX: usize = 512;
@@ -230,7 +230,7 @@ impl Flow {
 
     /// Writes this flow's access-log line (docs/operations.md, "Access log"), ended now,
     /// into `w` (the core's log buffer: nothing is allocated for the line itself).
-    pub fn write_line(&self, w: &mut String, ep: &Epoch) {
+    pub fn write_line(&self, w: &mut String, settings: &Settings) {
         let ts = self
             .started_wall
             .duration_since(UNIX_EPOCH)
@@ -238,7 +238,7 @@ impl Flow {
             .unwrap_or(0.0);
         let head = &*self.head;
         let text = |name: &str| head.header(name).and_then(|v| std::str::from_utf8(v).ok());
-        let cfg = &ep.settings.config.appliance;
+        let cfg = &settings.config.appliance;
         let target = weir_policy::route::s3_target(
             head.host(),
             head.path(),
@@ -314,8 +314,8 @@ impl Flow {
         seconds_opt(w, self.first_byte.get());
         let served = self.served_by.get().and_then(|(pool, node)| {
             // By address: a DNS name stands for several nodes (docs/operations.md, "DNS").
-            let p = ep.settings.config.pools.get(pool)?;
-            Some((p.name.as_str(), ep.settings.nodes.get(pool)?.get(node)?))
+            let p = settings.config.pools.get(pool)?;
+            Some((p.name.as_str(), settings.nodes.get(pool)?.get(node)?))
         });
         w.push_str(",\"pool\":");
         json_opt(w, served.map(|(pool, _)| pool));
@@ -471,14 +471,18 @@ impl Flows {
     /// Logs every live flow not logged yet as cut by the drain (`ended_by: drain`): the
     /// process exits next, and their requests would otherwise leave no line. Returns how
     /// many were logged.
-    pub fn log_cut_by_drain(&self, log: &crate::access_log::AccessLog, ep: &Epoch) -> usize {
+    pub fn log_cut_by_drain(
+        &self,
+        log: &crate::access_log::AccessLog,
+        settings: &Settings,
+    ) -> usize {
         let mut n = 0;
         for flow in self.live.borrow().values() {
             if flow.logged.replace(true) {
                 continue;
             }
             flow.ended(Outcome::DrainCut, EndedBy::Drain);
-            if log.log_with(|w| flow.write_line(w, ep)) {
+            if log.log_with(|w| flow.write_line(w, settings)) {
                 n += 1;
             }
         }

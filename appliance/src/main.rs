@@ -206,7 +206,15 @@ fn run(path: &std::path::Path, upgrade_from: Option<&std::path::Path>) -> anyhow
         admin::serve(socket, role, plane).context("admin listener thread")?;
         tracing::info!(%addr, "admin listening");
     }
-    dns.spawn(reloader.clone()).context("DNS resolver thread")?;
+    let (running, follower) = (reloader.clone(), reloader.clone());
+    dns.spawn(
+        move || {
+            let (_, s) = running.current()?;
+            Some((s.config.dns.clone(), settings::names(&s.config)))
+        },
+        move |dns| follower.follow_addresses(dns).map(|_| ()),
+    )
+    .context("DNS resolver thread")?;
     let drain_registry = registry.clone();
     let drain_bus = bus.clone();
     let drain_reloader = reloader.clone();

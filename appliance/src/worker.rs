@@ -122,7 +122,7 @@ fn on_message(shard: &Shard, msg: Msg) {
         Msg::Drain => shard.stop_accepting(),
         Msg::DrainCut(reply) => {
             let logged = match &shard.access_log {
-                Some(log) => shard.flows.log_cut_by_drain(log, &shard.epoch()),
+                Some(log) => shard.flows.log_cut_by_drain(log, &shard.epoch().settings),
                 None => 0,
             };
             let _ = reply.try_send(logged);

@@ -215,7 +215,7 @@ pub async fn serve_client(
                 }
                 if let Some(log) = &shard.access_log {
                     if !guard.flow.logged.replace(true)
-                        && !log.log_with(|w| guard.flow.write_line(w, &ep))
+                        && !log.log_with(|w| guard.flow.write_line(w, &ep.settings))
                     {
                         shard.metrics().access_log_dropped();
                     }
