@@ -503,7 +503,7 @@ pub static UPSTREAM_RETRIES: Metric<0> = Metric {
 pub static CONNECTIONS_REFUSED: Metric<1> = Metric {
     name: "weir_connections_refused_total",
     kind: Counter,
-    help: "Client connections closed at once at a connection cap, by cap (connections = global, client_ip_connections = per client IP).",
+    help: "Client connections closed before any request: at a connection cap (connections = global, client_ip_connections = per client IP), or for the PROXY header (proxy_untrusted = required from an untrusted peer, proxy_header = malformed or late).",
     labels: [Reason],
 };
 

@@ -80,8 +80,26 @@ const BODY_PATHS: [&str; 2] = ["splice", "copy"];
 const RELOAD_OUTCOMES: [&str; 2] = ["committed", "rejected"];
 /// `outcome` labels of `weir_resumes_total`.
 const RESUME_OUTCOMES: [&str; 2] = ["resumed", "failed"];
-/// `reason` labels of `weir_connections_refused_total`: the global cap, the per-IP cap.
-const CONNECTION_CAPS: [&str; 2] = ["connections", "client_ip_connections"];
+/// `reason` labels of `weir_connections_refused_total`, in [`Refused`] order.
+const CONNECTION_CAPS: [&str; 4] = [
+    "connections",
+    "client_ip_connections",
+    "proxy_untrusted",
+    "proxy_header",
+];
+
+/// Why a client connection was closed before any request (docs/client-address.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// `limits.connections_max`.
+    Connections,
+    /// `limits.client_ip_connections_max`.
+    ClientIpConnections,
+    /// A listener that requires a PROXY header, and a peer it does not trust.
+    ProxyUntrusted,
+    /// A trusted peer's PROXY header was malformed or late.
+    ProxyHeader,
+}
 
 /// The counter slot of a body's direction, which is also its `direction` label's index in
 /// [`DIRECTIONS`]: `upload` is a request body (client → node), `download` a response body.
@@ -102,7 +120,7 @@ pub struct CoreMetrics {
     body_bytes: [[AtomicU64; 2]; 2],
     connections_accepted: AtomicU64,
     /// [0 = global cap, 1 = per-client-IP cap]
-    connections_refused: [AtomicU64; 2],
+    connections_refused: [AtomicU64; 4],
     connections_active: AtomicU64,
     upstream_connects: AtomicU64,
     upstream_reuses: AtomicU64,
@@ -224,9 +242,9 @@ impl CoreMetrics {
         bump(&self.tls_failures[side.min(1)][idx], 1);
     }
 
-    /// Counts a connection refused at a connection cap (`per_client`: the client IP's).
-    pub fn connection_refused(&self, per_client: bool) {
-        bump(&self.connections_refused[usize::from(per_client)], 1);
+    /// Counts a client connection closed before any request, and why.
+    pub fn connection_refused(&self, why: Refused) {
+        bump(&self.connections_refused[why as usize], 1);
     }
 
     /// Counts a new upstream connection (`reused` = taken from the keep-alive pool).
@@ -810,7 +828,7 @@ mod tests {
             core.tls_failure(1, "timeout");
             core.resume(true);
             core.connection_opened();
-            core.connection_refused(true);
+            core.connection_refused(Refused::ClientIpConnections);
             core.upstream_checkout(false);
             core.upstream_error();
             core.upstream_retry();

@@ -18,7 +18,7 @@ use crate::access_log::AccessLog;
 use crate::bus::{Bus, Msg};
 use crate::client_address::Origin;
 use crate::health;
-use crate::metrics::Registry;
+use crate::metrics::{Refused, Registry};
 use crate::protect::Slot;
 use crate::proxy;
 use crate::rebalance;
@@ -183,6 +183,7 @@ async fn accept_loop(
         let proxied = match proxy_header_expected(&shard, bound, peer) {
             Ok(expected) => expected,
             Err(()) => {
+                shard.metrics().connection_refused(Refused::ProxyUntrusted);
                 drop(stream);
                 continue;
             }
@@ -196,8 +197,7 @@ async fn accept_loop(
                     return;
                 };
                 if let Err(reason) = shard.epoch().protect.connect(client.ip()) {
-                    let per_client = reason.label() == "client_ip_connections";
-                    shard.metrics().connection_refused(per_client);
+                    shard.metrics().connection_refused(refused(reason.label()));
                     return;
                 }
                 serve(&shard, stream, client, reached, bound, tls).await;
@@ -206,8 +206,7 @@ async fn accept_loop(
         }
         // The cheap, early refusal: closed before any byte is read.
         if let Err(reason) = shard.epoch().protect.connect(peer.ip()) {
-            let per_client = reason.label() == "client_ip_connections";
-            shard.metrics().connection_refused(per_client);
+            shard.metrics().connection_refused(refused(reason.label()));
             drop(stream);
             continue;
         }
@@ -287,6 +286,7 @@ async fn read_proxy_header(
         })),
         Err(e) => {
             tracing::debug!(%peer, error = %e, "PROXY header refused");
+            shard.metrics().connection_refused(Refused::ProxyHeader);
             None
         }
     }
@@ -326,5 +326,14 @@ async fn serve_tls_client(shard: &Shard, stream: monoio::net::TcpStream, origin:
                 tracing::debug!(%peer, error = %e, "TLS handshake failed");
             }
         }
+    }
+}
+
+/// The refusal a connection cap's label stands for.
+fn refused(cap: &str) -> Refused {
+    if cap == "client_ip_connections" {
+        Refused::ClientIpConnections
+    } else {
+        Refused::Connections
     }
 }

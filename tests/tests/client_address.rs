@@ -214,6 +214,17 @@ fn proxy_headers_from_untrusted_peers_are_refused() {
     let r = send_from("127.0.0.1", addr, &with_header);
     assert_eq!(r.status(), Some(200), "{}", r.head());
     assert_eq!((served(&nodes[0]), served(&nodes[1])), (0, 1));
+    // Each refusal is counted, by why (docs/metrics.md).
+    let refused = |reason: &str| {
+        let label = format!("reason=\"{reason}\"");
+        weir.metric_sum("weir_connections_refused_total", |l| l.contains(&label))
+    };
+    assert_eq!(
+        (refused("proxy_untrusted"), refused("proxy_header")),
+        (2.0, 2.0),
+        "{}",
+        weir.metrics_text()
+    );
     drop(weir);
 
     // Optional: an untrusted peer's header is not read; it is a malformed request.
