@@ -372,10 +372,28 @@ pub fn names(config: &Config) -> Vec<String> {
     out
 }
 
+/// Whether `a` is one of weir's own listeners (client, HTTPS, metrics, admin), or a
+/// loopback address on the port of one bound to all addresses: an address a name resolves to there is no storage node — a
+/// hostile or mistaken DNS answer would have weir proxy to itself (a loop), or hand
+/// clients' requests to its own admin port.
+fn is_own_listener(config: &Config, a: SocketAddr) -> bool {
+    let app = &config.appliance;
+    let tls = config.tls.iter().flat_map(|t| t.listen.iter());
+    app.listen
+        .iter()
+        .chain(tls)
+        .chain(app.metrics.iter())
+        .chain(app.admin.iter())
+        .any(|l| {
+            *l == a || (l.port() == a.port() && l.ip().is_unspecified() && a.ip().is_loopback())
+        })
+}
+
 /// Each pool's nodes and the entry each comes from: a literal is one node, exactly as
 /// written; a name is one node per address in `book` (in the order given), with the
-/// entry's port. An address a pool already has (a literal, or an earlier name's) is not
-/// added twice: the same node must not weigh double.
+/// entry's port, leaving out weir's own listeners ([`is_own_listener`]). An address a
+/// pool already has (a literal, or an earlier name's) is not added twice: the same node
+/// must not weigh double.
 fn place_nodes(
     config: &Config,
     book: &dyn Fn(&str) -> Vec<IpAddr>,
@@ -399,7 +417,10 @@ fn place_nodes(
                 None => {
                     for ip in book(&node.host) {
                         let a = SocketAddr::new(ip, node.port);
-                        if !literals.contains(&a) && !addrs.contains(&a) {
+                        if !literals.contains(&a)
+                            && !addrs.contains(&a)
+                            && !is_own_listener(config, a)
+                        {
                             addrs.push(a);
                             from.push(e);
                         }
@@ -532,4 +553,34 @@ pub fn read_text_file(path: &Path, max: u64) -> Result<String, FileError> {
         let good = &e.as_bytes()[..e.utf8_error().valid_up_to()];
         FileError::NotUtf8(good.iter().filter(|b| **b == b'\n').count() + 1)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A name that resolves to weir's own listener (or to loopback on its port) gets no
+    /// node there: weir would proxy to itself. Other addresses of the name stay.
+    #[test]
+    fn a_name_answered_with_weirs_own_listener_is_no_node() {
+        let text = "[appliance]\nlisten = [\"0.0.0.0:9000\"]\nadmin = \"127.0.0.1:9091\"\n\
+                    [[pool]]\nname = \"a\"\nnodes = [\"s3.example:9000\", \"adm.example:9091\"]\n";
+        let config = Config::from_toml_str(text, "t.toml").unwrap_or_else(|e| panic!("{e}"));
+        let book = |host: &str| -> Vec<IpAddr> {
+            match host {
+                "s3.example" => ["127.0.0.1", "127.0.0.2", "10.0.0.7"],
+                // 127.0.0.2 is not the admin listener (bound to 127.0.0.1 only).
+                _ => ["127.0.0.1", "127.0.0.2", "10.0.0.9"],
+            }
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect()
+        };
+        let (nodes, _) = place_nodes(&config, &book);
+        let want: Vec<SocketAddr> = ["10.0.0.7:9000", "127.0.0.2:9091", "10.0.0.9:9091"]
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect();
+        assert_eq!(nodes, vec![want]);
+    }
 }

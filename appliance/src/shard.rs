@@ -313,6 +313,13 @@ impl Shard {
                 // unchanged nodes stay.
                 let keep: Vec<SocketAddr> = next.settings.nodes.iter().flatten().copied().collect();
                 self.upstream.retain_nodes(|a| keep.contains(a));
+                // So do their series and in-flight counters (one no request holds): a DNS
+                // name whose answers keep moving must not grow them without bound.
+                let keys: Vec<&NodeKey> = next.node_keys.iter().flatten().collect();
+                self.stats.retain_nodes(|k| keys.contains(&k));
+                self.inflight
+                    .borrow_mut()
+                    .retain(|a, c| Rc::strong_count(c) > 1 || keep.contains(a));
                 tracing::info!(core = self.id, epoch, "config epoch committed");
             }
             _ => tracing::error!(

@@ -269,6 +269,12 @@ impl Stats {
         t.bytes_down += s.bytes_down;
     }
 
+    /// Forgets the series of nodes `keep` turns down (nodes an epoch no longer has): a
+    /// name whose DNS answers keep moving would otherwise add series without bound.
+    pub fn retain_nodes(&self, keep: impl Fn(&NodeKey) -> bool) {
+        self.nodes.borrow_mut().retain(|k, _| keep(k));
+    }
+
     /// A copy of this core's statistics (sent to the metrics thread).
     pub fn snapshot(&self) -> Snapshot {
         Snapshot {
@@ -479,6 +485,37 @@ mod tests {
         assert_eq!(OPS[op_slot("read")].as_str(), "read");
         assert_eq!(OPS[op_slot("multipart")].as_str(), "multipart");
         assert_eq!(OPS[op_slot("bogus")].as_str(), "other");
+    }
+
+    /// Nodes an epoch dropped (a DNS name that moved) leave no series behind.
+    #[test]
+    fn series_of_nodes_no_longer_configured_are_forgotten() {
+        let stats = Stats::default();
+        let s = Sample {
+            op: "read",
+            status: 200,
+            duration: Duration::from_millis(2),
+            first_byte: None,
+            bytes_up: 0,
+            bytes_down: 0,
+        };
+        for i in 0..100 {
+            let node = Arc::from(format!("10.0.0.{i}:9000").as_str());
+            stats.record(
+                NodeKey {
+                    pool: Arc::from("p"),
+                    node,
+                },
+                &s,
+            );
+        }
+        let kept = NodeKey {
+            pool: Arc::from("p"),
+            node: Arc::from("10.0.0.7:9000"),
+        };
+        stats.retain_nodes(|k| *k == kept);
+        let nodes: Vec<NodeKey> = stats.snapshot().nodes.into_iter().map(|(k, _)| k).collect();
+        assert_eq!(nodes, vec![kept]);
     }
 
     #[test]

@@ -166,6 +166,15 @@ impl Config {
         let (route, mut pools) = match decided.and_then(|r| r.pools.as_ref()) {
             Some(chain) => (None, chain.clone()),
             None => {
+                // A form upload (PostObject) names its key in the body: were the bucket
+                // routed by key prefix, the object could land apart from its reads.
+                if let Some(t) = &target {
+                    let form =
+                        req.method == "POST" && !t.has_key() && req.query.is_none_or(str::is_empty);
+                    if form && self.routes_by_key_for(&t.bucket) {
+                        refused = refused.or(Some(Denied::Target(TargetError::KeyInBody)));
+                    }
+                }
                 let route = self.route_index(bucket, key.as_ref());
                 let chain = route
                     .and_then(|i| self.routes.get(i))

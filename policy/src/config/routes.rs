@@ -68,6 +68,13 @@ impl Config {
         })
     }
 
+    /// Whether some route for `bucket` has a `key_prefix`.
+    pub fn routes_by_key_for(&self, bucket: &str) -> bool {
+        self.routes
+            .iter()
+            .any(|r| r.key_prefix.is_some() && r.bucket.matches(bucket))
+    }
+
     /// Whether some route has a `key_prefix`, so that a request's routing key is needed.
     pub fn routes_by_key(&self) -> bool {
         self.routes.iter().any(|r| r.key_prefix.is_some())

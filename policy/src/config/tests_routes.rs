@@ -6,7 +6,8 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use super::*;
-use crate::classify::{Classified, Request};
+use crate::classify::{Classified, Denied, Request};
+use crate::route::TargetError;
 
 const ROUTES: &str = r#"
 [appliance]
@@ -371,4 +372,31 @@ fn without_prefix_routes_no_key_is_read() {
     assert_eq!(c.route(Some("datasets")), [1]);
     assert_eq!(c.route_index(Some("datasets"), None), Some(0));
     assert!(config().routes_by_key());
+}
+
+/// A browser-form upload (PostObject: `POST /bucket`, key in the form body) names its key
+/// where routing cannot see it: let through, it would put `checkpoints/x` into the
+/// bucket's pool while every GET of that key goes to the prefix route's pool.
+#[test]
+fn a_form_upload_to_a_bucket_with_prefix_routes_is_refused() {
+    let c = config();
+    for target in ["/datasets", "/datasets/", "/datasets?"] {
+        let x = ask(&c, "POST", "127.0.0.1:9000", target, "192.0.2.1");
+        assert_eq!(
+            x.denied,
+            Some(Denied::Target(TargetError::KeyInBody)),
+            "{target}"
+        );
+    }
+    // Virtual-host style alike.
+    let x = ask(&c, "POST", "datasets.s3.local", "/", "192.0.2.1");
+    assert_eq!(x.denied, Some(Denied::Target(TargetError::KeyInBody)));
+    // Other bucket-level POSTs carry no new key (documented: `?delete` goes to the
+    // bucket's route), and a bucket without prefix routes takes forms as before.
+    assert_eq!(pools_of(&c, "POST", "/datasets?delete"), ["hdd"]);
+    assert_eq!(pools_of(&c, "POST", "/logs-1"), ["lab"]);
+    assert_eq!(pools_of(&c, "POST", "/other"), ["hdd"]);
+    // A rule that decides the pools decides them for the key's reads too.
+    let x = ask(&c, "POST", "127.0.0.1:9000", "/datasets", "10.8.0.1");
+    assert_eq!(x.denied, None);
 }

@@ -128,6 +128,13 @@ pub enum TargetError {
     /// trailing `versionId=`: nodes would read different sources.
     #[error("x-amz-copy-source is repeated, not text, or has a query other than versionId")]
     MalformedCopySource,
+    /// A browser-form upload (`POST` on the bucket) to a bucket with `key_prefix` routes:
+    /// its key is in the body, after routing, so it could land in another pool than the
+    /// key's reads (docs/config.md, "Per-route settings").
+    #[error(
+        "browser-form uploads are not taken for a bucket routed by key prefix; PUT the object"
+    )]
+    KeyInBody,
 }
 
 impl TargetError {
@@ -136,6 +143,7 @@ impl TargetError {
         match self {
             TargetError::InvalidBucketName => S3Code::InvalidBucketName,
             TargetError::BadHost | TargetError::MalformedCopySource => S3Code::InvalidArgument,
+            TargetError::KeyInBody => S3Code::InvalidRequest,
             _ => S3Code::InvalidURI,
         }
     }
