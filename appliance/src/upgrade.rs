@@ -309,7 +309,8 @@ fn send(socket: &Socket, text: &str, fd: Option<&OwnedFd>) -> io::Result<()> {
         // SAFETY: CMSG_SPACE is a pure size computation.
         let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<libc::c_int>() as u32) };
         msg.msg_control = control.as_mut_ptr().cast();
-        msg.msg_controllen = space as usize;
+        // `as _`: the field is usize on glibc, socklen_t on musl (the image's build).
+        msg.msg_controllen = space as _;
         // SAFETY: the control buffer holds `space` bytes (checked by the assert), so the
         // first header and its data fit; CMSG_* only compute addresses inside it.
         unsafe {
@@ -342,7 +343,8 @@ fn receive(socket: &Socket) -> io::Result<(String, Option<OwnedFd>)> {
     msg.msg_iov = &mut iov;
     msg.msg_iovlen = 1;
     msg.msg_control = control.as_mut_ptr().cast();
-    msg.msg_controllen = std::mem::size_of_val(&control);
+    // `as _`: the field is usize on glibc, socklen_t on musl (the image's build).
+    msg.msg_controllen = std::mem::size_of_val(&control) as _;
     // SAFETY: msg points to live buffers of the lengths it states.
     let n = unsafe { libc::recvmsg(socket.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
     if n < 0 {
