@@ -241,6 +241,9 @@ pub struct Attempts<N> {
     /// A reused connection failed stale and the request was sent again: every attempt
     /// from then on goes on a new connection ([`Attempts::fresh_only`]).
     fresh_only: bool,
+    /// The node to send the request to again, on a new connection, after a stale one
+    /// ([`Attempts::take_again`]).
+    again: Option<N>,
 }
 
 /// What the last attempt came to, for weir's answer when it stops trying: exactly one
@@ -273,7 +276,15 @@ impl<N: Copy + PartialEq> Attempts<N> {
             blame: Blame::new(),
             last: Last::Nothing,
             fresh_only: false,
+            again: None,
         }
+    }
+
+    /// The node the next attempt must go to: the one whose stale connection failed the
+    /// request, tried again on a new connection. The same node, so that a request that
+    /// makes nodes close on it still reaches at most two of them.
+    pub fn take_again(&mut self) -> Option<N> {
+        self.again.take()
     }
 
     /// Whether the next attempts must open new connections: a reused one already failed
@@ -388,13 +399,14 @@ impl<N: Copy + PartialEq> Attempts<N> {
             // Once per request, and only where the request may be sent again at all: the
             // attempt does not count (nor is the node tried, nor the budget spent), and
             // neither health nor the blame record hears of it — a stale connection says
-            // nothing about the node or the request. The next attempt on a new
-            // connection (to any node, this one included) tells.
+            // nothing about the node or the request. The next attempt, on a new
+            // connection to the same node, tells.
             Failed::Stale
                 if !self.fresh_only
                     && may_retry(self.method, body, Failure::ResetBeforeResponse, 0, u32::MAX) =>
             {
                 self.fresh_only = true;
+                self.again = Some(node);
                 self.attempts -= 1;
                 if self.tried.last() == Some(&node) {
                     self.tried.pop();
@@ -646,6 +658,12 @@ mod tests {
             "not counted, not tried"
         );
         assert!(a.fresh_only());
+        assert_eq!(
+            a.take_again(),
+            Some(1),
+            "the same node, on a new connection"
+        );
+        assert_eq!(a.take_again(), None);
         // On new connections: both dead nodes refuse, the third answers.
         for node in [1, 2] {
             a.start(node);
@@ -668,6 +686,20 @@ mod tests {
     #[test]
     fn only_one_stale_retry_and_only_for_a_request_that_may_go_again() {
         let mut b = budget();
+        // A request that makes nodes close on it, first met on a reused connection: the
+        // same node again (a new connection), then one more; no third node.
+        let mut a = Attempts::new("GET", params());
+        a.start(1);
+        a.on_outcome(1, failed(Failed::Stale), env(&mut b, 0));
+        let again = a.take_again().expect("the same node again");
+        a.start(again);
+        let step = a.on_outcome(again, failed(Failed::Reset), env(&mut b, 0));
+        assert!(matches!(step.decision, Decision::Retry { .. }), "{step:?}");
+        assert_eq!((a.attempts(), a.tried()), (1, &[1][..]));
+        a.start(2);
+        let step = a.on_outcome(2, failed(Failed::Reset), env(&mut b, 0));
+        assert!(matches!(step.decision, Decision::GiveUp(_)), "{step:?}");
+        assert!(a.is_suspect());
         // A second stale failure (it cannot come on a new connection, but if the driver
         // said so) is an ordinary reset: held, and blamed like one.
         let mut a = Attempts::new("GET", params());

@@ -99,6 +99,14 @@ impl Rig {
             .sum()
     }
 
+    /// How many nodes received `target` at least once.
+    fn nodes_reached(&self, target: &str) -> usize {
+        self.nodes
+            .iter()
+            .filter(|n| n.received().iter().any(|r| r.target == target))
+            .count()
+    }
+
     fn upstream_errors(&self) -> f64 {
         self.weir.metric_sum("weir_upstream_errors_total", |_| true)
     }
@@ -547,13 +555,15 @@ fn a_query_of_death_takes_no_node_down() {
     }
     for i in 0..20 {
         let target = format!("/data/poison-{i}?size=100");
-        let tried = rig.received(&target);
-        // The first one cannot be known for poison before a node has seen it.
+        let (reached, sent) = (rig.nodes_reached(&target), rig.received(&target));
+        // The first one cannot be known for poison before a node has seen it. Two
+        // attempts at most, plus one resend to the same node when the first met a
+        // kept-alive connection the node closed (docs/design.md: a stale connection).
         let least = usize::from(i == 0);
         assert!(
-            (least..=2).contains(&tried),
-            "poison request {i} reached {tried} node(s), want {least} to 2 (answers: \
-             {poison_answers:?})"
+            (least..=2).contains(&reached) && sent <= 3,
+            "poison request {i} reached {reached} node(s) in {sent} sends, want {least} to 2 \
+             nodes and at most 3 sends (answers: {poison_answers:?})"
         );
     }
     rig.assert_no_node_down("after 20 poison requests");

@@ -67,7 +67,15 @@ pub(super) async fn handle(mut x: Exchange<'_>) -> After {
         // While others wait for a node, a newcomer queues behind them (by class weight).
         let first = route.attempts.attempts() == 0;
         let contended = first && ep.protect.nodes_contended();
-        let node = match if contended { None } else { route.pick() } {
+        // After a stale kept-alive connection: the same node, on a new connection.
+        let again = route.attempts.take_again();
+        let node = match if again.is_some() {
+            again
+        } else if contended {
+            None
+        } else {
+            route.pick()
+        } {
             Some(node) => node,
             // Every routable node is at its concurrency limit: wait in the class queue
             // for a slot (weighted by class), up to the class's queue timeout.
