@@ -483,7 +483,13 @@ fn a_request_cut_by_the_drain_timeout_is_logged() {
     let _serial = serial();
     let scratch = Scratch::new("access-log-drain");
     let nodes = sim::start(1, &["bench/obj-:64MiB:1"]);
-    let cfg = sim_config(&sim::addrs(&nodes))
+    // A slow reader: io_timeout well above its pauses, so only the drain cuts it.
+    let cfg = WeirConfig::new(&[])
+        .upstream("io_timeout = \"10s\"")
+        .pool(sim::control_probe(PoolConfig::new(
+            "sims",
+            &sim::addrs(&nodes),
+        )))
         .appliance("drain_grace = \"0s\"")
         .appliance("drain_timeout = \"1s\"");
     let mut weir = Weir::start_logged(&cfg, scratch.path());
