@@ -301,3 +301,13 @@ pub fn curl_status_body(
     let _ = std::fs::remove_file(&body);
     (status, bytes)
 }
+
+/// The `<Code>` of an S3 XML error body (empty when it has none).
+pub fn s3_code(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    text.split("<Code>")
+        .nth(1)
+        .and_then(|rest| rest.split("</Code>").next())
+        .unwrap_or("")
+        .to_string()
+}

@@ -12,6 +12,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use weir_tests::clients::s3_code;
 use weir_tests::clients::{self, boto3_suite, curl_sigv4, curl_sigv4_as};
 use weir_tests::data::{self, Scratch, SeedObject};
 use weir_tests::nodes::{self, S3sFs};
@@ -112,16 +113,6 @@ fn start_sites_with(
 /// curl with `-o body -w %{http_code}`: the status and the body.
 fn curl_call(cmd: Command, url: &str, scratch: &Path) -> (u16, Vec<u8>) {
     clients::curl_status_body(cmd, url, scratch, Duration::from_secs(60))
-}
-
-/// The `<Code>` of an S3 XML error body.
-fn s3_code(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(body);
-    text.split("<Code>")
-        .nth(1)
-        .and_then(|rest| rest.split("</Code>").next())
-        .unwrap_or("")
-        .to_string()
 }
 
 /// Request lines the node behind `relay` saw (health probes left out).

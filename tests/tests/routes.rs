@@ -9,6 +9,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use weir_bench::{Faults, SimNode};
+use weir_tests::clients::s3_code;
 use weir_tests::clients::{self, aws, curl_sigv4};
 use weir_tests::data::{self, Scratch};
 use weir_tests::nodes::S3sFs;
@@ -21,16 +22,6 @@ const MIB: u64 = 1 << 20;
 
 /// How long a curl call may take at most.
 const CURL_MAX: Duration = Duration::from_secs(30);
-
-/// The `<Code>` of an S3 XML error body.
-fn s3_code(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(body);
-    text.split("<Code>")
-        .nth(1)
-        .and_then(|rest| rest.split("</Code>").next())
-        .unwrap_or("")
-        .to_owned()
-}
 
 /// PUTs `file` at `path` (as written: `--path-as-is`) through weir with curl; the status.
 fn curl_put(weir: &Weir, path: &str, file: &Path, scratch: &Path) -> (u16, Vec<u8>) {
